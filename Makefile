@@ -1,0 +1,35 @@
+# Two commands on a fresh machine with Python 3.11:  `make demo`  and  `make test`.
+# Both create the virtual environment in .venv on first use.
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed-stamp
+OUT    ?= runs/demo
+
+.PHONY: venv demo test test-all bench docs clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/loyalty-sim demo --out $(OUT) --force
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 -m ''
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/engine_speed.py
+
+docs: $(STAMP)
+	$(BIN)/loyalty-sim reference --out docs/reference.md
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .hypothesis

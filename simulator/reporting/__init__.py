@@ -1,0 +1,1 @@
+"""Outputs people read: field reference, figures, HTML report, Excel workbook."""

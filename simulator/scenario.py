@@ -1,0 +1,336 @@
+"""A scenario: a playbook resolved together with the design, baseline and market it names.
+
+Resolution is where files meet: references from one file to another are checked here (a
+campaign's target segments against the market, its tiers against the design, channels
+against the market's reachability, overrides against the design's tiers and rewards), the
+design's money is converted into the market's currency, and the playbook's local overrides
+are applied. Every problem is reported with the file and line where it stands; all problems
+of all files are reported together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from pydantic import ValidationError
+
+from simulator.errors import InputError, InputErrors
+from simulator.specs import read_yaml, validate_document
+from simulator.specs.base import Spec, did_you_mean, field_unit
+from simulator.specs.market import Market
+from simulator.specs.playbook import Playbook, Target
+from simulator.specs.program import Program
+from simulator.specs.yamlio import Document
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Everything one run needs, typed and resolved, in the market's currency.
+
+    Attributes
+    ----------
+    program : the design after FX conversion and local overrides.
+    baseline : the counterfactual design (converted likewise), or None for "no program".
+    market, playbook : the validated files.
+    fx_design_to_local : local currency units per design currency unit.
+    inputs : file path (as given) -> SHA-256 of its bytes, for the manifest.
+    """
+
+    program: Program
+    baseline: Program | None
+    market: Market
+    playbook: Playbook
+    fx_design_to_local: float
+    inputs: dict[str, str] = field(default_factory=dict)
+    paths: dict[str, str] = field(default_factory=dict)
+
+
+def sha256(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.errors: list[InputError] = []
+
+    def doc(self, path: Path, shown: str) -> Document | None:
+        try:
+            return read_yaml(path, display=shown)
+        except InputErrors as exc:
+            self.errors.extend(exc.errors)
+            return None
+
+    def model(self, model: type[Spec], doc: Document | None) -> Any:
+        if doc is None:
+            return None
+        try:
+            return validate_document(model, doc)
+        except InputErrors as exc:
+            self.errors.extend(exc.errors)
+            return None
+
+    def add(self, doc: Document, loc: tuple, message: str) -> None:
+        self.errors.append(InputError(doc.path, doc.lines.line_of(loc), ".".join(map(str, loc)), message))
+
+
+def _shown(base: Path, ref: str, playbook_shown: str) -> tuple[Path, str]:
+    """Resolve a path written in a playbook; name it in messages relative to how the
+    playbook was named."""
+    target = (base / ref)
+    shown = str(Path(playbook_shown).parent / ref)
+    try:
+        import os
+        shown = os.path.normpath(shown)
+    except ValueError:
+        pass
+    return target, shown
+
+
+def fx_rate(design: Program, market: Market) -> float | None:
+    """Local currency units per design currency unit, or None if the market gives no rate."""
+    if design.currency == market.currency:
+        return 1.0
+    if design.currency == market.reporting_currency:
+        return 1.0 / market.fx_to_reporting
+    return None
+
+
+def convert_currency(spec: Spec, rate: float) -> dict[str, Any]:
+    """Plain data of ``spec`` with every money field multiplied by ``rate`` and every
+    per-currency-unit rate divided by it (points stay points). Spend tier thresholds are
+    money too."""
+
+    def walk(obj: Any) -> Any:
+        if isinstance(obj, Spec):
+            out: dict[str, Any] = {}
+            for name, info in type(obj).model_fields.items():
+                value = getattr(obj, name)
+                unit = field_unit(info)
+                if value is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    if unit == "currency":
+                        value = float(value) * rate
+                    elif unit == "points per currency unit":
+                        value = float(value) / rate
+                out[name] = walk(value)
+            if type(obj).__name__ == "Tiers" and getattr(obj, "metric", None) == "spend":
+                out["levels"] = tuple({**lvl, "threshold": lvl["threshold"] * rate} for lvl in out["levels"])
+            return out
+        if isinstance(obj, tuple):
+            return tuple(walk(v) for v in obj)
+        if isinstance(obj, dict):
+            return {k: walk(v) for k, v in obj.items()}
+        return obj
+
+    return walk(spec)
+
+
+def _apply_overrides(data: dict[str, Any], pb: Playbook) -> dict[str, Any]:
+    ov = pb.overrides
+    if ov.points_per_unit is not None:
+        data["earn"]["points_per_unit"] = ov.points_per_unit
+    if ov.minimum_order is not None:
+        data["earn"]["minimum_order"] = ov.minimum_order
+    if ov.enrolment_bonus is not None:
+        data["earn"]["bonuses"]["enrolment"] = ov.enrolment_bonus
+    if ov.tier_thresholds and data.get("tiers"):
+        data["tiers"]["levels"] = tuple(
+            {**lvl, "threshold": ov.tier_thresholds.get(lvl["name"], lvl["threshold"])} for lvl in data["tiers"]["levels"])
+    if ov.rewards:
+        cat = []
+        for r in data["rewards"]["catalogue"]:
+            o = ov.rewards.get(r["name"])
+            if o is not None:
+                r = {**r, **{k: v for k, v in o.model_dump().items() if v is not None}}
+            cat.append(r)
+        data["rewards"]["catalogue"] = tuple(cat)
+    if ov.local_rewards:
+        data["rewards"]["catalogue"] = tuple(data["rewards"]["catalogue"]) + tuple(r.model_dump() for r in ov.local_rewards)
+    if ov.cashback is not None and data["rewards"].get("cashback"):
+        data["rewards"]["cashback"] = {**data["rewards"]["cashback"],
+                                      **{k: v for k, v in ov.cashback.model_dump().items() if v is not None}}
+    if ov.fee is not None and data["enrolment"].get("fee"):
+        data["enrolment"]["fee"] = {**data["enrolment"]["fee"], "amount": ov.fee}
+    return data
+
+
+def _check_target(c: _Collector, doc: Document, loc: tuple, target: Target, market: Market, program: Program | None) -> None:
+    segs = market.segment_names
+    for i, s in enumerate(target.segments):
+        if s not in segs:
+            c.add(doc, loc + ("segments", i), f"unknown segment '{s}'{did_you_mean(s, segs)} (expected one of the market's: {', '.join(segs)})")
+    tiers = program.tiers.names if program is not None and program.tiers else ()
+    for i, t in enumerate(target.tiers):
+        if t not in tiers:
+            c.add(doc, loc + ("tiers", i), f"unknown tier '{t}'{did_you_mean(t, tiers)} (expected one of the design's: {', '.join(tiers) or 'the design has no tiers'})")
+
+
+def _check_channel(c: _Collector, doc: Document, loc: tuple, channel: str | None, market: Market) -> None:
+    if channel is not None and channel not in market.reachability.channels:
+        known = list(market.reachability.channels)
+        c.add(doc, loc, f"unknown channel '{channel}'{did_you_mean(channel, known)} (expected one of the market's: {', '.join(known) or 'none defined in reachability.channels'})")
+
+
+def _check_design_vs_market(c: _Collector, ddoc: Document, program: Program, market: Market, mdoc: Document) -> None:
+    segs = market.segment_names
+    for i, s in enumerate(program.enrolment.eligibility.segments):
+        if s not in segs:
+            c.add(ddoc, ("enrolment", "eligibility", "segments", i),
+                  f"unknown segment '{s}'{did_you_mean(s, segs)} (expected one of market {mdoc.path}'s: {', '.join(segs)})")
+    cats = list(market.categories)
+    for cat in program.earn.category_multipliers:
+        if cat not in cats:
+            c.add(ddoc, ("earn", "category_multipliers", cat),
+                  f"unknown category '{cat}'{did_you_mean(cat, cats)} (expected one of market {mdoc.path}'s categories: {', '.join(cats) or 'none defined'})")
+
+
+def _localise(c: _Collector, program: Program, market: Market, pb: Playbook | None, pdoc: Document | None,
+              loc: tuple) -> tuple[Program | None, float]:
+    rate = fx_rate(program, market)
+    if rate is None:
+        if pdoc is not None:
+            c.add(pdoc, loc, f"design currency {program.currency} is neither the market's currency ({market.currency}) "
+                             f"nor its reporting currency ({market.reporting_currency}): no FX rate to convert it")
+        return None, 1.0
+    data = convert_currency(program, rate)
+    data["currency"] = market.currency
+    if pb is not None:
+        data = _apply_overrides(data, pb)
+    try:
+        return Program.model_validate(data), rate
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            c.add(pdoc, ("overrides",), f"after local overrides the design is invalid: "
+                                        f"{'.'.join(map(str, err['loc']))}: {err['msg']}")
+        return None, rate
+
+
+def resolve(playbook_path: str | Path, *, baseline: str | None = None) -> Scenario:
+    """Load a playbook with its design, market and baseline, check every cross-file reference
+    and return the resolved :class:`Scenario`.
+
+    Parameters
+    ----------
+    playbook_path : the playbook file.
+    baseline : overrides the playbook's ``baseline``: ``"none"`` or a design path (relative to
+        the current directory, as typed on a command line).
+    """
+    c = _Collector()
+    pshown = str(playbook_path)
+    pdoc = c.doc(Path(playbook_path), pshown)
+    pb: Playbook | None = c.model(Playbook, pdoc)
+    if pb is None or pdoc is None:
+        raise InputErrors(c.errors)
+    base = Path(playbook_path).parent
+    design_path, design_shown = _shown(base, pb.design, pshown)
+    market_path, market_shown = _shown(base, pb.market, pshown)
+    docs: dict[str, Document] = {}
+    ddoc = c.doc(design_path, design_shown) if design_path.is_file() else None
+    if not design_path.is_file():
+        c.add(pdoc, ("design",), f"design file not found: {design_shown}")
+    mdoc = c.doc(market_path, market_shown) if market_path.is_file() else None
+    if not market_path.is_file():
+        c.add(pdoc, ("market",), f"market file not found: {market_shown}")
+    program: Program | None = c.model(Program, ddoc)
+    market: Market | None = c.model(Market, mdoc)
+
+    base_choice = baseline if baseline is not None else pb.baseline
+    bprogram: Program | None = None
+    bdoc = None
+    if base_choice != "none":
+        if baseline is not None:
+            bpath, bshown = Path(baseline), baseline
+        else:
+            bpath, bshown = _shown(base, pb.baseline, pshown)
+        if not bpath.is_file():
+            if baseline is not None:
+                c.errors.append(InputError(bshown, None, "", "baseline design file not found (expected 'none' or a design file)"))
+            else:
+                c.add(pdoc, ("baseline",), f"baseline design file not found: {bshown} (expected 'none' or a design file)")
+        else:
+            bdoc = c.doc(bpath, bshown)
+            bprogram = c.model(Program, bdoc)
+
+    if program is not None and market is not None and ddoc is not None and mdoc is not None:
+        _check_design_vs_market(c, ddoc, program, market, mdoc)
+    if bprogram is not None and market is not None and bdoc is not None and mdoc is not None:
+        _check_design_vs_market(c, bdoc, bprogram, market, mdoc)
+
+    if market is not None:
+        for i, d in enumerate(pb.enrolment_drives):
+            _check_target(c, pdoc, ("enrolment_drives", i, "target"), d.target, market, program)
+            _check_channel(c, pdoc, ("enrolment_drives", i, "channel"), d.channel, market)
+        for i, camp in enumerate(pb.campaigns):
+            _check_target(c, pdoc, ("campaigns", i, "target"), camp.target, market, program)
+            _check_channel(c, pdoc, ("campaigns", i, "channel"), camp.channel, market)
+    if program is not None:
+        tiers = program.tiers.names if program.tiers else ()
+        for t in pb.overrides.tier_thresholds:
+            if t not in tiers:
+                c.add(pdoc, ("overrides", "tier_thresholds", t), f"unknown tier '{t}'{did_you_mean(t, tiers)} (expected one of the design's: {', '.join(tiers) or 'none'})")
+        rewards = [r.name for r in program.rewards.catalogue]
+        for r in pb.overrides.rewards:
+            if r not in rewards:
+                c.add(pdoc, ("overrides", "rewards", r), f"unknown reward '{r}'{did_you_mean(r, rewards)} (expected one of the design's: {', '.join(rewards) or 'none'})")
+        if pb.overrides.cashback is not None and program.rewards.cashback is None:
+            c.add(pdoc, ("overrides", "cashback"), "the design has no cashback to override")
+        if pb.overrides.fee is not None and program.enrolment.fee is None:
+            c.add(pdoc, ("overrides", "fee"), "the design has no membership fee to override")
+        for i, r in enumerate(pb.overrides.local_rewards):
+            if r.name in rewards:
+                c.add(pdoc, ("overrides", "local_rewards", i, "name"), f"reward '{r.name}' is already in the design (expected a new name; use overrides.rewards to change it)")
+
+    if c.errors or program is None or market is None:
+        raise InputErrors(c.errors)
+
+    local, rate = _localise(c, program, market, pb, pdoc, ("design",))
+    blocal = None
+    if bprogram is not None:
+        blocal, _ = _localise(c, bprogram, market, None, pdoc, ("baseline",))
+    if c.errors or local is None:
+        raise InputErrors(c.errors)
+
+    inputs = {pshown: sha256(pdoc.raw), design_shown: sha256(ddoc.raw), market_shown: sha256(mdoc.raw)}
+    paths = {"playbook": pshown, "design": design_shown, "market": market_shown}
+    if bdoc is not None:
+        inputs[bdoc.path] = sha256(bdoc.raw)
+        paths["baseline"] = bdoc.path
+    return Scenario(program=local, baseline=blocal, market=market, playbook=pb, fx_design_to_local=rate,
+                    inputs=inputs, paths=paths)
+
+
+def validate_paths(paths: Iterable[str | Path]) -> list[InputError]:
+    """Validate files (designs, markets, playbooks with what they name) and directories of
+    them; return every error found."""
+    from simulator.specs import KINDS, kind_of
+
+    errors: list[InputError] = []
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(list(p.rglob("*.yaml")) + list(p.rglob("*.yml")))
+            if not found:
+                errors.append(InputError(str(p), None, "", "directory holds no .yaml files"))
+            files.extend(found)
+        else:
+            files.append(p)
+    for f in files:
+        try:
+            doc = read_yaml(f)
+            kind = kind_of(doc)
+            if kind == "playbook":
+                resolve(f)
+            else:
+                validate_document(KINDS[kind], doc)
+        except InputErrors as exc:
+            errors.extend(exc.errors)
+    # one error reported once even when two playbooks name the same broken market
+    seen: set[InputError] = set()
+    unique = []
+    for e in errors:
+        if e not in seen:
+            seen.add(e)
+            unique.append(e)
+    return unique

@@ -1,0 +1,269 @@
+"""Base of every typed spec: frozen, strict, unknown keys rejected, errors with lines.
+
+Each spec class is a pydantic v2 model. Type checks are pydantic's (strict: no silent
+coercion of ``"5"`` to 5 or of 1.1 to ``"1.1"``). Checks that involve several fields
+(shares summing to 1, ascending thresholds, references between lists) are written in a
+model's :meth:`Spec.issues` and reported with the exact sub-field they concern.
+
+:func:`validate_document` turns a :class:`~simulator.specs.yamlio.Document` into a model, or
+raises :class:`~simulator.errors.InputErrors` with every problem as
+``path:line: field.path: what is wrong (expected ...)``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from typing import Annotated, Any, Iterable, Iterator, TypeVar, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from simulator.errors import InputError, InputErrors
+from simulator.specs.yamlio import Document, LineMap
+
+#: Tolerance for probabilities that must sum to 1 (segment shares, transition rows, ...).
+#: Rows are renormalised exactly after this check.
+SUM_TOLERANCE = 1e-4
+
+# ---------------------------------------------------------------------------- field types
+Name = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_\-]*$", min_length=1, max_length=64,
+                            description="identifier: a letter, then letters, digits, _ or -")]
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code such as EUR",
+                                json_schema_extra={"unit": "ISO 4217"})]
+Probability = Annotated[float, Field(ge=0.0, le=1.0, json_schema_extra={"unit": "probability"})]
+Share = Annotated[float, Field(ge=0.0, le=1.0, json_schema_extra={"unit": "share"})]
+Money = Annotated[float, Field(ge=0.0, json_schema_extra={"unit": "currency"})]
+Points = Annotated[int, Field(ge=0, json_schema_extra={"unit": "points"})]
+Months = Annotated[int, Field(ge=1, le=600, json_schema_extra={"unit": "months"})]
+Multiplier = Annotated[float, Field(ge=0.0, json_schema_extra={"unit": "x"})]
+
+
+class SpecIssues(ValueError):
+    """Raised by :meth:`Spec.issues` checks; carries (relative field path, message) pairs."""
+
+    def __init__(self, issues: list[tuple[tuple[str | int, ...], str]]):
+        self.issues = issues
+        super().__init__("; ".join(f"{'.'.join(map(str, p)) or '(self)'}: {m}" for p, m in issues))
+
+
+class Spec(BaseModel):
+    """Frozen, strict, closed model. Subclasses add cross-field checks in :meth:`issues`."""
+
+    model_config = ConfigDict(strict=True, frozen=True, extra="forbid", validate_default=True)
+
+    def issues(self) -> Iterator[tuple[tuple[str | int, ...], str]]:
+        """Yield (field path relative to this model, message) for each cross-field problem."""
+        return iter(())
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "Spec":
+        found = list(self.issues())
+        if found:
+            raise SpecIssues(found)
+        return self
+
+
+def unique_names(items: Iterable[Any], field: str, what: str) -> Iterator[tuple[tuple, str]]:
+    """Issues for duplicate ``.name`` in a list field."""
+    seen: dict[str, int] = {}
+    for i, item in enumerate(items):
+        if item.name in seen:
+            yield (field, i, "name"), f"duplicate {what} name '{item.name}' (also item {seen[item.name]}; expected unique names)"
+        else:
+            seen[item.name] = i
+
+
+def check_sum(values: Iterable[float], where: tuple, what: str) -> Iterator[tuple[tuple, str]]:
+    total = float(sum(values))
+    if abs(total - 1.0) > SUM_TOLERANCE:
+        yield where, f"{what} sum to {total:.6g} (expected 1 within {SUM_TOLERANCE:g})"
+
+
+def unknown_refs(names: Iterable[str], known: Iterable[str], where: tuple, what: str) -> Iterator[tuple[tuple, str]]:
+    known = list(known)
+    for i, n in enumerate(names):
+        if n not in known:
+            yield where + (i,), f"unknown {what} '{n}'{did_you_mean(n, known)} (expected one of: {', '.join(known) or 'none defined'})"
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+# ------------------------------------------------------------------ error translation
+M = TypeVar("M", bound=BaseModel)
+
+
+def _unwrap(tp: Any) -> list[Any]:
+    """Candidate model/container types behind Annotated / Optional / Union."""
+    origin = typing.get_origin(tp)
+    if origin is Annotated:
+        return _unwrap(typing.get_args(tp)[0])
+    if origin in (Union, types.UnionType):
+        out: list[Any] = []
+        for a in typing.get_args(tp):
+            out.extend(_unwrap(a))
+        return out
+    return [tp]
+
+
+def _tag_values(model: type[BaseModel]) -> set[str]:
+    """Literal values of a model's fields (a discriminated union member's tag)."""
+    out: set[str] = set()
+    for info in model.model_fields.values():
+        if typing.get_origin(info.annotation) is typing.Literal and len(typing.get_args(info.annotation)) == 1:
+            out.update(map(str, typing.get_args(info.annotation)))
+    return out
+
+
+def _allowed_fields(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names allowed at ``loc`` (a raw pydantic location, union tags included)."""
+    current: list[Any] = [model]
+    for part in loc:
+        nxt: list[Any] = []
+        members = [t for tp in current for t in _unwrap(tp)]
+        tagged = [t for t in members if isinstance(t, type) and issubclass(t, BaseModel) and str(part) in _tag_values(t)
+                  and part not in t.model_fields]
+        if tagged:  # the location names a union member by its tag: keep only that member
+            current = tagged
+            continue
+        for t in members:
+            origin = typing.get_origin(t)
+            if isinstance(t, type) and issubclass(t, BaseModel):
+                if isinstance(part, str) and part in t.model_fields:
+                    nxt.append(t.model_fields[part].annotation)
+            elif origin in (tuple, list) and isinstance(part, int):
+                nxt.append(typing.get_args(t)[0])
+            elif origin is dict:
+                nxt.append(typing.get_args(t)[1])
+        current = nxt or current
+    names: list[str] = []
+    for tp in current:
+        for t in _unwrap(tp):
+            if isinstance(t, type) and issubclass(t, BaseModel):
+                names.extend(n for n in t.model_fields if n not in names)
+    return names
+
+
+_TYPE_WORDS = {
+    "float_type": "a number", "int_type": "a whole number", "string_type": "text",
+    "bool_type": "true or false", "date_type": "a date YYYY-MM-DD", "tuple_type": "a list",
+    "dict_type": "a mapping", "model_type": "a mapping of fields", "model_attributes_type": "a mapping of fields",
+    "int_from_float": "a whole number",
+}
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, tuple):
+        return "a list"
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return f"the text '{value}'"
+    return f"{value!r}"
+
+
+def _message(err: dict, lines: LineMap, model: type[BaseModel], clean: tuple) -> str:
+    typ = err["type"]
+    loc = tuple(err["loc"])
+    value = err.get("input")
+    ctx = err.get("ctx") or {}
+    if typ == "extra_forbidden":
+        key = loc[-1]
+        allowed = _allowed_fields(model, loc[:-1])
+        hint = did_you_mean(str(key), allowed)
+        return f"unknown field '{key}'{hint} (expected one of: {', '.join(allowed)})" if allowed else f"unknown field '{key}'"
+    if typ == "missing":
+        return "missing required field"
+    if typ in _TYPE_WORDS:
+        text = lines.text_of(clean)
+        got = _show(value)
+        if typ == "string_type" and text is not None and not isinstance(value, str):
+            return (f"expected text, got {got} (unquoted {text}); quote it (\"{text}\") if you mean text")
+        return f"expected {_TYPE_WORDS[typ]}, got {got}"
+    if typ in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        op = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}[typ]
+        bound = next(iter(ctx.values())) if ctx else "?"
+        return f"got {value!r} (expected a number {op} {bound})"
+    if typ == "literal_error":
+        return f"got {_show(value)} (expected one of: {ctx.get('expected', '')})"
+    if typ == "union_tag_invalid":
+        return f"unknown {ctx.get('discriminator', 'kind').strip(chr(39))} '{ctx.get('tag')}' (expected one of: {ctx.get('expected_tags')})"
+    if typ == "union_tag_not_found":
+        return f"missing field {ctx.get('discriminator', '').strip(chr(39))} that says which kind this is"
+    if typ == "string_pattern_mismatch":
+        return f"got {_show(value)} (expected {_pattern_words(ctx.get('pattern', ''))})"
+    if typ in ("too_short", "too_long", "string_too_short", "string_too_long"):
+        return err["msg"].replace("Value should", "expected").replace("String should", "expected text to")
+    if typ == "finite_number":
+        return "expected a finite number"
+    return f"{err['msg']} (got {_show(value)})"
+
+
+def _pattern_words(pattern: str) -> str:
+    if pattern == r"^[A-Z]{3}$":
+        return "an ISO 4217 currency code of three capital letters, such as EUR"
+    if pattern.startswith("^[A-Za-z]"):
+        return "a name: a letter, then letters, digits, _ or -"
+    return f"text matching {pattern}"
+
+
+def translate(exc: ValidationError, doc: Document, model: type[BaseModel], prefix: tuple = ()) -> list[InputError]:
+    """Pydantic errors -> one :class:`InputError` each, with the line of the field."""
+    out: list[InputError] = []
+    for err in exc.errors(include_url=False):
+        loc = prefix + tuple(err["loc"])
+        error_obj = (err.get("ctx") or {}).get("error")
+        if isinstance(error_obj, SpecIssues):
+            base = _strip_tags(loc, doc.lines)
+            for sub, msg in error_obj.issues:
+                full = base + tuple(sub)
+                out.append(InputError(doc.path, doc.lines.line_of(full), ".".join(map(str, full)), msg))
+            continue
+        clean = _strip_tags(loc, doc.lines)
+        msg = _message(err, doc.lines, model, clean)
+        out.append(InputError(doc.path, doc.lines.line_of(clean), ".".join(map(str, clean)), msg))
+    return sorted(set(out), key=lambda e: (e.line or 0, e.field, e.message))
+
+
+def _strip_tags(loc: tuple, lines: LineMap) -> tuple:
+    """Drop discriminator tags and pydantic's internal markers from a location."""
+    out: list[Any] = []
+    for part in loc:
+        candidate = tuple(out) + (part,)
+        if candidate in lines.lines or isinstance(part, int) or not lines.lines:
+            out.append(part)
+        elif isinstance(part, str) and (part.startswith("function-") or part.startswith("[")):
+            continue
+        elif any(k[: len(candidate)] == candidate for k in lines.lines):
+            out.append(part)
+        else:
+            # a tag (e.g. a union member's kind) not present in the document: skip it, unless
+            # it is the missing field itself (the last element)
+            if part is loc[-1]:
+                out.append(part)
+    return tuple(out)
+
+
+def validate_document(model: type[M], doc: Document) -> M:
+    """Validate a parsed document into ``model`` or raise InputErrors with every problem."""
+    try:
+        return model.model_validate(doc.data)
+    except ValidationError as exc:
+        raise InputErrors(translate(exc, doc, model)) from None
+
+
+def field_unit(info: Any) -> str:
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    for meta in info.metadata:
+        js = getattr(meta, "json_schema_extra", None)
+        if isinstance(js, dict) and "unit" in js:
+            return str(js["unit"])
+    return str(extra.get("unit", ""))
+

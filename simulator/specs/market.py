@@ -1,0 +1,170 @@
+"""A market (``markets/<market>/market.yaml``): its customer base, behaviour and economics.
+
+Money is in the market's local ``currency``. Defaults of the behavioural response come from
+published studies; each field's description names its source (see ``docs/model.md``).
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from pydantic import Field
+
+from simulator.specs.base import (
+    Currency, Money, Months, Name, Probability, Share, Spec, check_sum, did_you_mean, unique_names,
+)
+
+
+class Basket(Spec):
+    """Spend per transaction: lognormal with this mean and coefficient of variation.
+    Each customer's own mean basket is itself lognormal around the segment's mean."""
+
+    mean: float = Field(gt=0, description="mean spend per transaction", json_schema_extra={"unit": "currency"})
+    cv: float = Field(0.6, ge=0, le=5, description="coefficient of variation of one transaction's spend around the customer's mean")
+    individual_cv: float = Field(0.3, ge=0, le=5, description="coefficient of variation of customers' mean baskets within the segment")
+
+
+class Segment(Spec):
+    """A customer segment with its monthly purchase behaviour."""
+
+    name: Name
+    description: str = ""
+    share: Share = Field(description="share of the current customer base in this segment")
+    purchase_rate: float = Field(ge=0, le=60, description="mean purchases per customer per month in this segment", json_schema_extra={"unit": "purchases per month"})
+    rate_shape: float = Field(2.0, gt=0, le=1000, description="gamma shape of individual purchase rates around the segment mean (NBD heterogeneity: smaller = more heterogeneous)")
+    basket: Basket
+    lapsed: bool = Field(False, description="a disengaged segment: the program's transition effect reduces members' moves into it")
+
+
+class Acquisition(Spec):
+    """New customers joining the base."""
+
+    per_month: float = Field(0.0, ge=0, description="new customers per month", json_schema_extra={"unit": "customers per month"})
+    segment: Name = Field(description="segment new customers start in")
+
+
+class Economics(Spec):
+    gross_margin: Probability = Field(description="gross margin on net sales (share)")
+    vat_rate: float = Field(0.0, ge=0, le=1, description="sales tax/VAT rate")
+    prices_include_tax: bool = Field(True, description="whether basket amounts include tax (then net sales = amount / (1 + vat_rate))")
+    discount_rate: float = Field(0.08, ge=0, le=1, description="annual discount rate for NPV", json_schema_extra={"unit": "per year"})
+
+
+class Reachability(Spec):
+    """Who a campaign can reach."""
+
+    channels: dict[Name, Probability] = Field(default_factory=dict, description="share of customers opted in to each contact channel (email, sms, app, ...)")
+    member_opt_in: dict[Name, Probability] = Field(default_factory=dict, description="share of new members not yet opted in who opt in to a channel when they join")
+
+    def issues(self) -> Iterator[tuple[tuple, str]]:
+        for ch in self.member_opt_in:
+            if ch not in self.channels:
+                yield ("member_opt_in", ch), f"unknown channel '{ch}'{did_you_mean(ch, self.channels)} (expected one of: {', '.join(self.channels) or 'none defined'})"
+
+
+class ResponseParams(Spec):
+    """How customers respond to a program. Every field is optional in a per-segment override."""
+
+    enrolment_propensity: Probability | None = Field(None, description="monthly probability that a purchasing non-member joins an opt-in program (default 0.08)")
+    self_selection: float | None = Field(None, ge=0, le=5, description="elasticity of joining to the customer's own purchase rate relative to the segment's (heavier buyers join first; Meyer-Waarden 2007) (default 1.0)")
+    fee_sensitivity: float | None = Field(None, ge=0, le=100, description="joining a paid program is multiplied by exp(-fee_sensitivity * annual fee / annual spend) (default 8)")
+    goal_gradient: float | None = Field(None, ge=0, le=2, description="purchase-rate lift when the next reward is fully within reach: rate x (1 + g x progress) (Kivetz, Urminsky & Zheng 2006: inter-purchase time shrinks ~20%, g = 0.25) (default 0.25)")
+    rewarded_behaviour: float | None = Field(None, ge=0, le=2, description="purchase-rate lift right after a redemption, decaying with rewarded_half_life (Taylor & Neslin 2005) (default 0.05)")
+    rewarded_half_life: float | None = Field(None, gt=0, le=60, description="months for the rewarded-behaviour lift to halve (default 3)")
+    tier_status: float | None = Field(None, ge=0, le=2, description="purchase-rate lift in the top tier, pro rata in tiers between (Wang et al. 2016; Kopalle et al. 2012) (default 0.05)")
+    demotion_effect: float | None = Field(None, ge=0, le=1, description="purchase-rate drop after a demotion, decaying with rewarded_half_life (Wang et al. 2016) (default 0.10)")
+    transition_effect: float | None = Field(None, ge=0, le=1, description="share by which members' monthly moves into lapsed segments are cut (default 0.10)")
+    redemption_propensity: Probability | None = Field(None, description="monthly probability that a member able to afford a reward redeems (default 0.35)")
+    campaign_lift: float | None = Field(None, ge=0, le=5, description="purchase-rate lift in a campaign month for reached customers, unless the campaign says otherwise (default 0.10)")
+    referrals_per_member_year: float | None = Field(None, ge=0, le=12, description="friends a member refers per year when the program pays a referral bonus (default 0.02)")
+
+
+#: Defaults of :class:`ResponseParams`, with their sources in the field descriptions.
+RESPONSE_DEFAULTS: dict[str, float] = {
+    "enrolment_propensity": 0.08,
+    "self_selection": 1.0,
+    "fee_sensitivity": 8.0,
+    "goal_gradient": 0.25,
+    "rewarded_behaviour": 0.05,
+    "rewarded_half_life": 3.0,
+    "tier_status": 0.05,
+    "demotion_effect": 0.10,
+    "transition_effect": 0.10,
+    "redemption_propensity": 0.35,
+    "campaign_lift": 0.10,
+    "referrals_per_member_year": 0.02,
+}
+
+
+class Response(ResponseParams):
+    """Market-wide response, with per-segment overrides (light and moderate buyers change
+    more than heavy ones: Liu 2007)."""
+
+    segments: dict[Name, ResponseParams] = Field(default_factory=dict, description="per-segment overrides of the fields above")
+
+    def for_segment(self, segment: str) -> dict[str, float]:
+        """Resolved parameters for one segment: segment override, else market value, else default."""
+        seg = self.segments.get(segment)
+        out: dict[str, float] = {}
+        for key, default in RESPONSE_DEFAULTS.items():
+            value = getattr(seg, key) if seg is not None else None
+            if value is None:
+                value = getattr(self, key)
+            out[key] = float(default if value is None else value)
+        return out
+
+
+class Market(Spec):
+    """A market: customer base, segments, transitions, economics and response."""
+
+    name: Name
+    description: str = ""
+    currency: Currency
+    reporting_currency: Currency = Field(description="currency of multi-market roll-ups")
+    fx_to_reporting: float = Field(gt=0, description="reporting-currency units per local unit", json_schema_extra={"unit": "reporting per local"})
+    customers: int = Field(gt=0, description="customers in the base at the start", json_schema_extra={"unit": "customers"})
+    acquisition: Acquisition
+    segments: tuple[Segment, ...] = Field(min_length=1)
+    transitions: dict[Name, dict[Name, Probability]] = Field(description="monthly segment transition matrix ('matrice de passage'): from -> {to: probability}; each row sums to 1, omitted cells are 0")
+    seasonality: tuple[float, ...] = Field((1.0,) * 12, description="purchase-rate multiplier for January..December (12 values averaging 1)")
+    categories: dict[Name, Share] = Field(default_factory=dict, description="share of spend by product category (for category earn multipliers); sums to 1")
+    economics: Economics
+    reachability: Reachability = Field(default_factory=Reachability)
+    response: Response = Field(default_factory=Response)
+    identified_share: Probability = Field(1.0, description="share of customers the retailer can identify (enrol) at all")
+
+    @property
+    def segment_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.segments)
+
+    def issues(self) -> Iterator[tuple[tuple, str]]:
+        segs = self.segments
+        yield from unique_names(segs, "segments", "segment")
+        yield from check_sum((s.share for s in segs), ("segments",), "segment shares")
+        names = [s.name for s in segs]
+        for src, row in self.transitions.items():
+            if src not in names:
+                yield ("transitions", src), f"unknown segment '{src}'{did_you_mean(src, names)} (expected one of: {', '.join(names)})"
+                continue
+            for dst in row:
+                if dst not in names:
+                    yield ("transitions", src, dst), f"unknown segment '{dst}'{did_you_mean(dst, names)} (expected one of: {', '.join(names)})"
+            yield from check_sum(row.values(), ("transitions", src), f"transition probabilities from '{src}'")
+        for n in names:
+            if n not in self.transitions:
+                yield ("transitions",), f"no row for segment '{n}' (expected a row for every segment)"
+        if self.acquisition.segment not in names:
+            yield ("acquisition", "segment"), f"unknown segment '{self.acquisition.segment}'{did_you_mean(self.acquisition.segment, names)} (expected one of: {', '.join(names)})"
+        for seg in self.response.segments:
+            if seg not in names:
+                yield ("response", "segments", seg), f"unknown segment '{seg}'{did_you_mean(seg, names)} (expected one of: {', '.join(names)})"
+        if len(self.seasonality) != 12:
+            yield ("seasonality",), f"expected 12 monthly values (January..December), got {len(self.seasonality)}"
+        elif any(v < 0 for v in self.seasonality):
+            yield ("seasonality",), "multipliers must be >= 0"
+        elif abs(sum(self.seasonality) / 12 - 1) > 0.01:
+            yield ("seasonality",), f"multipliers average {sum(self.seasonality) / 12:.4g} (expected 1 within 0.01)"
+        if self.categories:
+            yield from check_sum(self.categories.values(), ("categories",), "category shares")
+        if self.currency == self.reporting_currency and self.fx_to_reporting != 1.0:
+            yield ("fx_to_reporting",), f"local and reporting currency are both {self.currency}: expected 1, got {self.fx_to_reporting:g}"

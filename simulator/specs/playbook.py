@@ -1,0 +1,136 @@
+"""A market playbook (``markets/<market>/<playbook>.yaml``): the local plan for a design.
+
+A playbook names the design and the market it runs (paths relative to the playbook file),
+the launch date and horizon, enrolment drives, a campaign calendar, local overrides of the
+design in local currency, local costs, and which behavioural mechanisms are on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Iterator, Literal
+
+from pydantic import Field
+
+from simulator.specs.base import Money, Months, Multiplier, Name, Points, Spec, unique_names
+from simulator.specs.program import Reward
+
+PotentialBand = Literal["high", "medium", "low"]
+
+
+class Target(Spec):
+    """Who an action is aimed at. Empty lists mean no restriction; conditions combine with AND."""
+
+    segments: tuple[Name, ...] = Field((), description="market segments")
+    tiers: tuple[Name, ...] = Field((), description="tiers of the design (members only)")
+    potential: tuple[PotentialBand, ...] = Field((), description="potential bands (thirds of the customers' potential score)")
+    members: Literal["any", "members", "non_members"] = Field("any", description="membership condition")
+    inactive_months: int = Field(0, ge=0, le=120, description="only customers with at least this many months since their last purchase (reactivation)",
+                                 json_schema_extra={"unit": "months"})
+
+
+class EnrolmentDrive(Spec):
+    """A push to enrol customers (in-store staff incentive, e-mail invitation, ...)."""
+
+    name: Name
+    start: dt.date
+    months: Months = 1
+    uplift: float = Field(ge=0, le=50, description="enrolment probability of reached customers is multiplied by (1 + uplift)")
+    channel: Name | None = Field(None, description="contact channel (must be one of the market's); none = at the till, reaching purchasing customers")
+    target: Target = Field(default_factory=Target)
+    cost: Money = Field(0.0, description="fixed cost of the drive")
+    cost_per_contact: Money = Field(0.0, description="cost per customer contacted each month of the drive")
+    cost_per_enrolment: Money = Field(0.0, description="cost per customer enrolled during the drive (staff incentive, welcome pack)")
+
+
+class Campaign(Spec):
+    """A marketing campaign in the calendar. It reaches only customers opted in to its
+    channel (or, with no channel, every targeted customer who shops in the month)."""
+
+    name: Name
+    kind: Literal["points_multiplier", "bonus_points", "reactivation"]
+    start: dt.date
+    months: Months = 1
+    channel: Name | None = None
+    target: Target = Field(default_factory=Target)
+    multiplier: Multiplier = Field(1.0, description="points_multiplier: purchase points are multiplied by this during the campaign")
+    bonus_points: Points = Field(0, description="bonus_points: points for a reached member's first qualifying purchase of the campaign")
+    min_spend: Money = Field(0.0, description="bonus_points: spend on one purchase needed for the bonus")
+    lift: float | None = Field(None, ge=0, le=5, description="purchase-rate lift of reached customers during the campaign; default the market's campaign_lift")
+    cost: Money = Field(0.0, description="fixed cost (creative, media)")
+    cost_per_contact: Money = Field(0.0, description="cost per customer reached per month")
+
+    def issues(self) -> Iterator[tuple[tuple, str]]:
+        if self.kind == "points_multiplier" and self.multiplier == 1.0:
+            yield ("multiplier",), "a points_multiplier campaign needs a multiplier other than 1"
+        if self.kind == "bonus_points" and self.bonus_points == 0:
+            yield ("bonus_points",), "a bonus_points campaign needs bonus_points > 0"
+
+
+class RewardOverride(Spec):
+    points_price: int | None = Field(None, gt=0, json_schema_extra={"unit": "points"})
+    face_value: Money | None = None
+    cost: Money | None = None
+
+
+class CashbackOverride(Spec):
+    threshold_points: int | None = Field(None, gt=0, json_schema_extra={"unit": "points"})
+    voucher_value: Money | None = None
+
+
+class Overrides(Spec):
+    """Local changes to the design, in local currency (applied after FX conversion)."""
+
+    points_per_unit: float | None = Field(None, gt=0, description="spendable points per local currency unit", json_schema_extra={"unit": "points per currency unit"})
+    minimum_order: Money | None = None
+    tier_thresholds: dict[Name, float] = Field(default_factory=dict, description="tier name -> local threshold")
+    rewards: dict[Name, RewardOverride] = Field(default_factory=dict, description="reward name -> local price, value or cost")
+    local_rewards: tuple[Reward, ...] = Field((), description="rewards added to the catalogue in this market")
+    cashback: CashbackOverride | None = None
+    fee: Money | None = Field(None, description="local membership fee per fee period")
+    enrolment_bonus: Points | None = None
+
+
+class LocalCosts(Spec):
+    """Local costs, added to the design's."""
+
+    setup: Money = Field(0.0, description="one-off local set-up, amortised like the design's")
+    running_per_year: Money = 0.0
+    per_member_per_year: Money = 0.0
+
+
+class Mechanisms(Spec):
+    """Switches for each behavioural mechanism (all on by default). With every one off, the
+    program changes no purchase and incremental revenue is exactly zero."""
+
+    self_selection: bool = True
+    goal_gradient: bool = True
+    rewarded_behaviour: bool = True
+    tier_status: bool = True
+    campaigns: bool = True
+    transitions: bool = True
+    referrals: bool = True
+
+
+class Playbook(Spec):
+    """The local plan: which design, on which market, when, and with what activation."""
+
+    name: Name
+    description: str = ""
+    design: str = Field(description="path of the program design, relative to this file")
+    market: str = Field(description="path of the market file, relative to this file")
+    baseline: str = Field("none", description="counterfactual: 'none' (no program) or the path of a design (e.g. the current cagnotte), relative to this file")
+    launch: dt.date = Field(description="program launch date (its month is the first month of the program)")
+    start: dt.date | None = Field(None, description="first month simulated; default the launch month")
+    horizon_months: Months = Field(36, description="months simulated from start")
+    enrolment_drives: tuple[EnrolmentDrive, ...] = ()
+    campaigns: tuple[Campaign, ...] = ()
+    overrides: Overrides = Field(default_factory=Overrides)
+    costs: LocalCosts = Field(default_factory=LocalCosts)
+    mechanisms: Mechanisms = Field(default_factory=Mechanisms)
+
+    def issues(self) -> Iterator[tuple[tuple, str]]:
+        yield from unique_names(self.enrolment_drives, "enrolment_drives", "enrolment drive")
+        yield from unique_names(self.campaigns, "campaigns", "campaign")
+        if self.start is not None and (self.start.year, self.start.month) > (self.launch.year, self.launch.month):
+            yield ("start",), f"start {self.start} is after launch {self.launch} (expected start on or before launch)"
