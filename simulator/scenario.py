@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from simulator.errors import InputError, InputErrors
 from simulator.specs import read_yaml, validate_document
-from simulator.specs.base import Spec, did_you_mean, field_unit
+from simulator.specs.base import Spec, SpecIssues, did_you_mean, field_unit
 from simulator.specs.market import Market
 from simulator.specs.playbook import Playbook, Target
 from simulator.specs.program import Program
@@ -192,7 +192,8 @@ def _localise(c: _Collector, program: Program, market: Market, pb: Playbook | No
     if rate is None:
         if pdoc is not None:
             c.add(pdoc, loc, f"design currency {program.currency} is neither the market's currency ({market.currency}) "
-                             f"nor its reporting currency ({market.reporting_currency}): no FX rate to convert it")
+                             f"nor its reporting currency ({market.reporting_currency}): no FX rate to convert it "
+                             f"(expected a design in {market.currency} or {market.reporting_currency})")
         return None, 1.0
     data = convert_currency(program, rate)
     data["currency"] = market.currency
@@ -202,9 +203,34 @@ def _localise(c: _Collector, program: Program, market: Market, pb: Playbook | No
         return Program.model_validate(data), rate
     except ValidationError as exc:
         for err in exc.errors(include_url=False):
-            c.add(pdoc, ("overrides",), f"after local overrides the design is invalid: "
-                                        f"{'.'.join(map(str, err['loc']))}: {err['msg']}")
+            error_obj = (err.get("ctx") or {}).get("error")
+            if isinstance(error_obj, SpecIssues):  # a cross-field check: its own words, full path
+                for sub, msg in error_obj.issues:
+                    where = ".".join(map(str, tuple(err["loc"]) + tuple(sub)))
+                    c.add(pdoc, ("overrides",), f"after local overrides the design is invalid: {where}: {msg}")
+            else:
+                c.add(pdoc, ("overrides",), f"after local overrides the design is invalid: "
+                                            f"{'.'.join(map(str, err['loc']))}: {err['msg']} (expected local values "
+                                            f"that keep the design valid)")
         return None, rate
+
+
+def _check_named_files(c: _Collector, pdoc: Document, base: Path, pshown: str, baseline: str | None) -> None:
+    """Validate the design, market and baseline an invalid playbook names (when it names them
+    as text and they exist), so that their errors are reported with the playbook's."""
+    data = pdoc.data if isinstance(pdoc.data, dict) else {}
+    named: list[tuple[str, type[Spec], Path, str]] = []
+    for key, model in (("design", Program), ("market", Market), ("baseline", Program)):
+        ref = data.get(key)
+        if key == "baseline" and baseline is not None:
+            if baseline != "none":
+                named.append((key, model, Path(baseline), baseline))
+            continue
+        if isinstance(ref, str) and not (key == "baseline" and ref == "none"):
+            named.append((key, model, *_shown(base, ref, pshown)))
+    for _key, model, path, shown in named:
+        if path.is_file():
+            c.model(model, c.doc(path, shown))
 
 
 def resolve(playbook_path: str | Path, *, baseline: str | None = None) -> Scenario:
@@ -222,6 +248,8 @@ def resolve(playbook_path: str | Path, *, baseline: str | None = None) -> Scenar
     pdoc = c.doc(Path(playbook_path), pshown)
     pb: Playbook | None = c.model(Playbook, pdoc)
     if pb is None or pdoc is None:
+        if pdoc is not None:  # still check the files it names, so that every error is listed at once
+            _check_named_files(c, pdoc, Path(playbook_path).parent, pshown, baseline)
         raise InputErrors(c.errors)
     base = Path(playbook_path).parent
     design_path, design_shown = _shown(base, pb.design, pshown)
@@ -229,10 +257,10 @@ def resolve(playbook_path: str | Path, *, baseline: str | None = None) -> Scenar
     docs: dict[str, Document] = {}
     ddoc = c.doc(design_path, design_shown) if design_path.is_file() else None
     if not design_path.is_file():
-        c.add(pdoc, ("design",), f"design file not found: {design_shown}")
+        c.add(pdoc, ("design",), f"design file not found: {design_shown} (expected a design file, path relative to this playbook)")
     mdoc = c.doc(market_path, market_shown) if market_path.is_file() else None
     if not market_path.is_file():
-        c.add(pdoc, ("market",), f"market file not found: {market_shown}")
+        c.add(pdoc, ("market",), f"market file not found: {market_shown} (expected a market file, path relative to this playbook)")
     program: Program | None = c.model(Program, ddoc)
     market: Market | None = c.model(Market, mdoc)
 
@@ -275,9 +303,9 @@ def resolve(playbook_path: str | Path, *, baseline: str | None = None) -> Scenar
             if r not in rewards:
                 c.add(pdoc, ("overrides", "rewards", r), f"unknown reward '{r}'{did_you_mean(r, rewards)} (expected one of the design's: {', '.join(rewards) or 'none'})")
         if pb.overrides.cashback is not None and program.rewards.cashback is None:
-            c.add(pdoc, ("overrides", "cashback"), "the design has no cashback to override")
+            c.add(pdoc, ("overrides", "cashback"), "the design has no cashback to override (expected no overrides.cashback)")
         if pb.overrides.fee is not None and program.enrolment.fee is None:
-            c.add(pdoc, ("overrides", "fee"), "the design has no membership fee to override")
+            c.add(pdoc, ("overrides", "fee"), "the design has no membership fee to override (expected no overrides.fee)")
         for i, r in enumerate(pb.overrides.local_rewards):
             if r.name in rewards:
                 c.add(pdoc, ("overrides", "local_rewards", i, "name"), f"reward '{r.name}' is already in the design (expected a new name; use overrides.rewards to change it)")
@@ -312,7 +340,7 @@ def validate_paths(paths: Iterable[str | Path]) -> list[InputError]:
         if p.is_dir():
             found = sorted(list(p.rglob("*.yaml")) + list(p.rglob("*.yml")))
             if not found:
-                errors.append(InputError(str(p), None, "", "directory holds no .yaml files"))
+                errors.append(InputError(str(p), None, "", "directory holds no .yaml files (expected designs, markets or playbooks)"))
             files.extend(found)
         else:
             files.append(p)

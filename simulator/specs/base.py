@@ -17,7 +17,7 @@ import types
 import typing
 from typing import Annotated, Any, Iterable, Iterator, TypeVar, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
 from simulator.errors import InputError, InputErrors
 from simulator.specs.yamlio import Document, LineMap
@@ -57,11 +57,37 @@ class Spec(BaseModel):
         return iter(())
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> "Spec":
+    def _cross_checks(self, info: ValidationInfo) -> "Spec":
+        if isinstance(info.context, dict) and info.context.get(_DEFER_CHECKS):
+            return self  # validate_document runs every model's checks once the whole tree is built
         found = list(self.issues())
         if found:
             raise SpecIssues(found)
         return self
+
+
+#: Validation context key: skip :meth:`Spec.issues` during validation (they are collected
+#: afterwards over the whole tree, so that a problem in one sub-model does not hide another's).
+_DEFER_CHECKS = "defer_cross_checks"
+
+
+def all_issues(spec: "Spec", prefix: tuple = ()) -> Iterator[tuple[tuple, str]]:
+    """Cross-field issues of ``spec`` and of every model inside it, with full field paths."""
+
+    def walk(obj: Any, p: tuple) -> Iterator[tuple[tuple, str]]:
+        if isinstance(obj, Spec):
+            for name in type(obj).model_fields:
+                yield from walk(getattr(obj, name), p + (name,))
+            for sub, msg in obj.issues():
+                yield p + tuple(sub), msg
+        elif isinstance(obj, (tuple, list)):
+            for i, v in enumerate(obj):
+                yield from walk(v, p + (i,))
+        elif isinstance(obj, dict):
+            for k, v in obj.items():
+                yield from walk(v, p + (k,))
+
+    return walk(spec, prefix)
 
 
 def unique_names(items: Iterable[Any], field: str, what: str) -> Iterator[tuple[tuple, str]]:
@@ -118,8 +144,8 @@ def _tag_values(model: type[BaseModel]) -> set[str]:
     return out
 
 
-def _allowed_fields(model: type[BaseModel], loc: tuple) -> list[str]:
-    """Field names allowed at ``loc`` (a raw pydantic location, union tags included)."""
+def _types_at(model: type[BaseModel], loc: tuple) -> list[Any]:
+    """Candidate types at ``loc`` (a raw pydantic location, union tags included)."""
     current: list[Any] = [model]
     for part in loc:
         nxt: list[Any] = []
@@ -139,12 +165,49 @@ def _allowed_fields(model: type[BaseModel], loc: tuple) -> list[str]:
             elif origin is dict:
                 nxt.append(typing.get_args(t)[1])
         current = nxt or current
+    return current
+
+
+def _allowed_fields(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names allowed at ``loc`` (a raw pydantic location, union tags included)."""
     names: list[str] = []
-    for tp in current:
+    for tp in _types_at(model, loc):
         for t in _unwrap(tp):
             if isinstance(t, type) and issubclass(t, BaseModel):
                 names.extend(n for n in t.model_fields if n not in names)
     return names
+
+
+def _union_tags(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Tags of the union members allowed at ``loc``."""
+    tags: list[str] = []
+    for tp in _types_at(model, loc):
+        for t in _unwrap(tp):
+            if isinstance(t, type) and issubclass(t, BaseModel):
+                tags.extend(sorted(_tag_values(t)))
+    return tags
+
+
+def _expected_words(model: type[BaseModel], loc: tuple) -> str:
+    """What a value at ``loc`` should be, in words (for a missing field)."""
+    words: list[str] = []
+    for tp in _types_at(model, loc):
+        for t in _unwrap(tp):
+            origin = typing.get_origin(t)
+            if origin is typing.Literal:
+                w = "one of: " + ", ".join(map(str, typing.get_args(t)))
+            elif origin is tuple:
+                w = "a list"
+            elif origin is dict:
+                w = "a mapping"
+            elif isinstance(t, type) and issubclass(t, BaseModel):
+                w = "a mapping of fields"
+            else:
+                w = {float: "a number", int: "a whole number", str: "text", bool: "true or false",
+                     type(None): "", }.get(t, "a date YYYY-MM-DD" if getattr(t, "__name__", "") == "date" else "a value")
+            if w and w not in words:
+                words.append(w)
+    return " or ".join(words) or "a value"
 
 
 _TYPE_WORDS = {
@@ -180,7 +243,7 @@ def _message(err: dict, lines: LineMap, model: type[BaseModel], clean: tuple) ->
         hint = did_you_mean(str(key), allowed)
         return f"unknown field '{key}'{hint} (expected one of: {', '.join(allowed)})" if allowed else f"unknown field '{key}'"
     if typ == "missing":
-        return "missing required field"
+        return f"missing required field '{loc[-1]}' (expected {_expected_words(model, loc)})"
     if typ in _TYPE_WORDS:
         text = lines.text_of(clean)
         got = _show(value)
@@ -196,14 +259,22 @@ def _message(err: dict, lines: LineMap, model: type[BaseModel], clean: tuple) ->
     if typ == "union_tag_invalid":
         return f"unknown {ctx.get('discriminator', 'kind').strip(chr(39))} '{ctx.get('tag')}' (expected one of: {ctx.get('expected_tags')})"
     if typ == "union_tag_not_found":
-        return f"missing field {ctx.get('discriminator', '').strip(chr(39))} that says which kind this is"
+        disc = str(ctx.get('discriminator', '')).strip(chr(39))
+        return (f"missing field '{disc}' that says which kind this is "
+                f"(expected {disc}: one of {', '.join(_union_tags(model, loc))})")
     if typ == "string_pattern_mismatch":
         return f"got {_show(value)} (expected {_pattern_words(ctx.get('pattern', ''))})"
-    if typ in ("too_short", "too_long", "string_too_short", "string_too_long"):
-        return err["msg"].replace("Value should", "expected").replace("String should", "expected text to")
+    if typ in ("too_short", "too_long"):
+        n = len(value) if isinstance(value, (tuple, list, dict)) else ctx.get("actual_length")
+        bound = f"at least {ctx.get('min_length')}" if typ == "too_short" else f"at most {ctx.get('max_length')}"
+        return f"got {n} items (expected {bound})"
+    if typ in ("string_too_short", "string_too_long"):
+        n = len(value) if isinstance(value, str) else "?"
+        bound = f"at least {ctx.get('min_length')}" if typ == "string_too_short" else f"at most {ctx.get('max_length')}"
+        return f"got text of {n} characters (expected {bound})"
     if typ == "finite_number":
         return "expected a finite number"
-    return f"{err['msg']} (got {_show(value)})"
+    return f"{err['msg']} (got {_show(value)}; expected a valid value, see `loyalty-sim reference`)"
 
 
 def _pattern_words(pattern: str) -> str:
@@ -226,8 +297,15 @@ def translate(exc: ValidationError, doc: Document, model: type[BaseModel], prefi
                 full = base + tuple(sub)
                 out.append(InputError(doc.path, doc.lines.line_of(full), ".".join(map(str, full)), msg))
             continue
+        if err["type"] == "too_short" and isinstance(err.get("input"), (tuple, list, dict)) \
+                and len(err["input"]) >= (err.get("ctx") or {}).get("min_length", 0):
+            continue  # pydantic counts only the valid items: the invalid ones are reported already
         clean = _strip_tags(loc, doc.lines)
         msg = _message(err, doc.lines, model, clean)
+        if err["type"] == "union_tag_invalid":  # name the line of the wrong tag, not of the mapping
+            disc = str((err.get("ctx") or {}).get("discriminator", "")).strip("'")
+            if clean + (disc,) in doc.lines.lines:
+                clean = clean + (disc,)
         out.append(InputError(doc.path, doc.lines.line_of(clean), ".".join(map(str, clean)), msg))
     return sorted(set(out), key=lambda e: (e.line or 0, e.field, e.message))
 
@@ -254,14 +332,26 @@ def _strip_tags(loc: tuple, lines: LineMap) -> tuple:
 def validate_document(model: type[M], doc: Document) -> M:
     """Validate a parsed document into ``model`` or raise InputErrors with every problem."""
     try:
-        return model.model_validate(doc.data)
+        spec = model.model_validate(doc.data, context={_DEFER_CHECKS: True})
     except ValidationError as exc:
         raise InputErrors(translate(exc, doc, model)) from None
+    if isinstance(spec, Spec):
+        found = list(dict.fromkeys(all_issues(spec)))
+        if found:
+            errors = {InputError(doc.path, doc.lines.line_of(p), ".".join(map(str, p)), m) for p, m in found}
+            raise InputErrors(sorted(errors, key=lambda e: (e.line or 0, e.field, e.message)))
+    return spec
 
 
 def field_unit(info: Any) -> str:
     extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
-    for meta in info.metadata:
+    metadata = list(info.metadata)
+    # an optional annotated type (``Points | None``) keeps its metadata inside the union
+    if typing.get_origin(info.annotation) in (Union, types.UnionType):
+        for arg in typing.get_args(info.annotation):
+            if typing.get_origin(arg) is Annotated:
+                metadata.extend(arg.__metadata__)
+    for meta in metadata:
         js = getattr(meta, "json_schema_extra", None)
         if isinstance(js, dict) and "unit" in js:
             return str(js["unit"])

@@ -68,7 +68,7 @@ class ResponseParams(Spec):
     enrolment_propensity: Probability | None = Field(None, description="monthly probability that a purchasing non-member joins an opt-in program (default 0.08)")
     self_selection: float | None = Field(None, ge=0, le=5, description="elasticity of joining to the customer's own purchase rate relative to the segment's (heavier buyers join first; Meyer-Waarden 2007) (default 1.0)")
     fee_sensitivity: float | None = Field(None, ge=0, le=100, description="joining a paid program is multiplied by exp(-fee_sensitivity * annual fee / annual spend) (default 8)")
-    goal_gradient: float | None = Field(None, ge=0, le=2, description="purchase-rate lift when the next reward is fully within reach: rate x (1 + g x progress) (Kivetz, Urminsky & Zheng 2006: inter-purchase time shrinks ~20%, g = 0.25) (default 0.25)")
+    goal_gradient: float | None = Field(None, ge=0, le=2, description="goal-gradient strength: a member's rate is multiplied by 1 + g (progress - 1/2), progress toward the next reward in [0, 1] (Kivetz, Urminsky & Zheng 2006: inter-purchase time shrinks ~20% toward the reward, g = 0.25) (default 0.25)")
     rewarded_behaviour: float | None = Field(None, ge=0, le=2, description="purchase-rate lift right after a redemption, decaying with rewarded_half_life (Taylor & Neslin 2005) (default 0.05)")
     rewarded_half_life: float | None = Field(None, gt=0, le=60, description="months for the rewarded-behaviour lift to halve (default 3)")
     tier_status: float | None = Field(None, ge=0, le=2, description="purchase-rate lift in the top tier, pro rata in tiers between (Wang et al. 2016; Kopalle et al. 2012) (default 0.05)")
@@ -161,7 +161,7 @@ class Market(Spec):
         if len(self.seasonality) != 12:
             yield ("seasonality",), f"expected 12 monthly values (January..December), got {len(self.seasonality)}"
         elif any(v < 0 for v in self.seasonality):
-            yield ("seasonality",), "multipliers must be >= 0"
+            yield ("seasonality",), f"multipliers must be >= 0, got {min(self.seasonality):g} (expected 12 values >= 0 averaging 1)"
         elif abs(sum(self.seasonality) / 12 - 1) > 0.01:
             yield ("seasonality",), f"multipliers average {sum(self.seasonality) / 12:.4g} (expected 1 within 0.01)"
         if self.categories:

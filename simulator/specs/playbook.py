@@ -12,7 +12,7 @@ from typing import Iterator, Literal
 
 from pydantic import Field
 
-from simulator.specs.base import Money, Months, Multiplier, Name, Points, Spec, unique_names
+from simulator.specs.base import Money, Months, Multiplier, Name, Points, Probability, Spec, unique_names
 from simulator.specs.program import Reward
 
 PotentialBand = Literal["high", "medium", "low"]
@@ -62,9 +62,9 @@ class Campaign(Spec):
 
     def issues(self) -> Iterator[tuple[tuple, str]]:
         if self.kind == "points_multiplier" and self.multiplier == 1.0:
-            yield ("multiplier",), "a points_multiplier campaign needs a multiplier other than 1"
+            yield ("multiplier",), "a points_multiplier campaign needs a multiplier (expected a multiplier other than 1)"
         if self.kind == "bonus_points" and self.bonus_points == 0:
-            yield ("bonus_points",), "a bonus_points campaign needs bonus_points > 0"
+            yield ("bonus_points",), "a bonus_points campaign needs bonus points (expected bonus_points > 0)"
 
 
 class RewardOverride(Spec):
@@ -112,6 +112,14 @@ class Mechanisms(Spec):
     referrals: bool = True
 
 
+class Accounting(Spec):
+    """Assumptions finance sets for the IFRS 15 points liability."""
+
+    expected_breakage: Probability | None = Field(None, description="share of points expected never to be redeemed, used to price a point and to recognise breakage in proportion to redemptions; default: the breakage the simulation projects for the design (expired / (redeemed + expired) over the horizon). US programs see a third or more (Colloquy 2011)")
+    value_per_point: float | None = Field(None, gt=0, description="value of one point to the member (standalone selling price before breakage); default from the rewards: cashback voucher value per point, else the mean face value per point of the catalogue",
+                                          json_schema_extra={"unit": "currency per point"})
+
+
 class Playbook(Spec):
     """The local plan: which design, on which market, when, and with what activation."""
 
@@ -128,6 +136,8 @@ class Playbook(Spec):
     overrides: Overrides = Field(default_factory=Overrides)
     costs: LocalCosts = Field(default_factory=LocalCosts)
     mechanisms: Mechanisms = Field(default_factory=Mechanisms)
+    baseline_age_months: Months = Field(24, description="how long the baseline program has been running at the start: its members at the start are those who would have joined in that time, holding part of a reward's worth of points")
+    accounting: Accounting = Field(default_factory=Accounting)
 
     def issues(self) -> Iterator[tuple[tuple, str]]:
         yield from unique_names(self.enrolment_drives, "enrolment_drives", "enrolment drive")

@@ -121,12 +121,12 @@ class Tiers(Spec):
     def issues(self) -> Iterator[tuple[tuple, str]]:
         yield from unique_names(self.levels, "levels", "tier")
         if self.levels and self.levels[0].threshold != 0:
-            yield ("levels", 0, "threshold"), f"the first tier is the entry tier: threshold must be 0, got {self.levels[0].threshold:g}"
+            yield ("levels", 0, "threshold"), f"the first tier is the entry tier: threshold must be 0, got {self.levels[0].threshold:g} (expected 0)"
         for i in range(1, len(self.levels)):
             if self.levels[i].threshold <= self.levels[i - 1].threshold:
                 yield ("levels", i, "threshold"), (
                     f"thresholds must ascend: {self.levels[i].threshold:g} is not above "
-                    f"{self.levels[i - 1].name}'s {self.levels[i - 1].threshold:g}")
+                    f"{self.levels[i - 1].name}'s {self.levels[i - 1].threshold:g} (expected ascending thresholds from entry to top tier)")
 
     @property
     def names(self) -> tuple[str, ...]:

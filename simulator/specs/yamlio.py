@@ -99,11 +99,11 @@ class _Builder:
             for key_node, value_node in node.value:
                 if not isinstance(key_node, yaml.ScalarNode):
                     self.errors.append(_err(self.path, key_node.start_mark.line + 1, _dotted(p),
-                                            "a key must be plain text, not a list or mapping"))
+                                            "a key must be plain text, not a list or mapping (expected a field name)"))
                     continue
                 if key_node.value == "<<" and key_node.style is None:
                     self.errors.append(_err(self.path, key_node.start_mark.line + 1, _dotted(p),
-                                            "merge keys (<<) are not allowed; write the fields out"))
+                                            "merge keys (<<) are not allowed (expected plain data: write the fields out)"))
                     continue
                 key = key_node.value
                 kline = key_node.start_mark.line + 1
@@ -135,14 +135,14 @@ class _Builder:
         if text in _YAML11_BOOL:
             self.errors.append(_err(
                 self.path, line, _dotted(p),
-                f"unquoted {text} is read as a boolean by YAML 1.1 and as text by YAML 1.2; "
-                f"write true/false for a yes/no value, or quote it (\"{text}\") for text"))
+                f"unquoted {text} is read as a boolean by YAML 1.1 and as text by YAML 1.2 "
+                f"(expected true/false: write true/false for a yes/no value, or quote it (\"{text}\") for text)"))
             return text
         if _LEADING_ZERO.match(text):
             self.errors.append(_err(
                 self.path, line, _dotted(p),
-                f"unquoted {text} has a leading zero, which YAML 1.1 reads as an octal number; "
-                f"quote it (\"{text}\") for text or drop the zero for a number"))
+                f"unquoted {text} has a leading zero, which YAML 1.1 reads as an octal number "
+                f"(expected a number without a leading zero: quote it (\"{text}\") for text or drop the zero for a number)"))
             return text
         if _INT.match(text):
             return int(text.replace("_", ""))
@@ -157,9 +157,9 @@ class _Builder:
         if _DATE.match(text):
             try:
                 return _dt.date.fromisoformat(text)
-            except ValueError:
+            except ValueError as exc:
                 self.errors.append(_err(self.path, line, _dotted(p),
-                                        f"{text} is not a valid date (expected YYYY-MM-DD)"))
+                                        f"{text} is not a valid date: {exc} (expected a calendar date YYYY-MM-DD)"))
                 return text
         if _DATETIME.match(text):
             self.errors.append(_err(self.path, line, _dotted(p),
@@ -208,11 +208,11 @@ def read_yaml(path: str | Path, *, display: str | None = None) -> Document:
     try:
         raw = p.read_bytes()
     except FileNotFoundError:
-        raise InputErrors.one(shown, "file not found") from None
+        raise InputErrors.one(shown, "file not found (expected an existing YAML file)") from None
     except IsADirectoryError:
         raise InputErrors.one(shown, "is a directory (expected a YAML file)") from None
     except OSError as exc:
-        raise InputErrors.one(shown, f"cannot be read ({exc.strerror})") from None
+        raise InputErrors.one(shown, f"cannot be read ({exc.strerror}; expected a readable YAML file)") from None
     return parse_yaml(raw, shown)
 
 
@@ -225,8 +225,8 @@ def parse_yaml(raw: bytes, shown: str) -> Document:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise InputErrors.one(shown, f"is not UTF-8 text (byte 0x{raw[exc.start]:02x} at position {exc.start}); "
-                                     "save the file as UTF-8", line=line) from None
+        raise InputErrors.one(shown, f"is not UTF-8 text (byte 0x{raw[exc.start]:02x} at position {exc.start}; "
+                                     "expected UTF-8: save the file as UTF-8)", line=line) from None
     if "\x00" in text:
         raise InputErrors.one(shown, "contains NUL characters (expected a text file)")
     try:
@@ -238,9 +238,9 @@ def parse_yaml(raw: bytes, shown: str) -> Document:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         what = " ".join(x for x in (exc.context, exc.problem) if x)
-        raise InputErrors.one(shown, f"is not valid YAML: {what}", line=line) from None
+        raise InputErrors.one(shown, f"is not valid YAML: {what} (expected YAML text)", line=line) from None
     except yaml.YAMLError as exc:
-        raise InputErrors.one(shown, f"is not valid YAML: {exc}") from None
+        raise InputErrors.one(shown, f"is not valid YAML: {exc} (expected YAML text)") from None
     if node is None:
         raise InputErrors.one(shown, "file is empty (expected a mapping of fields)", line=1)
     builder = _Builder(shown)
@@ -248,8 +248,9 @@ def parse_yaml(raw: bytes, shown: str) -> Document:
     if builder.errors:
         raise InputErrors(builder.errors)
     if not isinstance(data, dict):
-        raise InputErrors.one(shown, "expected a mapping of fields at the top of the file, "
-                                     f"got {type(data).__name__}", line=node.start_mark.line + 1)
+        got = "a list" if isinstance(data, tuple) else f"the value {data!r}"
+        raise InputErrors.one(shown, f"expected a mapping of fields at the top of the file, got {got}",
+                              line=node.start_mark.line + 1)
     return Document(shown, data, builder.lines, raw)
 
 

@@ -1,0 +1,109 @@
+"""Who a playbook action reaches: targets, channels, campaign and enrolment-drive calendars.
+
+A campaign reaches the targeted customers opted in to its channel (the market's
+``reachability``; members may have opted in when they joined); with no channel it reaches
+every targeted customer (in-store, mass media). During a campaign month a reached customer's
+purchase rate is multiplied by ``1 + lift`` (campaign effect; Taylor & Neslin 2005 find
+short-term promotional lifts of this order; the default is the market's ``campaign_lift``),
+reached members earn ``multiplier`` times the points, and a ``bonus_points`` campaign credits
+its bonus once per campaign on a reached member's first purchase of at least ``min_spend``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from simulator.engine.compiled import CompiledMarket, CENTI
+from simulator.specs.playbook import Campaign, EnrolmentDrive, Target
+
+POTENTIAL = {"low": 0, "medium": 1, "high": 2}
+
+
+@dataclass(frozen=True)
+class CompiledTarget:
+    segments: np.ndarray | None     # [S] bool
+    tiers: np.ndarray | None        # [T] bool (tiers of the design)
+    potential: np.ndarray | None    # [3] bool
+    members: int                    # 0 any, 1 members, 2 non-members
+    inactive_months: int
+
+    @classmethod
+    def from_spec(cls, t: Target, market: CompiledMarket, tier_names: tuple[str, ...]) -> "CompiledTarget":
+        segs = np.isin(np.array(market.names), t.segments) if t.segments else None
+        tiers = np.isin(np.array(tier_names), t.tiers) if t.tiers else None
+        pot = np.array([b in t.potential for b in ("low", "medium", "high")]) if t.potential else None
+        members = {"any": 0, "members": 1, "non_members": 2}[t.members]
+        if tiers is not None:
+            members = 1
+        return cls(segs, tiers, pot, members, t.inactive_months)
+
+    def mask(self, idx: np.ndarray, segment: np.ndarray, member: np.ndarray, tier: np.ndarray,
+             potential: np.ndarray, recency: np.ndarray) -> np.ndarray:
+        """Targeted agents among ``idx`` (arrays are full-population)."""
+        m = np.ones(idx.shape, dtype=bool)
+        if self.segments is not None:
+            m &= self.segments[segment[idx]]
+        if self.members == 1:
+            m &= member[idx]
+        elif self.members == 2:
+            m &= ~member[idx]
+        if self.tiers is not None:
+            m &= self.tiers[np.minimum(tier[idx], len(self.tiers) - 1)] & member[idx]
+        if self.potential is not None:
+            m &= self.potential[potential[idx]]
+        if self.inactive_months:
+            m &= recency[idx] >= self.inactive_months
+        return m
+
+
+@dataclass(frozen=True)
+class CompiledCampaign:
+    name: str
+    kind: str
+    start: int              # first month (period index)
+    end: int                # month after the last
+    channel: int            # bit index, -1 none
+    target: CompiledTarget
+    multiplier: float
+    bonus: int              # centipoints
+    min_spend: float
+    lift: float | None
+    cost: float
+    cost_per_contact: float
+
+
+@dataclass(frozen=True)
+class CompiledDrive:
+    name: str
+    start: int
+    end: int
+    uplift: float
+    channel: int
+    target: CompiledTarget
+    cost: float
+    cost_per_contact: float
+    cost_per_enrolment: float
+
+
+def _channel(market: CompiledMarket, name: str | None) -> int:
+    return -1 if name is None else market.channels.index(name)
+
+
+def compile_campaign(c: Campaign, start: int, market: CompiledMarket, tiers: tuple[str, ...]) -> CompiledCampaign:
+    return CompiledCampaign(c.name, c.kind, start, start + c.months, _channel(market, c.channel),
+                            CompiledTarget.from_spec(c.target, market, tiers), c.multiplier, c.bonus_points * CENTI,
+                            c.min_spend, c.lift, c.cost, c.cost_per_contact)
+
+
+def compile_drive(d: EnrolmentDrive, start: int, market: CompiledMarket, tiers: tuple[str, ...]) -> CompiledDrive:
+    return CompiledDrive(d.name, start, start + d.months, d.uplift, _channel(market, d.channel),
+                         CompiledTarget.from_spec(d.target, market, tiers), d.cost, d.cost_per_contact, d.cost_per_enrolment)
+
+
+def reached(channel: int, idx: np.ndarray, reach: np.ndarray) -> np.ndarray:
+    """Agents among ``idx`` the channel reaches (all of them for no channel)."""
+    if channel < 0:
+        return np.ones(idx.shape, dtype=bool)
+    return (reach[idx] >> np.uint8(channel)) & np.uint8(1) == 1

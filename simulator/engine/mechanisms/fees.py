@@ -1,0 +1,35 @@
+"""Paid membership: billing and renewal.
+
+A member of a paid program pays its fee at the end of the trial and then every fee period
+(12 months for a yearly fee, 1 for a monthly fee). At each renewal after the first payment the
+member renews with probability ``exp(-fee_sensitivity_s * fee / spend since the last bill)``
+(the enrolment rule of ``enrolment.py`` applied to realised spend), or leaves the program:
+membership ends, tier is lost, and the points already earned stay in the ledger until they
+expire.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simulator.engine.compiled import CompiledMarket, CompiledProgram
+from simulator.engine.state import RunState
+
+
+def bill(run: RunState, program: CompiledProgram, market: CompiledMarket, t: int, u: np.ndarray) -> tuple[int, int]:
+    """Bill members due this month; return (fees paid, members who left)."""
+    due = np.flatnonzero(run.member & (run.next_bill == t))
+    if not due.size:
+        return 0, 0
+    renewal = run.enrol_month[due] + program.trial_months < t  # the first bill is the sign-up payment
+    s = run.segment[due]
+    spend = np.maximum(run.spend_since_bill[due], 1e-9)
+    p_renew = np.exp(-market.response["fee_sensitivity"][s] * program.fee / spend)
+    stays = ~renewal | (u[due] < p_renew)
+    payers, leavers = due[stays], due[~stays]
+    run.next_bill[payers] = t + program.fee_months
+    run.spend_since_bill[payers] = 0.0
+    run.member[leavers] = False
+    run.tier[leavers] = 0
+    run.next_bill[leavers] = -1
+    return int(payers.size), int(leavers.size)

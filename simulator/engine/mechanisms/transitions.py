@@ -1,0 +1,65 @@
+"""Segment transitions ("matrice de passage") and the program's effect on them.
+
+Equation. An agent in segment s moves to segment j next month with probability ``P[s, j]``
+(the market's monthly matrix). For a member of a program with the transitions mechanism on,
+moves from a non-lapsed segment into lapsed segments are cut by the segment's
+``transition_effect`` e_s and the probability mass stays in s:
+
+    P'[s, j] = P[s, j] (1 - e_s)              for lapsed j != s
+    P'[s, s] = P[s, s] + e_s * sum_{lapsed j != s} P[s, j]
+
+(fewer lapses among engaged members; Meyer-Waarden 2007, Liu 2007 for the sign; the size is a
+market assumption). Coupling: one uniform per agent and month, shared by both runs, is read
+against each row's cumulative probabilities in the order *lapsed targets, stay, others*, so
+the only agents whose next segment differs between runs are those the cut keeps from lapsing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simulator.engine.compiled import CompiledMarket
+
+
+def row_order(market: CompiledMarket) -> list[np.ndarray]:
+    """Column order of each row: lapsed targets (other than s), s itself, then the rest."""
+    S = len(market.names)
+    out = []
+    for s in range(S):
+        lapsed = [j for j in range(S) if market.lapsed[j] and j != s]
+        rest = [j for j in range(S) if not market.lapsed[j] and j != s]
+        out.append(np.array(lapsed + [s] + rest, dtype=np.int16))
+    return out
+
+
+def member_matrix(market: CompiledMarket, effect: np.ndarray) -> np.ndarray:
+    """P' for members (see module docstring)."""
+    P = market.P.copy()
+    S = P.shape[0]
+    for s in range(S):
+        if market.lapsed[s]:
+            continue
+        lapse = [j for j in range(S) if market.lapsed[j] and j != s]
+        cut = P[s, lapse] * effect[s]
+        P[s, lapse] -= cut
+        P[s, s] += cut.sum()
+    return P
+
+
+def next_segment(segment: np.ndarray, u: np.ndarray, use_member: np.ndarray | None, P: np.ndarray,
+                 P_member: np.ndarray, order: list[np.ndarray]) -> np.ndarray:
+    """Next month's segment of each agent (loops over segments, not agents)."""
+    out = segment.copy()
+    for s, cols in enumerate(order):
+        in_s = segment == s
+        if not in_s.any():
+            continue
+        for matrix, sel in ((P, in_s if use_member is None else in_s & ~use_member),
+                            (P_member, None if use_member is None else in_s & use_member)):
+            if sel is None or not sel.any():
+                continue
+            cum = np.cumsum(matrix[s, cols])
+            cum[-1] = 1.0 + 1e-12
+            j = np.searchsorted(cum, u[sel], side="right")
+            out[sel] = cols[np.minimum(j, len(cols) - 1)]
+    return out

@@ -1,0 +1,102 @@
+"""Per-run agent state: what the program changes, held as arrays over the population.
+
+The design and the baseline each have a :class:`RunState` over the same
+:class:`~simulator.engine.population.Population`.
+
+Points, exactly and oldest first. Points are int64 hundredths of a point. Each agent keeps
+``earned`` (cumulative points credited) and ``consumed`` (cumulative points redeemed or
+expired), and a ring of snapshots ``snap[m % L]`` of ``earned`` at the end of month ``m``.
+Because consumption is first-in-first-out, the points still outstanding from batches earned
+up to month ``m`` are ``max(0, snap[m] - consumed)``: expiry of a batch and the spendable
+balance (excluding pending points) cost one array operation, not one per batch, and the
+ledger identity ``issued = redeemed + expired + change in outstanding`` holds per agent by
+construction (checked every period).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from simulator.engine.compiled import CompiledProgram, WINDOW_ROLLING
+from simulator.engine.population import Population
+
+NEVER = 10_000  # "months since" for an event that has not happened
+
+
+@dataclass
+class RunState:
+    """State of one run (design or baseline)."""
+
+    name: str
+    exists: np.ndarray            # bool: the customer is in the base
+    segment: np.ndarray           # int16
+    reach: np.ndarray             # uint8 channel bitmask
+    recency: np.ndarray           # int16 months since last purchase
+    member: np.ndarray            # bool
+    enrol_month: np.ndarray       # int32, -1 never
+    tier: np.ndarray              # int8
+    below: np.ndarray             # int16 consecutive reviews below the tier's threshold
+    since_reward: np.ndarray      # int16 months since last redemption
+    since_demotion: np.ndarray    # int16 months since last demotion
+    first_pending: np.ndarray     # bool: member has not yet made the first purchase bonus
+    next_bill: np.ndarray         # int32 month of the next fee, -1 none
+    spend_since_bill: np.ndarray  # float64
+    earned: np.ndarray            # int64 centipoints, cumulative
+    consumed: np.ndarray          # int64 centipoints, cumulative
+    snap: np.ndarray              # int64 [L, N] earned at the end of month m (row m % L)
+    qual_ring: np.ndarray         # float64 [W, N] monthly tier metric (rolling windows)
+    qual_sum: np.ndarray          # float64 tier metric over the window
+    referrals_used: int = 0
+    campaign_done: dict[str, np.ndarray] = field(default_factory=dict)
+    program: CompiledProgram | None = None
+    transitions_counts: np.ndarray | None = None  # [S, S] member transitions
+
+    @classmethod
+    def new(cls, name: str, pop: Population, ring: int, window: int, n_segments: int) -> "RunState":
+        N = pop.capacity
+        exists = np.zeros(N, dtype=bool)
+        exists[: pop.n_base] = True
+        return cls(
+            name=name, exists=exists, segment=pop.segment0.copy(), reach=pop.reach.copy(), recency=pop.recency0.copy(),
+            member=np.zeros(N, dtype=bool), enrol_month=np.full(N, -1, dtype=np.int32), tier=np.zeros(N, dtype=np.int8),
+            below=np.zeros(N, dtype=np.int16), since_reward=np.full(N, NEVER, dtype=np.int16),
+            since_demotion=np.full(N, NEVER, dtype=np.int16), first_pending=np.zeros(N, dtype=bool),
+            next_bill=np.full(N, -1, dtype=np.int32), spend_since_bill=np.zeros(N),
+            earned=np.zeros(N, dtype=np.int64), consumed=np.zeros(N, dtype=np.int64),
+            snap=np.zeros((ring, N), dtype=np.int64), qual_ring=np.zeros((window, N)), qual_sum=np.zeros(N),
+            transitions_counts=np.zeros((n_segments, n_segments), dtype=np.int64),
+        )
+
+    # ------------------------------------------------------------------ points views
+    def outstanding(self) -> np.ndarray:
+        return self.earned - self.consumed
+
+    def earned_until(self, t: int, months_back: int) -> np.ndarray:
+        """Cumulative earned at the end of month ``t - months_back`` (``earned`` now if 0)."""
+        if months_back == 0:
+            return self.earned
+        m = t - months_back
+        L = self.snap.shape[0]
+        if months_back >= L:
+            raise ValueError(f"ring of {L} months cannot look {months_back} months back")
+        return self.snap[m % L]
+
+    def spendable(self, t: int) -> np.ndarray:
+        p = self.program
+        pending = p.pending_months if p is not None else 0
+        return np.maximum(self.earned_until(t, pending) - self.consumed, 0)
+
+    def close_month(self, t: int) -> None:
+        self.snap[t % self.snap.shape[0]] = self.earned
+
+    def reset_points_window(self, program: CompiledProgram) -> None:
+        """Resize the snapshot ring and tier window for a new program (at a migration)."""
+        N = self.earned.shape[0]
+        self.snap = np.repeat(self.earned[None, :], program.ring, axis=0)
+        W = program.window_months if program.window == WINDOW_ROLLING else 1
+        self.qual_ring = np.zeros((W, N))
+        self.qual_sum = np.zeros(N)
+        self.tier[:] = 0
+        self.below[:] = 0
