@@ -14,7 +14,7 @@ rate is its segment's rate times ``rate_mult ~ Gamma(k, 1/k)`` (mean 1, k = segm
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.special import gammaincinv
@@ -47,6 +47,13 @@ class Population:
     recency0: np.ndarray         # int16 months since last purchase at the start
     potential: np.ndarray        # int8 0 low, 1 medium, 2 high
     selection_norm: np.ndarray   # [S] normaliser of rate_mult ** self_selection
+    _powers: dict[float, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def rate_power(self, beta: float) -> np.ndarray:
+        """``rate_mult ** beta`` for every agent (cached: few distinct betas per market)."""
+        if beta not in self._powers:
+            self._powers[beta] = self.rate_mult ** beta
+        return self._powers[beta]
 
     @classmethod
     def draw(cls, market: CompiledMarket, streams: Streams, *, agents: int, horizon: int,

@@ -66,7 +66,6 @@ class _Month:
     """Scratch values of one run in the current month."""
 
     rec: dict[str, float] = field(default_factory=dict)
-    idx: np.ndarray | None = None
     counts: np.ndarray | None = None
     spend: np.ndarray | None = None
     qual: np.ndarray | None = None
@@ -111,7 +110,7 @@ class Simulation:
         self.all_idx = np.arange(self.pop.capacity, dtype=np.int64)
         S = len(m.names)
         self.P_member = transitions.member_matrix(m, m.response["transition_effect"])
-        self.order = transitions.row_order(m)
+        self.transition_table = transitions.flat_table(m.P, self.P_member, transitions.row_order(m))
         tiers_design = self.design.tier_names
         self.campaigns = [camp.compile_campaign(c, month_index(self.start, c.start), m, tiers_design) for c in pb.campaigns]
         self.drives = [camp.compile_drive(d, month_index(self.start, d.start), m, tiers_design) for d in pb.enrolment_drives]
@@ -151,7 +150,7 @@ class Simulation:
         run.enrol_month[mem] = -1 - np.floor(self.streams.uniform("init.billing", -1, mem, k=1) * 12).astype(np.int32)
         run.reach[mem] |= self.pop.opt_in_on_join[mem]
         run.earned[mem] = rewards.opening_balance(prog, self.streams.uniform("init.balance", -1, mem))
-        run.snap[:] = run.earned[None, :]
+        run.snap[:] = run.earned.astype(np.uint32)[None, :]
         if prog.fee > 0:
             run.next_bill[mem] = np.floor(self.streams.uniform("init.billing", -1, mem) * prog.fee_months).astype(np.int32)
 
@@ -238,41 +237,42 @@ class Simulation:
         run.program = new
         run.reset_points_window(new)
 
-    def _lifts(self, name: str, run: RunState, prog: CompiledProgram | None, idx: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray]:
-        """Rate multipliers L_i (purchases.py) and points multipliers of the month."""
-        lift = np.ones(idx.shape)
-        pmult = np.ones(idx.shape)
+    def _lifts(self, name: str, run: RunState, prog: CompiledProgram | None, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rate multipliers L_i (purchases.py) and points multipliers of the month, per agent."""
+        N = self.pop.capacity
+        lift = np.ones(N)
+        pmult = np.ones(N)
         if prog is None:
             return lift, pmult
         resp = self.market.response
-        seg = run.segment[idx]
-        mem = run.member[idx]
-        mi = idx[mem]
-        ms = seg[mem]
+        mi = np.flatnonzero(run.member)
         if mi.size:
+            ms = run.segment[mi]
             tier = run.tier[mi]
             f = np.ones(mi.size)
             if self.mech.goal_gradient:
-                spendable = np.maximum(run.earned_until(t, prog.pending_months)[mi] - run.consumed[mi], 0)
+                spendable = np.maximum(run.earned_until(t, prog.pending_months, mi) - run.consumed[mi], 0)
                 f *= rewards.goal_gradient_lift(prog, spendable, tier, resp["goal_gradient"][ms])
             if self.mech.rewarded_behaviour:
                 f *= rewards.rewarded_lift(run.since_reward[mi], resp["rewarded_behaviour"][ms], resp["rewarded_half_life"][ms])
             if self.mech.tier_status:
                 f *= tiers.status_lift(prog, tier, resp["tier_status"][ms])
                 f *= tiers.demotion_factor(run.since_demotion[mi], resp["demotion_effect"][ms], resp["rewarded_half_life"][ms])
-            lift[mem] = f
+            lift[mi] = f
         if name == "design" and t >= self.launch_t:
+            sc = self.scratch[name]
             for cp in self.active_campaigns:
-                hit = cp.target.mask(idx, run.segment, run.member, run.tier, self.pop.potential, run.recency)
-                hit &= camp.reached(cp.channel, idx, run.reach)
-                self.scratch[name].rec["campaign_contacts"] = self.scratch[name].rec.get("campaign_contacts", 0.0) + float(hit.sum())
-                self.scratch[name].rec["campaign_cost"] = self.scratch[name].rec.get("campaign_cost", 0.0) + float(hit.sum()) * cp.cost_per_contact
+                hit = cp.target.mask(None, run.segment, run.member, run.tier, self.pop.potential, run.recency)
+                hit &= camp.reached(cp.channel, None, run.reach) & run.exists
+                contacts = float(hit.sum())
+                sc.rec["campaign_contacts"] = sc.rec.get("campaign_contacts", 0.0) + contacts
+                sc.rec["campaign_cost"] = sc.rec.get("campaign_cost", 0.0) + contacts * cp.cost_per_contact
                 if self.mech.campaigns:
-                    lf = resp["campaign_lift"][seg] if cp.lift is None else cp.lift
+                    lf = resp["campaign_lift"][run.segment] if cp.lift is None else cp.lift
                     lift = np.where(hit, lift * (1.0 + lf), lift)
                 if cp.kind == "points_multiplier":
-                    pmult = np.where(hit & mem, pmult * cp.multiplier, pmult)
-                self.scratch[name].campaign_hits[cp.name] = hit
+                    pmult = np.where(hit & run.member, pmult * cp.multiplier, pmult)
+                sc.campaign_hits[cp.name] = hit
         return lift, pmult
 
     def _enrol(self, run: RunState, prog: CompiledProgram, t: int, new: np.ndarray, rec: dict[str, float]) -> None:
@@ -290,11 +290,11 @@ class Simulation:
         if prog.bonus_enrolment:
             run.earned[new] += prog.bonus_enrolment
             rec["points_issued_bonus"] = rec.get("points_issued_bonus", 0.0) + float(prog.bonus_enrolment * new.size)
-            rec["bonus_qualifying"] = rec.get("bonus_qualifying", 0.0)
         rec["new_members"] = rec.get("new_members", 0.0) + float(new.size)
 
     def _step(self, t: int) -> None:
         m = self.market
+        N = self.pop.capacity
         cm = self.calendar_month(t)
         u_buy = self.uniforms("purchases", t)
         spends: dict[str, np.ndarray] = {}
@@ -302,98 +302,96 @@ class Simulation:
             prog = self.program_of(name, t)
             sc = self.scratch[name]
             rec = sc.rec
-            idx = np.flatnonzero(run.exists)
-            seg = run.segment[idx]
-            lift, pmult = self._lifts(name, run, prog, idx, t)
-            lam = m.rate[seg] * self.pop.rate_mult[idx] * m.season[cm - 1] * lift
-            n = poisson_icdf(u_buy[idx], lam)
-            pos, gross = draw_baskets(self.streams, t, m, idx, n, run.segment[idx], self.pop.basket_mult)
+            lift, pmult = self._lifts(name, run, prog, t)
+            lam = m.rate[run.segment] * self.pop.rate_mult * (m.season[cm - 1] * lift)
+            lam[~run.exists] = 0.0
+            n = poisson_icdf(u_buy, lam)
+            pos, gross = draw_baskets(self.streams, t, m, n, run.segment, self.pop.basket_mult)
             net = gross * m.net_factor
-            spend = np.bincount(pos, weights=net, minlength=idx.size)
-            full_spend = np.zeros(self.pop.capacity)
-            full_spend[idx] = spend
-            spends[name] = full_spend
-            run.recency[idx] = np.where(n > 0, 0, np.minimum(run.recency[idx] + 1, 30000))
-            rec.update(customers=float(idx.size), active=float((n > 0).sum()), purchases=float(n.sum()),
-                       revenue=float(spend.sum()), gross_margin=float(spend.sum()) * m.gross_margin)
-            sc.idx, sc.counts, sc.spend = idx, n, spend
-            sc.qual = np.zeros(self.pop.capacity)
+            spend = np.bincount(pos, weights=net, minlength=N)
+            spends[name] = spend
+            bought = n > 0
+            run.recency += 1
+            run.recency[bought] = 0
+            np.minimum(run.recency, 30000, out=run.recency)
+            total = float(spend.sum())
+            rec.update(customers=float(run.exists.sum()), active=float(bought.sum()), purchases=float(n.sum()),
+                       revenue=total, gross_margin=total * m.gross_margin)
+            sc.counts, sc.spend = n, spend
+            sc.qual = None
             if prog is None:
                 continue
             # enrolment (after the month's purchases: a customer joins at the till with a purchase)
-            self._enrolment(name, run, prog, t, idx, n, rec)
+            self._enrolment(name, run, prog, t, bought, rec)
             # earning
-            mem_tx = run.member[idx[pos]]
+            mem = run.member
+            mem_tx = mem[pos]
             tpos = pos[mem_tx]
-            pts_tx, q_tx = points.purchase_points(prog, net[mem_tx], gross[mem_tx], run.tier[idx[tpos]], pmult[tpos])
-            pts = points.cap(points.per_agent(tpos, pts_tx, idx.size), prog)
-            q = np.bincount(tpos, weights=q_tx, minlength=idx.size)
-            bonus = np.zeros(idx.size, dtype=np.int64)
-            mem = run.member[idx]
+            pts_tx, q_tx = points.purchase_points(prog, net[mem_tx], gross[mem_tx], run.tier[tpos], pmult[tpos])
+            pts = points.cap(points.per_agent(tpos, pts_tx, N), prog)
+            q = np.bincount(tpos, weights=q_tx, minlength=N)
+            bonus = np.zeros(N, dtype=np.int64)
             if prog.bonus_first:
-                first = mem & run.first_pending[idx] & (n > 0)
-                bonus[first] += prog.bonus_first
-            run.first_pending[idx[mem & (n > 0)]] = False
+                bonus[mem & run.first_pending & bought] += prog.bonus_first
+            run.first_pending[bought] = False
             if prog.bonus_birthday:
-                bonus[mem & (self.pop.birthday[idx] == cm)] += prog.bonus_birthday
+                bonus[mem & (self.pop.birthday == cm)] += prog.bonus_birthday
             if name == "design" and t >= self.launch_t:
-                hits = sc.campaign_hits
-                for cp in self.active_campaigns:
-                    if cp.kind != "bonus_points":
-                        continue
-                    done = run.campaign_done.setdefault(cp.name, np.zeros(self.pop.capacity, dtype=bool))
-                    biggest = np.zeros(idx.size)
+                bonus_campaigns = [cp for cp in self.active_campaigns if cp.kind == "bonus_points"]
+                if bonus_campaigns:
+                    biggest = np.zeros(N)
                     np.maximum.at(biggest, pos, gross)
-                    ok = hits.get(cp.name, np.zeros(idx.size, dtype=bool)) & mem & (biggest >= max(cp.min_spend, 1e-9)) & ~done[idx]
-                    bonus[ok] += cp.bonus
-                    done[idx[ok]] = True
-            if prog.bonus_referral and self.mech.referrals:
-                rate = m.response["referrals_per_member_year"][seg] / 12.0
-                refer = mem & (self.uniforms("referral", t)[idx] < rate)
-                bonus[refer] += prog.bonus_referral
-                n_ref = int(refer.sum())
-                free = self.pop.capacity - self.pop.referral_start - run.referrals_used - self.pending_referrals[name]
-                self.pending_referrals[name] += min(n_ref, max(free, 0))
-                rec["referrals"] = float(n_ref)
-            issued = pts + bonus
-            run.earned[idx] += issued
+                    for cp in bonus_campaigns:
+                        done = run.campaign_done.setdefault(cp.name, np.zeros(N, dtype=bool))
+                        ok = sc.campaign_hits[cp.name] & mem & (biggest >= max(cp.min_spend, 1e-9)) & ~done
+                        bonus[ok] += cp.bonus
+                        done[ok] = True
+            midx = np.flatnonzero(mem)
+            if prog.bonus_referral and self.mech.referrals and midx.size:
+                rate = m.response["referrals_per_member_year"][run.segment[midx]] / 12.0
+                referrers = midx[self.streams.uniform("referral", t, midx) < rate]
+                bonus[referrers] += prog.bonus_referral
+                free = N - self.pop.referral_start - run.referrals_used - self.pending_referrals[name]
+                self.pending_referrals[name] += min(referrers.size, max(free, 0))
+                rec["referrals"] = float(referrers.size)
+            run.earned += pts
+            run.earned += bonus
             rec["points_issued_purchase"] = float(pts.sum())
             rec["points_issued_bonus"] = rec.get("points_issued_bonus", 0.0) + float(bonus.sum())
             rec["sales_with_points"] = float(spend[pts > 0].sum())
-            rec["member_revenue"] = float(spend[mem].sum())
             qual_total = q + (bonus / CENTI if prog.q_include_bonus else 0.0)
-            metric = tiers.metric_of_month(prog, qual_total, spend, n) * mem
-            sc.qual[idx] = metric
+            sc.qual = tiers.metric_of_month(prog, qual_total, spend, n) * mem
             if prog.fee > 0:
-                run.spend_since_bill[idx] += spend
+                run.spend_since_bill += spend
             # redemption
-            midx = idx[run.member[idx]]
             if midx.size:
-                spendable = np.maximum(run.earned_until(t, prog.pending_months)[midx] - run.consumed[midx], 0)
+                spendable = np.maximum(run.earned_until(t, prog.pending_months, midx) - run.consumed[midx], 0)
                 r = rewards.redeem(prog, spendable, run.tier[midx], m.response["redemption_propensity"][run.segment[midx]],
-                                   self.uniforms("redemption", t)[midx], self.uniforms("voucher", t)[midx])
+                                   self.streams.uniform("redemption", t, midx), self.streams.uniform("voucher", t, midx))
                 run.consumed[midx] += r.points
                 run.since_reward[midx] = np.minimum(run.since_reward[midx] + 1, NEVER)
                 run.since_reward[midx[r.redeemed]] = 0
                 rec.update(points_redeemed_rewards=float(r.points.sum()), reward_cost=r.reward_cost,
                            reward_face_value=r.reward_face, vouchers_issued=float(r.vouchers_issued),
                            vouchers_used=float(r.vouchers_used), redemptions=float(r.redeemed.sum()))
-            run.since_demotion[idx] = np.minimum(run.since_demotion[idx] + 1, NEVER)
+            run.since_demotion[midx] = np.minimum(run.since_demotion[midx] + 1, NEVER)
         # members' revenue against what the same customers spent in the baseline run
         drec = self.scratch["design"].rec
-        dmem = self.runs["design"].member & self.runs["design"].exists
+        design = self.runs["design"]
+        dmem = design.member & design.exists
         drec["member_revenue"] = float(spends["design"][dmem].sum())
         drec["member_revenue_counterfactual"] = float(spends["baseline"][dmem].sum())
-        drec["nonmember_revenue"] = float(spends["design"][~dmem & self.runs["design"].exists].sum())
-        drec["nonmembers"] = float((~dmem & self.runs["design"].exists).sum())
+        drec["nonmember_revenue"] = float(drec["revenue"] - drec["member_revenue"])
+        drec["nonmembers"] = float(drec["customers"] - dmem.sum())
+        if self.runs["baseline"].program is not None or self.base_prog is not None:
+            base = self.runs["baseline"]
+            self.scratch["baseline"].rec["member_revenue"] = float(spends["baseline"][base.member & base.exists].sum())
 
-    def _enrolment(self, name: str, run: RunState, prog: CompiledProgram, t: int, idx: np.ndarray, n: np.ndarray,
+    def _enrolment(self, name: str, run: RunState, prog: CompiledProgram, t: int, bought_full: np.ndarray,
                    rec: dict[str, float]) -> None:
         cand = enrolment.candidates(prog, self.pop, run.exists, run.member, run.segment)
         if not cand.size:
             return
-        bought_full = np.zeros(self.pop.capacity, dtype=bool)
-        bought_full[idx] = n > 0
         bought = bought_full[cand]
         h = enrolment.hazard(prog, self.pop, self.market, run.segment, cand, self.mech.self_selection)
         till = np.zeros(cand.size)
@@ -411,7 +409,7 @@ class Simulation:
                 drive_masks.append((d, contacts))
                 rec["enrolment_cost"] = rec.get("enrolment_cost", 0.0) + float(contacts.sum()) * d.cost_per_contact
         p = enrolment.join_probability(prog, h, bought, till, invitations)
-        join = self.uniforms("enrolment", t)[cand] < p
+        join = self.streams.uniform("enrolment", t, cand) < p
         for d, contacts in drive_masks:
             rec["enrolment_cost"] = rec.get("enrolment_cost", 0.0) + float((join & contacts).sum()) * d.cost_per_enrolment
         self._enrol(run, prog, t, cand[join], rec)
@@ -422,7 +420,8 @@ class Simulation:
             prog = self.program_of(name, t)
             if prog is None or not prog.has_tiers:
                 continue
-            tiers.add_to_window(run, prog, t, cm, self.scratch[name].qual)
+            qual = self.scratch[name].qual
+            tiers.add_to_window(run, prog, t, cm, qual if qual is not None else np.zeros(self.pop.capacity))
             mem = np.flatnonzero(run.member)
             rec = self.scratch[name].rec
             rec["upgrades"] = float(tiers.upgrade(run, prog, mem))
@@ -439,12 +438,11 @@ class Simulation:
             self.scratch[name].rec["points_expired"] = float(gone.sum())
 
     def _fees(self, t: int) -> None:
-        u = self.uniforms("renewal", t)
         for name, run in self.runs.items():
             prog = self.program_of(name, t)
             if prog is None or prog.fee <= 0:
                 continue
-            paid, left = fees.bill(run, prog, self.market, t, u)
+            paid, left = fees.bill(run, prog, self.market, t, lambda due: self.streams.uniform("renewal", t, due))
             rec = self.scratch[name].rec
             rec["fee_income"] = paid * prog.fee
             rec["left_members"] = float(left)
@@ -452,15 +450,15 @@ class Simulation:
     def _transitions(self, t: int) -> None:
         u = self.uniforms("transitions", t)
         design_members = self.runs["design"].member & self.runs["design"].exists
+        S = len(self.market.names)
         for name, run in self.runs.items():
             prog = self.program_of(name, t)
-            idx = np.flatnonzero(run.exists)
-            before = run.segment[idx]
-            use_member = run.member[idx] if (prog is not None and self.mech.transitions) else None
-            after = transitions.next_segment(before, u[idx], use_member, self.market.P, self.P_member, self.order)
-            run.segment[idx] = after
-            dm = design_members[idx]
-            np.add.at(run.transitions_counts, (before[dm], after[dm]), 1)
+            before = run.segment
+            use_member = run.member if (prog is not None and self.mech.transitions) else None
+            after = transitions.next_segment(before, u, use_member, self.transition_table)
+            run.transitions_counts += np.bincount(before[design_members].astype(np.int64) * S + after[design_members],
+                                                  minlength=S * S).reshape(S, S)
+            run.segment = after
 
     def _costs(self, t: int) -> None:
         for name, run in self.runs.items():
@@ -471,7 +469,7 @@ class Simulation:
             sc = self.scratch[name]
             mem = run.member & run.exists
             members_by_tier = np.bincount(run.tier[mem], minlength=prog.n_tiers)
-            purchases_by_tier = np.bincount(run.tier[sc.idx], weights=sc.counts * run.member[sc.idx], minlength=prog.n_tiers)
+            purchases_by_tier = np.bincount(run.tier, weights=sc.counts * run.member, minlength=prog.n_tiers)
             rec["benefit_cost"] = float(members_by_tier @ prog.benefit_member_month + purchases_by_tier @ prog.benefit_per_purchase)
             rec["member_cost"] = float(mem.sum()) * prog.per_member_per_year / 12.0
             amortisation = 0.0

@@ -45,8 +45,8 @@ class RunState:
     spend_since_bill: np.ndarray  # float64
     earned: np.ndarray            # int64 centipoints, cumulative
     consumed: np.ndarray          # int64 centipoints, cumulative
-    snap: np.ndarray              # int64 [L, N] earned at the end of month m (row m % L)
-    qual_ring: np.ndarray         # float64 [W, N] monthly tier metric (rolling windows)
+    snap: np.ndarray              # uint32 [L, N] earned (mod 2**32) at the end of month m (row m % L)
+    qual_ring: np.ndarray         # float32 [W, N] monthly tier metric (rolling windows)
     qual_sum: np.ndarray          # float64 tier metric over the window
     referrals_used: int = 0
     campaign_done: dict[str, np.ndarray] = field(default_factory=dict)
@@ -65,7 +65,7 @@ class RunState:
             since_demotion=np.full(N, NEVER, dtype=np.int16), first_pending=np.zeros(N, dtype=bool),
             next_bill=np.full(N, -1, dtype=np.int32), spend_since_bill=np.zeros(N),
             earned=np.zeros(N, dtype=np.int64), consumed=np.zeros(N, dtype=np.int64),
-            snap=np.zeros((ring, N), dtype=np.int64), qual_ring=np.zeros((window, N)), qual_sum=np.zeros(N),
+            snap=np.zeros((ring, N), dtype=np.uint32), qual_ring=np.zeros((window, N), dtype=np.float32), qual_sum=np.zeros(N),
             transitions_counts=np.zeros((n_segments, n_segments), dtype=np.int64),
         )
 
@@ -73,15 +73,25 @@ class RunState:
     def outstanding(self) -> np.ndarray:
         return self.earned - self.consumed
 
-    def earned_until(self, t: int, months_back: int) -> np.ndarray:
-        """Cumulative earned at the end of month ``t - months_back`` (``earned`` now if 0)."""
+    def earned_until(self, t: int, months_back: int, idx: np.ndarray | None = None) -> np.ndarray:
+        """Cumulative earned at the end of month ``t - months_back`` (``earned`` now if 0),
+        for agents ``idx`` (all if None).
+
+        Snapshots hold ``earned mod 2**32``; the points earned since a snapshot are fewer than
+        2**32 hundredths (43 million points), so ``earned - ((earned - snap) mod 2**32)`` is
+        exact.
+        """
+        earned = self.earned if idx is None else self.earned[idx]
         if months_back == 0:
-            return self.earned
-        m = t - months_back
+            return earned
         L = self.snap.shape[0]
         if months_back >= L:
             raise ValueError(f"ring of {L} months cannot look {months_back} months back")
-        return self.snap[m % L]
+        snap = self.snap[(t - months_back) % L]
+        if idx is not None:
+            snap = snap[idx]
+        since = earned.astype(np.uint32) - snap  # wraps modulo 2**32
+        return earned - since.astype(np.int64)
 
     def spendable(self, t: int) -> np.ndarray:
         p = self.program
@@ -89,14 +99,14 @@ class RunState:
         return np.maximum(self.earned_until(t, pending) - self.consumed, 0)
 
     def close_month(self, t: int) -> None:
-        self.snap[t % self.snap.shape[0]] = self.earned
+        self.snap[t % self.snap.shape[0]] = self.earned.astype(np.uint32)
 
     def reset_points_window(self, program: CompiledProgram) -> None:
         """Resize the snapshot ring and tier window for a new program (at a migration)."""
         N = self.earned.shape[0]
-        self.snap = np.repeat(self.earned[None, :], program.ring, axis=0)
+        self.snap = np.repeat(self.earned.astype(np.uint32)[None, :], program.ring, axis=0)
         W = program.window_months if program.window == WINDOW_ROLLING else 1
-        self.qual_ring = np.zeros((W, N))
+        self.qual_ring = np.zeros((W, N), dtype=np.float32)
         self.qual_sum = np.zeros(N)
         self.tier[:] = 0
         self.below[:] = 0

@@ -39,10 +39,14 @@ class CompiledTarget:
             members = 1
         return cls(segs, tiers, pot, members, t.inactive_months)
 
-    def mask(self, idx: np.ndarray, segment: np.ndarray, member: np.ndarray, tier: np.ndarray,
+    def mask(self, idx: np.ndarray | None, segment: np.ndarray, member: np.ndarray, tier: np.ndarray,
              potential: np.ndarray, recency: np.ndarray) -> np.ndarray:
-        """Targeted agents among ``idx`` (arrays are full-population)."""
-        m = np.ones(idx.shape, dtype=bool)
+        """Targeted agents among ``idx`` (None: the whole population; arrays are full-population)."""
+        if idx is None:
+            idx = slice(None)
+            m = np.ones(segment.shape, dtype=bool)
+        else:
+            m = np.ones(idx.shape, dtype=bool)
         if self.segments is not None:
             m &= self.segments[segment[idx]]
         if self.members == 1:
@@ -102,8 +106,9 @@ def compile_drive(d: EnrolmentDrive, start: int, market: CompiledMarket, tiers: 
                          CompiledTarget.from_spec(d.target, market, tiers), d.cost, d.cost_per_contact, d.cost_per_enrolment)
 
 
-def reached(channel: int, idx: np.ndarray, reach: np.ndarray) -> np.ndarray:
-    """Agents among ``idx`` the channel reaches (all of them for no channel)."""
+def reached(channel: int, idx: np.ndarray | None, reach: np.ndarray) -> np.ndarray:
+    """Agents among ``idx`` (None: everyone) the channel reaches (all of them for no channel)."""
+    r = reach if idx is None else reach[idx]
     if channel < 0:
-        return np.ones(idx.shape, dtype=bool)
-    return (reach[idx] >> np.uint8(channel)) & np.uint8(1) == 1
+        return np.ones(r.shape, dtype=bool)
+    return (r >> np.uint8(channel)) & np.uint8(1) == 1

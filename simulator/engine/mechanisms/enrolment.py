@@ -31,8 +31,12 @@ def selection_weight(pop: Population, market: CompiledMarket, segment: np.ndarra
     if not on:
         return np.ones(idx.shape)
     s = segment[idx]
-    beta = market.response["self_selection"][s]
-    return pop.rate_mult[idx] ** beta / pop.selection_norm[s]
+    beta = market.response["self_selection"]
+    out = np.empty(idx.shape)
+    for b in np.unique(beta[s]):
+        sel = beta[s] == b
+        out[sel] = pop.rate_power(float(b))[idx[sel]]
+    return out / pop.selection_norm[s]
 
 
 def fee_factor(program: CompiledProgram, pop: Population, market: CompiledMarket, segment: np.ndarray,

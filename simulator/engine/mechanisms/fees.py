@@ -10,22 +10,27 @@ expire.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from simulator.engine.compiled import CompiledMarket, CompiledProgram
 from simulator.engine.state import RunState
 
 
-def bill(run: RunState, program: CompiledProgram, market: CompiledMarket, t: int, u: np.ndarray) -> tuple[int, int]:
-    """Bill members due this month; return (fees paid, members who left)."""
+def bill(run: RunState, program: CompiledProgram, market: CompiledMarket, t: int,
+         uniform: Callable[[np.ndarray], np.ndarray]) -> tuple[int, int]:
+    """Bill members due this month; return (fees paid, members who left). ``uniform(agents)``
+    draws the renewal stream for those agents."""
     due = np.flatnonzero(run.member & (run.next_bill == t))
     if not due.size:
         return 0, 0
+    u = uniform(due)
     renewal = run.enrol_month[due] + program.trial_months < t  # the first bill is the sign-up payment
     s = run.segment[due]
     spend = np.maximum(run.spend_since_bill[due], 1e-9)
     p_renew = np.exp(-market.response["fee_sensitivity"][s] * program.fee / spend)
-    stays = ~renewal | (u[due] < p_renew)
+    stays = ~renewal | (u < p_renew)
     payers, leavers = due[stays], due[~stays]
     run.next_bill[payers] = t + program.fee_months
     run.spend_since_bill[payers] = 0.0

@@ -47,19 +47,10 @@ def poisson_icdf(u: np.ndarray, lam: np.ndarray) -> np.ndarray:
     return n
 
 
-def draw_counts(streams: Streams, t: int, idx: np.ndarray, lam: np.ndarray, u: np.ndarray | None = None) -> np.ndarray:
-    """Purchase counts for agents ``idx`` with rates ``lam``."""
-    if u is None:
-        u = streams.uniform("purchases", t, idx)
-    return poisson_icdf(u, lam)
-
-
-def draw_baskets(streams: Streams, t: int, market: CompiledMarket, idx: np.ndarray, counts: np.ndarray,
+def draw_baskets(streams: Streams, t: int, market: CompiledMarket, counts: np.ndarray,
                  segment: np.ndarray, basket_mult: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Transactions of the month: (position in ``idx`` of each transaction's agent, gross amount).
-
-    ``segment`` and ``basket_mult`` are per agent of ``idx``.
-    """
+    """Transactions of the month: (agent of each transaction, gross amount). Arrays are over
+    the whole population."""
     buyers = np.flatnonzero(counts)
     c = counts[buyers]
     total = int(c.sum())
@@ -68,8 +59,8 @@ def draw_baskets(streams: Streams, t: int, market: CompiledMarket, idx: np.ndarr
     pos = np.repeat(buyers, c)
     starts = np.cumsum(c) - c
     k = np.arange(total, dtype=np.int64) - np.repeat(starts, c)
-    z = streams.normal("basket", t, idx[pos], k)
+    z = streams.normal("basket", t, pos, k)
     seg = segment[pos]
     sig = market.basket_sigma[seg]
-    amount = market.basket_mean[seg] * basket_mult[idx[pos]] * np.exp(sig * z - 0.5 * sig * sig)
+    amount = market.basket_mean[seg] * basket_mult[pos] * np.exp(sig * z - 0.5 * sig * sig)
     return pos, amount

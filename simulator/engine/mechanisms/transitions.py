@@ -46,20 +46,30 @@ def member_matrix(market: CompiledMarket, effect: np.ndarray) -> np.ndarray:
     return P
 
 
-def next_segment(segment: np.ndarray, u: np.ndarray, use_member: np.ndarray | None, P: np.ndarray,
-                 P_member: np.ndarray, order: list[np.ndarray]) -> np.ndarray:
-    """Next month's segment of each agent (loops over segments, not agents)."""
-    out = segment.copy()
-    for s, cols in enumerate(order):
-        in_s = segment == s
-        if not in_s.any():
-            continue
-        for matrix, sel in ((P, in_s if use_member is None else in_s & ~use_member),
-                            (P_member, None if use_member is None else in_s & use_member)):
-            if sel is None or not sel.any():
-                continue
-            cum = np.cumsum(matrix[s, cols])
-            cum[-1] = 1.0 + 1e-12
-            j = np.searchsorted(cum, u[sel], side="right")
-            out[sel] = cols[np.minimum(j, len(cols) - 1)]
-    return out
+def flat_table(P: np.ndarray, P_member: np.ndarray, order: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Rows r = segment + S * is_member, as one ascending table: ``r + cumsum(row in order)``,
+    and the segment each entry leads to. One ``searchsorted`` of ``row + u`` then samples
+    every agent's next segment at once."""
+    S = P.shape[0]
+    keys = np.empty(2 * S * S)
+    dest = np.empty(2 * S * S, dtype=np.int16)
+    for r in range(2 * S):
+        s = r % S
+        matrix = P if r < S else P_member
+        cols = order[s]
+        cum = np.cumsum(matrix[s, cols])
+        cum[-1] = 1.0
+        keys[r * S:(r + 1) * S] = r + np.minimum(cum, 1.0)
+        dest[r * S:(r + 1) * S] = cols
+    return keys, dest
+
+
+def next_segment(segment: np.ndarray, u: np.ndarray, use_member: np.ndarray | None, table: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Next month's segment of each agent (``table`` from :func:`flat_table`)."""
+    keys, dest = table
+    S = int(np.sqrt(keys.size // 2))
+    row = segment.astype(np.float64)
+    if use_member is not None:
+        row += S * use_member
+    j = np.searchsorted(keys, row + u, side="right")
+    return dest[np.minimum(j, keys.size - 1)]
