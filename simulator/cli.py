@@ -6,9 +6,10 @@ stderr and exits with code 2, without a traceback and without writing anything.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, Iterator, List, Optional
 
 import typer
 
@@ -71,6 +72,102 @@ def reference(
     else:
         write_text_atomic(out, text)
         typer.echo(f"wrote {out}")
+
+
+@contextlib.contextmanager
+def _progress(total: int, label: str) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar over replications x months (silent when stderr is not a terminal)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda rep, month: bar.advance(task)
+
+
+@app.command()
+def run(
+    playbook: Path = typer.Option(..., "--playbook", help="Market playbook to run (it names the design and the market)."),
+    out: Path = typer.Option(..., "--out", help="Directory for the results (refused if it exists, unless --force)."),
+    baseline: Optional[str] = typer.Option(None, "--baseline", help="Counterfactual: 'none' or a design file. Default: the playbook's baseline."),
+    agents: int = typer.Option(20_000, "--agents", min=100, help="Simulated customers in the base (results are scaled to the market's customers)."),
+    replications: int = typer.Option(1, "--replications", min=1, help="Independent replications; figures get P10/P50/P90."),
+    seed: int = typer.Option(1, "--seed", min=0, help="Run seed: the same seed and inputs give identical outputs."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
+) -> None:
+    """Simulate a playbook's design against its baseline; write the monthly table, summary and manifest."""
+    from simulator.output import check_destination
+    from simulator.runner import simulate, summary_text, write_run
+    from simulator.scenario import resolve
+
+    try:
+        check_destination(out, force)
+        scenario = resolve(playbook, baseline=baseline)
+        with _progress(replications * scenario.playbook.horizon_months, f"{scenario.playbook.name}") as tick:
+            result = simulate(scenario, agents=agents, seed=seed, replications=replications, progress=tick)
+        summary = write_run(result, out, force=force, baseline_arg=baseline)
+    except InputErrors as exc:
+        _fail(exc)
+    typer.echo(summary_text(summary), nl=False)
+    typer.echo(f"results: {out}")
+
+
+@app.command()
+def reproduce(
+    run_dir: Path = typer.Argument(..., help="Directory of an earlier run (with its manifest.json)."),
+    out: Path = typer.Option(..., "--out", help="Directory for the re-run."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
+) -> None:
+    """Re-run a run from its manifest and check every result file is bit-for-bit identical."""
+    from simulator.output import check_destination
+    from simulator.runner import reproduce as _reproduce
+
+    try:
+        check_destination(out, force)
+        same, differ = _reproduce(run_dir, out, force=force)
+    except InputErrors as exc:
+        _fail(exc)
+    for f in same:
+        typer.echo(f"identical  {f}")
+    for f in differ:
+        typer.echo(f"DIFFERENT  {f}")
+    if differ:
+        raise typer.Exit(code=1)
+    typer.echo(f"reproduced bit for bit: {out}")
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), "--out", help="Directory for the demo's results."),
+    agents: int = typer.Option(20_000, "--agents", min=100, help="Simulated customers per market."),
+    replications: int = typer.Option(3, "--replications", min=1, help="Replications per playbook."),
+    seed: int = typer.Option(1, "--seed", min=0, help="Run seed."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
+) -> None:
+    """Run every shipped playbook (markets/*/*.yaml) and print what a strategist reads first."""
+    from simulator.output import check_destination, staged_directory
+    from simulator.runner import simulate, summary_text, write_run
+    from simulator.scenario import resolve
+    from simulator.specs import kind_of, read_yaml
+
+    root = Path("markets")
+    try:
+        check_destination(out, force)
+        playbooks = [p for p in sorted(root.glob("*/*.yaml")) if kind_of(read_yaml(p)) == "playbook"]
+        if not playbooks:
+            raise InputErrors.one(str(root), "no playbooks found (run the demo from the project's root)")
+        scenarios = [resolve(p) for p in playbooks]
+        texts = []
+        with staged_directory(out, force) as tmp:
+            for p, sc in zip(playbooks, scenarios):
+                with _progress(replications * sc.playbook.horizon_months, sc.playbook.name) as tick:
+                    result = simulate(sc, agents=agents, seed=seed, replications=replications, progress=tick)
+                summary = write_run(result, tmp / p.parent.name / p.stem, force=False, baseline_arg=None)
+                texts.append(summary_text(summary))
+    except InputErrors as exc:
+        _fail(exc)
+    typer.echo("\n".join(texts), nl=False)
+    typer.echo(f"\nresults of {len(playbooks)} playbooks: {out}")
 
 
 def main() -> None:

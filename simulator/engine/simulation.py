@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from simulator.engine.calendar import Calendar
-from simulator.engine.compiled import CENTI, CompiledMarket, CompiledProgram
+from simulator.engine.compiled import CENTI, EXPIRY_FIXED, EXPIRY_NEVER, CompiledMarket, CompiledProgram
 from simulator.engine.mechanisms import campaigns as camp
 from simulator.engine.mechanisms import enrolment, expiry, fees, points, rewards, tiers, transitions
 from simulator.engine.mechanisms.purchases import draw_baskets, poisson_icdf
@@ -128,6 +128,7 @@ class Simulation:
         self.tier_names = tuple(dict.fromkeys(self.design.tier_names + (self.base_prog.tier_names if self.base_prog else ())))
         self.cal = Calendar(self.H)
         self._u: dict[str, np.ndarray] = {}
+        self._progress: Callable[[int], None] | None = None
         self._schedule()
         if self.base_prog is not None:
             for run in self.runs.values():
@@ -170,7 +171,7 @@ class Simulation:
         c.monthly("period.step", self._step, "purchases, enrolment, earn, redemption")
         if any(p is not None and p.has_tiers for p in (self.design, self.base_prog)):
             c.monthly("tiers.review", self._tiers, "tiers")
-        c.monthly("points.expiry", self._expiry, "expiry")
+        c.monthly("points.expiry", self._expiry, "expiry", when=self._expiry_due)
         if any(p is not None and p.fee > 0 for p in (self.design, self.base_prog)):
             c.monthly("fees.billing", self._fees, "fees")
         c.monthly("segments.transition", self._transitions, "transitions")
@@ -427,6 +428,16 @@ class Simulation:
             rec["upgrades"] = float(tiers.upgrade(run, prog, mem))
             rec["demotions"] = float(tiers.review(run, prog, t, cm, mem))
 
+    def _expiry_due(self, t: int) -> bool:
+        """Whether an expiry rule of either run can act in month ``t``."""
+        for name in self.runs:
+            prog = self.program_of(name, t)
+            if prog is None or prog.expiry == EXPIRY_NEVER:
+                continue
+            if prog.expiry != EXPIRY_FIXED or self.calendar_month(t) == prog.expiry_month:
+                return True
+        return False
+
     def _expiry(self, t: int) -> None:
         cm = self.calendar_month(t)
         for name, run in self.runs.items():
@@ -508,11 +519,14 @@ class Simulation:
             rec["program_active"] = 1.0 if prog is not None else 0.0
             run.close_month(t)
             self.records[name].append(rec)
+        if self._progress is not None:
+            self._progress(t)
 
     # ---------------------------------------------------------------- run
     def run(self, progress: Callable[[int], None] | None = None) -> "ReplicationResult":
-        if progress is not None:
-            self.cal.monthly("period.close", lambda t: progress(t), "progress")
+        """Run the calendar; ``progress(month)`` is called after each month closes (it is not
+        a calendar event, so it leaves the event log unchanged)."""
+        self._progress = progress
         self.cal.run()
         frames = {}
         for name in ("design", "baseline"):

@@ -1,0 +1,193 @@
+"""Running a scenario and writing what a run promises: the monthly table, the summary, the
+manifest, written atomically; and reproducing a run from its manifest.
+
+Files of a run directory (documented in README):
+
+``summary.json``            headline figures with P10/P50/P90 over replications, per replication,
+                            and the members' segment transition matrices
+``summary.txt``             the same headline figures as a person reads them
+``monthly.csv`` / ``.parquet``  one row per (scenario, month), scenario in design / baseline /
+                            difference, mean over replications
+``monthly_replications.parquet``  the same for every replication
+``events.csv``              the calendar's event log of replication 0
+``manifest.json``           inputs and their SHA-256, resolved parameters, version, seed,
+                            agents, replications, and the SHA-256 of every output file
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from simulator import __version__
+from simulator.engine.simulation import Simulation
+from simulator.errors import InputError, InputErrors
+from simulator.output import staged_directory
+from simulator.results import RunResult
+from simulator.scenario import Scenario, resolve, sha256
+
+RESULT_FILES = ("summary.json", "summary.txt", "monthly.csv", "monthly.parquet", "monthly_replications.parquet", "events.csv")
+
+
+def simulate(scenario: Scenario, *, agents: int, seed: int, replications: int,
+             progress: Callable[[int, int], None] | None = None) -> RunResult:
+    """Run ``replications`` replications (each design + baseline on common random numbers)."""
+    reps = []
+    for r in range(replications):
+        sim = Simulation(scenario, agents=agents, seed=seed, replication=r)
+        reps.append(sim.run(None if progress is None else (lambda t, r=r: progress(r, t))))
+    return RunResult(scenario, reps, agents, seed)
+
+
+def _json(obj: Any) -> str:
+    def default(o: Any) -> Any:
+        if isinstance(o, (np.integer,)):
+            return int(o)
+        if isinstance(o, (np.floating,)):
+            return float(o)
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        return str(o)
+
+    return json.dumps(obj, indent=2, default=default, allow_nan=False) + "\n"
+
+
+def _clean(obj: Any) -> Any:
+    """Replace NaN/inf by None so JSON stays valid."""
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def manifest(scenario: Scenario, *, agents: int, seed: int, replications: int, baseline_arg: str | None) -> dict[str, Any]:
+    return {
+        "tool": "loyalty-sim",
+        "version": __version__,
+        "command": "run",
+        "arguments": {"playbook": scenario.paths["playbook"], "baseline": baseline_arg, "agents": agents,
+                      "replications": replications, "seed": seed},
+        "inputs": scenario.inputs,
+        "resolved": {
+            "program": scenario.program.model_dump(mode="json"),
+            "baseline": scenario.baseline.model_dump(mode="json") if scenario.baseline else None,
+            "market": scenario.market.model_dump(mode="json"),
+            "playbook": scenario.playbook.model_dump(mode="json"),
+            "fx_design_to_local": scenario.fx_design_to_local,
+        },
+        "environment": {"python": sys.version.split()[0], "numpy": np.__version__, "pandas": pd.__version__,
+                        "platform": platform.platform()},
+    }
+
+
+def summary_text(summary: dict[str, Any]) -> str:
+    """The summary a strategist reads first (plain text, also printed by ``run``)."""
+    m = summary["metrics"]
+    cur = summary["currency"]
+
+    def money(key: str) -> list[str]:
+        e = m[key]
+        return [f"{e[f'p{q}']:>16,.0f}" if f"p{q}" in e else f"{'n/a':>16}" for q in (10, 50, 90)]
+
+    def pct(key: str) -> list[str]:
+        e = m[key]
+        return [f"{100 * e[f'p{q}']:>15.1f}%" if f"p{q}" in e else f"{'n/a':>16}" for q in (10, 50, 90)]
+
+    def num(key: str, fmt: str = ",.0f") -> list[str]:
+        e = m[key]
+        return [f"{format(e[f'p{q}'], fmt):>16}" if f"p{q}" in e else f"{'never':>16}" for q in (10, 50, 90)]
+
+    rows = [
+        ("Incremental revenue", money("incremental_revenue")),
+        ("Incremental gross margin", money("incremental_gross_margin")),
+        ("Incremental program cost", money("incremental_program_cost")),
+        ("  rewards", money("incremental_reward_cost")),
+        ("  tier benefits", money("incremental_benefit_cost")),
+        ("  campaigns", money("incremental_campaign_cost")),
+        ("  enrolment drives", money("incremental_enrolment_cost")),
+        ("  running + set-up", money("incremental_fixed_cost")),
+        ("  per-member", money("incremental_member_cost")),
+        ("  fees received (-)", money("incremental_fee_income")),
+        ("Net incremental margin", money("incremental_net_margin")),
+        ("ROI", pct("roi")),
+        ("NPV", money("npv")),
+        ("Payback month", num("payback_month")),
+        ("Peak cash need", money("peak_cash_need")),
+        ("Members at end", num("members_end")),
+        ("Breakage (simulated)", pct("breakage_rate")),
+        ("Reward cost / sales", pct("reward_cost_pct_sales")),
+        ("Points liability at end", money("liability_end")),
+        ("Members' extra spend: naive", money("member_naive_uplift_revenue")),
+        ("  of which true lift", money("member_true_lift_revenue")),
+        ("  of which self-selection", money("member_self_selection_revenue")),
+    ]
+    head = (f"{summary['playbook']}: {summary['design']} against {summary['baseline']} on {summary['market']} "
+            f"({cur}), {summary['horizon_months']} months from {summary['start']}\n"
+            f"{summary['agents']:,} agents x {summary['replications']} replication(s), seed {summary['seed']}; "
+            f"{summary['scaling']}\n")
+    lines = [head, f"{'':30s}{'P10':>16}{'P50':>16}{'P90':>16}"]
+    lines += [f"{label:30s}{''.join(vals)}" for label, vals in rows]
+    lines.append(f"\nProbability that NPV < 0: {summary['probability_npv_negative']:.0%}   "
+                 f"(money in {cur}; incremental = design minus baseline on the same customers)")
+    return "\n".join(lines) + "\n"
+
+
+def write_run(result: RunResult, out: str | Path, *, force: bool, baseline_arg: str | None) -> dict[str, Any]:
+    """Write every result file into ``out`` atomically; return the summary."""
+    summary = _clean(result.summary())
+    man = manifest(result.scenario, agents=result.agents, seed=result.seed, replications=len(result.replications),
+                   baseline_arg=baseline_arg)
+    with staged_directory(out, force) as tmp:
+        (tmp / "summary.json").write_text(_json(summary), encoding="utf-8")
+        (tmp / "summary.txt").write_text(summary_text(summary), encoding="utf-8")
+        monthly = result.monthly()
+        monthly.to_csv(tmp / "monthly.csv", index=False)
+        monthly.to_parquet(tmp / "monthly.parquet", index=False)
+        result.monthly_all().to_parquet(tmp / "monthly_replications.parquet", index=False)
+        pd.DataFrame(result.replications[0].events, columns=["month", "phase", "event"]).to_csv(tmp / "events.csv", index=False)
+        man["outputs"] = {f: hashlib.sha256((tmp / f).read_bytes()).hexdigest() for f in RESULT_FILES}
+        (tmp / "manifest.json").write_text(_json(man), encoding="utf-8")
+    return summary
+
+
+def reproduce(run_dir: str | Path, out: str | Path, *, force: bool,
+              progress: Callable[[int, int], None] | None = None) -> tuple[list[str], list[str]]:
+    """Re-run a run from its manifest into ``out``; return (identical files, differing files).
+
+    Refuses (InputErrors) if an input file changed since the run.
+    """
+    path = Path(run_dir) / "manifest.json"
+    try:
+        man = json.loads(path.read_text(encoding="utf-8"))
+        args = man["arguments"]
+        inputs = man["inputs"]
+    except FileNotFoundError:
+        raise InputErrors.one(str(path), "no manifest here (expected the directory of a loyalty-sim run)") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise InputErrors.one(str(path), f"is not a loyalty-sim manifest ({exc})") from None
+    problems = []
+    for file, digest in inputs.items():
+        p = Path(file)
+        if not p.is_file():
+            problems.append(InputError(file, None, "", "input of the run is missing (run reproduce from the directory the run was made in)"))
+        elif sha256(p.read_bytes()) != digest:
+            problems.append(InputError(file, None, "", f"input changed since the run (SHA-256 {digest[:12]}... expected)"))
+    if problems:
+        raise InputErrors(problems)
+    scenario = resolve(args["playbook"], baseline=args.get("baseline"))
+    result = simulate(scenario, agents=args["agents"], seed=args["seed"], replications=args["replications"], progress=progress)
+    write_run(result, out, force=force, baseline_arg=args.get("baseline"))
+    new = json.loads((Path(out) / "manifest.json").read_text(encoding="utf-8"))["outputs"]
+    same = [f for f in RESULT_FILES if new.get(f) == man.get("outputs", {}).get(f)]
+    differ = [f for f in RESULT_FILES if f not in same]
+    return same, differ
