@@ -86,7 +86,7 @@ class Simulation:
     """
 
     def __init__(self, scenario: Scenario, *, agents: int, seed: int, replication: int = 0,
-                 mechanisms: Mechanisms | None = None, record_events: bool = False):
+                 mechanisms: Mechanisms | None = None, check_agents: bool = False):
         pb = scenario.playbook
         self.scenario = scenario
         self.mech = mechanisms or pb.mechanisms
@@ -129,6 +129,7 @@ class Simulation:
         self.cal = Calendar(self.H)
         self._u: dict[str, np.ndarray] = {}
         self._progress: Callable[[int], None] | None = None
+        self.check_agents = check_agents
         self._schedule()
         if self.base_prog is not None:
             for run in self.runs.values():
@@ -196,6 +197,8 @@ class Simulation:
             self.scratch[name] = _Month()
             rec = self.scratch[name].rec
             rec["points_opening"] = float(run.outstanding().sum())
+            if self.check_agents:
+                run.start_trace()
             run.exists[a:b] = True
             run.segment[a:b] = self.market.arrival_segment
             run.recency[a:b] = 0
@@ -226,8 +229,8 @@ class Simulation:
             converted = (np.floor(outstanding[holders] / CENTI * old.value_per_point / new.value_per_point) * CENTI).astype(np.int64)
             rec["points_redeemed_migration"] = float(outstanding[holders].sum())
             rec["points_issued_migration"] = float(converted.sum())
-            run.consumed[holders] = run.earned[holders]
-            run.earned[holders] += converted
+            run.debit(outstanding[holders], holders, "redeemed")
+            run.credit(converted, holders, "issued")
             if new.fee > 0:
                 run.member[:] = False
                 run.next_bill[:] = -1
@@ -289,7 +292,7 @@ class Simulation:
             run.next_bill[new] = t + prog.trial_months
             run.spend_since_bill[new] = 0.0
         if prog.bonus_enrolment:
-            run.earned[new] += prog.bonus_enrolment
+            run.credit(prog.bonus_enrolment, new, "issued")
             rec["points_issued_bonus"] = rec.get("points_issued_bonus", 0.0) + float(prog.bonus_enrolment * new.size)
         rec["new_members"] = rec.get("new_members", 0.0) + float(new.size)
 
@@ -355,8 +358,7 @@ class Simulation:
                 free = N - self.pop.referral_start - run.referrals_used - self.pending_referrals[name]
                 self.pending_referrals[name] += min(referrers.size, max(free, 0))
                 rec["referrals"] = float(referrers.size)
-            run.earned += pts
-            run.earned += bonus
+            run.credit(pts + bonus)
             rec["points_issued_purchase"] = float(pts.sum())
             rec["points_issued_bonus"] = rec.get("points_issued_bonus", 0.0) + float(bonus.sum())
             rec["sales_with_points"] = float(spend[pts > 0].sum())
@@ -369,7 +371,7 @@ class Simulation:
                 spendable = np.maximum(run.earned_until(t, prog.pending_months, midx) - run.consumed[midx], 0)
                 r = rewards.redeem(prog, spendable, run.tier[midx], m.response["redemption_propensity"][run.segment[midx]],
                                    self.streams.uniform("redemption", t, midx), self.streams.uniform("voucher", t, midx))
-                run.consumed[midx] += r.points
+                run.debit(r.points, midx, "redeemed")
                 run.since_reward[midx] = np.minimum(run.since_reward[midx] + 1, NEVER)
                 run.since_reward[midx[r.redeemed]] = 0
                 rec.update(points_redeemed_rewards=float(r.points.sum()), reward_cost=r.reward_cost,
@@ -445,7 +447,7 @@ class Simulation:
             if prog is None:
                 continue
             gone = expiry.expire(run, prog, t, cm)
-            run.consumed += gone
+            run.debit(gone, None, "expired")
             self.scratch[name].rec["points_expired"] = float(gone.sum())
 
     def _fees(self, t: int) -> None:
@@ -514,6 +516,12 @@ class Simulation:
             if change != balance:
                 raise RuntimeError(f"points ledger does not balance in month {t} ({name}): issued - redeemed - expired = "
                                    f"{balance / CENTI:.2f} but outstanding changed by {change / CENTI:.2f}")
+            if self.check_agents:
+                issued, redeemed, expired = run.check_trace(t)
+                recorded = (rec["points_issued"], rec["points_redeemed"], rec.get("points_expired", 0.0))
+                if (float(issued), float(redeemed), float(expired)) != recorded:
+                    raise RuntimeError(f"month {t} ({name}): per-agent flows {issued, redeemed, expired} differ from the "
+                                       f"recorded totals {recorded}")
             prog = self.program_of(name, t)
             rec["value_per_point"] = prog.value_per_point if prog is not None else 0.0
             rec["program_active"] = 1.0 if prog is not None else 0.0

@@ -52,6 +52,57 @@ class RunState:
     campaign_done: dict[str, np.ndarray] = field(default_factory=dict)
     program: CompiledProgram | None = None
     transitions_counts: np.ndarray | None = None  # [S, S] member transitions
+    trace: dict[str, np.ndarray] | None = None    # per-agent flows of the month (tests)
+
+    # ------------------------------------------------------------------ points flows
+    def credit(self, amount: np.ndarray | int, idx: np.ndarray | None = None, kind: str = "issued") -> None:
+        """Add points (int64 hundredths) to agents ``idx`` (all if None; ``idx`` unique)."""
+        if idx is None:
+            self.earned += amount
+        else:
+            self.earned[idx] += amount
+        if self.trace is not None:
+            target = self.trace[kind]
+            if idx is None:
+                target += amount
+            else:
+                target[idx] += amount
+
+    def debit(self, amount: np.ndarray, idx: np.ndarray | None = None, kind: str = "redeemed") -> None:
+        """Consume points (redeemed or expired) of agents ``idx`` (all if None), oldest first."""
+        if idx is None:
+            self.consumed += amount
+        else:
+            self.consumed[idx] += amount
+        if self.trace is not None:
+            target = self.trace[kind]
+            if idx is None:
+                target += amount
+            else:
+                target[idx] += amount
+
+    def start_trace(self) -> None:
+        """Record per-agent flows for the month: issued, redeemed, expired, and the opening
+        earned/consumed they must explain (used by the ledger tests)."""
+        N = self.earned.shape[0]
+        self.trace = {k: np.zeros(N, dtype=np.int64) for k in ("issued", "redeemed", "expired")}
+        self.trace["earned0"] = self.earned.copy()
+        self.trace["consumed0"] = self.consumed.copy()
+
+    def check_trace(self, t: int) -> tuple[int, int, int]:
+        """Per-agent identity: issued - redeemed - expired = change in outstanding, and the
+        month's flows explain every change of earned and consumed. Returns the totals."""
+        tr = self.trace
+        assert tr is not None
+        d_earned = self.earned - tr["earned0"]
+        d_consumed = self.consumed - tr["consumed0"]
+        bad = np.flatnonzero((d_earned != tr["issued"]) | (d_consumed != tr["redeemed"] + tr["expired"]))
+        if bad.size:
+            i = int(bad[0])
+            raise RuntimeError(f"points ledger of agent {i} in month {t} ({self.name}): earned +{int(d_earned[i])} "
+                               f"vs issued {int(tr['issued'][i])}; consumed +{int(d_consumed[i])} vs redeemed "
+                               f"{int(tr['redeemed'][i])} + expired {int(tr['expired'][i])}")
+        return int(tr["issued"].sum()), int(tr["redeemed"].sum()), int(tr["expired"].sum())
 
     @classmethod
     def new(cls, name: str, pop: Population, ring: int, window: int, n_segments: int) -> "RunState":

@@ -50,7 +50,20 @@ def _default(info: Any, model: type[BaseModel], name: str) -> str:
         return f"`{RESPONSE_DEFAULTS[name]:g}`"
     if value == () or value == {}:
         return "empty"
-    return f"`{value}`"
+    return f"`{_yaml_value(value)}`"
+
+
+def _yaml_value(value: Any) -> str:
+    """A default as it is written in YAML (``null``, ``true``, ``[1.0, ...]``), not as Python prints it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value if value else '""'
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_yaml_value(v) for v in value) + "]"
+    return str(value)
 
 
 def _models(root: type[BaseModel]) -> list[type[BaseModel]]:

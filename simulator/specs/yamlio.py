@@ -271,7 +271,10 @@ def dump_yaml(data: Any) -> str:
         # Quote anything our reader would not read back as the same text.
         needs = (s in _NULL or s in _TRUE or s in _FALSE or s in _YAML11_BOOL or _INT.match(s)
                  or _LEADING_ZERO.match(s) or _HEX.match(s) or _FLOAT.match(s) or _DATE.match(s)
-                 or _SPECIAL_FLOAT.match(s) or _DATETIME.match(s))
+                 or _SPECIAL_FLOAT.match(s) or _DATETIME.match(s)
+                 # line breaks YAML knows beyond \n (NEL, LS, PS), a BOM and control characters are
+                 # kept only as escapes of a double-quoted scalar
+                 or any(not ch.isprintable() or ch in "\x85\u2028\u2029\ufeff" for ch in s))
         return dumper.represent_scalar("tag:yaml.org,2002:str", s, style='"' if needs else None)
 
     _Dumper.add_representer(str, _str)
