@@ -165,6 +165,18 @@ class CompiledProgram:
         return max(need) + 1
 
     @property
+    def ladder_flat(self) -> np.ndarray:
+        return np.concatenate(self.ladder).astype(np.float64) if self.ladder else np.zeros(0)
+
+    @property
+    def ladder_start(self) -> np.ndarray:
+        return (np.cumsum([0] + [len(x) for x in self.ladder])[:-1]).astype(np.int64)
+
+    @property
+    def ladder_len(self) -> np.ndarray:
+        return np.array([len(x) for x in self.ladder], dtype=np.int64)
+
+    @property
     def has_tiers(self) -> bool:
         return self.n_tiers > 1
 

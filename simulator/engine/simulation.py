@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from simulator.engine import kernels
 from simulator.engine.calendar import Calendar
 from simulator.engine.compiled import CENTI, EXPIRY_FIXED, EXPIRY_NEVER, CompiledMarket, CompiledProgram
 from simulator.engine.mechanisms import campaigns as camp
@@ -186,7 +187,7 @@ class Simulation:
         """The month's uniforms of one stream for the whole population, shared by both runs."""
         key = f"{name}@{t}"
         if key not in self._u:
-            self._u[key] = self.streams.uniform(name, t, self.all_idx)
+            self._u[key] = self.streams.uniform_all(name, t, self.pop.capacity)
         return self._u[key]
 
     # ---------------------------------------------------------------- phases
@@ -250,19 +251,13 @@ class Simulation:
             return lift, pmult
         resp = self.market.response
         mi = np.flatnonzero(run.member)
-        if mi.size:
-            ms = run.segment[mi]
-            tier = run.tier[mi]
-            f = np.ones(mi.size)
-            if self.mech.goal_gradient:
-                spendable = np.maximum(run.earned_until(t, prog.pending_months, mi) - run.consumed[mi], 0)
-                f *= rewards.goal_gradient_lift(prog, spendable, tier, resp["goal_gradient"][ms])
-            if self.mech.rewarded_behaviour:
-                f *= rewards.rewarded_lift(run.since_reward[mi], resp["rewarded_behaviour"][ms], resp["rewarded_half_life"][ms])
-            if self.mech.tier_status:
-                f *= tiers.status_lift(prog, tier, resp["tier_status"][ms])
-                f *= tiers.demotion_factor(run.since_demotion[mi], resp["demotion_effect"][ms], resp["rewarded_half_life"][ms])
-            lift[mi] = f
+        if mi.size and (self.mech.goal_gradient or self.mech.rewarded_behaviour or self.mech.tier_status):
+            spendable = np.maximum(run.earned_until(t, prog.pending_months, mi) - run.consumed[mi], 0)
+            lift[mi] = kernels.member_lift(
+                run.segment[mi], run.tier[mi], spendable, run.since_reward[mi], run.since_demotion[mi],
+                prog.ladder_flat, prog.ladder_start, prog.ladder_len, resp["goal_gradient"], resp["rewarded_behaviour"],
+                resp["rewarded_half_life"], resp["tier_status"], resp["demotion_effect"], prog.n_tiers,
+                self.mech.goal_gradient, self.mech.rewarded_behaviour, self.mech.tier_status, np.empty(mi.size))
         if name == "design" and t >= self.launch_t:
             sc = self.scratch[name]
             for cp in self.active_campaigns:
@@ -307,12 +302,13 @@ class Simulation:
             sc = self.scratch[name]
             rec = sc.rec
             lift, pmult = self._lifts(name, run, prog, t)
-            lam = m.rate[run.segment] * self.pop.rate_mult * (m.season[cm - 1] * lift)
-            lam[~run.exists] = 0.0
+            lift *= m.season[cm - 1]
+            lift *= run.exists
+            lam = m.rate[run.segment] * self.pop.rate_mult
+            lam *= lift
             n = poisson_icdf(u_buy, lam)
-            pos, gross = draw_baskets(self.streams, t, m, n, run.segment, self.pop.basket_mult)
+            pos, gross, spend = draw_baskets(self.streams, t, m, n, run.segment, self.pop.basket_mult)
             net = gross * m.net_factor
-            spend = np.bincount(pos, weights=net, minlength=N)
             spends[name] = spend
             bought = n > 0
             run.recency += 1
@@ -361,7 +357,7 @@ class Simulation:
             run.credit(pts + bonus)
             rec["points_issued_purchase"] = float(pts.sum())
             rec["points_issued_bonus"] = rec.get("points_issued_bonus", 0.0) + float(bonus.sum())
-            rec["sales_with_points"] = float(spend[pts > 0].sum())
+            rec["sales_with_points"] = float(np.dot(spend, pts > 0))
             qual_total = q + (bonus / CENTI if prog.q_include_bonus else 0.0)
             sc.qual = tiers.metric_of_month(prog, qual_total, spend, n) * mem
             if prog.fee > 0:
@@ -382,13 +378,13 @@ class Simulation:
         drec = self.scratch["design"].rec
         design = self.runs["design"]
         dmem = design.member & design.exists
-        drec["member_revenue"] = float(spends["design"][dmem].sum())
-        drec["member_revenue_counterfactual"] = float(spends["baseline"][dmem].sum())
+        drec["member_revenue"] = float(np.dot(spends["design"], dmem))
+        drec["member_revenue_counterfactual"] = float(np.dot(spends["baseline"], dmem))
         drec["nonmember_revenue"] = float(drec["revenue"] - drec["member_revenue"])
         drec["nonmembers"] = float(drec["customers"] - dmem.sum())
         if self.runs["baseline"].program is not None or self.base_prog is not None:
             base = self.runs["baseline"]
-            self.scratch["baseline"].rec["member_revenue"] = float(spends["baseline"][base.member & base.exists].sum())
+            self.scratch["baseline"].rec["member_revenue"] = float(np.dot(spends["baseline"], base.member & base.exists))
 
     def _enrolment(self, name: str, run: RunState, prog: CompiledProgram, t: int, bought_full: np.ndarray,
                    rec: dict[str, float]) -> None:
@@ -480,11 +476,12 @@ class Simulation:
             if prog is None:
                 continue
             sc = self.scratch[name]
-            mem = run.member & run.exists
-            members_by_tier = np.bincount(run.tier[mem], minlength=prog.n_tiers)
-            purchases_by_tier = np.bincount(run.tier, weights=sc.counts * run.member, minlength=prog.n_tiers)
+            mi = np.flatnonzero(run.member & run.exists)
+            mt = run.tier[mi]
+            members_by_tier = np.bincount(mt, minlength=prog.n_tiers)
+            purchases_by_tier = np.bincount(mt, weights=sc.counts[mi], minlength=prog.n_tiers)
             rec["benefit_cost"] = float(members_by_tier @ prog.benefit_member_month + purchases_by_tier @ prog.benefit_per_purchase)
-            rec["member_cost"] = float(mem.sum()) * prog.per_member_per_year / 12.0
+            rec["member_cost"] = float(mi.size) * prog.per_member_per_year / 12.0
             amortisation = 0.0
             if prog is self.design and name == "design":
                 since = t - self.launch_t

@@ -22,7 +22,8 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
-from scipy.special import ndtri
+
+from simulator.engine import kernels
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -72,6 +73,10 @@ class Streams:
             raise KeyError(f"random stream '{name}' is not registered") from None
         return np.uint64(_mix_scalar(k + (period + 1) * 0x632BE59BD9B4E019))
 
+    def stream_base(self, name: str, period: int) -> np.uint64:
+        """The 64-bit key of (stream, period), for compiled kernels that hash agents themselves."""
+        return self._base(name, period)
+
     def bits(self, name: str, period: int, agents: np.ndarray, k: np.ndarray | int = 0) -> np.ndarray:
         """64 random bits for each (agent, k) in ``period``."""
         base = self._base(name, period)
@@ -82,10 +87,22 @@ class Streams:
             return _mix(z)
 
     def uniform(self, name: str, period: int, agents: np.ndarray, k: np.ndarray | int = 0) -> np.ndarray:
-        """Uniform draws in (0, 1), one per agent (and occurrence ``k``)."""
-        b = self.bits(name, period, agents, k)
-        return ((b >> _S11).astype(np.float64) + 0.5) * _TO_UNIT
+        """Uniform draws in (0, 1), one per agent (and occurrence ``k``); the same values as
+        :meth:`bits` gives, computed in one compiled pass."""
+        base = self._base(name, period)
+        out = np.empty(agents.shape[0])
+        if isinstance(k, int):
+            if k == 0:
+                return kernels.mix_uniform_k0(base, agents, out)
+            k = np.full(agents.shape[0], k, dtype=np.int64)
+        return kernels.mix_uniform(base, agents, np.asarray(k, dtype=np.int64), out)
+
+    def uniform_all(self, name: str, period: int, n: int) -> np.ndarray:
+        """Uniforms of agents ``0 .. n-1`` (equal to ``uniform(name, period, arange(n))``)."""
+        return kernels.mix_uniform_range(self._base(name, period), n, np.empty(n))
 
     def normal(self, name: str, period: int, agents: np.ndarray, k: np.ndarray | int = 0) -> np.ndarray:
-        """Standard normal draws by inverse CDF (so they keep the coupling of the uniforms)."""
-        return ndtri(self.uniform(name, period, agents, k))
+        """Standard normal draws by inverse CDF (so they keep the coupling of the uniforms);
+        the quantile is Wichura's AS 241, as in the compiled kernels."""
+        u = self.uniform(name, period, agents, k)
+        return kernels.norm_ppf_array(u, np.empty(u.shape[0]))

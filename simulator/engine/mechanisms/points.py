@@ -43,9 +43,8 @@ def purchase_points(program: CompiledProgram, net: np.ndarray, gross: np.ndarray
 def per_agent(pos: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     """Sum transaction values per agent position (exact for int64 below 2**53)."""
     if values.dtype.kind == "i":
-        out = np.zeros(n, dtype=np.int64)
-        np.add.at(out, pos, values)
-        return out
+        # float64 sums of int64 hundredths are exact below 2**53, then cast back
+        return np.bincount(pos, weights=values, minlength=n).astype(np.int64)
     return np.bincount(pos, weights=values, minlength=n)
 
 

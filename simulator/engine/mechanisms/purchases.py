@@ -21,46 +21,26 @@ from __future__ import annotations
 
 import numpy as np
 
+from simulator.engine import kernels
 from simulator.engine.compiled import CompiledMarket
 from simulator.engine.streams import Streams
 
 
 def poisson_icdf(u: np.ndarray, lam: np.ndarray) -> np.ndarray:
-    """Smallest n with P(N <= n) >= u for N ~ Poisson(lam), vectorised.
-
-    Sequential search on the shrinking set of agents still above the CDF: most agents stop at
-    0 or 1, so this costs a few array passes over the population.
-    """
-    n = np.zeros(u.shape, dtype=np.int64)
-    p = np.exp(-lam)
-    cdf = p.copy()
-    active = np.flatnonzero(u > cdf)
-    k = 0
-    p, cdf, ua, la = p[active], cdf[active], u[active], lam[active]
-    while active.size:
-        k += 1
-        p = p * la / k
-        cdf = cdf + p
-        n[active] = k
-        keep = (ua > cdf) & (p > 0)  # p == 0: the CDF cannot rise further (u ~ 1 - 1e-16)
-        active, p, cdf, ua, la = active[keep], p[keep], cdf[keep], ua[keep], la[keep]
-    return n
+    """Smallest n with P(N <= n) >= u for N ~ Poisson(lam), vectorised (compiled sequential
+    search; most agents stop at 0 or 1)."""
+    return kernels.poisson_icdf(np.ascontiguousarray(u, dtype=np.float64), np.ascontiguousarray(lam, dtype=np.float64),
+                                np.empty(u.shape[0], dtype=np.int64))
 
 
 def draw_baskets(streams: Streams, t: int, market: CompiledMarket, counts: np.ndarray,
-                 segment: np.ndarray, basket_mult: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Transactions of the month: (agent of each transaction, gross amount). Arrays are over
-    the whole population."""
-    buyers = np.flatnonzero(counts)
-    c = counts[buyers]
-    total = int(c.sum())
-    if total == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0)
-    pos = np.repeat(buyers, c)
-    starts = np.cumsum(c) - c
-    k = np.arange(total, dtype=np.int64) - np.repeat(starts, c)
-    z = streams.normal("basket", t, pos, k)
-    seg = segment[pos]
-    sig = market.basket_sigma[seg]
-    amount = market.basket_mean[seg] * basket_mult[pos] * np.exp(sig * z - 0.5 * sig * sig)
-    return pos, amount
+                 segment: np.ndarray, basket_mult: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Transactions of the month: (agent of each transaction, gross amount, net spend per
+    agent). Arrays are over the whole population; one compiled pass (kernels.baskets)."""
+    total = int(counts.sum())
+    pos = np.empty(total, dtype=np.int64)
+    gross = np.empty(total)
+    spend = np.zeros(counts.shape[0])
+    kernels.baskets(counts, segment, basket_mult, market.basket_mean, market.basket_sigma,
+                    streams.stream_base("basket", t), market.net_factor, pos, gross, spend)
+    return pos, gross, spend

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from simulator.engine import kernels
 from simulator.engine.compiled import CompiledMarket
 
 
@@ -65,11 +66,10 @@ def flat_table(P: np.ndarray, P_member: np.ndarray, order: list[np.ndarray]) -> 
 
 
 def next_segment(segment: np.ndarray, u: np.ndarray, use_member: np.ndarray | None, table: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """Next month's segment of each agent (``table`` from :func:`flat_table`)."""
+    """Next month's segment of each agent (``table`` from :func:`flat_table`): the first entry
+    of row ``segment + S * member`` whose cumulative probability exceeds ``u``."""
     keys, dest = table
-    S = int(np.sqrt(keys.size // 2))
-    row = segment.astype(np.float64)
-    if use_member is not None:
-        row += S * use_member
-    j = np.searchsorted(keys, row + u, side="right")
-    return dest[np.minimum(j, keys.size - 1)]
+    S = int(round(np.sqrt(keys.size // 2)))
+    member = use_member if use_member is not None else np.zeros(0, dtype=bool)
+    return kernels.next_segment(segment, u, member, use_member is not None, keys, dest, S,
+                                np.empty(segment.shape[0], dtype=np.int16))
