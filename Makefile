@@ -30,6 +30,7 @@ bench: $(STAMP)
 
 docs: $(STAMP)
 	$(BIN)/loyalty-sim reference --out docs/reference.md
+	$(BIN)/loyalty-sim reference --model --out docs/model.md
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis

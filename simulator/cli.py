@@ -61,12 +61,14 @@ def validate(
 @app.command()
 def reference(
     out: Optional[Path] = typer.Option(None, "--out", help="Write the Markdown reference to this file instead of printing it."),
+    model: bool = typer.Option(False, "--model", help="The model's equations and sources (docs/model.md) instead of the field reference."),
 ) -> None:
-    """Print the reference of every field of designs, markets and playbooks (generated from the typed models)."""
-    from simulator.reporting.fields import field_reference
+    """Print the reference of every field of designs, markets and playbooks (generated from the typed models), or with --model the model's equations."""
     from simulator.output import write_text_atomic
+    from simulator.reporting.fields import field_reference
+    from simulator.reporting.model_doc import model_document
 
-    text = field_reference()
+    text = model_document() if model else field_reference()
     if out is None:
         typer.echo(text, nl=False)
     else:

@@ -31,6 +31,22 @@ from simulator.engine.simulation import ReplicationResult
 from simulator.finance import ifrs15, metrics
 from simulator.scenario import Scenario
 
+#: Column order of monthly.csv (README documents each, in this order); tier columns follow members.
+MONTHLY_COLUMNS = (
+    "scenario", "month", "period", "program_active",
+    "customers", "active", "purchases", "revenue", "gross_margin",
+    "members", "new_members", "left_members", "referrals", "nonmembers", "member_revenue",
+    "member_revenue_counterfactual", "nonmember_revenue", "upgrades", "demotions",
+    "points_opening", "points_issued", "points_issued_purchase", "points_issued_bonus", "points_issued_migration",
+    "points_redeemed", "points_redeemed_rewards", "points_redeemed_migration", "points_expired",
+    "points_outstanding", "points_closing", "redemptions", "vouchers_issued", "vouchers_used",
+    "reward_cost", "reward_face_value", "benefit_cost", "campaign_cost", "campaign_contacts", "enrolment_cost",
+    "fixed_cost", "setup_amortisation", "setup_cash", "member_cost", "fee_income", "program_cost", "program_cash_cost",
+    "sales_with_points", "value_per_point", "expected_breakage",
+    "liability_opening", "liability_deferred", "liability_recognised", "liability_recognised_redemption",
+    "liability_recognised_breakage", "liability_closing", "cash_flow", "cumulative_cash_flow",
+)
+
 COST_GROUPS = ("reward_cost", "benefit_cost", "campaign_cost", "enrolment_cost", "fixed_cost", "member_cost")
 QUANTILES = (10, 50, 90)
 
@@ -90,7 +106,7 @@ class RunResult:
 
     # ------------------------------------------------------------------ tables
     def monthly_all(self) -> pd.DataFrame:
-        """Every replication: columns ``replication, scenario, month, period, ...``."""
+        """Every replication: columns ``replication`` then :data:`MONTHLY_COLUMNS`."""
         parts = []
         for r, fr in enumerate(self.frames):
             for name in ("design", "baseline", "difference"):
@@ -98,7 +114,15 @@ class RunResult:
                 f.insert(0, "scenario", name)
                 f.insert(0, "replication", r)
                 parts.append(f)
-        return pd.concat(parts, ignore_index=True).fillna(0.0)
+        allf = pd.concat(parts, ignore_index=True).fillna(0.0)
+        tiers = [c for c in allf.columns if c.startswith("members_tier_")]
+        order = ["replication"]
+        for c in MONTHLY_COLUMNS:
+            order.append(c)
+            if c == "members":
+                order += tiers
+        order += [c for c in allf.columns if c not in order]
+        return allf[[c for c in order if c in allf.columns]]
 
     def monthly(self) -> pd.DataFrame:
         """Mean over replications for each (scenario, month)."""
