@@ -174,12 +174,14 @@ class RunResult:
             for g in COST_GROUPS + ("fee_income",):
                 row[f"incremental_{g}"] = float(diff[g].sum())
             out.append(row)
+        for row, rep in zip(out, self.replications):
+            row["parameters"] = dict(rep.parameters)
         return out
 
     def summary(self) -> dict[str, Any]:
         reps = self.replication_metrics()
         stats: dict[str, Any] = {}
-        for key in reps[0]:
+        for key in [k for k in reps[0] if k != "parameters"]:
             vals = [r[key] for r in reps]
             num = np.array([v for v in vals if v is not None], dtype=float)
             entry: dict[str, Any] = {"missing": len(vals) - len(num)}

@@ -71,6 +71,7 @@ class _Month:
     spend: np.ndarray | None = None
     qual: np.ndarray | None = None
     campaign_hits: dict[str, np.ndarray] = field(default_factory=dict)
+    enrolment_qualifying: np.ndarray | None = None  # welcome points that qualify for tiers
 
 
 class Simulation:
@@ -87,7 +88,13 @@ class Simulation:
     """
 
     def __init__(self, scenario: Scenario, *, agents: int, seed: int, replication: int = 0,
-                 mechanisms: Mechanisms | None = None, check_agents: bool = False):
+                 mechanisms: Mechanisms | None = None, check_agents: bool = False,
+                 parameters: dict[str, float] | None = None):
+        from simulator.uncertainty import realise
+
+        # parameters given as distributions are drawn for this replication (``parameters``
+        # fixes some of them, as sensitivity analysis does); the engine sees numbers only
+        scenario, self.parameters = realise(scenario, seed=seed, replication=replication, overrides=parameters)
         pb = scenario.playbook
         self.scenario = scenario
         self.mech = mechanisms or pb.mechanisms
@@ -289,6 +296,11 @@ class Simulation:
         if prog.bonus_enrolment:
             run.credit(prog.bonus_enrolment, new, "issued")
             rec["points_issued_bonus"] = rec.get("points_issued_bonus", 0.0) + float(prog.bonus_enrolment * new.size)
+            if prog.q_include_bonus:  # the welcome bonus qualifies like the other event bonuses
+                sc = self.scratch[run.name]
+                if sc.enrolment_qualifying is None:
+                    sc.enrolment_qualifying = np.zeros(self.pop.capacity)
+                sc.enrolment_qualifying[new] += prog.bonus_enrolment / CENTI
         rec["new_members"] = rec.get("new_members", 0.0) + float(new.size)
 
     def _step(self, t: int) -> None:
@@ -359,6 +371,8 @@ class Simulation:
             rec["points_issued_bonus"] = rec.get("points_issued_bonus", 0.0) + float(bonus.sum())
             rec["sales_with_points"] = float(np.dot(spend, pts > 0))
             qual_total = q + (bonus / CENTI if prog.q_include_bonus else 0.0)
+            if sc.enrolment_qualifying is not None:
+                qual_total = qual_total + sc.enrolment_qualifying
             sc.qual = tiers.metric_of_month(prog, qual_total, spend, n) * mem
             if prog.fee > 0:
                 run.spend_since_bill += spend
@@ -552,7 +566,8 @@ class Simulation:
             df.insert(1, "period", [(pd.Period(self.start, "M") + i).strftime("%Y-%m") for i in range(len(df))])
             frames[name] = df
         return ReplicationResult(frames["design"], frames["baseline"], self.runs["design"].transitions_counts,
-                                 self.runs["baseline"].transitions_counts, self.pop.scale, self.cal.log)
+                                 self.runs["baseline"].transitions_counts, self.pop.scale, self.cal.log,
+                                 dict(self.parameters))
 
 
 @dataclass
@@ -563,3 +578,4 @@ class ReplicationResult:
     transitions_baseline: np.ndarray
     scale: float
     events: list[tuple[int, str, str]]
+    parameters: dict[str, float] = field(default_factory=dict)

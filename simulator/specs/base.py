@@ -56,11 +56,19 @@ class Spec(BaseModel):
         """Yield (field path relative to this model, message) for each cross-field problem."""
         return iter(())
 
+    def checks(self) -> Iterator[tuple[tuple[str | int, ...], str]]:
+        """:meth:`issues` plus the bounds of any parameter given as a distribution."""
+        yield from self.issues()
+        for name, info in type(self).model_fields.items():
+            value = getattr(self, name)
+            if isinstance(value, Distribution.__args__):  # type: ignore[attr-defined]
+                yield from _distribution_bounds(value, info, (name,))
+
     @model_validator(mode="after")
     def _cross_checks(self, info: ValidationInfo) -> "Spec":
         if isinstance(info.context, dict) and info.context.get(_DEFER_CHECKS):
             return self  # validate_document runs every model's checks once the whole tree is built
-        found = list(self.issues())
+        found = list(self.checks())
         if found:
             raise SpecIssues(found)
         return self
@@ -78,7 +86,7 @@ def all_issues(spec: "Spec", prefix: tuple = ()) -> Iterator[tuple[tuple, str]]:
         if isinstance(obj, Spec):
             for name in type(obj).model_fields:
                 yield from walk(getattr(obj, name), p + (name,))
-            for sub, msg in obj.issues():
+            for sub, msg in obj.checks():
                 yield p + tuple(sub), msg
         elif isinstance(obj, (tuple, list)):
             for i, v in enumerate(obj):
@@ -88,6 +96,101 @@ def all_issues(spec: "Spec", prefix: tuple = ()) -> Iterator[tuple[tuple, str]]:
                 yield from walk(v, p + (k,))
 
     return walk(spec, prefix)
+
+
+class Triangular(Spec):
+    """A parameter drawn for each replication from a triangular distribution."""
+
+    triangular: tuple[float, float, float] = Field(description="low, mode, high")
+
+    def issues(self) -> Iterator[tuple[tuple, str]]:
+        lo, mode, hi = self.triangular
+        if not lo <= mode <= hi or lo == hi:
+            yield ("triangular",), f"got low {lo:g}, mode {mode:g}, high {hi:g} (expected low <= mode <= high and low < high)"
+
+    @property
+    def low(self) -> float:
+        return self.triangular[0]
+
+    @property
+    def high(self) -> float:
+        return self.triangular[2]
+
+    @property
+    def central(self) -> float:
+        return self.triangular[1]
+
+    def ppf(self, u: float) -> float:
+        """Inverse CDF: monotone in ``u``, so a shared uniform keeps draws coupled."""
+        lo, c, hi = self.triangular
+        f = (c - lo) / (hi - lo)
+        if u < f:
+            return lo + ((hi - lo) * (c - lo) * u) ** 0.5
+        return hi - ((hi - lo) * (hi - c) * (1 - u)) ** 0.5
+
+    def describe(self) -> str:
+        return f"triangular({self.triangular[0]:g}, {self.triangular[1]:g}, {self.triangular[2]:g})"
+
+
+class Uniform(Spec):
+    """A parameter drawn for each replication uniformly between two values."""
+
+    uniform: tuple[float, float] = Field(description="low, high")
+
+    def issues(self) -> Iterator[tuple[tuple, str]]:
+        lo, hi = self.uniform
+        if not lo < hi:
+            yield ("uniform",), f"got low {lo:g}, high {hi:g} (expected low < high)"
+
+    @property
+    def low(self) -> float:
+        return self.uniform[0]
+
+    @property
+    def high(self) -> float:
+        return self.uniform[1]
+
+    @property
+    def central(self) -> float:
+        return (self.uniform[0] + self.uniform[1]) / 2
+
+    def ppf(self, u: float) -> float:
+        return self.uniform[0] + u * (self.uniform[1] - self.uniform[0])
+
+    def describe(self) -> str:
+        return f"uniform({self.uniform[0]:g}, {self.uniform[1]:g})"
+
+
+#: A parameter given as a distribution instead of a number (drawn per replication).
+Distribution = Union[Triangular, Uniform]
+
+
+def _bound_of(info: Any) -> list[Any]:
+    metas = list(info.metadata)
+    for arg in typing.get_args(info.annotation):
+        if typing.get_origin(arg) is Annotated:
+            for m in arg.__metadata__:
+                metas.extend(getattr(m, "metadata", []) or [m])
+    return metas
+
+
+def _distribution_bounds(d: Any, info: Any, where: tuple) -> Iterator[tuple[tuple, str]]:
+    """A distribution's low and high must satisfy the number's own bounds."""
+    for meta in _bound_of(info):
+        for attr, op, ok in (("ge", ">=", lambda v, b: v >= b), ("gt", ">", lambda v, b: v > b),
+                             ("le", "<=", lambda v, b: v <= b), ("lt", "<", lambda v, b: v < b)):
+            bound = getattr(meta, attr, None)
+            if bound is None:
+                continue
+            for end in (d.low, d.high):
+                if not ok(end, bound):
+                    yield where, f"{d.describe()} reaches {end:g} (expected every value {op} {bound})"
+                    return
+
+
+def Uncertain(tp: Any) -> Any:
+    """``tp`` or a distribution of it (see :class:`Triangular`, :class:`Uniform`)."""
+    return Union[tp, Triangular, Uniform]
 
 
 def unique_names(items: Iterable[Any], field: str, what: str) -> Iterator[tuple[tuple, str]]:

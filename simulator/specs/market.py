@@ -6,12 +6,12 @@ published studies; each field's description names its source (see ``docs/model.m
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Annotated, Iterator
 
 from pydantic import Field
 
 from simulator.specs.base import (
-    Currency, Money, Months, Name, Probability, Share, Spec, check_sum, did_you_mean, unique_names,
+    Currency, Money, Months, Name, Probability, Share, Spec, Uncertain, check_sum, did_you_mean, unique_names,
 )
 
 
@@ -39,12 +39,12 @@ class Segment(Spec):
 class Acquisition(Spec):
     """New customers joining the base."""
 
-    per_month: float = Field(0.0, ge=0, description="new customers per month", json_schema_extra={"unit": "customers per month"})
+    per_month: Uncertain(Annotated[float, Field(ge=0)]) = Field(0.0, description="new customers per month", json_schema_extra={"unit": "customers per month"})
     segment: Name = Field(description="segment new customers start in")
 
 
 class Economics(Spec):
-    gross_margin: Probability = Field(description="gross margin on net sales (share)")
+    gross_margin: Uncertain(Probability) = Field(description="gross margin on net sales (share)")
     vat_rate: float = Field(0.0, ge=0, le=1, description="sales tax/VAT rate")
     prices_include_tax: bool = Field(True, description="whether basket amounts include tax (then net sales = amount / (1 + vat_rate))")
     discount_rate: float = Field(0.08, ge=0, le=1, description="annual discount rate for NPV", json_schema_extra={"unit": "per year"})
@@ -65,18 +65,18 @@ class Reachability(Spec):
 class ResponseParams(Spec):
     """How customers respond to a program. Every field is optional in a per-segment override."""
 
-    enrolment_propensity: Probability | None = Field(None, description="monthly probability that a purchasing non-member joins an opt-in program (default 0.08)")
-    self_selection: float | None = Field(None, ge=0, le=5, description="elasticity of joining to the customer's own purchase rate relative to the segment's (heavier buyers join first; Meyer-Waarden 2007) (default 1.0)")
-    fee_sensitivity: float | None = Field(None, ge=0, le=100, description="joining a paid program is multiplied by exp(-fee_sensitivity * annual fee / annual spend) (default 8)")
-    goal_gradient: float | None = Field(None, ge=0, le=2, description="goal-gradient strength: a member's rate is multiplied by 1 + g (progress - 1/2), progress toward the next reward in [0, 1] (Kivetz, Urminsky & Zheng 2006: inter-purchase time shrinks ~20% toward the reward, g = 0.25) (default 0.25)")
-    rewarded_behaviour: float | None = Field(None, ge=0, le=2, description="purchase-rate lift right after a redemption, decaying with rewarded_half_life (Taylor & Neslin 2005) (default 0.05)")
-    rewarded_half_life: float | None = Field(None, gt=0, le=60, description="months for the rewarded-behaviour lift to halve (default 3)")
-    tier_status: float | None = Field(None, ge=0, le=2, description="purchase-rate lift in the top tier, pro rata in tiers between (Wang et al. 2016; Kopalle et al. 2012) (default 0.05)")
-    demotion_effect: float | None = Field(None, ge=0, le=1, description="purchase-rate drop after a demotion, decaying with rewarded_half_life (Wang et al. 2016) (default 0.10)")
-    transition_effect: float | None = Field(None, ge=0, le=1, description="share by which members' monthly moves into lapsed segments are cut (default 0.10)")
-    redemption_propensity: Probability | None = Field(None, description="monthly probability that a member able to afford a reward redeems (default 0.35)")
-    campaign_lift: float | None = Field(None, ge=0, le=5, description="purchase-rate lift in a campaign month for reached customers, unless the campaign says otherwise (default 0.10)")
-    referrals_per_member_year: float | None = Field(None, ge=0, le=12, description="friends a member refers per year when the program pays a referral bonus (default 0.02)")
+    enrolment_propensity: Uncertain(Probability) | None = Field(None, description="monthly probability that a purchasing non-member joins an opt-in program (default 0.08)")
+    self_selection: Uncertain(Annotated[float, Field(ge=0, le=5)]) | None = Field(None, description="elasticity of joining to the customer's own purchase rate relative to the segment's (heavier buyers join first; Meyer-Waarden 2007) (default 1.0)")
+    fee_sensitivity: Uncertain(Annotated[float, Field(ge=0, le=100)]) | None = Field(None, description="joining a paid program is multiplied by exp(-fee_sensitivity * annual fee / annual spend) (default 8)")
+    goal_gradient: Uncertain(Annotated[float, Field(ge=0, le=2)]) | None = Field(None, description="goal-gradient strength: a member's rate is multiplied by 1 + g (progress - 1/2), progress toward the next reward in [0, 1] (Kivetz, Urminsky & Zheng 2006: inter-purchase time shrinks ~20% toward the reward, g = 0.25) (default 0.25)")
+    rewarded_behaviour: Uncertain(Annotated[float, Field(ge=0, le=2)]) | None = Field(None, description="purchase-rate lift right after a redemption, decaying with rewarded_half_life (Taylor & Neslin 2005) (default 0.05)")
+    rewarded_half_life: Uncertain(Annotated[float, Field(gt=0, le=60)]) | None = Field(None, description="months for the rewarded-behaviour lift to halve (default 3)")
+    tier_status: Uncertain(Annotated[float, Field(ge=0, le=2)]) | None = Field(None, description="purchase-rate lift in the top tier, pro rata in tiers between (Wang et al. 2016; Kopalle et al. 2012) (default 0.05)")
+    demotion_effect: Uncertain(Annotated[float, Field(ge=0, le=1)]) | None = Field(None, description="purchase-rate drop after a demotion, decaying with rewarded_half_life (Wang et al. 2016) (default 0.10)")
+    transition_effect: Uncertain(Annotated[float, Field(ge=0, le=1)]) | None = Field(None, description="share by which members' monthly moves into lapsed segments are cut (default 0.10)")
+    redemption_propensity: Uncertain(Probability) | None = Field(None, description="monthly probability that a member able to afford a reward redeems (default 0.35)")
+    campaign_lift: Uncertain(Annotated[float, Field(ge=0, le=5)]) | None = Field(None, description="purchase-rate lift in a campaign month for reached customers, unless the campaign says otherwise (default 0.10)")
+    referrals_per_member_year: Uncertain(Annotated[float, Field(ge=0, le=12)]) | None = Field(None, description="friends a member refers per year when the program pays a referral bonus (default 0.02)")
 
 
 #: Defaults of :class:`ResponseParams`, with their sources in the field descriptions.

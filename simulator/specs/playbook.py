@@ -8,11 +8,11 @@ design in local currency, local costs, and which behavioural mechanisms are on.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Iterator, Literal
+from typing import Annotated, Iterator, Literal
 
 from pydantic import Field
 
-from simulator.specs.base import Money, Months, Multiplier, Name, Points, Probability, Spec, unique_names
+from simulator.specs.base import Money, Months, Multiplier, Name, Points, Probability, Spec, Uncertain, unique_names
 from simulator.specs.program import Reward
 
 PotentialBand = Literal["high", "medium", "low"]
@@ -35,12 +35,12 @@ class EnrolmentDrive(Spec):
     name: Name
     start: dt.date
     months: Months = 1
-    uplift: float = Field(ge=0, le=50, description="enrolment probability of reached customers is multiplied by (1 + uplift)")
+    uplift: Uncertain(Annotated[float, Field(ge=0, le=50)]) = Field(description="enrolment probability of reached customers is multiplied by (1 + uplift)")
     channel: Name | None = Field(None, description="contact channel (must be one of the market's); none = at the till, reaching purchasing customers")
     target: Target = Field(default_factory=Target)
-    cost: Money = Field(0.0, description="fixed cost of the drive")
-    cost_per_contact: Money = Field(0.0, description="cost per customer contacted each month of the drive")
-    cost_per_enrolment: Money = Field(0.0, description="cost per customer enrolled during the drive (staff incentive, welcome pack)")
+    cost: Uncertain(Money) = Field(0.0, description="fixed cost of the drive")
+    cost_per_contact: Uncertain(Money) = Field(0.0, description="cost per customer contacted each month of the drive")
+    cost_per_enrolment: Uncertain(Money) = Field(0.0, description="cost per customer enrolled during the drive (staff incentive, welcome pack)")
 
 
 class Campaign(Spec):
@@ -56,9 +56,9 @@ class Campaign(Spec):
     multiplier: Multiplier = Field(1.0, description="points_multiplier: purchase points are multiplied by this during the campaign")
     bonus_points: Points = Field(0, description="bonus_points: points for a reached member's first qualifying purchase of the campaign")
     min_spend: Money = Field(0.0, description="bonus_points: spend on one purchase needed for the bonus")
-    lift: float | None = Field(None, ge=0, le=5, description="purchase-rate lift of reached customers during the campaign; default the market's campaign_lift")
-    cost: Money = Field(0.0, description="fixed cost (creative, media)")
-    cost_per_contact: Money = Field(0.0, description="cost per customer reached per month")
+    lift: Uncertain(Annotated[float, Field(ge=0, le=5)]) | None = Field(None, description="purchase-rate lift of reached customers during the campaign; default the market's campaign_lift")
+    cost: Uncertain(Money) = Field(0.0, description="fixed cost (creative, media)")
+    cost_per_contact: Uncertain(Money) = Field(0.0, description="cost per customer reached per month")
 
     def issues(self) -> Iterator[tuple[tuple, str]]:
         if self.kind == "points_multiplier" and self.multiplier == 1.0:
@@ -94,9 +94,9 @@ class Overrides(Spec):
 class LocalCosts(Spec):
     """Local costs, added to the design's."""
 
-    setup: Money = Field(0.0, description="one-off local set-up, amortised like the design's")
-    running_per_year: Money = 0.0
-    per_member_per_year: Money = 0.0
+    setup: Uncertain(Money) = Field(0.0, description="one-off local set-up, amortised like the design's")
+    running_per_year: Uncertain(Money) = 0.0
+    per_member_per_year: Uncertain(Money) = 0.0
 
 
 class Mechanisms(Spec):

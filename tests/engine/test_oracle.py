@@ -1,0 +1,252 @@
+"""The vectorised engine against the per-agent oracle (``tests/engine/oracle.py``).
+
+Both run the fixture of ``tests/engine/fixtures/oracle/`` with ``AGENTS`` customers
+(``market.customers`` is the same number, so nothing is rescaled): the engine ``K_E`` times
+(replications of one seed), the oracle ``K_O`` times (its own seeds and its own generator).
+They cannot agree draw by draw; they must agree in distribution.
+
+Comparison rule. For every month t and metric x, with the means m_E, m_O and the sample
+variances s_E^2, s_O^2 of x_t across the runs of each,
+
+    s^2 = ((K_E - 1) s_E^2 + (K_O - 1) s_O^2) / (K_E + K_O - 2)    (pooled run-to-run variance)
+    SE  = s * sqrt(1 / K_E + 1 / K_O)
+    pass  iff  |m_E - m_O| <= Z * SE + FLOOR,     Z = 5, FLOOR = 0.5 (units of the metric)
+
+Pooling is exact under the hypothesis tested (one model, one run-to-run variance) and gives
+K_E + K_O - 2 degrees of freedom, so a dozen oracle runs do not make the bound erratic. Z is 5
+rather than 4.5 because some 400 (month, metric) pairs are tested at once and they share the
+population's luck (a run with more heavy buyers is high on every metric in every month): with
+K_E = 40, K_O = 12, resampling 200 engine and 60 oracle runs put the chance that an exact
+implementation fails somewhere at ~1.5 % for Z = 4.5 and ~0.4 % for Z = 5, while the
+perturbations below fail at |z| of 10 to 50. FLOOR only matters where both are exactly zero
+(no redemption in the first, pending month; no expiry before month 7; ...).
+
+Totals over the horizon (each run's sum over months) must pass the same z-bound and, where the
+oracle's total is not zero, lie within REL_TOL = 5 % of it. A month's bound is 3-25 % of the
+mean; a total's relative SE is below 2 % (asserted, so that the bound stays meaningful), so the
+totals catch a bias of a few percent that no single month shows, and REL_TOL caps the noisier
+totals (expired points, demotions) where 5 SE would exceed 5 %.
+
+The comparison can fail: with the oracle's goal-gradient strength or redemption propensity
+doubled, it does (``test_comparison_detects_perturbation``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from simulator.engine.simulation import Simulation
+from simulator.scenario import Scenario, resolve
+from tests.engine.oracle import Oracle
+
+FIXTURES = Path(__file__).parent / "fixtures" / "oracle"
+AGENTS = 4000                 # = market.customers in fixtures/oracle/market.yaml
+K_E = 40                      # engine replications (about 0.15 s each)
+K_O = 12                      # oracle runs (about 2 s each)
+K_E_CASHBACK, K_O_CASHBACK = 30, 8
+K_PERTURBED = 3               # oracle runs with a perturbed parameter
+ENGINE_SEED = 20240601
+ORACLE_SEEDS = tuple(range(101, 101 + K_O))
+Z = 5.0
+FLOOR = 0.5
+REL_TOL = 0.05
+
+METRICS = (
+    "customers", "members", "new_members", "active", "purchases", "revenue", "member_revenue",
+    "points_issued", "points_issued_purchase", "points_issued_bonus", "points_redeemed", "points_expired",
+    "points_outstanding", "redemptions", "reward_cost", "reward_face_value", "vouchers_issued", "vouchers_used",
+    "upgrades", "demotions",
+)
+
+
+# ---------------------------------------------------------------------------- running
+def _metrics(scenario: Scenario) -> list[str]:
+    tiers = [t.name for t in scenario.program.tiers.levels] if scenario.program.tiers else ["member"]
+    return list(METRICS) + [f"members_tier_{t}" for t in tiers]
+
+
+def _engine_run(args: tuple[Scenario, int]) -> np.ndarray:
+    scenario, replication = args
+    df = Simulation(scenario, agents=AGENTS, seed=ENGINE_SEED, replication=replication).run().design
+    return df[_metrics(scenario)].to_numpy(float)
+
+
+def _oracle_run(args: tuple[Scenario, int, dict | None]) -> np.ndarray:
+    scenario, seed, perturb = args
+    df = Oracle(scenario, agents=AGENTS, seed=seed, perturb=perturb).run()
+    return df[_metrics(scenario)].to_numpy(float)
+
+
+def _map(fn, args: list) -> list:
+    """``map`` on two worker processes where fork is available (the oracle is pure Python)."""
+    workers = min(2, os.cpu_count() or 1)
+    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return [fn(a) for a in args]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        return list(pool.map(fn, args))
+
+
+def engine_runs(scenario: Scenario, k: int = K_E) -> np.ndarray:
+    """[k runs, months, metrics]"""
+    return np.stack(_map(_engine_run, [(scenario, r) for r in range(k)]))
+
+
+def oracle_runs(scenario: Scenario, seeds=ORACLE_SEEDS, perturb: dict | None = None) -> np.ndarray:
+    """[runs, months, metrics]"""
+    return np.stack(_map(_oracle_run, [(scenario, s, perturb) for s in seeds]))
+
+
+# ---------------------------------------------------------------------------- comparing
+@dataclasses.dataclass
+class Comparison:
+    metrics: list[str]
+    z: pd.DataFrame              # month x metric: (m_E - m_O) / SE (0 where both are exactly equal)
+    monthly_fail: pd.DataFrame   # month x metric: bool
+    totals: pd.DataFrame         # metric: engine, oracle, rel, rel_se, z, fail
+
+    def largest_z(self) -> pd.Series:
+        return self.z.abs().max()
+
+    def failures(self) -> list[str]:
+        out = []
+        for t, j in zip(*np.nonzero(self.monthly_fail.to_numpy())):
+            x = self.metrics[j]
+            out.append(f"month {t + 1} {x}: z = {self.z.iloc[t][x]:+.1f}")
+        out += [f"total {x}: engine {r.engine:.6g} oracle {r.oracle:.6g} ({r.rel:+.1%}, z = {r.z:+.1f})"
+                for x, r in self.totals[self.totals.fail].iterrows()]
+        return out
+
+
+def _diff(e: np.ndarray, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(m_E - m_O, SE) along the first axis, with the pooled variance of the module docstring."""
+    ke, ko = len(e), len(o)
+    pooled = ((ke - 1) * e.var(axis=0, ddof=1) + (ko - 1) * o.var(axis=0, ddof=1)) / (ke + ko - 2)
+    return e.mean(axis=0) - o.mean(axis=0), np.sqrt(pooled * (1 / ke + 1 / ko))
+
+
+def compare(e: np.ndarray, o: np.ndarray, metrics: list[str]) -> Comparison:
+    d, se = _diff(e, o)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(d == 0, 0.0, d / se)
+    monthly_fail = np.abs(d) > Z * se + FLOOR
+    te, to = e.sum(axis=1), o.sum(axis=1)
+    dt, set_ = _diff(te, to)
+    mo = to.mean(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(mo != 0, dt / np.abs(mo), 0.0)
+        rel_se = np.where(mo != 0, set_ / np.abs(mo), 0.0)
+        zt = np.where(dt == 0, 0.0, dt / set_)
+    total_fail = (np.abs(dt) > Z * set_ + FLOOR) | (np.abs(rel) > REL_TOL)
+    totals = pd.DataFrame({"engine": te.mean(axis=0), "oracle": mo, "rel": rel, "rel_se": rel_se, "z": zt,
+                           "fail": total_fail}, index=metrics)
+    months = pd.RangeIndex(1, e.shape[1] + 1, name="month")
+    return Comparison(metrics, pd.DataFrame(z, index=months, columns=metrics),
+                      pd.DataFrame(monthly_fail, index=months, columns=metrics), totals)
+
+
+def _report(title: str, cmp: Comparison) -> str:
+    lines = [title, "largest |z| per metric (months):"]
+    lines += [f"  {x:24s} {v:5.2f}" for x, v in cmp.largest_z().items()]
+    lines.append("totals:")
+    lines.append(cmp.totals.to_string(float_format=lambda v: f"{v:.4g}"))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def points_scenario() -> Scenario:
+    return resolve(FIXTURES / "playbook.yaml")
+
+
+@pytest.fixture(scope="module")
+def points_engine(points_scenario) -> np.ndarray:
+    return engine_runs(points_scenario)
+
+
+@pytest.fixture(scope="module")
+def points_oracle(points_scenario) -> np.ndarray:
+    return oracle_runs(points_scenario)
+
+
+@pytest.fixture(scope="module")
+def points_comparison(points_scenario, points_engine, points_oracle) -> Comparison:
+    return compare(points_engine, points_oracle, _metrics(points_scenario))
+
+
+# ---------------------------------------------------------------------------- tests
+def test_fixture_is_unscaled_and_exercises_every_mechanism(points_scenario, points_oracle):
+    assert points_scenario.market.customers == AGENTS
+    m = pd.DataFrame(points_oracle.mean(axis=0), columns=_metrics(points_scenario))
+    for col in ("points_redeemed", "points_expired", "upgrades", "demotions", "members_tier_gold", "points_issued_bonus"):
+        assert m[col].sum() > 0, f"the fixture never exercises {col}"
+    assert (m["points_expired"].iloc[:6] == 0).all() and (m["points_expired"].iloc[6:] > 0).all()
+
+
+def test_oracle_points_ledger_balances(points_scenario, points_oracle):
+    """The oracle's own books: issued - redeemed - expired = change in outstanding, each month."""
+    m = pd.DataFrame(points_oracle[0], columns=_metrics(points_scenario))
+    change = m["points_outstanding"].diff().fillna(m["points_outstanding"].iloc[0])
+    balance = m["points_issued"] - m["points_redeemed"] - m["points_expired"]
+    np.testing.assert_allclose(change, balance, atol=1e-6)
+
+
+def test_monthly_means_match(points_comparison):
+    cmp = points_comparison
+    print("\n" + _report("points + tiers + catalogue", cmp))
+    assert not cmp.monthly_fail.to_numpy().any(), "engine and oracle differ:\n" + "\n".join(cmp.failures())
+
+
+def test_horizon_totals_match(points_comparison):
+    cmp = points_comparison
+    t = cmp.totals
+    # the relative tolerance is only meaningful if it is several SEs wide for every total
+    assert (t.rel_se < REL_TOL / 2.5).all(), t[t.rel_se >= REL_TOL / 2.5]
+    assert not t.fail.any(), "horizon totals differ:\n" + "\n".join(f for f in cmp.failures() if f.startswith("total"))
+
+
+@pytest.mark.parametrize("parameter, detected_by", [
+    ("goal_gradient", "purchases"),
+    ("redemption_propensity", "points_redeemed"),
+])
+def test_comparison_detects_perturbation(points_scenario, points_engine, parameter, detected_by):
+    """The test has teeth: double one response parameter in the oracle only, and the engine
+    no longer matches it (on the metric the parameter drives most directly)."""
+    perturbed = oracle_runs(points_scenario, seeds=tuple(range(901, 901 + K_PERTURBED)), perturb={parameter: 2.0})
+    cmp = compare(points_engine, perturbed, _metrics(points_scenario))
+    print("\n" + _report(f"oracle with {parameter} x 2", cmp))
+    failing = set(cmp.monthly_fail.columns[cmp.monthly_fail.any()]) | set(cmp.totals.index[cmp.totals.fail])
+    assert detected_by in failing, f"{parameter} x 2 went unnoticed on {detected_by} (failing: {sorted(failing)})"
+
+
+def test_cashback_variant_matches():
+    """A cash-back kitty instead of a catalogue (no tiers): vouchers in whole blocks,
+    stochastic rounding of the vouchers used."""
+    scenario = resolve(FIXTURES / "playbook_cashback.yaml")
+    e = engine_runs(scenario, k=K_E_CASHBACK)
+    o = oracle_runs(scenario, seeds=tuple(range(301, 301 + K_O_CASHBACK)))
+    cmp = compare(e, o, _metrics(scenario))
+    print("\n" + _report("cash-back", cmp))
+    assert cmp.totals.loc["vouchers_used", "oracle"] > 0
+    assert not cmp.failures(), "engine and oracle differ:\n" + "\n".join(cmp.failures())
+
+
+def test_enrolment_bonus_qualifies(points_scenario):
+    """With ``include_bonuses: true`` the oracle counts every bonus, the welcome bonus included,
+    toward tiers, as the spec says."""
+    p = points_scenario.program
+    q = p.earn.qualifying.model_copy(update={"include_bonuses": True})
+    program = p.model_copy(update={"earn": p.earn.model_copy(update={"qualifying": q})})
+    scenario = dataclasses.replace(points_scenario, program=program)
+    e = engine_runs(scenario, k=10)
+    o = oracle_runs(scenario, seeds=(501, 502, 503))
+    cmp = compare(e, o, _metrics(scenario))
+    print("\n" + _report("include_bonuses: true", cmp))
+    assert not cmp.failures(), "engine and oracle differ:\n" + "\n".join(cmp.failures()[:20])
