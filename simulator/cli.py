@@ -139,6 +139,54 @@ def reproduce(
 
 
 @app.command()
+def compare(
+    study_file: Optional[Path] = typer.Argument(None, help="Study file (studies/*.yaml): scenarios, replications, seed. Or give --playbook (and --design)."),
+    out: Path = typer.Option(..., "--out", help="Directory for the study (refused if it exists, unless --force)."),
+    playbook: List[Path] = typer.Option([], "--playbook", help="A playbook to compare (repeatable)."),
+    design: List[Path] = typer.Option([], "--design", help="Run each --playbook with each of these designs instead of its own (repeatable)."),
+    replications: int = typer.Option(20, "--replications", min=1, help="Replications per scenario (with --playbook)."),
+    seed: int = typer.Option(1, "--seed", min=0, help="Seed shared by every scenario (with --playbook)."),
+    agents: int = typer.Option(20_000, "--agents", min=100, help="Simulated customers per market (with --playbook)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
+) -> None:
+    """Compare designs across markets: P10/P50/P90, tornado, break-even, HTML report and Excel workbook."""
+    from simulator.output import check_destination
+    from simulator.study import load_study, run_study, study_from_playbooks
+
+    try:
+        check_destination(out, force)
+        if study_file is not None and (playbook or design):
+            raise InputErrors.one(str(study_file), "give a study file or --playbook/--design, not both")
+        if study_file is not None:
+            study, cells = load_study(study_file)
+        elif playbook:
+            study, cells = study_from_playbooks(list(playbook), list(design), replications=replications, seed=seed, agents=agents)
+        else:
+            raise InputErrors.one("(command line)", "nothing to compare (expected a study file or --playbook)")
+        units = len(cells) * study.replications
+        with _progress(units, f"study {study.name}") as tick:
+            doc = run_study(study, cells, out, force=force, progress=lambda what: tick(0, 0) if what == "main" else None,
+                            source=str(study_file) if study_file else None)
+    except InputErrors as exc:
+        _fail(exc)
+    typer.echo(_ranking_text(doc), nl=False)
+    for name in ("report.html", "workbook.xlsx"):
+        if (out / name).exists():
+            typer.echo(f"{name}: {out / name}")
+    typer.echo(f"study: {out}")
+
+
+def _ranking_text(doc: dict) -> str:
+    cur = doc["reporting_currency"]
+    lines = [f"{doc['name']}: {len(doc['scenarios'])} scenarios, {doc['replications']} replications, seed {doc['seed']}",
+             f"{'rank':<5}{'scenario':<38}{'NPV P10':>14}{'NPV P50':>14}{'NPV P90':>14}{'P(NPV<0)':>10}   ({cur})"]
+    for i, r in enumerate(doc["ranking"], 1):
+        lines.append(f"{i:<5}{r['scenario']:<38}{r['npv_p10']:>14,.0f}{r['npv_p50']:>14,.0f}{r['npv_p90']:>14,.0f}"
+                     f"{r['probability_npv_negative']:>10.0%}")
+    return "\n".join(lines) + "\n"
+
+
+@app.command()
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Directory for the demo's results."),
     agents: int = typer.Option(20_000, "--agents", min=100, help="Simulated customers per market."),

@@ -10,6 +10,7 @@ of all files are reported together.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -231,6 +232,48 @@ def _check_named_files(c: _Collector, pdoc: Document, base: Path, pshown: str, b
     for _key, model, path, shown in named:
         if path.is_file():
             c.model(model, c.doc(path, shown))
+
+
+def with_design(scenario: Scenario, design_path: str | Path) -> Scenario:
+    """The scenario with another design in place of the playbook's, converted into the
+    market's currency like the playbook's own; the playbook's local overrides apply where
+    their tier and reward names exist in the new design."""
+    from simulator.specs import load_program
+
+    design = load_program(design_path)
+    rate = fx_rate(design, scenario.market)
+    if rate is None:
+        raise InputErrors.one(str(design_path), f"design currency {design.currency} is neither market "
+                                                f"{scenario.market.name}'s currency ({scenario.market.currency}) nor its "
+                                                f"reporting currency ({scenario.market.reporting_currency}): no FX rate",
+                              field="currency")
+    data = _apply_overrides_known(convert_currency(design, rate), scenario.playbook, design)
+    data["currency"] = scenario.market.currency
+    try:
+        local = Program.model_validate(data)
+    except ValidationError as exc:
+        raise InputErrors([InputError(str(design_path), None, ".".join(map(str, e["loc"])),
+                                      f"after the playbook's local overrides: {e['msg']}") for e in exc.errors(include_url=False)]) from None
+    shown = str(design_path)
+    inputs = {k: v for k, v in scenario.inputs.items() if k != scenario.paths["design"]}
+    inputs[shown] = sha256(Path(design_path).read_bytes())
+    return dataclasses.replace(scenario, program=local, fx_design_to_local=rate, inputs=inputs,
+                               paths={**scenario.paths, "design": shown})
+
+
+def _apply_overrides_known(data: dict[str, Any], pb: Playbook, design: Program) -> dict[str, Any]:
+    """:func:`_apply_overrides` restricted to the tiers and rewards the design has."""
+    ov = pb.overrides
+    tiers = set(design.tiers.names) if design.tiers else set()
+    rewards = {r.name for r in design.rewards.catalogue}
+    known = ov.model_copy(update={
+        "tier_thresholds": {k: v for k, v in ov.tier_thresholds.items() if k in tiers},
+        "rewards": {k: v for k, v in ov.rewards.items() if k in rewards},
+        "local_rewards": tuple(r for r in ov.local_rewards if r.name not in rewards and (not r.tiers or set(r.tiers) <= tiers)),
+        "cashback": ov.cashback if design.rewards.cashback is not None else None,
+        "fee": ov.fee if design.enrolment.fee is not None else None,
+    })
+    return _apply_overrides(data, pb.model_copy(update={"overrides": known}))
 
 
 def resolve(playbook_path: str | Path, *, baseline: str | None = None) -> Scenario:
