@@ -1,0 +1,116 @@
+"""`compare` and studies: loading with errors, the study directory, ranking, tornado, and the
+break-evens (checked against fresh runs, not against their own formula)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from simulator.errors import InputErrors
+from simulator.specs.study import Study
+from simulator.study import StudyCell, _mean_npv, _scaled, breakeven, load_study, run_study, study_from_playbooks
+from simulator import uncertainty
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _study(tmp_path: Path, body: str) -> Path:
+    p = tmp_path / "study.yaml"
+    p.write_text(body)
+    return p
+
+
+def test_study_file_errors_name_file_and_line(tmp_path):
+    path = _study(tmp_path, f"""name: s
+reporting_currency: EUR
+scenarios:
+  - playbook: {ROOT}/markets/france/points_tiers_launch.yaml
+  - playbook: {ROOT}/markets/france/nope.yaml
+  - playbook: {ROOT}/markets/france/points_tiers_launch.yaml
+    design: {ROOT}/programs/missing.yaml
+""")
+    with pytest.raises(InputErrors) as err:
+        load_study(path)
+    text = str(err.value)
+    assert f"{path}:5: scenarios.1.playbook: playbook file not found" in text
+    assert f"{path}:7: scenarios.2.design: design file not found" in text
+
+
+def test_reporting_currency_must_match(tmp_path):
+    path = _study(tmp_path, f"""name: s
+reporting_currency: USD
+scenarios:
+  - playbook: {ROOT}/markets/france/points_tiers_launch.yaml
+""")
+    with pytest.raises(InputErrors, match="reports in EUR, the study in USD"):
+        load_study(path)
+
+
+@pytest.fixture(scope="module")
+def small_study(tmp_path_factory):
+    study, cells = study_from_playbooks([ROOT / "markets/france/points_tiers_launch.yaml"],
+                                        [ROOT / "programs/points_tiers.yaml", ROOT / "programs/premium_club.yaml"],
+                                        replications=2, seed=4, agents=600)
+    study = study.model_copy(update={"sensitivity_replications": 1})
+    cells = [dataclasses.replace(c, scenario=dataclasses.replace(
+        c.scenario, playbook=c.scenario.playbook.model_copy(update={"horizon_months": 12}))) for c in cells]
+    out = tmp_path_factory.mktemp("study") / "out"
+    doc = run_study(study, cells, out, force=False)
+    return study, cells, out, doc
+
+
+def test_study_directory_and_ranking(small_study):
+    study, cells, out, doc = small_study
+    on_disk = json.loads((out / "study.json").read_text())
+    assert on_disk == doc
+    assert [s["id"] for s in doc["scenarios"]] == [c.id for c in cells]
+    for s in doc["scenarios"]:
+        assert (out / s["dir"] / "summary.json").is_file()
+    npvs = [r["npv_p50"] for r in doc["ranking"]]
+    assert npvs == sorted(npvs, reverse=True)
+    names = {p["name"] for p in doc["uncertain_parameters"]}
+    assert "france.response.goal_gradient" in names
+    for rows in doc["tornado"].values():
+        assert {r["parameter"] for r in rows} == names
+        spans = [abs(r["npv_high"] - r["npv_low"]) for r in rows]
+        assert spans == sorted(spans, reverse=True)
+
+
+def test_response_breakeven_gives_zero_npv(small_study):
+    study, cells, out, doc = small_study
+    cell = cells[0]
+    row = doc["breakeven"][cell.id][0]
+    assert row["parameter"].startswith("behavioural response")
+    if row["value"] in (None, 0.0):
+        pytest.skip("no interior break-even in this configuration")
+    sc = uncertainty.with_values(cell.scenario, uncertainty.central_values(cell.scenario))
+    at = _mean_npv(_scaled(sc, row["value"]), study, values=None, progress=None)[0]
+    span = abs(_mean_npv(_scaled(sc, 1.0), study, values=None, progress=None)[0]
+               - _mean_npv(_scaled(sc, 0.0), study, values=None, progress=None)[0])
+    assert abs(at) < 0.05 * span
+
+
+def test_reward_cost_enters_npv_linearly(small_study):
+    """The reward-cost break-even assumes NPV(c x cost) = NPV - (c - 1) PV(reward cost): check
+    it by running the design with every reward cost doubled."""
+    from simulator.engine.simulation import Simulation
+    from simulator.finance import metrics
+    from simulator.results import RunResult
+
+    study, cells, out, doc = small_study
+    cell = next(c for c in cells if c.scenario.program.name == "points_tiers")
+    sc = uncertainty.with_values(cell.scenario, uncertainty.central_values(cell.scenario))
+    prog = sc.program
+    doubled = prog.model_copy(update={"rewards": prog.rewards.model_copy(update={"catalogue": tuple(
+        r.model_copy(update={"cost": r.cost * 2}) for r in prog.rewards.catalogue)})})
+    base = RunResult(sc, [Simulation(sc, agents=600, seed=4).run()], 600, 4)
+    twice = RunResult(dataclasses.replace(sc, program=doubled), [Simulation(dataclasses.replace(sc, program=doubled), agents=600, seed=4).run()], 600, 4)
+    rate = sc.market.economics.discount_rate
+    npv1 = base.replication_metrics()[0]["npv"]
+    npv2 = twice.replication_metrics()[0]["npv"]
+    pv = metrics.npv(base.frames[0]["design"]["reward_cost"].to_numpy(), rate)
+    assert npv1 - npv2 == pytest.approx(pv, rel=1e-9)
