@@ -189,35 +189,28 @@ def _ranking_text(doc: dict) -> str:
 @app.command()
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Directory for the demo's results."),
-    agents: int = typer.Option(20_000, "--agents", min=100, help="Simulated customers per market."),
-    replications: int = typer.Option(3, "--replications", min=1, help="Replications per playbook."),
-    seed: int = typer.Option(1, "--seed", min=0, help="Run seed."),
+    study_file: Path = typer.Option(Path("studies/demo.yaml"), "--study", help="The study the demo runs."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
 ) -> None:
-    """Run every shipped playbook (markets/*/*.yaml) and print what a strategist reads first."""
-    from simulator.output import check_destination, staged_directory
-    from simulator.runner import simulate, summary_text, write_run
-    from simulator.scenario import resolve
-    from simulator.specs import kind_of, read_yaml
+    """Run the shipped designs on the shipped markets (studies/demo.yaml): each playbook's summary, the ranking, the report."""
+    from simulator.output import check_destination
+    from simulator.study import load_study, run_study
 
-    root = Path("markets")
     try:
         check_destination(out, force)
-        playbooks = [p for p in sorted(root.glob("*/*.yaml")) if kind_of(read_yaml(p)) == "playbook"]
-        if not playbooks:
-            raise InputErrors.one(str(root), "no playbooks found (run the demo from the project's root)")
-        scenarios = [resolve(p) for p in playbooks]
-        texts = []
-        with staged_directory(out, force) as tmp:
-            for p, sc in zip(playbooks, scenarios):
-                with _progress(replications * sc.playbook.horizon_months, sc.playbook.name) as tick:
-                    result = simulate(sc, agents=agents, seed=seed, replications=replications, progress=tick)
-                summary = write_run(result, tmp / p.parent.name / p.stem, force=False, baseline_arg=None)
-                texts.append(summary_text(summary))
+        study, cells = load_study(study_file)
+        with _progress(len(cells) * study.replications, f"study {study.name}") as tick:
+            doc = run_study(study, cells, out, force=force, progress=lambda what: tick(0, 0) if what == "main" else None,
+                            source=str(study_file))
     except InputErrors as exc:
         _fail(exc)
-    typer.echo("\n".join(texts), nl=False)
-    typer.echo(f"\nresults of {len(playbooks)} playbooks: {out}")
+    for s in doc["scenarios"]:
+        typer.echo((out / s["dir"] / "summary.txt").read_text(encoding="utf-8"))
+    typer.echo(_ranking_text(doc))
+    for name in ("report.html", "workbook.xlsx"):
+        if (out / name).exists():
+            typer.echo(f"{name}: {out / name}")
+    typer.echo(f"results: {out}")
 
 
 def main() -> None:
