@@ -15,6 +15,7 @@ import typer
 
 from simulator import __version__
 from simulator.errors import InputErrors
+from simulator.executor import Executor
 
 app = typer.Typer(
     name="loyalty-sim",
@@ -77,14 +78,14 @@ def reference(
 
 
 @contextlib.contextmanager
-def _progress(total: int, label: str) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar over replications x months (silent when stderr is not a terminal)."""
+def _progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar over simulated months (silent when stderr is not a terminal)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   transient=True, disable=not sys.stderr.isatty()) as bar:
         task = bar.add_task(label, total=total)
-        yield lambda rep, month: bar.advance(task)
+        yield lambda months: bar.advance(task, months)
 
 
 @app.command()
@@ -96,6 +97,7 @@ def run(
     replications: int = typer.Option(1, "--replications", min=1, help="Independent replications; figures get P10/P50/P90."),
     seed: int = typer.Option(1, "--seed", min=0, help="Run seed: the same seed and inputs give identical outputs."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Local processes for replications (default: all cores); results do not depend on it."),
 ) -> None:
     """Simulate a playbook's design against its baseline; write the monthly table, summary and manifest."""
     from simulator.output import check_destination
@@ -105,8 +107,9 @@ def run(
     try:
         check_destination(out, force)
         scenario = resolve(playbook, baseline=baseline)
-        with _progress(replications * scenario.playbook.horizon_months, f"{scenario.playbook.name}") as tick:
-            result = simulate(scenario, agents=agents, seed=seed, replications=replications, progress=tick)
+        with _progress(replications * scenario.playbook.horizon_months, f"{scenario.playbook.name}") as tick, \
+                Executor(workers) as ex:
+            result = simulate(scenario, agents=agents, seed=seed, replications=replications, progress=tick, executor=ex)
         summary = write_run(result, out, force=force, baseline_arg=baseline)
     except InputErrors as exc:
         _fail(exc)
@@ -119,6 +122,7 @@ def reproduce(
     run_dir: Path = typer.Argument(..., help="Directory of an earlier run (with its manifest.json)."),
     out: Path = typer.Option(..., "--out", help="Directory for the re-run."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Local processes (default: all cores)."),
 ) -> None:
     """Re-run a run from its manifest and check every result file is bit-for-bit identical."""
     from simulator.output import check_destination
@@ -126,7 +130,8 @@ def reproduce(
 
     try:
         check_destination(out, force)
-        same, differ = _reproduce(run_dir, out, force=force)
+        with Executor(workers) as ex:
+            same, differ = _reproduce(run_dir, out, force=force, executor=ex)
     except InputErrors as exc:
         _fail(exc)
     for f in same:
@@ -148,6 +153,7 @@ def compare(
     seed: int = typer.Option(1, "--seed", min=0, help="Seed shared by every scenario (with --playbook)."),
     agents: int = typer.Option(20_000, "--agents", min=100, help="Simulated customers per market (with --playbook)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Local processes (default: all cores); results do not depend on it."),
 ) -> None:
     """Compare designs across markets: P10/P50/P90, tornado, break-even, HTML report and Excel workbook."""
     from simulator.output import check_destination
@@ -163,9 +169,9 @@ def compare(
             study, cells = study_from_playbooks(list(playbook), list(design), replications=replications, seed=seed, agents=agents)
         else:
             raise InputErrors.one("(command line)", "nothing to compare (expected a study file or --playbook)")
-        units = len(cells) * study.replications
-        with _progress(units, f"study {study.name}") as tick:
-            doc = run_study(study, cells, out, force=force, progress=lambda what: tick(0, 0) if what == "main" else None,
+        units = sum(c.scenario.playbook.horizon_months for c in cells) * study.replications
+        with _progress(units, f"study {study.name}") as tick, Executor(workers) as ex:
+            doc = run_study(study, cells, out, force=force, progress=tick, executor=ex,
                             source=str(study_file) if study_file else None)
     except InputErrors as exc:
         _fail(exc)
@@ -191,6 +197,7 @@ def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Directory for the demo's results."),
     study_file: Path = typer.Option(Path("studies/demo.yaml"), "--study", help="The study the demo runs."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Local processes (default: all cores)."),
 ) -> None:
     """Run the shipped designs on the shipped markets (studies/demo.yaml): each playbook's summary, the ranking, the report."""
     from simulator.output import check_destination
@@ -199,9 +206,9 @@ def demo(
     try:
         check_destination(out, force)
         study, cells = load_study(study_file)
-        with _progress(len(cells) * study.replications, f"study {study.name}") as tick:
-            doc = run_study(study, cells, out, force=force, progress=lambda what: tick(0, 0) if what == "main" else None,
-                            source=str(study_file))
+        units = sum(c.scenario.playbook.horizon_months for c in cells) * study.replications
+        with _progress(units, f"study {study.name}") as tick, Executor(workers) as ex:
+            doc = run_study(study, cells, out, force=force, progress=tick, executor=ex, source=str(study_file))
     except InputErrors as exc:
         _fail(exc)
     for s in doc["scenarios"]:

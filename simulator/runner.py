@@ -28,6 +28,7 @@ import pandas as pd
 
 from simulator import __version__
 from simulator.engine.simulation import Simulation
+from simulator.executor import Executor, tasks_for
 from simulator.errors import InputError, InputErrors
 from simulator.output import staged_directory
 from simulator.results import RunResult
@@ -37,12 +38,22 @@ RESULT_FILES = ("summary.json", "summary.txt", "monthly.csv", "monthly.parquet",
 
 
 def simulate(scenario: Scenario, *, agents: int, seed: int, replications: int,
-             progress: Callable[[int, int], None] | None = None) -> RunResult:
-    """Run ``replications`` replications (each design + baseline on common random numbers)."""
-    reps = []
-    for r in range(replications):
-        sim = Simulation(scenario, agents=agents, seed=seed, replication=r)
-        reps.append(sim.run(None if progress is None else (lambda t, r=r: progress(r, t))))
+             progress: Callable[[int], None] | None = None, executor: Executor | None = None,
+             parameters: dict[str, float] | None = None) -> RunResult:
+    """Run ``replications`` replications (each design + baseline on common random numbers).
+
+    ``progress(months)`` is called with the number of simulated months just completed (month
+    by month in this process, a replication at a time on a pool). Results do not depend on
+    the executor."""
+    H = scenario.playbook.horizon_months
+    if executor is None or executor.workers == 1 or replications == 1:
+        reps = []
+        for r in range(replications):
+            sim = Simulation(scenario, agents=agents, seed=seed, replication=r, parameters=parameters)
+            reps.append(sim.run(None if progress is None else (lambda t: progress(1))))
+        return RunResult(scenario, reps, agents, seed)
+    tasks = tasks_for(scenario, agents=agents, seed=seed, replications=range(replications), parameters=parameters)
+    reps = executor.map(tasks, done=None if progress is None else (lambda i: progress(H)))
     return RunResult(scenario, reps, agents, seed)
 
 
@@ -160,8 +171,8 @@ def write_run(result: RunResult, out: str | Path, *, force: bool, baseline_arg: 
     return summary
 
 
-def reproduce(run_dir: str | Path, out: str | Path, *, force: bool,
-              progress: Callable[[int, int], None] | None = None) -> tuple[list[str], list[str]]:
+def reproduce(run_dir: str | Path, out: str | Path, *, force: bool, progress: Callable[[int], None] | None = None,
+              executor: Executor | None = None) -> tuple[list[str], list[str]]:
     """Re-run a run from its manifest into ``out``; return (identical files, differing files).
 
     Refuses (InputErrors) if an input file changed since the run.
@@ -185,7 +196,8 @@ def reproduce(run_dir: str | Path, out: str | Path, *, force: bool,
     if problems:
         raise InputErrors(problems)
     scenario = resolve(args["playbook"], baseline=args.get("baseline"))
-    result = simulate(scenario, agents=args["agents"], seed=args["seed"], replications=args["replications"], progress=progress)
+    result = simulate(scenario, agents=args["agents"], seed=args["seed"], replications=args["replications"],
+                      progress=progress, executor=executor)
     write_run(result, out, force=force, baseline_arg=args.get("baseline"))
     new = json.loads((Path(out) / "manifest.json").read_text(encoding="utf-8"))["outputs"]
     same = [f for f in RESULT_FILES if new.get(f) == man.get("outputs", {}).get(f)]

@@ -31,6 +31,7 @@ from typing import Any, Callable
 import numpy as np
 
 from simulator.errors import InputError, InputErrors
+from simulator.executor import Executor
 from simulator.finance import metrics
 from simulator.output import staged_directory
 from simulator.results import RunResult
@@ -44,7 +45,8 @@ from simulator import uncertainty
 RESPONSE_LIFTS = ("goal_gradient", "rewarded_behaviour", "tier_status", "demotion_effect", "transition_effect",
                   "campaign_lift")
 
-Progress = Callable[[str], None]
+#: progress(months): called with simulated months of the main runs just completed
+Progress = Callable[[int], None]
 
 
 @dataclass(frozen=True)
@@ -157,44 +159,41 @@ def _scaled(scenario: Scenario, scale: float) -> Scenario:
     return dataclasses.replace(scenario, market=market, playbook=playbook)
 
 
-def _mean_npv(scenario: Scenario, study: Study, *, values: dict[str, float] | None, progress: Progress | None) -> tuple[float, RunResult]:
+def _mean_npv(scenario: Scenario, study: Study, *, values: dict[str, float] | None, progress: Progress | None,
+              executor: Executor | None = None) -> tuple[float, RunResult]:
     """Mean NPV over the sensitivity replications with some parameters fixed."""
-    from simulator.engine.simulation import Simulation
-
-    reps = []
-    for r in range(study.sensitivity_replications):
-        reps.append(Simulation(scenario, agents=study.agents, seed=study.seed, replication=r, parameters=values).run())
-        if progress:
-            progress("sensitivity")
-    res = RunResult(scenario, reps, study.agents, study.seed)
+    res = simulate(scenario, agents=study.agents, seed=study.seed, replications=study.sensitivity_replications,
+                   parameters=values, executor=executor)
     return float(np.mean([m["npv"] for m in res.replication_metrics()])), res
 
 
-def tornado(cell: StudyCell, study: Study, progress: Progress | None = None) -> list[dict[str, Any]]:
+def tornado(cell: StudyCell, study: Study, progress: Progress | None = None,
+            executor: Executor | None = None) -> list[dict[str, Any]]:
     params = uncertainty.parameters(cell.scenario)
     if not params:
         return []
     central = uncertainty.central_values(cell.scenario)
-    base, _ = _mean_npv(cell.scenario, study, values=central, progress=progress)
+    base, _ = _mean_npv(cell.scenario, study, values=central, progress=progress, executor=executor)
     rows = []
     for p in params:
         lo, hi = p.distribution.ppf(0.1), p.distribution.ppf(0.9)
-        npv_lo, _ = _mean_npv(cell.scenario, study, values={**central, p.name: lo}, progress=progress)
-        npv_hi, _ = _mean_npv(cell.scenario, study, values={**central, p.name: hi}, progress=progress)
+        npv_lo, _ = _mean_npv(cell.scenario, study, values={**central, p.name: lo}, progress=progress, executor=executor)
+        npv_hi, _ = _mean_npv(cell.scenario, study, values={**central, p.name: hi}, progress=progress, executor=executor)
         rows.append({"parameter": p.name, "distribution": p.distribution.describe(), "low": lo, "high": hi,
                      "npv_low": npv_lo, "npv_high": npv_hi, "npv_base": base})
     rows.sort(key=lambda r: -abs(r["npv_high"] - r["npv_low"]))
     return rows
 
 
-def breakeven(cell: StudyCell, study: Study, base: RunResult, progress: Progress | None = None) -> list[dict[str, Any]]:
+def breakeven(cell: StudyCell, study: Study, base: RunResult, progress: Progress | None = None,
+              executor: Executor | None = None) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     # every uncertain parameter at its central value, then every lift scaled
     sc = uncertainty.with_values(cell.scenario, uncertainty.central_values(cell.scenario))
     rate = sc.market.economics.discount_rate
 
     def npv_at(scale: float) -> float:
-        return _mean_npv(_scaled(sc, scale), study, values=None, progress=progress)[0]
+        return _mean_npv(_scaled(sc, scale), study, values=None, progress=progress, executor=executor)[0]
 
     lo, hi = 0.0, 1.0
     f_lo, f_hi = npv_at(0.0), npv_at(1.0)
@@ -234,7 +233,7 @@ def breakeven(cell: StudyCell, study: Study, base: RunResult, progress: Progress
 
 
 def run_study(study: Study, cells: list[StudyCell], out: Path, *, force: bool, progress: Progress | None = None,
-              source: str | None = None) -> dict[str, Any]:
+              source: str | None = None, executor: Executor | None = None) -> dict[str, Any]:
     """Run every scenario, the sensitivity analyses, and write the study directory."""
     doc: dict[str, Any] = {"name": study.name, "description": study.description, "source": source,
                            "reporting_currency": study.reporting_currency, "seed": study.seed,
@@ -245,7 +244,7 @@ def run_study(study: Study, cells: list[StudyCell], out: Path, *, force: bool, p
         for cell in cells:
             sc = cell.scenario
             result = simulate(sc, agents=study.agents, seed=study.seed, replications=study.replications,
-                              progress=None if progress is None else (lambda r, t: progress("main") if t == sc.playbook.horizon_months - 1 else None))
+                              progress=progress, executor=executor)
             summary = write_run(result, tmp / "scenarios" / cell.id, force=False, baseline_arg=None)
             fx = sc.market.fx_to_reporting
             doc["scenarios"].append({"id": cell.id, "dir": f"scenarios/{cell.id}", "playbook": cell.playbook_path,
@@ -257,9 +256,9 @@ def run_study(study: Study, cells: list[StudyCell], out: Path, *, force: bool, p
                     doc["uncertain_parameters"].append({"name": p.name, "distribution": p.distribution.describe(),
                                                         "source": sc.paths["market" if p.owner == "market" else "playbook"]})
             if study.tornado:
-                doc["tornado"][cell.id] = tornado(cell, study, progress)
+                doc["tornado"][cell.id] = tornado(cell, study, progress, executor)
             if study.breakeven:
-                doc["breakeven"][cell.id] = breakeven(cell, study, result, progress)
+                doc["breakeven"][cell.id] = breakeven(cell, study, result, progress, executor)
             npv = summary["metrics"]["npv"]
             doc["ranking"].append({"scenario": cell.id, "market": sc.market.name, "design": sc.program.name,
                                    "npv_p10": npv["p10"] * fx, "npv_p50": npv["p50"] * fx, "npv_p90": npv["p90"] * fx,

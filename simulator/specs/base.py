@@ -388,10 +388,59 @@ def _pattern_words(pattern: str) -> str:
     return f"text matching {pattern}"
 
 
+_DISTRIBUTION_TAGS = ("Triangular", "Uniform")
+_DISTRIBUTION_HINT = "or a distribution {triangular: [low, mode, high]} or {uniform: [low, high]}"
+
+
+def _collapse_uncertain(errors: list[dict]) -> list[dict]:
+    """A field that takes a number or a distribution fails once per union member; keep the
+    member the input was meant for: the named distribution's errors for a mapping, else the
+    number's (flagged so its message mentions the distribution forms)."""
+
+    def dist_tag(part: Any) -> str | None:
+        if isinstance(part, str):
+            for tag in _DISTRIBUTION_TAGS:
+                if part == tag or part.endswith(f", {tag}]"):
+                    return tag
+        return None
+
+    fields: dict[tuple, dict[str, Any]] = {}
+    for err in errors:
+        loc = tuple(err["loc"])
+        for i, part in enumerate(loc):
+            if dist_tag(part):
+                fields.setdefault(loc[:i], {})
+    out: list[dict] = []
+    groups: dict[tuple, list[tuple[str | None, dict]]] = {f: [] for f in fields}
+    for err in errors:
+        loc = tuple(err["loc"])
+        owner = next((f for f in fields if loc[:len(f)] == f and len(loc) > len(f)), None)
+        if owner is None:
+            out.append(err)
+        else:
+            groups[owner].append((dist_tag(loc[len(owner)]), err))
+    for field_loc, items in groups.items():
+        value = items[0][1].get("input")
+        scalar = [e for tag, e in items if tag is None]
+        if isinstance(value, dict) or (scalar and isinstance(scalar[0].get("input"), dict)):
+            value = value if isinstance(value, dict) else scalar[0]["input"]
+            meant = [tag for tag in _DISTRIBUTION_TAGS if tag.lower() in value]
+            chosen = [e for tag, e in items if tag is not None and tag in meant]
+            if chosen:
+                out.extend({**e, "loc": field_loc + tuple(e["loc"][len(field_loc) + 1:])} for e in chosen)
+            else:
+                out.append({"type": "uncertain_form", "loc": field_loc, "input": value,
+                            "msg": f"got a mapping with {', '.join(map(str, value)) or 'no keys'} "
+                                   f"(expected a number {_DISTRIBUTION_HINT})"})
+        else:
+            out.extend({**e, "loc": field_loc, "uncertain": True} for e in scalar)
+    return out
+
+
 def translate(exc: ValidationError, doc: Document, model: type[BaseModel], prefix: tuple = ()) -> list[InputError]:
     """Pydantic errors -> one :class:`InputError` each, with the line of the field."""
     out: list[InputError] = []
-    for err in exc.errors(include_url=False):
+    for err in _collapse_uncertain(exc.errors(include_url=False)):
         loc = prefix + tuple(err["loc"])
         error_obj = (err.get("ctx") or {}).get("error")
         if isinstance(error_obj, SpecIssues):
@@ -405,6 +454,13 @@ def translate(exc: ValidationError, doc: Document, model: type[BaseModel], prefi
             continue  # pydantic counts only the valid items: the invalid ones are reported already
         clean = _strip_tags(loc, doc.lines)
         msg = _message(err, doc.lines, model, clean)
+        if err["type"] == "uncertain_form":
+            msg = err["msg"]
+        elif err.get("uncertain"):
+            if msg.startswith("expected a number"):
+                msg = msg.replace("expected a number", f"expected a number {_DISTRIBUTION_HINT}", 1)
+            else:
+                msg = f"{msg}; {_DISTRIBUTION_HINT[3:]} is also accepted"
         if err["type"] == "union_tag_invalid":  # name the line of the wrong tag, not of the mapping
             disc = str((err.get("ctx") or {}).get("discriminator", "")).strip("'")
             if clean + (disc,) in doc.lines.lines:
