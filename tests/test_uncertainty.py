@@ -4,6 +4,7 @@ reproducible and shared across designs (common random numbers), and realisation.
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _uncertain_playbook(tmp_path: Path, gg: str = "{triangular: [0.1, 0.25, 0.35]}") -> Path:
     market = (ROOT / "markets/france/market.yaml").read_text()
-    market = market.replace("  goal_gradient: 0.25         # Kivetz, Urminsky & Zheng 2006", f"  goal_gradient: {gg}")
+    market = re.sub(r"(?m)^  goal_gradient: .*$", f"  goal_gradient: {gg}", market, count=1)
+    assert f"goal_gradient: {gg}" in market
     market = market.replace("  gross_margin: 0.27", "  gross_margin: {uniform: [0.25, 0.29]}")
     (tmp_path / "market.yaml").write_text(market)
     pb = (ROOT / "markets/france/points_tiers_launch.yaml").read_text().replace("../../programs", str(ROOT / "programs"))
@@ -31,7 +33,8 @@ def test_parameters_are_found_and_named(tmp_path):
     sc = resolve(_uncertain_playbook(tmp_path))
     names = {p.name: p for p in uncertainty.parameters(sc)}
     assert set(names) == {"france.economics.gross_margin", "france.response.goal_gradient",
-                          "fr_points_tiers_launch.costs.running_per_year"}
+                          "france.response.rewarded_behaviour", "france.response.transition_effect",
+                          "france.response.campaign_lift", "fr_points_tiers_launch.costs.running_per_year"}
     assert names["france.response.goal_gradient"].central == 0.25
 
 
