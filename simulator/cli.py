@@ -88,6 +88,22 @@ def _progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
         yield lambda months: bar.advance(task, months)
 
 
+@contextlib.contextmanager
+def _executor(workers: int | None, scheduler: str | None, out: Path) -> Iterator[Executor]:
+    """Local pool or Dask, with checkpoints in ``<out>.checkpoint`` (removed after success)."""
+    import shutil
+
+    checkpoint = out.parent / f"{out.name}.checkpoint"
+    with Executor(workers, scheduler=scheduler, checkpoint=checkpoint) as ex:
+        yield ex
+    shutil.rmtree(checkpoint, ignore_errors=True)
+
+
+WORKERS_HELP = "Local processes (default: all cores); results do not depend on it."
+SCHEDULER_HELP = ("Run on Dask: 'tcp://host:port' for an existing cluster, 'local' for a local one. "
+                  "Finished replications are kept in OUT.checkpoint so an interrupted run resumes.")
+
+
 @app.command()
 def run(
     playbook: Path = typer.Option(..., "--playbook", help="Market playbook to run (it names the design and the market)."),
@@ -97,7 +113,8 @@ def run(
     replications: int = typer.Option(1, "--replications", min=1, help="Independent replications; figures get P10/P50/P90."),
     seed: int = typer.Option(1, "--seed", min=0, help="Run seed: the same seed and inputs give identical outputs."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Local processes for replications (default: all cores); results do not depend on it."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help=WORKERS_HELP),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help=SCHEDULER_HELP),
 ) -> None:
     """Simulate a playbook's design against its baseline; write the monthly table, summary and manifest."""
     from simulator.output import check_destination
@@ -108,7 +125,7 @@ def run(
         check_destination(out, force)
         scenario = resolve(playbook, baseline=baseline)
         with _progress(replications * scenario.playbook.horizon_months, f"{scenario.playbook.name}") as tick, \
-                Executor(workers) as ex:
+                _executor(workers, scheduler, out) as ex:
             result = simulate(scenario, agents=agents, seed=seed, replications=replications, progress=tick, executor=ex)
         summary = write_run(result, out, force=force, baseline_arg=baseline)
     except InputErrors as exc:
@@ -122,7 +139,8 @@ def reproduce(
     run_dir: Path = typer.Argument(..., help="Directory of an earlier run (with its manifest.json)."),
     out: Path = typer.Option(..., "--out", help="Directory for the re-run."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Local processes (default: all cores)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help=WORKERS_HELP),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help=SCHEDULER_HELP),
 ) -> None:
     """Re-run a run from its manifest and check every result file is bit-for-bit identical."""
     from simulator.output import check_destination
@@ -130,7 +148,7 @@ def reproduce(
 
     try:
         check_destination(out, force)
-        with Executor(workers) as ex:
+        with _executor(workers, scheduler, out) as ex:
             same, differ = _reproduce(run_dir, out, force=force, executor=ex)
     except InputErrors as exc:
         _fail(exc)
@@ -153,7 +171,8 @@ def compare(
     seed: int = typer.Option(1, "--seed", min=0, help="Seed shared by every scenario (with --playbook)."),
     agents: int = typer.Option(20_000, "--agents", min=100, help="Simulated customers per market (with --playbook)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Local processes (default: all cores); results do not depend on it."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help=WORKERS_HELP),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help=SCHEDULER_HELP),
 ) -> None:
     """Compare designs across markets: P10/P50/P90, tornado, break-even, HTML report and Excel workbook."""
     from simulator.output import check_destination
@@ -170,7 +189,7 @@ def compare(
         else:
             raise InputErrors.one("(command line)", "nothing to compare (expected a study file or --playbook)")
         units = sum(c.scenario.playbook.horizon_months for c in cells) * study.replications
-        with _progress(units, f"study {study.name}") as tick, Executor(workers) as ex:
+        with _progress(units, f"study {study.name}") as tick, _executor(workers, scheduler, out) as ex:
             doc = run_study(study, cells, out, force=force, progress=tick, executor=ex,
                             source=str(study_file) if study_file else None)
     except InputErrors as exc:
@@ -197,7 +216,8 @@ def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Directory for the demo's results."),
     study_file: Path = typer.Option(Path("studies/demo.yaml"), "--study", help="The study the demo runs."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Local processes (default: all cores)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help=WORKERS_HELP),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help=SCHEDULER_HELP),
 ) -> None:
     """Run the shipped designs on the shipped markets (studies/demo.yaml): each playbook's summary, the ranking, the report."""
     from simulator.output import check_destination
@@ -207,7 +227,7 @@ def demo(
         check_destination(out, force)
         study, cells = load_study(study_file)
         units = sum(c.scenario.playbook.horizon_months for c in cells) * study.replications
-        with _progress(units, f"study {study.name}") as tick, Executor(workers) as ex:
+        with _progress(units, f"study {study.name}") as tick, _executor(workers, scheduler, out) as ex:
             doc = run_study(study, cells, out, force=force, progress=tick, executor=ex, source=str(study_file))
     except InputErrors as exc:
         _fail(exc)

@@ -46,7 +46,7 @@ def simulate(scenario: Scenario, *, agents: int, seed: int, replications: int,
     by month in this process, a replication at a time on a pool). Results do not depend on
     the executor."""
     H = scenario.playbook.horizon_months
-    if executor is None or executor.workers == 1 or replications == 1:
+    if executor is None or (not executor.parallel and executor.checkpoint is None) or (replications == 1 and not executor.parallel):
         reps = []
         for r in range(replications):
             sim = Simulation(scenario, agents=agents, seed=seed, replication=r, parameters=parameters)
