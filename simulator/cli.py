@@ -127,7 +127,7 @@ def run(
         with _progress(replications * scenario.playbook.horizon_months, f"{scenario.playbook.name}") as tick, \
                 _executor(workers, scheduler, out) as ex:
             result = simulate(scenario, agents=agents, seed=seed, replications=replications, progress=tick, executor=ex)
-        summary = write_run(result, out, force=force, baseline_arg=baseline)
+        summary = write_run(result, out, force=force)
     except InputErrors as exc:
         _fail(exc)
     typer.echo(summary_text(summary), nl=False)

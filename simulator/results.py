@@ -183,6 +183,16 @@ class RunResult:
         stats: dict[str, Any] = {}
         for key in [k for k in reps[0] if k != "parameters"]:
             vals = [r[key] for r in reps]
+            if key == "payback_month":
+                # a replication that never pays back is later than any month: it counts, as
+                # infinity, and a percentile that lands on it is null ("never")
+                arr = np.array([np.inf if v is None else v for v in vals], dtype=float)
+                entry = {"never": int(np.isinf(arr).sum())}
+                for q in QUANTILES:
+                    v = float(np.percentile(arr, q, method="inverted_cdf"))
+                    entry[f"p{q}"] = None if np.isinf(v) else v
+                stats[key] = entry
+                continue
             num = np.array([v for v in vals if v is not None], dtype=float)
             entry: dict[str, Any] = {"missing": len(vals) - len(num)}
             if len(num):

@@ -32,7 +32,7 @@ from simulator.executor import Executor, tasks_for
 from simulator.errors import InputError, InputErrors
 from simulator.output import staged_directory
 from simulator.results import RunResult
-from simulator.scenario import Scenario, resolve, sha256
+from simulator.scenario import Scenario, resolve, sha256, with_design
 
 RESULT_FILES = ("summary.json", "summary.txt", "monthly.csv", "monthly.parquet", "monthly_replications.parquet", "events.csv")
 
@@ -81,14 +81,16 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
-def manifest(scenario: Scenario, *, agents: int, seed: int, replications: int, baseline_arg: str | None) -> dict[str, Any]:
+def manifest(scenario: Scenario, *, agents: int, seed: int, replications: int) -> dict[str, Any]:
     return {
         "tool": "loyalty-sim",
         "version": __version__,
         "command": "run",
-        "arguments": {"playbook": scenario.paths["playbook"], "baseline": baseline_arg, "agents": agents,
-                      "replications": replications, "seed": seed},
+        "arguments": {"playbook": scenario.paths["playbook"], "baseline": scenario.overrides.get("baseline"),
+                      "design": scenario.overrides.get("design"), "horizon_months": scenario.overrides.get("horizon_months"),
+                      "agents": agents, "replications": replications, "seed": seed},
         "inputs": scenario.inputs,
+        "roles": scenario.paths,
         "resolved": {
             "program": scenario.program.model_dump(mode="json"),
             "baseline": scenario.baseline.model_dump(mode="json") if scenario.baseline else None,
@@ -116,7 +118,7 @@ def summary_text(summary: dict[str, Any]) -> str:
 
     def num(key: str, fmt: str = ",.0f") -> list[str]:
         e = m[key]
-        return [f"{format(e[f'p{q}'], fmt):>16}" if f"p{q}" in e else f"{'never':>16}" for q in (10, 50, 90)]
+        return [f"{format(e[f'p{q}'], fmt):>16}" if e.get(f"p{q}") is not None else f"{'never':>16}" for q in (10, 50, 90)]
 
     rows = [
         ("Incremental revenue", money("incremental_revenue")),
@@ -153,11 +155,10 @@ def summary_text(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_run(result: RunResult, out: str | Path, *, force: bool, baseline_arg: str | None) -> dict[str, Any]:
+def write_run(result: RunResult, out: str | Path, *, force: bool) -> dict[str, Any]:
     """Write every result file into ``out`` atomically; return the summary."""
     summary = _clean(result.summary())
-    man = manifest(result.scenario, agents=result.agents, seed=result.seed, replications=len(result.replications),
-                   baseline_arg=baseline_arg)
+    man = manifest(result.scenario, agents=result.agents, seed=result.seed, replications=len(result.replications))
     with staged_directory(out, force) as tmp:
         (tmp / "summary.json").write_text(_json(summary), encoding="utf-8")
         (tmp / "summary.txt").write_text(summary_text(summary), encoding="utf-8")
@@ -196,9 +197,13 @@ def reproduce(run_dir: str | Path, out: str | Path, *, force: bool, progress: Ca
     if problems:
         raise InputErrors(problems)
     scenario = resolve(args["playbook"], baseline=args.get("baseline"))
+    if args.get("design"):
+        scenario = with_design(scenario, args["design"])
+    if args.get("horizon_months"):
+        scenario = scenario.with_horizon(int(args["horizon_months"]))
     result = simulate(scenario, agents=args["agents"], seed=args["seed"], replications=args["replications"],
                       progress=progress, executor=executor)
-    write_run(result, out, force=force, baseline_arg=args.get("baseline"))
+    write_run(result, out, force=force)
     new = json.loads((Path(out) / "manifest.json").read_text(encoding="utf-8"))["outputs"]
     same = [f for f in RESULT_FILES if new.get(f) == man.get("outputs", {}).get(f)]
     differ = [f for f in RESULT_FILES if f not in same]

@@ -47,6 +47,13 @@ class Scenario:
     fx_design_to_local: float
     inputs: dict[str, str] = field(default_factory=dict)
     paths: dict[str, str] = field(default_factory=dict)
+    #: what a command line or a study changed on top of the playbook (``baseline``,
+    #: ``design``, ``horizon_months``); the manifest records it so ``reproduce`` can redo it
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def with_horizon(self, months: int) -> "Scenario":
+        return dataclasses.replace(self, playbook=self.playbook.model_copy(update={"horizon_months": months}),
+                                   overrides={**self.overrides, "horizon_months": months})
 
 
 def sha256(raw: bytes) -> str:
@@ -258,7 +265,8 @@ def with_design(scenario: Scenario, design_path: str | Path) -> Scenario:
     inputs = {k: v for k, v in scenario.inputs.items() if k != scenario.paths["design"]}
     inputs[shown] = sha256(Path(design_path).read_bytes())
     return dataclasses.replace(scenario, program=local, fx_design_to_local=rate, inputs=inputs,
-                               paths={**scenario.paths, "design": shown})
+                               paths={**scenario.paths, "design": shown},
+                               overrides={**scenario.overrides, "design": shown})
 
 
 def _apply_overrides_known(data: dict[str, Any], pb: Playbook, design: Program) -> dict[str, Any]:
@@ -369,7 +377,7 @@ def resolve(playbook_path: str | Path, *, baseline: str | None = None) -> Scenar
         inputs[bdoc.path] = sha256(bdoc.raw)
         paths["baseline"] = bdoc.path
     return Scenario(program=local, baseline=blocal, market=market, playbook=pb, fx_design_to_local=rate,
-                    inputs=inputs, paths=paths)
+                    inputs=inputs, paths=paths, overrides={} if baseline is None else {"baseline": baseline})
 
 
 def validate_paths(paths: Iterable[str | Path]) -> list[InputError]:

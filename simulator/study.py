@@ -101,8 +101,7 @@ def load_study(path: str | Path) -> tuple[Study, list[StudyCell]]:
     if errors:
         raise InputErrors(errors)
     if study.horizon_months is not None:
-        cells = [dataclasses.replace(c, scenario=dataclasses.replace(
-            c.scenario, playbook=c.scenario.playbook.model_copy(update={"horizon_months": study.horizon_months}))) for c in cells]
+        cells = [dataclasses.replace(c, scenario=c.scenario.with_horizon(study.horizon_months)) for c in cells]
     return study, cells
 
 
@@ -245,7 +244,7 @@ def run_study(study: Study, cells: list[StudyCell], out: Path, *, force: bool, p
             sc = cell.scenario
             result = simulate(sc, agents=study.agents, seed=study.seed, replications=study.replications,
                               progress=progress, executor=executor)
-            summary = write_run(result, tmp / "scenarios" / cell.id, force=False, baseline_arg=None)
+            summary = write_run(result, tmp / "scenarios" / cell.id, force=False)
             fx = sc.market.fx_to_reporting
             doc["scenarios"].append({"id": cell.id, "dir": f"scenarios/{cell.id}", "playbook": cell.playbook_path,
                                      "design": sc.program.name, "baseline": sc.baseline.name if sc.baseline else "none",
@@ -254,9 +253,10 @@ def run_study(study: Study, cells: list[StudyCell], out: Path, *, force: bool, p
                 if p.name not in seen_params:
                     seen_params.add(p.name)
                     doc["uncertain_parameters"].append({"name": p.name, "distribution": p.distribution.describe(),
-                                                        "source": sc.paths["market" if p.owner == "market" else "playbook"]})
+                                                        "source": _source(sc.paths[p.owner], p.path)})
             if study.tornado:
-                doc["tornado"][cell.id] = tornado(cell, study, progress, executor)
+                doc["tornado"][cell.id] = [{**row, "currency": sc.market.currency}
+                                           for row in tornado(cell, study, progress, executor)]
             if study.breakeven:
                 doc["breakeven"][cell.id] = breakeven(cell, study, result, progress, executor)
             npv = summary["metrics"]["npv"]
@@ -268,6 +268,15 @@ def run_study(study: Study, cells: list[StudyCell], out: Path, *, force: bool, p
         (tmp / "study.json").write_text(_json(doc), encoding="utf-8")
         _write_reports(tmp)
     return doc
+
+
+def _source(path: str, field: tuple) -> str:
+    """``file:line`` of a field (the line of a distribution in its YAML file)."""
+    try:
+        line = read_yaml(path).lines.line_of(field)
+    except InputErrors:
+        line = None
+    return f"{path}:{line}" if line else path
 
 
 def _write_reports(study_dir: Path) -> None:

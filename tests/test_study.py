@@ -56,8 +56,7 @@ def small_study(tmp_path_factory):
                                         [ROOT / "programs/points_tiers.yaml", ROOT / "programs/premium_club.yaml"],
                                         replications=2, seed=4, agents=600)
     study = study.model_copy(update={"sensitivity_replications": 1})
-    cells = [dataclasses.replace(c, scenario=dataclasses.replace(
-        c.scenario, playbook=c.scenario.playbook.model_copy(update={"horizon_months": 12}))) for c in cells]
+    cells = [dataclasses.replace(c, scenario=c.scenario.with_horizon(12)) for c in cells]
     out = tmp_path_factory.mktemp("study") / "out"
     doc = run_study(study, cells, out, force=False)
     return study, cells, out, doc
@@ -114,3 +113,35 @@ def test_reward_cost_enters_npv_linearly(small_study):
     npv2 = twice.replication_metrics()[0]["npv"]
     pv = metrics.npv(base.frames[0]["design"]["reward_cost"].to_numpy(), rate)
     assert npv1 - npv2 == pytest.approx(pv, rel=1e-9)
+
+
+def test_reproduce_a_study_scenario_with_a_swapped_design(small_study, tmp_path):
+    """The manifest records the design swap and the horizon override, so reproduce redoes them."""
+    from simulator.runner import reproduce
+
+    study, cells, out, doc = small_study
+    swapped = next(s for s in doc["scenarios"] if s["design"] == "premium_club")
+    man = json.loads((out / swapped["dir"] / "manifest.json").read_text())
+    assert man["arguments"]["design"].endswith("premium_club.yaml") and man["arguments"]["horizon_months"] == 12
+    same, differ = reproduce(out / swapped["dir"], tmp_path / "again", force=False)
+    assert not differ, differ
+
+
+def test_never_paying_replications_count_in_payback_percentiles():
+    from simulator.engine.simulation import ReplicationResult
+    from simulator.results import RunResult
+
+    class Fake(RunResult):
+        def __post_init__(self):
+            self.frames = []
+
+        def replication_metrics(self):
+            return [{"npv": 1.0, "payback_month": m, "parameters": {}} for m in (3, None, None)]
+
+    from simulator.scenario import resolve as _resolve
+
+    fake = Fake(_resolve(ROOT / "markets/usa/cagnotte_launch.yaml"), [ReplicationResult(None, None, None, None, 1.0, [])], 100, 1)
+    fake.frames = [{"design": __import__("pandas").DataFrame({"period": ["2027-05"]})}]
+    fake.transition_matrices = lambda: {}
+    m = fake.summary()["metrics"]["payback_month"]
+    assert m["never"] == 2 and m["p10"] == 3 and m["p50"] is None and m["p90"] is None

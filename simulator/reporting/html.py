@@ -1,0 +1,440 @@
+"""The study report: one self-contained HTML file.
+
+Everything is inline (CSS in a ``<style>`` element, figures as base64 PNG ``data:`` URIs), so
+the file opens offline and can be mailed as is; there is no script and no external
+reference. The same study directory gives the same bytes: figures are rendered at a fixed
+dpi without metadata (:func:`simulator.reporting.figures.png_bytes`), iteration follows the
+study's order or sorted keys, there is no timestamp and no random id, and the footer names the
+loyalty-sim version recorded in the runs' manifests rather than the time of writing.
+
+Sections (each an element with the given id): ``ranking``, ``rollup``, ``cash-flow``,
+``npv``, ``members-by-tier``, ``points-liability``, ``cost-breakdown``, ``margin-sources``,
+``migration``, ``sensitivity``, ``scenarios``, ``assumptions``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from simulator.reporting import figures as F
+from simulator.reporting import study as S
+from simulator.reporting.study import Rollup, ScenarioRun, Study
+
+SECTIONS = (
+    ("ranking", "Designs ranked"),
+    ("rollup", "Multi-market roll-up"),
+    ("cash-flow", "Cumulative incremental cash flow"),
+    ("npv", "NPV distributions"),
+    ("members-by-tier", "Members by tier"),
+    ("points-liability", "Points outstanding and liability"),
+    ("cost-breakdown", "Where the cost goes"),
+    ("margin-sources", "Where the margin comes from"),
+    ("migration", "Segment migration of members"),
+    ("sensitivity", "Sensitivity"),
+    ("scenarios", "Scenario details"),
+    ("assumptions", "Assumptions and inputs"),
+)
+
+CSS = """
+body{font-family:"DejaVu Sans",Helvetica,Arial,sans-serif;font-size:14px;color:#222;margin:0 auto;max-width:1100px;padding:0 24px 40px;line-height:1.45}
+h1{font-size:26px;margin:28px 0 6px}h2{font-size:20px;border-bottom:2px solid #0072B2;padding-bottom:4px;margin-top:38px}
+h3{font-size:16px;margin-top:26px}p.meta,.note{color:#555;font-size:13px}
+nav ol{columns:2;font-size:13px}a{color:#0072B2}
+table{border-collapse:collapse;margin:10px 0 16px;font-size:12.5px}
+th,td{border-bottom:1px solid #ddd;padding:4px 8px;vertical-align:top}
+th{background:#f3f6f9;text-align:left;font-weight:600}
+td.num,th.num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
+tr.total td{font-weight:700;border-top:2px solid #888}
+td.neg{color:#b00000}
+figure{margin:14px 0 22px}figure img{max-width:100%;height:auto;border:1px solid #eee}
+figcaption{font-size:13px;color:#444;margin-top:6px;max-width:900px}
+.reasons li{margin-bottom:8px}code,.hash{font-family:"DejaVu Sans Mono",Menlo,Consolas,monospace;font-size:11.5px}
+details{margin:8px 0}summary{cursor:pointer;color:#0072B2}
+footer{margin-top:40px;border-top:1px solid #ccc;padding-top:10px;color:#666;font-size:12px}
+"""
+
+CAPTIONS = {
+    "cash-flow": "Read each line as the typical (P50) running total of extra gross margin minus extra program cash "
+                 "cost since launch, in {cur}; the shaded band holds the middle 80% of replications (P10 to P90), and "
+                 "the month from which a line stays above zero is the payback month.",
+    "npv": "Each dot is one replication's NPV in {cur}, the box spans P10 to P90 and the thick bar is the median: the "
+           "further right of the red zero line and the narrower the box, the safer the design.",
+    "members-by-tier": "Each panel stacks one design's members at month end by tier (mean over replications): the "
+                       "height is total membership and the upper bands show how many members reach the higher tiers.",
+    "points-liability": "Top: points members hold at month end; bottom: the IFRS 15 contract liability for them in "
+                        "{cur}; solid lines are the design run and dashed lines the baseline program in the baseline "
+                        "run, so the gap is the extra liability the design puts on the balance sheet.",
+    "cost-breakdown": "Each bar splits the extra program cost over the horizon (design minus baseline, mean over "
+                      "replications, {cur}) into its groups; parts left of zero are savings against the baseline or "
+                      "fees received, and the black diamond is the net cost.",
+    "margin-sources": "Each bar is members' apparent extra spend compared with non-members; only the green part (what "
+                      "the same customers spend more than in the baseline run, the true lift) is made by the program "
+                      "and counted in the incremental margin, the grey part is self-selection of customers who spent "
+                      "more anyway.",
+    "migration": "Each row says where the design's members in a segment stand the next month; left with the design, "
+                 "middle the same customers under the baseline, right the difference in percentage points (blue: more "
+                 "customers make that move with the design, red: fewer).",
+    "tornado": "Each bar shows the NPV in {cur} when one uncertain parameter moves to its low (orange) or high (blue) "
+               "value with the others at base; the widest bars, at the top, are the assumptions to check first, and the "
+               "dotted red line is NPV = 0.",
+}
+
+DEFINITIONS = (
+    ("incremental X", "X in the design run minus X in the baseline run, on the same customers with the same luck (common random numbers)."),
+    ("incremental cash flow", "incremental gross margin minus incremental program cash cost (set-up paid at launch)."),
+    ("NPV", "of the monthly incremental cash flow at the market's annual discount rate, flows at month end."),
+    ("ROI", "(incremental gross margin - incremental program cost) / incremental program cost, undiscounted; none when the design costs no more than the baseline."),
+    ("payback month", "first month from which the cumulative incremental cash flow stays non-negative; a replication that never pays back counts as later than any month."),
+    ("true lift", "members' revenue in the design run minus the same customers' revenue in the baseline run."),
+    ("self-selection", "naive member uplift (members' spend minus what they would spend at the non-members' average) minus true lift."),
+    ("P10 / P50 / P90", "percentiles over replications; 80% of replications fall between P10 and P90."),
+    ("roll-up total", "summed replication by replication across markets in the reporting currency, then percentiles of the totals."),
+)
+
+
+# ----------------------------------------------------------------------------- formatting
+def e(x: Any) -> str:
+    return html.escape("" if x is None else str(x), quote=True)
+
+
+def money(v: float | None) -> str:
+    if v is None:
+        return "n/a"
+    return "0" if abs(v) < 0.5 else f"{v:,.0f}"
+
+
+def pct(v: float | None, digits: int = 1) -> str:
+    return "n/a" if v is None else f"{100 * v:.{digits}f}%"
+
+
+def fmt(v: Any, unit: str) -> str:
+    if v is None:
+        return "never" if unit == "months" else "n/a"
+    if unit == "pct":
+        return pct(v)
+    if unit == "months":
+        return f"{v:.1f}".rstrip("0").rstrip(".")
+    if unit in ("money", "count", "points"):
+        return money(v)
+    return f"{v:,.4g}"
+
+
+def _td(text: str, num: bool = False, value: float | None = None) -> str:
+    cls = []
+    if num:
+        cls.append("num")
+    if value is not None and value < 0:
+        cls.append("neg")
+    c = f' class="{" ".join(cls)}"' if cls else ""
+    return f"<td{c}>{text}</td>"
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[str]], num_from: int = 1, row_classes: Sequence[str] | None = None) -> str:
+    """An HTML table; ``rows`` hold already-escaped cell HTML (``<td>`` added here unless a
+    cell starts with ``<td``)."""
+    head = "".join(f'<th{" class=num" if i >= num_from else ""}>{e(h)}</th>' for i, h in enumerate(headers))
+    body = []
+    for k, r in enumerate(rows):
+        cls = f' class="{row_classes[k]}"' if row_classes and row_classes[k] else ""
+        cells = "".join(c if c.startswith("<td") else _td(c, i >= num_from) for i, c in enumerate(r))
+        body.append(f"<tr{cls}>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def mcell(v: float | None) -> str:
+    return _td(money(v), True, v)
+
+
+def figure(fig: Any, alt: str, caption: str) -> str:
+    data = base64.b64encode(F.png_bytes(fig)).decode("ascii")
+    return (f'<figure><img src="data:image/png;base64,{data}" alt="{e(alt)}">'
+            f"<figcaption>{e(caption)}</figcaption></figure>")
+
+
+# ----------------------------------------------------------------------------- reasons
+def cost_shares(s: ScenarioRun) -> list[tuple[str, float]]:
+    """(group, mean amount in the reporting currency) of the incremental cost, largest
+    magnitude first; fees received as a negative amount."""
+    items = [(label, s.mean(metric, reporting=True)) for metric, label in S.COST_GROUPS]
+    items.append(("fees received", -s.mean(S.FEE_INCOME, reporting=True)))
+    return sorted(items, key=lambda t: (-abs(t[1]), t[0]))
+
+
+def reasons(study: Study, s: ScenarioRun) -> str:
+    """Why a scenario ranks where it does, in a few plain sentences (escaped HTML)."""
+    cur = study.reporting_currency
+    npv = s.stat("npv", reporting=True)
+    gm = s.mean("incremental_gross_margin", reporting=True)
+    rev = s.mean("incremental_revenue", reporting=True)
+    tl = s.mean("member_true_lift_revenue", reporting=True)
+    naive = s.mean("member_naive_uplift_revenue", reporting=True)
+    ss = s.mean("member_self_selection_revenue", reporting=True)
+    cost = s.mean("incremental_program_cost", reporting=True)
+    roi = s.stat("roi")["p50"]
+    pay = s.stat("payback_month")["p50"]
+    pneg = s.summary.get("probability_npv_negative")
+    parts = [f"NPV P50 {money(npv['p50'])} {cur} (P10 {money(npv['p10'])} to P90 {money(npv['p90'])}), "
+             f"probability of a negative NPV {pct(pneg, 0)}; ROI P50 {pct(roi)}; payback "
+             f"{'never within the horizon' if pay is None else 'month ' + fmt(pay, 'months')} (P50)."]
+    share = f"{tl / naive:.0%}" if naive else "n/a"
+    parts.append(f"Margin (means over replications): incremental gross margin {money(gm)} {cur} on incremental "
+                 f"revenue {money(rev)} {cur}. "
+                 f"Members look {money(naive)} {cur} better than non-members, but only {money(tl)} {cur} ({share}) is "
+                 f"true lift made by the program; {money(ss)} {cur} is self-selection and is not counted.")
+    shares = cost_shares(s)
+    listed = [f"{label} {money(v)}" + (f" ({v / cost:.0%})" if cost and abs(cost) > 1e-9 else "")
+              for label, v in shares if abs(v) >= 0.005 * max(abs(cost), 1.0)]
+    parts.append(f"Cost: incremental program cost {money(cost)} {cur} (mean), of which "
+                 + ("; ".join(listed) if listed else "nothing material")
+                 + ". Negative amounts are savings against the baseline or fees received.")
+    return " ".join(e(p) for p in parts)
+
+
+# ----------------------------------------------------------------------------- sections
+def _ranking(study: Study) -> str:
+    cur = study.reporting_currency
+    out = [f'<section id="ranking"><h2>Designs ranked</h2>',
+           f"<p>Scenarios ranked by NPV P50 of the incremental cash flow in {e(cur)} "
+           f"({'order given by the study' if study.ranking_source == 'study.json' else 'computed from each run'}). "
+           f"Incremental means design minus baseline on the same customers; money in {e(cur)}.</p>"]
+    rows = []
+    for r in study.ranking:
+        s = study.scenario(r.scenario)
+        rows.append([str(r.rank), f"<td><b>{e(s.id)}</b><br><span class=note>{e(s.title)}</span></td>",
+                     mcell(r.npv_p10), mcell(r.npv_p50), mcell(r.npv_p90), pct(r.probability_npv_negative, 0),
+                     pct(s.stat("roi")["p50"]), fmt(s.stat("payback_month")["p50"], "months"),
+                     mcell(s.stat("incremental_net_margin", reporting=True)["p50"])])
+    out.append(table(["Rank", "Scenario", f"NPV P10 ({cur})", f"NPV P50 ({cur})", f"NPV P90 ({cur})", "P(NPV<0)",
+                      "ROI P50", "Payback month P50", f"Net incr. margin P50 ({cur})"], rows, num_from=2))
+    out.append("<h3>Where the margin comes from</h3>")
+    rows = []
+    for s in study.ranked_scenarios:
+        tl, ss = s.mean("member_true_lift_revenue", reporting=True), s.mean("member_self_selection_revenue", reporting=True)
+        naive = s.mean("member_naive_uplift_revenue", reporting=True)
+        rows.append([e(s.id), mcell(s.mean("incremental_revenue", reporting=True)),
+                     mcell(s.mean("incremental_gross_margin", reporting=True)), mcell(naive), mcell(tl), mcell(ss),
+                     pct(tl / naive if naive else None, 0)])
+    out.append(table(["Scenario", f"Incr. revenue ({cur})", f"Incr. gross margin ({cur})", f"Members' naive uplift ({cur})",
+                      f"True lift ({cur})", f"Self-selection ({cur})", "True lift share"], rows))
+    out.append("<p class=note>Means over replications. Only true lift reaches the incremental margin; "
+               "self-selection is what members would have spent anyway.</p>")
+    out.append("<h3>Where the cost goes</h3>")
+    rows = []
+    for s in study.ranked_scenarios:
+        cells = [e(s.id)] + [mcell(s.mean(m, reporting=True)) for m, _ in S.COST_GROUPS]
+        cells += [mcell(-s.mean(S.FEE_INCOME, reporting=True)), mcell(s.mean("incremental_program_cost", reporting=True))]
+        rows.append(cells)
+    out.append(table(["Scenario"] + [f"{label} ({cur})" for _, label in S.COST_GROUPS] + [f"fees received ({cur})", f"Total ({cur})"], rows))
+    out.append("<p class=note>Incremental cost over the horizon, mean over replications; rewards can be negative when the "
+               "design gives back less than the baseline program.</p>")
+    out.append("<h3>Reasons</h3><ol class=reasons>")
+    for s in study.ranked_scenarios:
+        out.append(f"<li><b>{e(s.id)}</b>: {reasons(study, s)}</li>")
+    out.append("</ol>")
+    for n in study.notes:
+        out.append(f"<p class=note>{e(n)}</p>")
+    out.append("</section>")
+    return "\n".join(out)
+
+
+def _rollup_table(r: Rollup) -> str:
+    cur = r.reporting_currency
+    rows, classes = [], []
+    for line in (*r.markets, r.total):
+        npv = line.stat("npv")
+        cells = [e(line.label), e(", ".join(line.scenarios)) if line.label != "Total" else "",
+                 e(line.currency), "" if line.fx_to_reporting is None else f"{line.fx_to_reporting:g}",
+                 mcell(npv["p10"]), mcell(npv["p50"]), mcell(npv["p90"]), pct(line.probability_npv_negative, 0)]
+        for m in ("incremental_gross_margin", "incremental_program_cost", "incremental_net_margin", "liability_end"):
+            cells.append(mcell(line.stat(m)["p50"]))
+        rows.append(cells)
+        classes.append("total" if line.label == "Total" else "")
+    head = ["Market", "Scenario", "Local currency", f"FX to {cur}", f"NPV P10 ({cur})", f"NPV P50 ({cur})",
+            f"NPV P90 ({cur})", "P(NPV<0)", f"Incr. gross margin P50 ({cur})", f"Incr. program cost P50 ({cur})",
+            f"Net incr. margin P50 ({cur})", f"Liability at end P50 ({cur})"]
+    notes = "".join(f"<p class=note>{e(n)}</p>" for n in r.notes)
+    return f"<h3>{e(r.title)}</h3>" + table(head, rows, num_from=3, row_classes=classes) + notes
+
+
+def _rollup(study: Study) -> str:
+    cur = study.reporting_currency
+    out = ['<section id="rollup"><h2>Multi-market roll-up</h2>',
+           f"<p>Each market's figures converted to {e(cur)} at its FX rate (reporting units per local unit). "
+           f"The total is summed replication by replication across markets, then P10/P50/P90 are taken over the "
+           f"totals (so the total's P50 is not the sum of the markets' P50s).</p>"]
+    main = S.rollup(study)
+    out.append(_rollup_table(main))
+    shown = {tuple(line.scenarios for line in main.markets)}
+    for r in S.rollups_by_design(study):
+        key = tuple(line.scenarios for line in r.markets)
+        if key in shown:
+            out.append(f"<p class=note>{e(r.title)}: the same scenarios as above.</p>")
+            continue
+        shown.add(key)
+        out.append(_rollup_table(r))
+    out.append("</section>")
+    return "\n".join(out)
+
+
+def _figure_section(sid: str, title: str, body: str) -> str:
+    return f'<section id="{sid}"><h2>{e(title)}</h2>\n{body}\n</section>'
+
+
+def _figures(study: Study) -> list[str]:
+    cur = study.reporting_currency
+    order = [r.scenario for r in study.ranking]
+    cap = {k: v.format(cur=cur) for k, v in CAPTIONS.items()}
+    out = [
+        _figure_section("cash-flow", "Cumulative incremental cash flow",
+                        figure(F.cumulative_cash_flow(S.cash_flow_bands(study), cur, order), "cumulative incremental cash flow", cap["cash-flow"])),
+        _figure_section("npv", "NPV distributions",
+                        figure(F.npv_distribution(S.npv_samples(study), cur, order), "NPV distribution", cap["npv"])),
+        _figure_section("members-by-tier", "Members by tier",
+                        figure(F.members_by_tier(S.tier_members(study), order), "members by tier", cap["members-by-tier"])),
+        _figure_section("points-liability", "Points outstanding and liability",
+                        figure(F.points_and_liability(S.points_liability(study), cur, order), "points outstanding and liability", cap["points-liability"])),
+        _figure_section("cost-breakdown", "Where the cost goes",
+                        figure(F.cost_breakdown(S.cost_breakdown(study), cur, order), "cost breakdown", cap["cost-breakdown"])),
+        _figure_section("margin-sources", "Where the margin comes from",
+                        figure(F.margin_sources(S.margin_sources(study), cur, order), "true lift versus self-selection", cap["margin-sources"])),
+    ]
+    mig = []
+    for s in study.ranked_scenarios:
+        m = S.migration(s)
+        if m is None:
+            mig.append(f"<p class=note>{e(s.id)}: the run has no transition matrices.</p>")
+            continue
+        mig.append(f"<h3>{e(s.id)}</h3>" + figure(F.migration_heatmaps(*m, f"{s.id}: {s.title}"), f"segment migration {s.id}", cap["migration"]))
+    out.append(_figure_section("migration", "Segment migration of members", "\n".join(mig)))
+    return out
+
+
+def _sensitivity(study: Study) -> str:
+    cur = study.reporting_currency
+    out = ['<section id="sensitivity"><h2>Sensitivity</h2>']
+    any_tornado = False
+    for s in study.ranked_scenarios:
+        bars = S.tornado_frame(study, s.id)
+        if bars.empty:
+            continue
+        any_tornado = True
+        out.append(f"<h3>{e(s.id)}</h3>" + figure(F.tornado(bars, cur, s.id), f"tornado {s.id}", CAPTIONS["tornado"].format(cur=cur)))
+        dist = {b.parameter: b.distribution for b in study.tornado.get(s.id, [])}
+        rows = [[e(b.parameter), f"<td>{e(dist.get(b.parameter, ''))}</td>", f"{b.low:.4g}", f"{b.high:.4g}", mcell(b.npv_low),
+                 mcell(b.npv_base), mcell(b.npv_high), mcell(abs(b.npv_high - b.npv_low))] for b in bars.itertuples(index=False)]
+        out.append(table(["Parameter", "Distribution", "Low", "High", f"NPV at low ({cur})", f"NPV at base ({cur})",
+                          f"NPV at high ({cur})", f"Swing ({cur})"], rows, num_from=2))
+    if not any_tornado:
+        out.append("<p>This study has no tornado analysis.</p>")
+    be = [(sid, b) for sid in [r.scenario for r in study.ranking] for b in study.breakeven.get(sid, [])]
+    if be:
+        out.append("<h3>Break-even values</h3>")
+        out.append(table(["Scenario", "Parameter", "Break-even value", "Meaning"],
+                         [[e(sid), e(b.parameter), "n/a" if b.value is None else f"{b.value:g}", f"<td>{e(b.meaning)}</td>"]
+                          for sid, b in be], num_from=2))
+    if study.uncertain_parameters:
+        out.append("<h3>Uncertain parameters</h3>")
+        out.append(table(["Parameter", "Distribution", "Source"],
+                         [[e(u.name), f"<td>{e(u.distribution)}</td>", f"<td><code>{e(u.source)}</code></td>"]
+                          for u in study.uncertain_parameters], num_from=9))
+    out.append("</section>")
+    return "\n".join(out)
+
+
+def _scenarios(study: Study) -> str:
+    cur = study.reporting_currency
+    out = ['<section id="scenarios"><h2>Scenario details</h2>']
+    for s in study.ranked_scenarios:
+        sm = s.summary
+        out.append(f'<h3 id="scenario-{e(s.id)}">{e(s.id)}</h3>')
+        facts = [("Playbook", s.playbook), ("Design", s.design), ("Baseline", s.baseline), ("Market", s.market),
+                 ("Currency", f"{s.currency} (1 {s.currency} = {s.fx_to_reporting:g} {cur})"),
+                 ("Horizon", f"{sm.get('horizon_months', 'n/a')} months from {sm.get('start', 'n/a')}"),
+                 ("Simulation", f"{sm.get('agents', 'n/a'):,} agents x {s.n_replications} replications, seed {sm.get('seed', 'n/a')}"
+                  if isinstance(sm.get("agents"), int) else f"{s.n_replications} replications"),
+                 ("Scaling", sm.get("scaling", "")), ("Expected breakage (IFRS 15)", sm.get("expected_breakage", "")),
+                 ("Run directory", s.dir.name)]
+        out.append(table(["", ""], [[f"<td>{e(k)}</td>", f"<td>{e(v)}</td>"] for k, v in facts], num_from=9))
+        rows = []
+        for m in s.metric_names:
+            unit = S.metric_unit(m)
+            st = s.stat(m)
+            cells = [e(S.metric_label(m))] + [_td(fmt(st[q], unit), True, st[q] if unit == "money" else None) for q in ("p10", "p50", "p90")]
+            cells.append(mcell(s.stat(m, reporting=True)["p50"]) if unit == "money" else "")
+            rows.append(cells)
+        rows.append([e(S.metric_label("probability_npv_negative")), "", pct(sm.get("probability_npv_negative")), "", ""])
+        out.append(table(["Metric", f"P10 ({s.currency})", f"P50 ({s.currency})", f"P90 ({s.currency})", f"P50 ({cur})"], rows))
+        draws = s.parameter_draws()
+        if not draws.empty:
+            prow = []
+            for name in dict.fromkeys(draws["parameter"]):
+                q = S.quantiles(list(draws.loc[draws["parameter"] == name, "value"]))
+                prow.append([e(name)] + [f"{q[k]:.4g}" for k in ("p10", "p50", "p90")])
+            out.append("<p class=note>Uncertain parameters as drawn in this run's replications:</p>")
+            out.append(table(["Parameter", "P10 of draws", "P50 of draws", "P90 of draws"], prow))
+    out.append("<p class=note>Percentages and months have no currency. Payback: a replication that never pays back "
+               "counts as later than any month; \"never\" means the percentile falls on such replications.</p>")
+    out.append("</section>")
+    return "\n".join(out)
+
+
+def _assumptions(study: Study) -> str:
+    out = ['<section id="assumptions"><h2>Assumptions and inputs</h2>',
+           "<p>Every input file of every run with its SHA-256 as recorded in the run's manifest; "
+           "<code>loyalty-sim reproduce</code> re-runs a run from them and checks every result file. "
+           "The resolved value of every parameter, with the file and line it comes from, is in the Excel "
+           "workbook's Assumptions sheet.</p>"]
+    out.append("<h3>Definitions</h3>")
+    out.append(table(["Term", "Meaning"], [[f"<td><b>{e(k)}</b></td>", f"<td>{e(v)}</td>"] for k, v in DEFINITIONS], num_from=9))
+    for s in study.ranked_scenarios:
+        man = s.manifest
+        roles = S.input_roles(man)
+        out.append(f"<h3>{e(s.id)}</h3>")
+        out.append(table(["Role", "Input file", "SHA-256"],
+                         [[e(roles.get(f, "")), f"<td><code>{e(f)}</code></td>", f"<td class=hash>{e(h)}</td>"]
+                          for f, h in (man.get("inputs") or {}).items()], num_from=9))
+        args = man.get("arguments") or {}
+        env = man.get("environment") or {}
+        kv = [(f"argument {k}", v) for k, v in args.items()] + [("loyalty-sim version", man.get("version"))]
+        kv += [(f"environment {k}", v) for k, v in env.items()]
+        kv.append(("FX design currency to local", (man.get("resolved") or {}).get("fx_design_to_local")))
+        out.append(table(["Manifest", "Value"], [[e(k), f"<td>{e(v)}</td>"] for k, v in kv], num_from=9))
+        outputs = man.get("outputs") or {}
+        if outputs:
+            out.append("<details><summary>Result files of the run (SHA-256)</summary>"
+                       + table(["File", "SHA-256"], [[f"<td><code>{e(f)}</code></td>", f"<td class=hash>{e(h)}</td>"]
+                                                     for f, h in outputs.items()], num_from=9) + "</details>")
+    out.append("</section>")
+    return "\n".join(out)
+
+
+def render(study: Study) -> str:
+    """The report's HTML text."""
+    cur = study.reporting_currency
+    reps = sorted({s.n_replications for s in study.scenarios})
+    seeds = sorted({str(s.summary.get("seed")) for s in study.scenarios})
+    head = (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+            f"<title>{e(study.name)}: loyalty program study</title>\n<style>{CSS}</style>\n</head>\n<body>")
+    intro = [f"<header><h1>{e(study.name)}</h1>"]
+    if study.description:
+        intro.append(f"<p>{e(study.description)}</p>")
+    intro.append(f"<p class=meta>{len(study.scenarios)} scenario(s) in {len(study.markets)} market(s) "
+                 f"({e(', '.join(study.markets))}); money in {e(cur)} unless a table says otherwise; "
+                 f"{e(', '.join(map(str, reps)))} replication(s) per scenario, seed {e(', '.join(seeds))}.</p></header>")
+    nav = "<nav><ol>" + "".join(f'<li><a href="#{sid}">{e(t)}</a></li>' for sid, t in SECTIONS) + "</ol></nav>"
+    body = [_ranking(study), _rollup(study), *_figures(study), _sensitivity(study), _scenarios(study), _assumptions(study)]
+    foot = (f"<footer>Made by loyalty-sim {e(study.version)} from study <code>{e(study.name)}</code> "
+            f"(seed {e(', '.join(seeds))}). The same study directory gives this file byte for byte.</footer>")
+    return "\n".join([head, *intro, nav, *body, foot, "</body>\n</html>\n"])
+
+
+def write_report(study_dir: str | Path, out_path: str | Path) -> Path:
+    """Write the study's HTML report to ``out_path`` (atomically) and return the path."""
+    study = S.load_study(study_dir)
+    from simulator.reporting.workbook import write_bytes_atomic
+
+    return write_bytes_atomic(out_path, render(study).encode("utf-8"))

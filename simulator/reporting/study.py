@@ -1,0 +1,829 @@
+"""A study: several runs (one per scenario) compared and rolled up in one reporting currency.
+
+A study directory holds ``study.json`` and one run directory per scenario (what
+``loyalty-sim run`` writes). :func:`load_study` reads it into typed objects that the figures,
+the HTML report and the Excel workbook share, so that every output shows the same numbers.
+
+``study.json``::
+
+    {"name": ..., "description": ..., "reporting_currency": "EUR", "seed": 1, "replications": 20,
+     "scenarios": [{"id", "dir", "playbook", "design", "baseline", "market", "currency",
+                    "fx_to_reporting"}, ...],
+     "uncertain_parameters": [{"name", "distribution", "source"}, ...],     # optional
+     "tornado": {scenario id: [{"parameter", "low", "high", "npv_low", "npv_high", "npv_base"}]},
+     "breakeven": {scenario id: [{"parameter", "value", "meaning"}]},       # optional
+     "ranking": [{"scenario", "npv_p50", "npv_p10", "npv_p90", "probability_npv_negative"}]}
+
+Conventions
+-----------
+* Money in a run is in its market's currency ("local"). ``fx_to_reporting`` is reporting
+  currency units per local unit (USD -> EUR 0.92); a scenario's local money times its
+  ``fx_to_reporting`` is in the reporting currency. When ``study.json`` gives no rate the
+  market's own ``fx_to_reporting`` (from the run's manifest) is used if the market reports in
+  the study's currency.
+* Tornado NPVs are read in the scenario's local currency (what a run's ``npv`` is in) unless a
+  bar carries its own ``"currency"``; the ranking in ``study.json`` is in the reporting
+  currency. When ``ranking`` is missing or empty, scenarios are ranked by NPV P50 in the
+  reporting currency (highest first, ties by id).
+* P10/P50/P90 are percentiles over replications with linear interpolation, as in
+  ``summary.json``. Payback month quantiles count a replication that never pays back as
+  "never" (later than any month) instead of dropping it.
+* Roll-up (:func:`rollup`): the group total of a metric is computed replication by
+  replication: for replication r, the total is the sum over markets of replication r's value
+  converted to the reporting currency, and P10/P50/P90 are taken over these totals. Summing
+  P50s instead would overstate the spread's centre and give no valid P10/P90. Replication r
+  of every scenario of a study is run with the same seed and replication index (common
+  random numbers), so replication r is one coherent draw of "the world" for the whole group;
+  markets are distinct customer bases, so the pairing adds no spurious correlation either.
+  When scenarios have different numbers of replications, the first ``min`` are used and the
+  roll-up says so in its notes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from simulator.errors import InputErrors
+
+QUANTILES = (10, 50, 90)
+
+#: Metric -> unit kind: ``money`` (market currency), ``pct`` (a share, 0.25 = 25 %), ``months``,
+#: ``count`` (customers), ``points``. Metrics not listed are plain numbers.
+METRIC_UNITS: dict[str, str] = {
+    "incremental_revenue": "money",
+    "incremental_gross_margin": "money",
+    "incremental_program_cost": "money",
+    "incremental_net_margin": "money",
+    "roi": "pct",
+    "npv": "money",
+    "payback_month": "months",
+    "peak_cash_need": "money",
+    "breakage_rate": "pct",
+    "expected_breakage_used": "pct",
+    "reward_cost_pct_sales": "pct",
+    "reward_cost_pct_member_sales": "pct",
+    "members_end": "count",
+    "points_outstanding_end": "points",
+    "liability_end": "money",
+    "peak_liability": "money",
+    "member_true_lift_revenue": "money",
+    "member_naive_uplift_revenue": "money",
+    "member_self_selection_revenue": "money",
+    "incremental_reward_cost": "money",
+    "incremental_benefit_cost": "money",
+    "incremental_campaign_cost": "money",
+    "incremental_enrolment_cost": "money",
+    "incremental_fixed_cost": "money",
+    "incremental_member_cost": "money",
+    "incremental_fee_income": "money",
+}
+
+#: Human labels of the summary metrics (order = order of display).
+METRIC_LABELS: dict[str, str] = {
+    "npv": "NPV of incremental cash flow",
+    "probability_npv_negative": "Probability NPV < 0",
+    "roi": "ROI",
+    "payback_month": "Payback month",
+    "peak_cash_need": "Peak cash need",
+    "incremental_revenue": "Incremental revenue",
+    "incremental_gross_margin": "Incremental gross margin",
+    "incremental_program_cost": "Incremental program cost",
+    "incremental_reward_cost": "  rewards",
+    "incremental_benefit_cost": "  tier benefits",
+    "incremental_campaign_cost": "  campaigns",
+    "incremental_enrolment_cost": "  enrolment drives",
+    "incremental_fixed_cost": "  running + set-up",
+    "incremental_member_cost": "  per-member costs",
+    "incremental_fee_income": "  fees received (subtracted)",
+    "incremental_net_margin": "Net incremental margin",
+    "member_naive_uplift_revenue": "Members' extra spend, naive",
+    "member_true_lift_revenue": "  of which true lift",
+    "member_self_selection_revenue": "  of which self-selection",
+    "members_end": "Members at end",
+    "points_outstanding_end": "Points outstanding at end",
+    "liability_end": "Points liability at end",
+    "peak_liability": "Peak points liability",
+    "breakage_rate": "Breakage (simulated)",
+    "expected_breakage_used": "Expected breakage used (IFRS 15)",
+    "reward_cost_pct_sales": "Reward cost / sales",
+    "reward_cost_pct_member_sales": "Reward cost / members' sales",
+}
+
+#: Cost groups of the incremental program cost (summary metric, label); fees are subtracted.
+COST_GROUPS: tuple[tuple[str, str], ...] = (
+    ("incremental_reward_cost", "rewards"),
+    ("incremental_benefit_cost", "tier benefits"),
+    ("incremental_campaign_cost", "campaigns"),
+    ("incremental_enrolment_cost", "enrolment drives"),
+    ("incremental_fixed_cost", "running + set-up"),
+    ("incremental_member_cost", "per-member costs"),
+)
+FEE_INCOME = "incremental_fee_income"
+
+#: Metrics the roll-up adds across markets (all money, or counts for members).
+ROLLUP_METRICS: tuple[str, ...] = (
+    "npv", "incremental_revenue", "incremental_gross_margin", "incremental_program_cost",
+    "incremental_net_margin", "liability_end",
+)
+
+RUN_FILES = ("summary.json", "manifest.json", "monthly.parquet", "monthly_replications.parquet")
+
+
+def metric_unit(metric: str) -> str:
+    return METRIC_UNITS.get(metric, "number")
+
+
+def metric_label(metric: str) -> str:
+    return METRIC_LABELS.get(metric, metric.replace("_", " "))
+
+
+def ordered_metrics(names: Iterable[str]) -> list[str]:
+    """Metrics in display order: the labelled ones first (in :data:`METRIC_LABELS` order),
+    then any others alphabetically."""
+    names = set(names)
+    known = [m for m in METRIC_LABELS if m in names]
+    return known + sorted(names - set(known))
+
+
+def quantiles(values: Sequence[float | None], *, none_is_inf: bool = False) -> dict[str, float | None]:
+    """P10/P50/P90 and mean of per-replication values.
+
+    ``None`` values are dropped, or with ``none_is_inf`` counted as +inf (a payback that never
+    happens); a quantile that lands on +inf is returned as None ("never")."""
+    if none_is_inf:
+        arr = np.array([math.inf if v is None else float(v) for v in values], dtype=float)
+    else:
+        arr = np.array([float(v) for v in values if v is not None], dtype=float)
+    if arr.size == 0:
+        return {"p10": None, "p50": None, "p90": None, "mean": None}
+    out: dict[str, float | None] = {}
+    srt = np.sort(arr)
+    for q in QUANTILES:
+        # numpy's "linear" percentile, written out so that +inf neighbours give None, not nan
+        h = (srt.size - 1) * q / 100.0
+        lo, hi = int(math.floor(h)), int(math.ceil(h))
+        w = h - lo
+        a, b = srt[lo], srt[hi]
+        if not np.isfinite(a) or (w > 0 and not np.isfinite(b)):
+            out[f"p{q}"] = None
+        else:
+            out[f"p{q}"] = float(np.percentile(srt, q)) if np.isfinite(srt).all() else float(a + (b - a) * w)
+    out["mean"] = float(arr.mean()) if np.isfinite(arr).all() else None
+    return out
+
+
+# ----------------------------------------------------------------------------- typed objects
+@dataclass(frozen=True)
+class UncertainParameter:
+    name: str
+    distribution: str
+    source: str
+
+
+@dataclass(frozen=True)
+class TornadoBar:
+    """NPV when one parameter is set to its low and high value, others at base."""
+
+    parameter: str
+    low: float
+    high: float
+    npv_low: float
+    npv_high: float
+    npv_base: float
+    currency: str | None = None  #: None = the scenario's local currency
+    distribution: str = ""
+
+    @property
+    def swing(self) -> float:
+        return abs(self.npv_high - self.npv_low)
+
+
+@dataclass(frozen=True)
+class BreakEven:
+    parameter: str
+    value: float | None
+    meaning: str
+
+
+@dataclass(frozen=True)
+class RankEntry:
+    """A scenario's place in the ranking; NPV in the reporting currency."""
+
+    rank: int
+    scenario: str
+    npv_p10: float | None
+    npv_p50: float | None
+    npv_p90: float | None
+    probability_npv_negative: float | None
+
+
+@dataclass
+class ScenarioRun:
+    """One scenario of a study: the study's description of it and its run directory's files."""
+
+    id: str
+    dir: Path
+    playbook: str
+    design: str
+    baseline: str
+    market: str
+    currency: str
+    fx_to_reporting: float
+    summary: dict[str, Any]
+    manifest: dict[str, Any]
+    monthly: pd.DataFrame
+    replications: pd.DataFrame
+
+    # ---- summary access
+    @property
+    def metrics(self) -> dict[str, dict[str, Any]]:
+        return self.summary.get("metrics", {})
+
+    @property
+    def per_replication(self) -> list[dict[str, Any]]:
+        return self.summary.get("per_replication", [])
+
+    @property
+    def n_replications(self) -> int:
+        return len(self.per_replication)
+
+    @property
+    def metric_names(self) -> list[str]:
+        """Summary metrics (numeric per-replication values), in display order; per-replication
+        entries that are not numbers (``parameters``: the draws) are left out."""
+        reps = self.per_replication
+        if not reps:
+            return ordered_metrics(self.metrics)
+        names = [k for k in reps[0] if all(r.get(k) is None or (isinstance(r.get(k), (int, float)) and not isinstance(r.get(k), bool))
+                                           for r in reps)]
+        return ordered_metrics(names)
+
+    def parameter_draws(self) -> pd.DataFrame:
+        """The uncertain parameters' draw in each replication (replication, parameter, value),
+        from ``per_replication[r]["parameters"]``; empty when the run drew none."""
+        rows = [(r, str(k), float(v)) for r, rep in enumerate(self.per_replication)
+                for k, v in sorted((rep.get("parameters") or {}).items())
+                if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        return pd.DataFrame(rows, columns=["replication", "parameter", "value"])
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest.get("version", "unknown"))
+
+    def values(self, metric: str, *, reporting: bool = False) -> list[float | None]:
+        """Per-replication values of a summary metric (money converted when ``reporting``)."""
+        vals = [r.get(metric) for r in self.per_replication]
+        if reporting and metric_unit(metric) == "money":
+            return [None if v is None else float(v) * self.fx_to_reporting for v in vals]
+        return [None if v is None else float(v) for v in vals]
+
+    def stat(self, metric: str, *, reporting: bool = False) -> dict[str, float | None]:
+        """P10/P50/P90/mean of a metric from the per-replication values (payback: "never"
+        counts as later than any month)."""
+        if metric == "probability_npv_negative":
+            p = self.summary.get("probability_npv_negative")
+            return {"p10": p, "p50": p, "p90": p, "mean": p}
+        if self.per_replication:
+            return quantiles(self.values(metric, reporting=reporting), none_is_inf=(metric == "payback_month"))
+        e = self.metrics.get(metric, {})
+        k = self.fx_to_reporting if reporting and metric_unit(metric) == "money" else 1.0
+        return {q: (None if e.get(q) is None else float(e[q]) * k) for q in ("p10", "p50", "p90", "mean")}
+
+    def mean(self, metric: str, *, reporting: bool = False) -> float:
+        v = self.stat(metric, reporting=reporting)["mean"]
+        return 0.0 if v is None else float(v)
+
+    @property
+    def tiers(self) -> list[str]:
+        """Tier columns of the monthly table (``members_tier_<tier>``), in table order."""
+        return [c for c in self.monthly.columns if str(c).startswith("members_tier_")]
+
+    def rows(self, scenario: str, *, replications: bool = False) -> pd.DataFrame:
+        """Rows of one run (``design``, ``baseline`` or ``difference``), sorted by month."""
+        df = self.replications if replications else self.monthly
+        out = df[df["scenario"] == scenario]
+        keys = ["replication", "month"] if replications else ["month"]
+        return out.sort_values(keys, kind="mergesort").reset_index(drop=True)
+
+    @property
+    def label(self) -> str:
+        return f"{self.id}"
+
+    @property
+    def title(self) -> str:
+        return f"{self.design} vs {self.baseline} ({self.market}, {self.currency})"
+
+
+@dataclass(frozen=True)
+class RollupLine:
+    """One line of a roll-up: a market (its chosen scenario) or the total, per replication in
+    the reporting currency."""
+
+    label: str
+    scenarios: tuple[str, ...]
+    currency: str
+    fx_to_reporting: float | None
+    values: dict[str, np.ndarray]
+
+    def stat(self, metric: str) -> dict[str, float | None]:
+        return quantiles(list(self.values[metric]))
+
+    @property
+    def probability_npv_negative(self) -> float:
+        npv = self.values["npv"]
+        return float((npv < 0).mean()) if npv.size else 0.0
+
+
+@dataclass(frozen=True)
+class Rollup:
+    """Markets (one scenario each) and their total, in the reporting currency."""
+
+    title: str
+    reporting_currency: str
+    markets: tuple[RollupLine, ...]
+    total: RollupLine
+    replications: int
+    metrics: tuple[str, ...] = ROLLUP_METRICS
+    notes: tuple[str, ...] = ()
+
+
+@dataclass
+class Study:
+    path: Path
+    name: str
+    description: str
+    reporting_currency: str
+    seed: Any
+    replications: Any
+    scenarios: list[ScenarioRun]
+    uncertain_parameters: list[UncertainParameter] = field(default_factory=list)
+    tornado: dict[str, list[TornadoBar]] = field(default_factory=dict)
+    breakeven: dict[str, list[BreakEven]] = field(default_factory=dict)
+    ranking: list[RankEntry] = field(default_factory=list)
+    ranking_source: str = "computed"  #: "study.json" or "computed"
+    notes: list[str] = field(default_factory=list)
+
+    def scenario(self, scenario_id: str) -> ScenarioRun:
+        for s in self.scenarios:
+            if s.id == scenario_id:
+                return s
+        raise KeyError(scenario_id)
+
+    @property
+    def ranked_scenarios(self) -> list[ScenarioRun]:
+        return [self.scenario(r.scenario) for r in self.ranking]
+
+    @property
+    def markets(self) -> list[str]:
+        """Markets in order of first appearance in ``scenarios``."""
+        return list(dict.fromkeys(s.market for s in self.scenarios))
+
+    @property
+    def version(self) -> str:
+        versions = sorted({s.version for s in self.scenarios})
+        return ", ".join(versions) if versions else "unknown"
+
+    def tornado_in_reporting(self, scenario_id: str) -> list[TornadoBar]:
+        """Tornado bars of a scenario with NPVs in the reporting currency, widest swing first."""
+        sc = self.scenario(scenario_id)
+        out = []
+        for b in self.tornado.get(scenario_id, []):
+            k = 1.0 if b.currency == self.reporting_currency else sc.fx_to_reporting
+            out.append(TornadoBar(b.parameter, b.low, b.high, b.npv_low * k, b.npv_high * k, b.npv_base * k,
+                                  self.reporting_currency, b.distribution))
+        return sorted(out, key=lambda b: (-b.swing, b.parameter))
+
+
+# ----------------------------------------------------------------------------- loading
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputErrors.one(str(path), "file not found (expected a study directory written by `loyalty-sim compare`)") from None
+    except json.JSONDecodeError as exc:
+        raise InputErrors.one(str(path), f"is not valid JSON ({exc.msg})", line=exc.lineno) from None
+
+
+def _num(x: Any) -> float | None:
+    return None if x is None else float(x)
+
+
+def _load_scenario(study_dir: Path, i: int, spec: dict[str, Any], reporting_currency: str) -> ScenarioRun:
+    where = str(study_dir / "study.json")
+    try:
+        sid = str(spec["id"])
+        run_dir = study_dir / str(spec["dir"])
+    except (KeyError, TypeError):
+        raise InputErrors.one(where, "needs 'id' and 'dir'", field=f"scenarios.{i}") from None
+    missing = [f for f in RUN_FILES if not (run_dir / f).is_file()]
+    if missing:
+        raise InputErrors.one(str(run_dir), f"is not a complete run directory (missing {', '.join(missing)})",
+                              field=f"scenarios.{i}.dir")
+    summary = _read_json(run_dir / "summary.json")
+    manifest = _read_json(run_dir / "manifest.json")
+    market = (manifest.get("resolved") or {}).get("market") or {}
+    currency = str(spec.get("currency") or summary.get("currency") or market.get("currency") or reporting_currency)
+    fx = spec.get("fx_to_reporting")
+    if fx is None:
+        if currency == reporting_currency:
+            fx = 1.0
+        elif market.get("reporting_currency") == reporting_currency and market.get("fx_to_reporting") is not None:
+            fx = market["fx_to_reporting"]
+        else:
+            raise InputErrors.one(where, f"no fx_to_reporting for {currency} -> {reporting_currency}",
+                                  field=f"scenarios.{i}.fx_to_reporting")
+    monthly = pd.read_parquet(run_dir / "monthly.parquet")
+    reps = pd.read_parquet(run_dir / "monthly_replications.parquet")
+    return ScenarioRun(
+        id=sid, dir=run_dir,
+        playbook=str(spec.get("playbook") or (manifest.get("arguments") or {}).get("playbook") or ""),
+        design=str(spec.get("design") or summary.get("design") or ""),
+        baseline=str(spec.get("baseline") or summary.get("baseline") or "none"),
+        market=str(spec.get("market") or summary.get("market") or ""),
+        currency=currency, fx_to_reporting=float(fx),
+        summary=summary, manifest=manifest, monthly=monthly, replications=reps,
+    )
+
+
+def compute_ranking(scenarios: Sequence[ScenarioRun]) -> list[RankEntry]:
+    """Rank by NPV P50 in the reporting currency, highest first (ties by scenario id)."""
+    rows = []
+    for s in scenarios:
+        st = s.stat("npv", reporting=True)
+        rows.append((s, st))
+    rows.sort(key=lambda t: (-(t[1]["p50"] if t[1]["p50"] is not None else -math.inf), t[0].id))
+    return [RankEntry(i + 1, s.id, st["p10"], st["p50"], st["p90"], _num(s.summary.get("probability_npv_negative")))
+            for i, (s, st) in enumerate(rows)]
+
+
+def load_study(study_dir: str | Path) -> Study:
+    """Read a study directory (``study.json`` and the run directories it names)."""
+    study_dir = Path(study_dir)
+    data = _read_json(study_dir / "study.json")
+    where = str(study_dir / "study.json")
+    if not isinstance(data, dict) or not isinstance(data.get("scenarios"), list) or not data["scenarios"]:
+        raise InputErrors.one(where, "needs a non-empty 'scenarios' list", field="scenarios")
+    reporting = str(data.get("reporting_currency") or "EUR")
+    scenarios = [_load_scenario(study_dir, i, s, reporting) for i, s in enumerate(data["scenarios"])]
+    ids = [s.id for s in scenarios]
+    if len(set(ids)) != len(ids):
+        raise InputErrors.one(where, "scenario ids must be unique", field="scenarios")
+
+    uncertain = [UncertainParameter(str(u.get("name", "")), str(u.get("distribution", "")), str(u.get("source", "")))
+                 for u in (data.get("uncertain_parameters") or [])]
+    tornado: dict[str, list[TornadoBar]] = {}
+    for sid, bars in sorted((data.get("tornado") or {}).items()):
+        if sid not in ids:
+            raise InputErrors.one(where, f"tornado names unknown scenario '{sid}'", field=f"tornado.{sid}")
+        tornado[sid] = [TornadoBar(str(b["parameter"]), float(b["low"]), float(b["high"]), float(b["npv_low"]),
+                                   float(b["npv_high"]), float(b["npv_base"]), b.get("currency"),
+                                   str(b.get("distribution") or "")) for b in bars]
+    breakeven: dict[str, list[BreakEven]] = {}
+    for sid, rows in sorted((data.get("breakeven") or {}).items()):
+        breakeven[sid] = [BreakEven(str(r.get("parameter", "")), _num(r.get("value")), str(r.get("meaning", "")))
+                          for r in rows]
+
+    notes: list[str] = []
+    computed = compute_ranking(scenarios)
+    given = data.get("ranking") or []
+    if given:
+        by_id = {r.scenario: r for r in computed}
+        ranking, seen = [], set()
+        for i, r in enumerate(given):
+            sid = str(r["scenario"])
+            if sid not in by_id:
+                raise InputErrors.one(where, f"ranking names unknown scenario '{sid}'", field=f"ranking.{i}")
+            seen.add(sid)
+            c = by_id[sid]
+            ranking.append(RankEntry(len(ranking) + 1, sid, _num(r.get("npv_p10", c.npv_p10)), _num(r.get("npv_p50", c.npv_p50)),
+                                     _num(r.get("npv_p90", c.npv_p90)),
+                                     _num(r.get("probability_npv_negative", c.probability_npv_negative))))
+            if c.npv_p50 is not None and ranking[-1].npv_p50 is not None and \
+                    abs(ranking[-1].npv_p50 - c.npv_p50) > 1e-6 * max(1.0, abs(c.npv_p50)):
+                notes.append(f"study.json ranks {sid} at NPV P50 {ranking[-1].npv_p50:,.0f} {reporting}; its run's "
+                             f"summary converted gives {c.npv_p50:,.0f} {reporting}.")
+        for c in computed:  # scenarios the given ranking leaves out go last, in computed order
+            if c.scenario not in seen:
+                ranking.append(RankEntry(len(ranking) + 1, c.scenario, c.npv_p10, c.npv_p50, c.npv_p90,
+                                         c.probability_npv_negative))
+        source = "study.json"
+    else:
+        ranking, source = computed, "computed"
+    return Study(path=study_dir, name=str(data.get("name") or study_dir.name), description=str(data.get("description") or ""),
+                 reporting_currency=reporting, seed=data.get("seed"), replications=data.get("replications"),
+                 scenarios=scenarios, uncertain_parameters=uncertain, tornado=tornado, breakeven=breakeven,
+                 ranking=ranking, ranking_source=source, notes=notes)
+
+
+# ----------------------------------------------------------------------------- roll-up
+def _line(label: str, runs: Sequence[ScenarioRun], n: int, metrics: Sequence[str], currency: str,
+          fx: float | None) -> RollupLine:
+    values = {}
+    for m in metrics:
+        total = np.zeros(n)
+        for s in runs:
+            v = s.values(m, reporting=True)[:n]
+            total += np.array([0.0 if x is None else x for x in v], dtype=float)
+        values[m] = total
+    return RollupLine(label, tuple(s.id for s in runs), currency, fx, values)
+
+
+def rollup(study: Study, scenario_ids: Sequence[str] | None = None, *, title: str | None = None,
+           metrics: Sequence[str] = ROLLUP_METRICS) -> Rollup:
+    """Per-market lines and the group total in the reporting currency.
+
+    ``scenario_ids`` picks one scenario per market; by default each market's best-ranked
+    scenario (the group plan "each market launches its best design"). The total is summed
+    replication by replication (see the module docstring), so its P10/P50/P90 are those of
+    the group total, not sums of the markets' quantiles.
+    """
+    rank = {r.scenario: r.rank for r in study.ranking}
+    if scenario_ids is None:
+        best: dict[str, ScenarioRun] = {}
+        for s in sorted(study.scenarios, key=lambda s: (rank.get(s.id, 10**9), s.id)):
+            best.setdefault(s.market, s)
+        runs = [best[m] for m in study.markets if m in best]
+        title = title or "Group plan: each market's best-ranked design"
+    else:
+        runs = [study.scenario(i) for i in scenario_ids]
+        markets = [s.market for s in runs]
+        if len(set(markets)) != len(markets):
+            raise ValueError("a roll-up takes one scenario per market")
+        title = title or "Roll-up"
+    notes = []
+    counts = sorted({s.n_replications for s in runs})
+    n = counts[0] if counts else 0
+    if len(counts) > 1:
+        notes.append(f"scenarios have {', '.join(map(str, counts))} replications; the total uses the first {n} of each")
+    seeds = sorted({str((s.manifest.get("arguments") or {}).get("seed")) for s in runs})
+    if len(seeds) > 1:
+        notes.append(f"scenarios were run with different seeds ({', '.join(seeds)}); replication r of each is still one draw per market")
+    lines = tuple(_line(s.market, [s], n, metrics, s.currency, s.fx_to_reporting) for s in runs)
+    total = _line("Total", runs, n, metrics, study.reporting_currency, None)
+    return Rollup(title, study.reporting_currency, lines, total, n, tuple(metrics), tuple(notes))
+
+
+def rollups_by_design(study: Study) -> list[Rollup]:
+    """For each design run in two or more markets, the roll-up "launch this design in every
+    market that studied it" (a market's best-ranked scenario of that design)."""
+    out = []
+    rank = {r.scenario: r.rank for r in study.ranking}
+    for design in sorted({s.design for s in study.scenarios}):
+        best: dict[str, ScenarioRun] = {}
+        for s in sorted((s for s in study.scenarios if s.design == design), key=lambda s: (rank.get(s.id, 10**9), s.id)):
+            best.setdefault(s.market, s)
+        if len(best) >= 2:
+            ids = [best[m].id for m in study.markets if m in best]
+            out.append(rollup(study, ids, title=f"Design {design} in every market that studied it"))
+    return out
+
+
+# ----------------------------------------------------------------------------- inputs
+def input_roles(manifest: dict[str, Any]) -> dict[str, str]:
+    """Input file -> role (playbook, design, market, baseline) from a run's manifest.
+
+    The manifest lists the input files but not their roles; the resolved playbook names its
+    design, market and baseline relative to itself, which identifies them when the run used
+    the playbook's own files. A file left over (a design or baseline swapped in by a study)
+    takes a role still open: the one whose resolved ``name`` is the file's stem, else in the
+    order design, baseline."""
+    inputs = list((manifest.get("inputs") or {}))
+    args = manifest.get("arguments") or {}
+    resolved = manifest.get("resolved") or {}
+    pb = resolved.get("playbook") or {}
+    playbook = str(args.get("playbook") or "")
+    base = os.path.dirname(playbook)
+
+    def norm(p: str) -> str:
+        return os.path.normpath(os.path.join(base, p)) if p else ""
+
+    wanted = {"playbook": os.path.normpath(playbook) if playbook else "",
+              "design": norm(str(pb.get("design") or "")),
+              "market": norm(str(pb.get("market") or "")),
+              "baseline": ""}
+    if args.get("baseline") and args.get("baseline") != "none":
+        wanted["baseline"] = os.path.normpath(str(args["baseline"]))
+    elif pb.get("baseline") and pb.get("baseline") != "none":
+        wanted["baseline"] = norm(str(pb["baseline"]))
+    roles: dict[str, str] = {}
+    for f in inputs:
+        nf = os.path.normpath(f)
+        role = next((r for r, w in wanted.items() if w and w == nf and r not in roles.values()), None)
+        if role is not None:
+            roles[f] = role
+    open_roles = [r for r in ("design", "baseline", "market", "playbook") if r not in roles.values()
+                  and (r != "baseline" or resolved.get("baseline") is not None)]
+    names = {"design": (resolved.get("program") or {}).get("name"), "baseline": (resolved.get("baseline") or {}).get("name")}
+    for f in inputs:
+        if f in roles:
+            continue
+        stem = Path(f).stem
+        role = next((r for r in open_roles if names.get(r) and names[r] == stem), None)
+        if role is None:
+            role = open_roles[0] if open_roles else "input"
+        if role in open_roles:
+            open_roles.remove(role)
+        roles[f] = role
+    return {f: roles[f] for f in inputs}
+
+
+#: Resolved section of the manifest -> role of the file it comes from.
+RESOLVED_ROLES = {"program": "design", "baseline": "baseline", "market": "market", "playbook": "playbook"}
+RESOLVED_NOTES = {"program": "in the market's currency, after the playbook's overrides",
+                  "baseline": "in the market's currency"}
+
+
+def flatten(obj: Any, prefix: tuple = ()) -> list[tuple[tuple, Any]]:
+    """(path, leaf value) pairs of nested dicts/lists in a stable order (dict order as
+    written; empty containers are kept as leaves)."""
+    if isinstance(obj, dict) and obj:
+        out = []
+        for k, v in obj.items():
+            out += flatten(v, prefix + (k,))
+        return out
+    if isinstance(obj, (list, tuple)) and obj:
+        out = []
+        for i, v in enumerate(obj):
+            out += flatten(v, prefix + (i,))
+        return out
+    return [(prefix, obj)]
+
+
+def _locate(file: str, digest: str, study_dir: Path) -> Path | None:
+    """The input file with the recorded SHA-256: relative to the current directory or to the
+    study directory or one of its parents."""
+    import hashlib
+
+    candidates = [Path(file)] + [d / file for d in [study_dir.resolve(), *study_dir.resolve().parents]]
+    for p in candidates:
+        try:
+            if p.is_file() and hashlib.sha256(p.read_bytes()).hexdigest() == digest:
+                return p
+        except OSError:
+            continue
+    return None
+
+
+@dataclass(frozen=True)
+class ResolvedParameter:
+    scenario: str
+    role: str
+    file: str
+    field: str
+    value: Any
+    line: int | None
+    note: str
+
+    @property
+    def source(self) -> str:
+        return f"{self.file}:{self.line}" if self.line is not None else (f"{self.file} (default)" if self.file else "")
+
+
+def resolved_parameters(study: Study) -> list[ResolvedParameter]:
+    """Every resolved parameter of every scenario (design, baseline, market, playbook), with
+    the file it comes from and, when that file is found with the SHA-256 the manifest
+    recorded, the line where it is written (None: not written there, the default applies, or
+    the file was not found)."""
+    from simulator.specs.yamlio import read_yaml
+
+    out: list[ResolvedParameter] = []
+    for s in study.scenarios:
+        roles = input_roles(s.manifest)
+        by_role = {r: f for f, r in roles.items()}
+        lines_of: dict[str, Any] = {}
+        for f, digest in (s.manifest.get("inputs") or {}).items():
+            p = _locate(f, digest, study.path)
+            if p is not None:
+                try:
+                    lines_of[f] = read_yaml(p, display=f).lines
+                except Exception:  # noqa: BLE001 - line numbers are a convenience
+                    pass
+        resolved = s.manifest.get("resolved") or {}
+        for section, value in resolved.items():
+            role = RESOLVED_ROLES.get(section, "")
+            file = by_role.get(role, "")
+            note = RESOLVED_NOTES.get(section, "")
+            if value is None:
+                out.append(ResolvedParameter(s.id, role or section, file, section, None, None, "none"))
+                continue
+            if not isinstance(value, (dict, list)):
+                out.append(ResolvedParameter(s.id, "resolution", "", section, value, None, ""))
+                continue
+            lm = lines_of.get(file)
+            for path, leaf in flatten(value):
+                line = None
+                if lm is not None:
+                    line = lm.lines.get(tuple(path))
+                out.append(ResolvedParameter(s.id, role, file, ".".join(map(str, path)), leaf, line, note))
+    return out
+
+
+# ----------------------------------------------------------------------------- frames for figures
+def cash_flow_bands(study: Study) -> pd.DataFrame:
+    """Cumulative incremental cash flow per scenario and month, P10/P50/P90 over replications,
+    in the reporting currency (from ``monthly_replications``, difference rows).
+
+    Columns: scenario, month, period, p10, p50, p90."""
+    parts = []
+    for s in study.ranked_scenarios:
+        d = s.rows("difference", replications=True)
+        wide = d.pivot(index="month", columns="replication", values="cumulative_cash_flow").sort_index()
+        q = np.percentile(wide.to_numpy(dtype=float) * s.fx_to_reporting, QUANTILES, axis=1)
+        periods = d.drop_duplicates("month").set_index("month")["period"].reindex(wide.index)
+        parts.append(pd.DataFrame({"scenario": s.id, "month": wide.index.to_numpy(), "period": periods.to_numpy(),
+                                   "p10": q[0], "p50": q[1], "p90": q[2]}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def npv_samples(study: Study) -> pd.DataFrame:
+    """Each replication's NPV per scenario in the reporting currency (scenario, replication, npv)."""
+    rows = []
+    for s in study.ranked_scenarios:
+        for r, v in enumerate(s.values("npv", reporting=True)):
+            if v is not None:
+                rows.append((s.id, r, v))
+    return pd.DataFrame(rows, columns=["scenario", "replication", "npv"])
+
+
+def tier_members(study: Study) -> pd.DataFrame:
+    """Members by tier at month end in the design run, mean over replications
+    (scenario, month, tier, members); a design without tiers has one tier, ``members``."""
+    parts = []
+    for s in study.ranked_scenarios:
+        d = s.rows("design")
+        tiers = s.tiers
+        if not tiers:
+            parts.append(pd.DataFrame({"scenario": s.id, "month": d["month"], "tier": "members", "members": d["members"]}))
+            continue
+        for c in tiers:
+            parts.append(pd.DataFrame({"scenario": s.id, "month": d["month"], "tier": c[len("members_tier_"):],
+                                       "members": d[c]}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def points_liability(study: Study) -> pd.DataFrame:
+    """Points outstanding and the IFRS 15 liability at month end, design and baseline runs,
+    mean over replications; liability in the reporting currency.
+
+    Columns: scenario, run, month, points_outstanding, liability_closing."""
+    parts = []
+    for s in study.ranked_scenarios:
+        for run in ("design", "baseline"):
+            d = s.rows(run)
+            parts.append(pd.DataFrame({"scenario": s.id, "run": run, "month": d["month"],
+                                       "points_outstanding": d["points_outstanding"],
+                                       "liability_closing": d["liability_closing"] * s.fx_to_reporting}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def cost_breakdown(study: Study) -> pd.DataFrame:
+    """Incremental program cost by group per scenario over the horizon, mean over
+    replications (means add up to the mean total, quantiles would not), reporting currency;
+    fees received appear as a negative group. Columns: scenario, group, amount."""
+    rows = []
+    for s in study.ranked_scenarios:
+        for metric, label in COST_GROUPS:
+            rows.append((s.id, label, s.mean(metric, reporting=True)))
+        rows.append((s.id, "fees received", -s.mean(FEE_INCOME, reporting=True)))
+    return pd.DataFrame(rows, columns=["scenario", "group", "amount"])
+
+
+def margin_sources(study: Study) -> pd.DataFrame:
+    """Where members' apparent extra spend comes from, per scenario, mean over replications,
+    reporting currency: naive uplift = true lift + self-selection; with the incremental gross
+    margin and incremental revenue for reference.
+
+    Columns: scenario, true_lift, self_selection, naive, incremental_revenue, incremental_gross_margin."""
+    rows = []
+    for s in study.ranked_scenarios:
+        rows.append((s.id, s.mean("member_true_lift_revenue", reporting=True),
+                     s.mean("member_self_selection_revenue", reporting=True),
+                     s.mean("member_naive_uplift_revenue", reporting=True),
+                     s.mean("incremental_revenue", reporting=True),
+                     s.mean("incremental_gross_margin", reporting=True)))
+    return pd.DataFrame(rows, columns=["scenario", "true_lift", "self_selection", "naive", "incremental_revenue",
+                                       "incremental_gross_margin"])
+
+
+def migration(s: ScenarioRun) -> tuple[list[str], np.ndarray, np.ndarray] | None:
+    """(segments, members' monthly transition matrix in the design run, same customers in the
+    baseline run) from ``summary.json``, or None when the run has none."""
+    t = s.summary.get("transitions") or {}
+    if not t.get("segments") or t.get("members_design") is None or t.get("members_baseline") is None:
+        return None
+    return list(t["segments"]), np.array(t["members_design"], dtype=float), np.array(t["members_baseline"], dtype=float)
+
+
+def tornado_frame(study: Study, scenario_id: str) -> pd.DataFrame:
+    """Tornado bars of a scenario, widest first, NPVs in the reporting currency."""
+    bars = study.tornado_in_reporting(scenario_id)
+    return pd.DataFrame([(b.parameter, b.low, b.high, b.npv_low, b.npv_high, b.npv_base) for b in bars],
+                        columns=["parameter", "low", "high", "npv_low", "npv_high", "npv_base"])

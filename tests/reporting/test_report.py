@@ -1,0 +1,231 @@
+"""The study report: one self-contained, deterministic HTML file with every section and
+figure; the study loader's ranking and roll-up.
+
+``build_study`` (also used by test_workbook.py) makes a small study directory: three
+playbooks (two markets, two currencies) at 1,000 agents x 3 replications, run with
+``simulator.runner.simulate`` + ``write_run``, and a ``study.json`` with a fake tornado."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from simulator.reporting import study as S
+from simulator.reporting.html import SECTIONS, write_report
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PLAYBOOKS = {
+    "fr_points_tiers": "markets/france/points_tiers_launch.yaml",
+    "fr_premium_club": "markets/france/premium_club_pilot.yaml",
+    "us_points_tiers": "markets/usa/points_tiers_launch.yaml",
+}
+AGENTS, REPLICATIONS, SEED = 1000, 3, 7
+NAME = "Group study <R&D> \"test\""
+
+_CACHE: dict[str, Path] = {}
+
+
+def write_study_json(study_dir: Path, run_dirs: dict[str, Path], *, ranking: list | None = None,
+                     tornado: bool = True) -> Path:
+    """study.json for runs already written (scenario id -> run directory)."""
+    scenarios, bars, breakeven = [], {}, {}
+    for sid, run in run_dirs.items():
+        summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+        manifest = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
+        market = manifest["resolved"]["market"]
+        try:
+            rel = str(run.relative_to(study_dir))
+        except ValueError:
+            rel = str(run)
+        scenarios.append({"id": sid, "dir": rel, "playbook": manifest["arguments"]["playbook"],
+                          "design": summary["design"], "baseline": summary["baseline"], "market": summary["market"],
+                          "currency": summary["currency"], "fx_to_reporting": market["fx_to_reporting"]})
+        base = summary["metrics"]["npv"]["p50"]
+        bars[sid] = [
+            {"parameter": f"{summary['market']}.response.goal_gradient", "low": 0.1, "high": 0.35,
+             "npv_low": base - 1.5e6, "npv_high": base + 2.0e6, "npv_base": base},
+            {"parameter": f"{summary['market']}.economics.gross_margin", "low": 0.22, "high": 0.32,
+             "npv_low": base - 4.0e6, "npv_high": base + 3.5e6, "npv_base": base},
+        ]
+        breakeven[sid] = [{"parameter": f"{summary['market']}.response.goal_gradient", "value": 0.12,
+                           "meaning": "lowest goal-gradient strength at which NPV reaches zero"}]
+    data = {"name": NAME, "description": "Points + tiers against the cagnotte & a premium club, France and USA.",
+            "reporting_currency": "EUR", "seed": SEED, "replications": REPLICATIONS, "scenarios": scenarios,
+            "uncertain_parameters": [{"name": "france.response.goal_gradient", "distribution": "triangular(0.1, 0.25, 0.35)",
+                                      "source": "markets/france/market.yaml:47"}],
+            "tornado": bars if tornado else {}, "breakeven": breakeven if tornado else {}}
+    if ranking is not None:
+        data["ranking"] = ranking
+    study_dir.mkdir(parents=True, exist_ok=True)
+    (study_dir / "study.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
+    return study_dir
+
+
+def build_study(base: Path) -> Path:
+    """Run the playbooks into ``base/study/scenarios/<id>`` and write its study.json."""
+    from simulator.runner import simulate, write_run
+    from simulator.scenario import resolve
+
+    study_dir = base / "study"
+    runs = {}
+    for sid, pb in PLAYBOOKS.items():
+        result = simulate(resolve(ROOT / pb), agents=AGENTS, seed=SEED, replications=REPLICATIONS)
+        runs[sid] = study_dir / "scenarios" / sid
+        write_run(result, runs[sid], force=True)
+    return write_study_json(study_dir, runs)
+
+
+def shared_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One study per test process (both test modules share it)."""
+    if "study" not in _CACHE:
+        _CACHE["study"] = build_study(tmp_path_factory.mktemp("reporting"))
+    return _CACHE["study"]
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory):
+    return shared_study(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def report(study_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "report.html"
+    write_report(study_dir, out)
+    return out
+
+
+def _section(text: str, sid: str) -> str:
+    m = re.search(rf'<section id="{re.escape(sid)}">(.*?)</section>', text, flags=re.S)
+    assert m, f"section {sid} missing"
+    return m.group(1)
+
+
+# ----------------------------------------------------------------------------- report
+def test_report_has_every_section_and_figure(report):
+    text = report.read_text(encoding="utf-8")
+    for sid, _title in SECTIONS:
+        assert f'id="{sid}"' in text, sid
+    one_figure = ["cash-flow", "npv", "members-by-tier", "points-liability", "cost-breakdown", "margin-sources"]
+    for sid in one_figure:
+        assert _section(text, sid).count('<img src="data:image/png;base64,') == 1, sid
+    # one migration heatmap and one tornado per scenario
+    assert _section(text, "migration").count('<img src="data:image/png;base64,') == len(PLAYBOOKS)
+    assert _section(text, "sensitivity").count('<img src="data:image/png;base64,') == len(PLAYBOOKS)
+    for data in re.findall(r'src="data:image/png;base64,([^"]+)"', text):
+        assert base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n"
+    # every figure has a caption
+    assert text.count("<figcaption>") == text.count("<img ")
+    ranking = _section(text, "ranking")
+    for sid in PLAYBOOKS:
+        assert sid in ranking
+    for word in ("true lift", "self-selection", "P(NPV&lt;0)", "ROI", "Payback", "tier benefits", "rewards"):
+        assert word in ranking, word
+    # the footer names the version from the manifests, not a time
+    assert re.search(r"<footer>Made by loyalty-sim \d+\.\d+", text)
+    assert not re.search(r"\b20\d\d-\d\d-\d\d[T ]\d\d:\d\d", text)
+
+
+def test_report_is_self_contained(report):
+    text = report.read_text(encoding="utf-8")
+    assert "<script" not in text.lower()
+    assert "<link" not in text.lower()
+    assert "@import" not in text and "url(" not in text
+    assert not re.search(r"https?://", text)
+    for src in re.findall(r'\bsrc="([^"]*)"', text):
+        assert src.startswith("data:image/png;base64,")
+    for href in re.findall(r'\bhref="([^"]*)"', text):
+        assert href.startswith("#")
+
+
+def test_report_is_byte_identical(study_dir, report, tmp_path):
+    """Writing the same study again, from a copy elsewhere, gives the same bytes."""
+    copy = tmp_path / "copy"
+    shutil.copytree(study_dir, copy)
+    again = write_report(copy, tmp_path / "again.html")
+    assert again.read_bytes() == report.read_bytes()
+
+
+def test_report_escapes_text(report):
+    text = report.read_text(encoding="utf-8")
+    assert "Group study &lt;R&amp;D&gt; &quot;test&quot;" in text
+    assert "<R&D>" not in text
+
+
+def test_figures_leave_no_global_state(study_dir):
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from simulator.reporting import figures as F
+
+    study = S.load_study(study_dir)
+    before = dict(matplotlib.rcParams)
+    with matplotlib.rc_context({"font.size": 17.0}):
+        fig = F.npv_distribution(S.npv_samples(study), "EUR")
+        png = F.png_bytes(fig)
+    # a user's rc settings do not change the figure
+    assert png == F.png_bytes(F.npv_distribution(S.npv_samples(study), "EUR"))
+    assert dict(matplotlib.rcParams) == before
+    assert plt.get_fignums() == []
+
+
+# ----------------------------------------------------------------------------- study loader
+def test_ranking_is_computed_by_npv_p50_in_reporting_currency(study_dir):
+    study = S.load_study(study_dir)
+    assert study.ranking_source == "computed"
+    p50 = {s.id: float(np.percentile([r["npv"] * s.fx_to_reporting for r in s.per_replication], 50))
+           for s in study.scenarios}
+    expected = sorted(p50, key=lambda k: -p50[k])
+    assert [r.scenario for r in study.ranking] == expected
+    assert [r.rank for r in study.ranking] == [1, 2, 3]
+    for r in study.ranking:
+        assert r.npv_p50 == pytest.approx(p50[r.scenario])
+
+
+def test_ranking_from_study_json_is_kept(study_dir, tmp_path):
+    runs = {sid: (study_dir / "scenarios" / sid).resolve() for sid in PLAYBOOKS}
+    order = ["us_points_tiers", "fr_premium_club", "fr_points_tiers"]
+    other = write_study_json(tmp_path / "other", runs, ranking=[{"scenario": s} for s in order], tornado=False)
+    study = S.load_study(other)
+    assert study.ranking_source == "study.json"
+    assert [r.scenario for r in study.ranking] == order
+    assert study.tornado == {}
+
+
+def test_rollup_sums_replication_by_replication(study_dir):
+    study = S.load_study(study_dir)
+    r = S.rollup(study)
+    assert r.reporting_currency == "EUR"
+    assert sorted(line.label for line in r.markets) == ["france", "usa"]
+    picked = {line.label: study.scenario(line.scenarios[0]) for line in r.markets}
+    # each market's best-ranked scenario
+    ranks = {x.scenario: x.rank for x in study.ranking}
+    fr = [s for s in study.scenarios if s.market == "france"]
+    assert picked["france"].id == min(fr, key=lambda s: ranks[s.id]).id
+    expected = np.zeros(REPLICATIONS)
+    for s in picked.values():
+        expected += np.array([row["npv"] for row in s.per_replication]) * s.fx_to_reporting
+    assert np.allclose(r.total.values["npv"], expected)
+    assert r.total.stat("npv")["p50"] == pytest.approx(float(np.percentile(expected, 50)))
+    assert r.total.probability_npv_negative == pytest.approx(float((expected < 0).mean()))
+    usd = next(line for line in r.markets if line.label == "usa")
+    assert usd.currency == "USD" and usd.fx_to_reporting == pytest.approx(0.92)
+
+
+def test_payback_never_counts_as_later_than_any_month():
+    q = S.quantiles([3, 5, None, None, None], none_is_inf=True)
+    assert q["p10"] == pytest.approx(3.8) and q["p50"] is None and q["p90"] is None
+    assert S.quantiles([3, 5, None], none_is_inf=False)["p50"] == pytest.approx(4.0)
+
+
+def test_missing_study_json_is_an_input_error(tmp_path):
+    from simulator.errors import InputErrors
+
+    with pytest.raises(InputErrors, match="study.json"):
+        S.load_study(tmp_path)
