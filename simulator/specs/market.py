@@ -110,6 +110,9 @@ class Response(ResponseParams):
             value = getattr(seg, key) if seg is not None else None
             if value is None:
                 value = getattr(self, key)
+            if value is not None and not isinstance(value, (int, float)):
+                raise TypeError(f"response.{key} of segment '{segment}' is a distribution: realise the scenario first "
+                                "(simulator.uncertainty.realise)")
             out[key] = float(default if value is None else value)
         return out
 

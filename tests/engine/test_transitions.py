@@ -10,7 +10,11 @@ from simulator.scenario import resolve
 
 
 def _market():
-    return CompiledMarket.from_spec(resolve("markets/france/points_tiers_launch.yaml").market)
+    from simulator import uncertainty
+
+    sc = resolve("markets/france/points_tiers_launch.yaml")
+    sc = uncertainty.with_values(sc, uncertainty.central_values(sc))  # the shipped market has ranges
+    return CompiledMarket.from_spec(sc.market)
 
 
 def test_sampled_frequencies_match_matrix():
