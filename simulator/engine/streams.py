@@ -47,7 +47,8 @@ def _mix_scalar(x: int) -> int:
 
 def seed_key(seed: int, replication: int = 0) -> int:
     """The 64-bit key of one replication, from the run seed by :class:`numpy.random.SeedSequence`."""
-    ss = np.random.SeedSequence(int(seed)).spawn(replication + 1)[replication]
+    # the replication-th child of SeedSequence(seed).spawn(...), built directly (O(1))
+    ss = np.random.SeedSequence(int(seed), spawn_key=(int(replication),))
     return int(ss.generate_state(1, dtype=np.uint64)[0])
 
 
