@@ -176,7 +176,7 @@ def compare(
 ) -> None:
     """Compare designs across markets: P10/P50/P90, tornado, break-even, HTML report and Excel workbook."""
     from simulator.output import check_destination
-    from simulator.study import load_study, run_study, study_from_playbooks
+    from simulator.study import load_study, study_from_playbooks
 
     try:
         check_destination(out, force)
@@ -188,17 +188,29 @@ def compare(
             study, cells = study_from_playbooks(list(playbook), list(design), replications=replications, seed=seed, agents=agents)
         else:
             raise InputErrors.one("(command line)", "nothing to compare (expected a study file or --playbook)")
-        units = sum(c.scenario.playbook.horizon_months for c in cells) * study.replications
-        with _progress(units, f"study {study.name}") as tick, _executor(workers, scheduler, out) as ex:
-            doc = run_study(study, cells, out, force=force, progress=tick, executor=ex,
-                            source=str(study_file) if study_file else None)
+        _run_and_print(study, cells, out, force=force, workers=workers, scheduler=scheduler,
+                       source=str(study_file) if study_file else None, summaries=False)
     except InputErrors as exc:
         _fail(exc)
-    typer.echo(_ranking_text(doc), nl=False)
+
+
+def _run_and_print(study, cells, out: Path, *, force: bool, workers: int | None, scheduler: str | None,
+                   source: str | None, summaries: bool) -> None:
+    """Run a study with a progress bar; print each scenario's summary (optionally), the
+    ranking and where the report is."""
+    from simulator.study import run_study
+
+    units = sum(c.scenario.playbook.horizon_months for c in cells) * study.replications
+    with _progress(units, f"study {study.name}") as tick, _executor(workers, scheduler, out) as ex:
+        doc = run_study(study, cells, out, force=force, progress=tick, executor=ex, source=source)
+    if summaries:
+        for s in doc["scenarios"]:
+            typer.echo((out / s["dir"] / "summary.txt").read_text(encoding="utf-8"))
+    typer.echo(_ranking_text(doc))
     for name in ("report.html", "workbook.xlsx"):
         if (out / name).exists():
             typer.echo(f"{name}: {out / name}")
-    typer.echo(f"study: {out}")
+    typer.echo(f"results: {out}")
 
 
 def _ranking_text(doc: dict) -> str:
@@ -221,23 +233,15 @@ def demo(
 ) -> None:
     """Run the shipped designs on the shipped markets (studies/demo.yaml): each playbook's summary, the ranking, the report."""
     from simulator.output import check_destination
-    from simulator.study import load_study, run_study
+    from simulator.study import load_study
 
     try:
         check_destination(out, force)
         study, cells = load_study(study_file)
-        units = sum(c.scenario.playbook.horizon_months for c in cells) * study.replications
-        with _progress(units, f"study {study.name}") as tick, _executor(workers, scheduler, out) as ex:
-            doc = run_study(study, cells, out, force=force, progress=tick, executor=ex, source=str(study_file))
+        _run_and_print(study, cells, out, force=force, workers=workers, scheduler=scheduler, source=str(study_file),
+                       summaries=True)
     except InputErrors as exc:
         _fail(exc)
-    for s in doc["scenarios"]:
-        typer.echo((out / s["dir"] / "summary.txt").read_text(encoding="utf-8"))
-    typer.echo(_ranking_text(doc))
-    for name in ("report.html", "workbook.xlsx"):
-        if (out / name).exists():
-            typer.echo(f"{name}: {out / name}")
-    typer.echo(f"results: {out}")
 
 
 def main() -> None:

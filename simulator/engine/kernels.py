@@ -19,26 +19,27 @@ _K_STEP = np.uint64(0xD1B54A32D192ED03)
 _TO_UNIT = 1.0 / float(1 << 53)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _unit(z):
+    """SplitMix64 finaliser of a 64-bit key -> uniform in (0, 1) (see streams.py)."""
+    z = (z ^ (z >> np.uint64(30))) * _M1
+    z = (z ^ (z >> np.uint64(27))) * _M2
+    z = z ^ (z >> np.uint64(31))
+    return (float(z >> np.uint64(11)) + 0.5) * _TO_UNIT
+
+
 @njit(cache=True, nogil=True)
 def mix_uniform(base, agents, k, out):
-    """out[i] = uniform from SplitMix64(base + agents[i] * golden + k[i] * step) (see streams.py)."""
+    """out[i] = uniform of key base + agents[i] * golden + k[i] * step."""
     for i in range(agents.shape[0]):
-        z = base + np.uint64(agents[i]) * _GOLDEN + np.uint64(k[i]) * _K_STEP
-        z = (z ^ (z >> np.uint64(30))) * _M1
-        z = (z ^ (z >> np.uint64(27))) * _M2
-        z = z ^ (z >> np.uint64(31))
-        out[i] = (float(z >> np.uint64(11)) + 0.5) * _TO_UNIT
+        out[i] = _unit(base + np.uint64(agents[i]) * _GOLDEN + np.uint64(k[i]) * _K_STEP)
     return out
 
 
 @njit(cache=True, nogil=True)
 def mix_uniform_k0(base, agents, out):
     for i in range(agents.shape[0]):
-        z = base + np.uint64(agents[i]) * _GOLDEN
-        z = (z ^ (z >> np.uint64(30))) * _M1
-        z = (z ^ (z >> np.uint64(27))) * _M2
-        z = z ^ (z >> np.uint64(31))
-        out[i] = (float(z >> np.uint64(11)) + 0.5) * _TO_UNIT
+        out[i] = _unit(base + np.uint64(agents[i]) * _GOLDEN)
     return out
 
 
@@ -46,11 +47,7 @@ def mix_uniform_k0(base, agents, out):
 def mix_uniform_range(base, n, out):
     """Uniforms of agents 0 .. n-1 (the whole population)."""
     for i in range(n):
-        z = base + np.uint64(i) * _GOLDEN
-        z = (z ^ (z >> np.uint64(30))) * _M1
-        z = (z ^ (z >> np.uint64(27))) * _M2
-        z = z ^ (z >> np.uint64(31))
-        out[i] = (float(z >> np.uint64(11)) + 0.5) * _TO_UNIT
+        out[i] = _unit(base + np.uint64(i) * _GOLDEN)
     return out
 
 
@@ -190,11 +187,7 @@ def baskets(counts, segment, basket_mult, mean_s, sigma_s, base, net_factor, pos
         sg = sigma_s[s]
         total = 0.0
         for k in range(c):
-            z = base + np.uint64(i) * _GOLDEN + np.uint64(k) * _K_STEP
-            z = (z ^ (z >> np.uint64(30))) * _M1
-            z = (z ^ (z >> np.uint64(27))) * _M2
-            z = z ^ (z >> np.uint64(31))
-            u = (float(z >> np.uint64(11)) + 0.5) * _TO_UNIT
+            u = _unit(base + np.uint64(i) * _GOLDEN + np.uint64(k) * _K_STEP)
             a = mu * math.exp(sg * norm_ppf(u) - 0.5 * sg * sg)
             pos[t] = i
             gross[t] = a

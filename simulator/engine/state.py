@@ -57,29 +57,19 @@ class RunState:
     # ------------------------------------------------------------------ points flows
     def credit(self, amount: np.ndarray | int, idx: np.ndarray | None = None, kind: str = "issued") -> None:
         """Add points (int64 hundredths) to agents ``idx`` (all if None; ``idx`` unique)."""
-        if idx is None:
-            self.earned += amount
-        else:
-            self.earned[idx] += amount
-        if self.trace is not None:
-            target = self.trace[kind]
-            if idx is None:
-                target += amount
-            else:
-                target[idx] += amount
+        self._move(self.earned, amount, idx, kind)
 
     def debit(self, amount: np.ndarray, idx: np.ndarray | None = None, kind: str = "redeemed") -> None:
         """Consume points (redeemed or expired) of agents ``idx`` (all if None), oldest first."""
-        if idx is None:
-            self.consumed += amount
-        else:
-            self.consumed[idx] += amount
-        if self.trace is not None:
-            target = self.trace[kind]
+        self._move(self.consumed, amount, idx, kind)
+
+    def _move(self, target: np.ndarray, amount: np.ndarray | int, idx: np.ndarray | None, kind: str) -> None:
+        arrays = [target] if self.trace is None else [target, self.trace[kind]]
+        for arr in arrays:
             if idx is None:
-                target += amount
+                arr += amount
             else:
-                target[idx] += amount
+                arr[idx] += amount
 
     def start_trace(self) -> None:
         """Record per-agent flows for the month: issued, redeemed, expired, and the opening
