@@ -1,0 +1,1255 @@
+r"""Estimating a market file from a transaction log.
+
+:func:`calibrate` turns a cleaned log into a validated :class:`~simulator.specs.market.Market`
+(segments with their purchase rates, heterogeneity and baskets, the monthly transition matrix,
+seasonality, arrivals) plus the diagnostics the calibration report shows; :func:`write_market`
+writes it as a market file that validates and runs as is.
+
+Two segmentations (see :mod:`~simulator.calibration.segmentation`):
+
+**Frequency tier x recency (default, :class:`RFMStates`).** The engine moves each customer
+between segments by a Markov chain, once a month, and draws its purchases from its current
+segment's rate. For a cohort that ages and drops out, a chain on observable RFM cells estimated
+month to month is not stationary: who sits in a "3+ purchases" cell early in a cohort's life
+(fast buyers) is not who sits there a year later, and a chain estimated on the early months
+over-forecasts a decaying cohort by about half (CDNOW; see ``data/cdnow/README.md``). Here the
+chain is instead derived from a behavioural model whose states *are* Markov:
+
+* *lapse-and-return model*, in calendar months. While **active**, a customer buys
+  :math:`n_t \sim \text{Poisson}(\lambda\,\ell_t)` times in month :math:`t` (:math:`\ell_t`: the
+  month's length over 30.44 days, times the seasonal multiplier if one is estimated). After each
+  month with a purchase it **lapses** with probability :math:`p`; a lapsed customer buys nothing
+  and **returns** to active with probability :math:`\rho` at the start of each month. Across
+  customers :math:`\lambda \sim \text{Gamma}(r, \alpha)` and :math:`p \sim \text{Beta}(a, b)`
+  (as in BG/NBD, Fader, Hardie & Lee 2005); :math:`\rho` is common. With :math:`\rho = 0` and
+  continuous time this is BG/NBD. A customer's first month counts from its first purchase (which
+  is given): the further purchases of that month are Poisson with the rest of the month as
+  exposure.
+* *why its states are Markov*: a customer who bought in a month is active at its end, so given
+  its type :math:`(\lambda, p)` everything about its future is summed up by the months since it
+  last bought -- the probability that it is still active after :math:`k` silent months,
+  :math:`f_k`, follows :math:`f_0 = 1`, :math:`g_k = f_k (1 - p\,[k=0]) + (1-f_k)\rho`,
+  :math:`f_{k+1} = g_k e^{-\lambda} / (g_k e^{-\lambda} + 1 - g_k)`. The market's segments are
+  the pairs *(type, recency k = 0..R)*; the last recency bucket R holds everyone silent R months
+  or more.
+* *types*: the fitted Gamma and Beta distributions are discretised by Gauss quadrature
+  (generalised Gauss-Laguerre nodes for :math:`\lambda`, Gauss-Jacobi nodes for :math:`p`),
+  giving ``rate_tiers`` x ``lapse_tiers`` types with their weights -- a frequency tier (light to
+  heavy) crossed with a lapse tier (steady, fickle).
+* *per segment (type t, recency k)*: ``purchase_rate`` = :math:`g_k \lambda_t` (expected
+  purchases next month, a standard month; the seasonality carries month lengths),
+  ``rate_shape`` = 1000 (the type is one rate: the heterogeneity is in the tiers); the
+  transition to *(t, 0)* has probability :math:`g_k (1 - e^{-\lambda_t})` (the month's purchase
+  event), else to *(t, min(k+1, R))*.
+* *estimation*: maximum likelihood. The customer-level likelihood of each type is computed by a
+  forward recursion over the months (compiled); types sit on a fine grid (32 rates x 12 lapse
+  probabilities) whose weights are the Gamma and Beta probabilities of each cell, so the
+  parameters :math:`(r, \alpha, a, b)` are fitted by L-BFGS on the mixture likelihood, for each
+  :math:`\rho` of a profile grid, refined around the best.
+* *customers at the calibration end*: each customer's posterior over the types (Bayes, with the
+  type weights as prior) and its recency give the segment shares; :func:`customer_states` gives
+  them per customer (the backtest starts each agent from its own state).
+
+**A rule set (:class:`RuleSet`).** The segments are the rule set's, assigned at each month
+end; transitions are counted month to month on the customers known at both ends; the purchase
+rate of a segment is the mean number of purchases in the next month of its customers, its
+``rate_shape`` the method-of-moments gamma shape of those counts. Nothing guarantees such a
+chain ages a cohort correctly; the report shows how it tracks the log.
+
+**Both**: a ``new`` segment holds customers in their first month (purchase rate = transactions
+in the first month, the first included; it moves to the segments of the customers at the end
+of their first month); arrivals per month are counted after a burn-in at the start of the log
+(its first months are full of existing customers seen for the first time). Baskets: per segment
+the mean spend per transaction; ``cv`` the pooled within-customer variation of transaction
+amounts and ``individual_cv`` the between-customer variation of customers' mean baskets
+(lognormal, from the variance of log amounts). Seasonality: month lengths, times calendar-month
+multipliers estimated as the ratio of observed to one-step-ahead expected repeat transactions
+when the calibration window has at least 24 months (flat otherwise: one year of a cohort cannot
+tell seasonality from its own decay), shrunk toward 1 and normalised to average 1.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from numba import njit
+from scipy.optimize import minimize
+from scipy.special import betainc, gammainc, gammaln, roots_genlaguerre, roots_jacobi
+
+from simulator.calibration.potential import BANDS, PotentialScore, fit_potential
+from simulator.calibration.segmentation import (
+    DAYS_PER_MONTH, MonthlyPanel, RFMStates, RuleSet, assign_rules, calibration_month_end, monthly_panel, rfm_arrays,
+)
+from simulator.calibration.transactions import TransactionLog
+from simulator.specs import dump
+from simulator.specs.market import Market
+
+__all__ = [
+    "CalibratedMarket",
+    "LapseReturnModel",
+    "calibrate",
+    "customer_states",
+    "fit_lapse_return",
+    "market_yaml",
+    "state_chain",
+    "write_market",
+]
+
+#: Gamma shape written for the model's states: one type is one purchase rate.
+HOMOGENEOUS_SHAPE = 1000.0
+#: Name of the segment of customers in their first month.
+NEW_SEGMENT = "new"
+
+_RATE_TIER_NAMES = {
+    1: ("all",), 2: ("light", "heavy"), 3: ("light", "regular", "heavy"),
+    4: ("light", "occasional", "regular", "heavy"), 5: ("rare", "light", "occasional", "regular", "heavy"),
+}
+_LAPSE_TIER_NAMES = {1: ("",), 2: ("steady", "fickle"), 3: ("steady", "mixed", "fickle"),
+                     4: ("steady", "firm", "loose", "fickle")}
+
+
+# ======================================================================================
+# the lapse-and-return model
+# ======================================================================================
+
+
+@njit(cache=True, nogil=True)
+def _type_loglik(counts, first, phi, expo, lam, lapse, rho, ll, active):
+    """Log-likelihood (without the constant -log y!) of each customer under each type, and the
+    probability that it is active at the end of the last month.
+
+    counts [n, T] int64; first [n] first month; phi [n] share of the first month after the first
+    purchase; expo [1, T] exposure per month (standard months); lam, lapse [G]; rho scalar;
+    out ll, active [n, G].
+    """
+    n, T = counts.shape
+    G = lam.shape[0]
+    ex = expo[0]
+    log_ex = np.log(ex)
+    surv = np.empty((G, T))        # exp(-lambda * exposure): no purchase in the month while active
+    for g in range(G):
+        for t in range(T):
+            surv[g, t] = math.exp(-lam[g] * ex[t])
+    log_lam = np.log(lam)
+    log_keep = np.log(np.maximum(1.0 - lapse, 1e-300))
+    for i in range(n):
+        f = first[i]
+        y0 = counts[i, f] - 1
+        for g in range(G):
+            lg = lam[g]
+            mu = lg * phi[i] * ex[f]
+            s = y0 * (log_lam[g] + math.log(phi[i]) + log_ex[f]) - mu if y0 > 0 else -mu
+            a = 1.0
+            bought = True
+            for t in range(f + 1, T):
+                y = counts[i, t]
+                if y > 0:
+                    if bought:
+                        s += log_keep[g]
+                    else:
+                        s += math.log(max(a + (1.0 - a) * rho, 1e-300))
+                    s += y * (log_lam[g] + log_ex[t]) - lg * ex[t]
+                    a = 1.0
+                    bought = True
+                else:
+                    pred = (1.0 - lapse[g]) if bought else a + (1.0 - a) * rho
+                    ea = pred * surv[g, t]
+                    tot = ea + 1.0 - pred
+                    s += math.log(max(tot, 1e-300))
+                    a = ea / tot if tot > 0 else 0.0
+                    bought = False
+            ll[i, g] = s
+            active[i, g] = a
+
+
+@njit(cache=True, nogil=True)
+def _one_step(counts, first, phi, expo, lam, lapse, rho, weight, exp_month, rec_n, rec_obs, rec_exp):
+    """In-sample one-step-ahead expectations under a mixture of types: for each customer and
+    month after its first, given its purchases before that month,
+
+    * ``exp_month[t]`` += expected purchases in month t (the first month's: further purchases
+      after the first, expected under the prior);
+    * by the months since its last purchase k (capped at ``len(rec_n) - 1``): ``rec_n[k]`` += 1,
+      ``rec_obs[k]`` += 1 if it bought, ``rec_exp[k]`` += probability that it buys.
+    """
+    n, T = counts.shape
+    G = lam.shape[0]
+    K = rec_n.shape[0]
+    per_customer = expo.shape[0] > 1
+    logw = np.empty(G)
+    a = np.empty(G)
+    bought = np.empty(G, dtype=np.bool_)
+    for i in range(n):
+        f = first[i]
+        e = i if per_customer else 0
+        exp0 = 0.0
+        for g in range(G):
+            mu = lam[g] * phi[i] * expo[e, f]
+            y0 = counts[i, f] - 1
+            s = (y0 * math.log(mu) - mu) if (y0 > 0 and mu > 0) else -mu
+            logw[g] = math.log(max(weight[g], 1e-300)) + s
+            a[g] = 1.0
+            bought[g] = True
+            exp0 += weight[g] * mu
+        exp_month[f] += exp0
+        last = f
+        for t in range(f + 1, T):
+            m = -1e300
+            for g in range(G):
+                if logw[g] > m:
+                    m = logw[g]
+            tot_w = 0.0
+            ex = 0.0
+            pb = 0.0
+            y = counts[i, t]
+            for g in range(G):
+                w = math.exp(logw[g] - m)
+                pred = (1.0 - lapse[g]) if bought[g] else a[g] + (1.0 - a[g]) * rho
+                mu = lam[g] * expo[e, t]
+                ex += w * pred * mu
+                pb += w * pred * (1.0 - math.exp(-mu))
+                tot_w += w
+                if y > 0:
+                    logw[g] += math.log(max(pred, 1e-300)) + y * math.log(mu) - mu
+                    a[g] = 1.0
+                    bought[g] = True
+                else:
+                    ea = pred * math.exp(-mu)
+                    tt = ea + 1.0 - pred
+                    logw[g] += math.log(max(tt, 1e-300))
+                    a[g] = ea / tt if tt > 0 else 0.0
+                    bought[g] = False
+            exp_month[t] += ex / tot_w
+            k = min(t - 1 - last, K - 1)
+            rec_n[k] += 1.0
+            rec_exp[k] += pb / tot_w
+            if y > 0:
+                rec_obs[k] += 1.0
+                last = t
+
+
+def _gamma_cells(edges: np.ndarray, r: float, alpha: float) -> np.ndarray:
+    cdf = gammainc(r, alpha * edges)
+    cdf[0], cdf[-1] = 0.0, 1.0
+    return np.maximum(np.diff(cdf), 0.0)
+
+
+def _beta_cells(edges: np.ndarray, a: float, b: float) -> np.ndarray:
+    cdf = betainc(a, b, edges)
+    cdf[0], cdf[-1] = 0.0, 1.0
+    return np.maximum(np.diff(cdf), 0.0)
+
+
+@dataclass(frozen=True)
+class Types:
+    """Customer types: purchase rate while active (per month), lapse probability, weight."""
+
+    rate: np.ndarray
+    lapse: np.ndarray
+    weight: np.ndarray
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LapseReturnModel:
+    r"""Fitted lapse-and-return model (see the module docstring).
+
+    Attributes
+    ----------
+    r, alpha : float
+        Gamma shape and rate of the purchase rate while active (per month): mean ``r / alpha``.
+    a, b : float
+        Beta parameters of the lapse probability after a month with purchases: mean ``a/(a+b)``.
+    rho : float
+        Monthly probability that a lapsed customer returns.
+    log_likelihood : float
+        Maximised log-likelihood (full, with the ``-log y!`` terms).
+    customers : int
+    first_month, last_month : pandas.Period
+        The fitting window.
+    profile : list of (rho, log-likelihood)
+        The profile likelihood of ``rho`` (how well the data pin it down).
+    """
+
+    r: float
+    alpha: float
+    a: float
+    b: float
+    rho: float
+    log_likelihood: float
+    customers: int
+    first_month: pd.Period
+    last_month: pd.Period
+    profile: tuple[tuple[float, float], ...] = ()
+
+    @property
+    def mean_rate(self) -> float:
+        return self.r / self.alpha
+
+    @property
+    def mean_lapse(self) -> float:
+        return self.a / (self.a + self.b)
+
+    def params(self) -> dict[str, float]:
+        return {"r": self.r, "alpha": self.alpha, "a": self.a, "b": self.b, "rho": self.rho}
+
+    def types(self, rate_tiers: int = 4, lapse_tiers: int = 2) -> Types:
+        """Quadrature types: ``rate_tiers`` rates x ``lapse_tiers`` lapse probabilities."""
+        x, wx = roots_genlaguerre(rate_tiers, self.r - 1.0)
+        wx = np.maximum(wx, 0.0)
+        rate = x / self.alpha
+        if lapse_tiers == 1:
+            lapse, wp = np.array([self.mean_lapse]), np.array([1.0])
+        else:
+            z, wz = roots_jacobi(lapse_tiers, self.b - 1.0, self.a - 1.0)
+            lapse, wp = (1.0 + z) / 2.0, np.maximum(wz, 0.0)
+        if not (np.all(np.isfinite(rate)) and np.isfinite(wx).all() and wx.sum() > 0):
+            rate, wx = np.full(rate_tiers, self.mean_rate), np.full(rate_tiers, 1.0)
+        if not (np.all(np.isfinite(lapse)) and np.isfinite(wp).all() and wp.sum() > 0):
+            lapse, wp = np.full(len(lapse), self.mean_lapse), np.full(len(lapse), 1.0)
+        R, P = np.meshgrid(rate, lapse, indexing="ij")
+        W = np.outer(wx / wx.sum(), wp / wp.sum())
+        rn = _RATE_TIER_NAMES.get(rate_tiers, tuple(f"f{i + 1}" for i in range(rate_tiers)))
+        pn = _LAPSE_TIER_NAMES.get(lapse_tiers, tuple(f"l{j + 1}" for j in range(lapse_tiers)))
+        names = tuple(f"{a}_{b}" if b else a for a in rn for b in pn)
+        return Types(R.ravel(), np.clip(P.ravel(), 1e-9, 1 - 1e-9), W.ravel(), names)
+
+
+def _exposure(panel: MonthlyPanel, seasonality: np.ndarray | None) -> np.ndarray:
+    """Exposure of each month in standard months: the calendar month's multiplier (month length
+    included) if ``seasonality`` is given, else the month's length / 30.4375."""
+    if seasonality is None:
+        expo = panel.days_in_month() / DAYS_PER_MONTH
+    else:
+        expo = np.array([seasonality[p.month - 1] for p in panel.months], dtype=np.float64)
+    return expo[None, :].astype(np.float64)
+
+
+def _type_matrix(panel: MonthlyPanel, expo: np.ndarray, rate: np.ndarray, lapse: np.ndarray, rho: float) -> tuple[np.ndarray, np.ndarray]:
+    n, G = panel.n_customers, len(rate)
+    ll = np.empty((n, G))
+    act = np.empty((n, G))
+    _type_loglik(panel.counts.astype(np.int64), panel.first_month.astype(np.int64), panel.first_month_fraction(),
+                 np.ascontiguousarray(expo), np.ascontiguousarray(rate, dtype=np.float64),
+                 np.ascontiguousarray(lapse, dtype=np.float64), float(rho), ll, act)
+    return ll, act
+
+
+def _log_factorial_constant(panel: MonthlyPanel) -> float:
+    """Sum of -log y! over the counts the likelihood uses (the first month's extra purchases)."""
+    c = panel.counts.copy()
+    c[np.arange(panel.n_customers), panel.first_month] -= 1
+    return -float(gammaln(c + 1.0).sum())
+
+
+def fit_lapse_return(panel: MonthlyPanel, *, seasonality: np.ndarray | None = None,
+                     rho_grid: tuple[float, ...] = (0.0, 0.005, 0.015, 0.03, 0.06, 0.12)) -> LapseReturnModel:
+    """Maximum-likelihood fit of the lapse-and-return model on every customer of ``panel``.
+
+    Parameters
+    ----------
+    panel : MonthlyPanel
+        Calendar months of the calibration window (all complete).
+    seasonality : array of 12, optional
+        Calendar-month multipliers of the purchase rate (default flat).
+    rho_grid : tuple of float
+        Starting grid of the return probability's profile likelihood; the best value is refined
+        between its neighbours.
+    """
+    if panel.n_customers == 0:
+        raise ValueError("no customers to fit")
+    expo = _exposure(panel, seasonality)
+    counts = panel.counts
+    top = max(1.0, float(counts.max()))
+    lam_edges = np.exp(np.linspace(np.log(1e-3), np.log(max(30.0, 3 * top)), 33))
+    lam_nodes = np.sqrt(lam_edges[:-1] * lam_edges[1:])
+    z = np.linspace(-7.0, 7.0, 13)
+    p_edges = 1.0 / (1.0 + np.exp(-z))
+    p_edges[0], p_edges[-1] = 0.0, 1.0
+    p_nodes = 1.0 / (1.0 + np.exp(-(z[:-1] + z[1:]) / 2.0))
+    LAM, PP = (a.ravel() for a in np.meshgrid(lam_nodes, p_nodes, indexing="ij"))
+    const = _log_factorial_constant(panel)
+    # customers with the same first day and monthly counts have the same likelihood: fit on the
+    # distinct histories, weighted by how many customers share each
+    key = np.column_stack([panel.first_date.astype(np.int64), counts])
+    _, keep, mult = np.unique(key, axis=0, return_index=True, return_counts=True)
+    distinct = panel.restrict(np.sort(keep))
+    order = np.argsort(keep)
+    mult = mult[order].astype(np.float64)
+    repeat = counts.sum() - panel.n_customers
+    exposure_months = float(((panel.n_months - panel.first_month)).sum())
+    mean_rate = max(repeat / max(exposure_months, 1.0), 1e-3)
+    # bounds (log scale) keep the fit where the quadrature types stay well defined: Gamma shape
+    # 0.01..100, mean active rate 1e-3..100 a month (through alpha), Beta a, b 0.05..200
+    lo = np.log([0.01, 1e-4, 0.05, 0.05])
+    hi = np.log([100.0, 1e4, 200.0, 200.0])
+    bounds = list(zip(lo, hi))
+    start = np.clip(np.log([0.5, 0.5 / mean_rate, 1.0, 2.0]), lo, hi)
+    results: dict[float, tuple[float, np.ndarray]] = {}
+
+    def cells(theta: np.ndarray) -> np.ndarray:
+        r, alpha, a, b = np.exp(np.clip(theta, -12, 12))
+        return np.outer(_gamma_cells(lam_edges, r, alpha), _beta_cells(p_edges, a, b)).ravel()
+
+    def profile(rho: float) -> float:
+        rho = float(rho)
+        if rho in results:
+            return -results[rho][0]
+        ll, _ = _type_matrix(distinct, expo, LAM, PP, rho)
+        m = ll.max(axis=1, keepdims=True)
+        L = np.exp(ll - m)
+        msum = float(mult @ m[:, 0])
+
+        def nll(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            w = cells(theta)
+            mix = np.maximum(L @ w, 1e-300)
+            value = -float(mult @ np.log(mix) + msum)
+            # chain rule: d(-sum log mix)/d theta = -(mult / mix)^T L dw/dtheta, dw by differences
+            v = (mult / mix) @ L
+            grad = np.empty(4)
+            for k in range(4):
+                h = 1e-6 * max(1.0, abs(theta[k]))
+                e = np.zeros(4)
+                e[k] = h
+                grad[k] = -float(v @ (cells(theta + e) - cells(theta - e))) / (2 * h)
+            return value, grad
+
+        # warm start from the best fit so far (the profile is smooth in rho)
+        s0 = results[max(results, key=lambda k: results[k][0])][1] if results else start
+        opts = {"maxiter": 1000, "ftol": 1e-11, "gtol": 1e-6}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            best = minimize(nll, np.clip(s0, lo, hi), jac=True, method="L-BFGS-B", bounds=bounds, options=opts)
+            if not results:
+                s1 = np.clip(np.log([1.0, 1.0 / mean_rate, 2.0, 2.0]), lo, hi)
+                alt = minimize(nll, s1, jac=True, method="L-BFGS-B", bounds=bounds, options=opts)
+                best = alt if alt.fun < best.fun else best
+        results[rho] = (-float(best.fun), best.x)
+        return float(best.fun)
+
+    vals = [profile(r) for r in rho_grid]
+    i = int(np.argmin(vals))
+    rho = float(rho_grid[i])
+    if 0 < i < len(rho_grid) - 1:
+        # one parabolic step in sqrt(rho) through the best grid point and its neighbours
+        x = np.sqrt(np.array(rho_grid[i - 1: i + 2], dtype=np.float64))
+        y = np.array(vals[i - 1: i + 2])
+        c2, c1, _ = np.polyfit(x, y, 2)
+        if c2 > 0:
+            vertex = float(np.clip(-c1 / (2 * c2), x[0], x[2])) ** 2
+            if profile(vertex) < vals[i]:
+                rho = vertex
+    elif i == 0 and len(rho_grid) > 1 and rho_grid[0] == 0.0:
+        mid = rho_grid[1] / 4.0
+        if profile(mid) < vals[0]:
+            rho = mid
+    ll, theta = results[rho]
+    r, alpha, a, b = np.exp(theta)
+    prof = tuple(sorted((float(k), float(v[0] + const)) for k, v in results.items()))
+    return LapseReturnModel(r=float(r), alpha=float(alpha), a=float(a), b=float(b), rho=rho, log_likelihood=float(ll + const),
+                            customers=panel.n_customers, first_month=panel.months[0], last_month=panel.months[-1],
+                            profile=prof)
+
+
+def state_chain(types: Types, rho: float, recency_months: int) -> tuple[np.ndarray, np.ndarray]:
+    """Expected purchases next month (``rate``) and probability of buying next month (``buy``)
+    of each state ``(type, recency)``, arrays ``[types, recency_months + 1]`` (standard months,
+    no seasonality)."""
+    G, R = len(types.rate), recency_months
+    rate = np.zeros((G, R + 1))
+    buy = np.zeros((G, R + 1))
+    for g in range(G):
+        lam, p = types.rate[g], types.lapse[g]
+        f = 1.0
+        for k in range(R + 1):
+            pred = f * (1.0 - p) if k == 0 else f + (1.0 - f) * rho
+            rate[g, k] = pred * lam
+            buy[g, k] = pred * (1.0 - math.exp(-lam))
+            ea = pred * math.exp(-lam)
+            f = ea / (ea + 1.0 - pred)
+    return rate, buy
+
+
+def _posterior(panel: MonthlyPanel, model: LapseReturnModel, types: Types, seasonality: np.ndarray | None) -> np.ndarray:
+    """P(type | history) of each customer of the panel, ``[customers, types]``."""
+    ll, _ = _type_matrix(panel, _exposure(panel, seasonality), types.rate, types.lapse, model.rho)
+    lw = ll + np.log(np.maximum(types.weight, 1e-300))[None, :]
+    lw -= lw.max(axis=1, keepdims=True)
+    post = np.exp(lw)
+    return post / post.sum(axis=1, keepdims=True)
+
+
+def _one_step_fit(panel: MonthlyPanel, types: Types, rho: float, seasonality: np.ndarray | None,
+                  max_recency: int) -> tuple[np.ndarray, pd.DataFrame]:
+    """One-step-ahead expected purchases per month, and observed vs expected probability of
+    buying next month by recency, under the model's types (in sample)."""
+    K = max_recency + 1
+    exp_month = np.zeros(panel.n_months)
+    rec = [np.zeros(K) for _ in range(3)]
+    _one_step(panel.counts.astype(np.int64), panel.first_month.astype(np.int64), panel.first_month_fraction(),
+              np.ascontiguousarray(_exposure(panel, seasonality)), np.ascontiguousarray(types.rate, dtype=np.float64),
+              np.ascontiguousarray(types.lapse, dtype=np.float64), float(rho),
+              np.ascontiguousarray(types.weight, dtype=np.float64), exp_month, rec[0], rec[1], rec[2])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        by_rec = pd.DataFrame({"recency_months": np.arange(K), "observations": rec[0],
+                               "observed": rec[1] / rec[0], "fitted": rec[2] / rec[0]})
+    return exp_month, by_rec[by_rec["observations"] > 0].reset_index(drop=True)
+
+
+# ======================================================================================
+# baskets, seasonality, arrivals
+# ======================================================================================
+
+
+@dataclass(frozen=True)
+class BasketFit:
+    """Spend per transaction: lognormal within and between customers.
+
+    ``sigma_within`` / ``sigma_between`` are the lognormal sigmas of one transaction around its
+    customer's mean and of customers' means around the population's; ``cv`` and
+    ``individual_cv`` the corresponding coefficients of variation; ``mean`` the mean spend per
+    transaction.
+    """
+
+    mean: float
+    cv: float
+    individual_cv: float
+    sigma_within: float
+    sigma_between: float
+    mean_log: float
+    zero_share: float
+
+
+def _transactions_until(log: TransactionLog | pd.DataFrame, end: pd.Timestamp, customers: np.ndarray) -> pd.DataFrame:
+    frame = log.transactions if isinstance(log, TransactionLog) else log
+    days = pd.to_datetime(frame["date"]).dt.normalize()
+    keep = (days <= end).to_numpy()
+    out = pd.DataFrame({"customer_id": frame["customer_id"].astype(str).to_numpy()[keep],
+                        "date": days.to_numpy()[keep], "amount": frame["amount"].to_numpy(dtype=np.float64)[keep]})
+    out = out.groupby(["customer_id", "date"], sort=True)["amount"].sum().reset_index()
+    idx = pd.Index(customers).get_indexer(out["customer_id"])
+    out["row"] = idx
+    return out[idx >= 0]
+
+
+def _fit_baskets(tx: pd.DataFrame) -> tuple[BasketFit, pd.DataFrame]:
+    """Pooled basket fit and per-customer (n, mean, mean log) of positive amounts."""
+    pos = tx[tx["amount"] > 0]
+    zero_share = float((tx["amount"] <= 0).mean()) if len(tx) else 0.0
+    logs = np.log(pos["amount"].to_numpy())
+    g = pd.DataFrame({"row": pos["row"].to_numpy(), "log": logs, "amount": pos["amount"].to_numpy()}).groupby("row")
+    per = g.agg(n=("log", "size"), mean_log=("log", "mean"), var_log=("log", "var"), mean=("amount", "mean"))
+    multi = per[per["n"] > 1]
+    if len(multi):
+        s2_w = float(((multi["n"] - 1) * multi["var_log"]).sum() / max((multi["n"] - 1).sum(), 1))
+    else:
+        s2_w = 0.25
+    mu = float(per["mean_log"].mean()) if len(per) else 0.0
+    s2_means = float(per["mean_log"].var()) if len(per) > 1 else 0.0
+    s2_b = max(s2_means - s2_w * float((1.0 / per["n"]).mean()), 0.0) if len(per) else 0.0
+    mean = float(tx["amount"].mean()) if len(tx) else 1.0
+    fit = BasketFit(mean=max(mean, 1e-6), cv=float(min(math.sqrt(math.expm1(s2_w)), 5.0)),
+                    individual_cv=float(min(math.sqrt(math.expm1(s2_b)), 5.0)), sigma_within=math.sqrt(s2_w),
+                    sigma_between=math.sqrt(s2_b), mean_log=mu, zero_share=zero_share)
+    return fit, per
+
+
+def basket_multipliers(per: pd.DataFrame, fit: BasketFit, n_customers: int) -> np.ndarray:
+    """Each customer's expected mean basket relative to the population's (empirical Bayes on the
+    log scale: its mean log amount shrunk toward the population's by its number of purchases)."""
+    out = np.ones(n_customers)
+    if not len(per):
+        return out
+    s2w, s2b = fit.sigma_within ** 2, fit.sigma_between ** 2
+    n = per["n"].to_numpy(dtype=np.float64)
+    if s2b <= 0:
+        return out
+    shrink = n * s2b / (n * s2b + s2w)
+    post_mean = fit.mean_log + shrink * (per["mean_log"].to_numpy() - fit.mean_log)
+    post_var = 1.0 / (n / max(s2w, 1e-12) + 1.0 / s2b)
+    expected = np.exp(post_mean + 0.5 * post_var + 0.5 * s2w)
+    population = math.exp(fit.mean_log + 0.5 * s2b + 0.5 * s2w)
+    out[per.index.to_numpy()] = expected / population
+    return out
+
+
+def _month_lengths() -> np.ndarray:
+    """Mean length of each calendar month over a 4-year cycle, over 30.4375 days (averages 1)."""
+    days = np.array([31, 28.25, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+    return days / DAYS_PER_MONTH
+
+
+def _estimate_seasonality(panel: MonthlyPanel, observed: np.ndarray, expected: np.ndarray, min_months: int) -> tuple[np.ndarray | None, str]:
+    """Calendar-month multipliers (mean 1) of the purchase rate, relative to month lengths, from
+    observed / expected repeat transactions, or None when the window is too short.
+
+    Each calendar month's ratio (its observed over its expected totals, all years pooled) is
+    shrunk toward 1 by empirical Bayes: with ``se2`` its Poisson relative variance
+    (1 / expected) and ``tau2`` the variance of the true multipliers (the ratios' variance less
+    the mean ``se2``), the multiplier is ``1 + (ratio - 1) * tau2 / (tau2 + se2)``.
+    """
+    if panel.n_months < min_months:
+        return None, (f"flat seasonality (month lengths only): the calibration window has {panel.n_months} months, "
+                      f"fewer than {min_months} (a year or so of data cannot tell seasonality from the customers' own "
+                      "decay)")
+    obs = np.zeros(12)
+    exp = np.zeros(12)
+    for t in range(1, panel.n_months):
+        if expected[t] > 0:
+            m = panel.months[t].month - 1
+            obs[m] += observed[t]
+            exp[m] += expected[t]
+    seen = exp > 0
+    if seen.sum() < 12:
+        return None, "flat seasonality: some calendar months have no expected transactions"
+    ratio = obs / exp
+    ratio = ratio / ratio.mean()
+    se2 = 1.0 / np.maximum(exp, 1e-9)
+    tau2 = max(float(ratio.var()) - float(se2.mean()), 0.0)
+    shrink = tau2 / (tau2 + se2)
+    s = 1.0 + (ratio - 1.0) * shrink
+    s = s / s.mean()
+    return s, (f"seasonality estimated over {panel.n_months} months as observed / one-step-ahead expected repeat "
+               f"transactions by calendar month, shrunk toward 1 (empirical Bayes, shrink factors "
+               f"{shrink.min():.2f}..{shrink.max():.2f})")
+
+
+def _acquisition(panel: MonthlyPanel, burn_in: int, window: int = 12) -> tuple[float, str]:
+    T = panel.n_months
+    lo = max(burn_in, T - window)
+    if lo >= T:
+        return 0.0, (f"no arrivals estimated: the log has {T} months, not more than the {burn_in}-month burn-in at its start "
+                     "(customers first seen in a log's first months are mostly existing customers)")
+    new = np.bincount(panel.first_month, minlength=T)[lo:T]
+    return float(new.mean()), (f"arrivals: mean new customers per month over {panel.months[lo]}..{panel.months[-1]} "
+                               f"({T - lo} months after a {burn_in}-month burn-in at the start of the log)")
+
+
+# ======================================================================================
+# calibration
+# ======================================================================================
+
+
+@dataclass
+class CalibrationDiagnostics:
+    """What the calibration report shows.
+
+    Attributes
+    ----------
+    segment_sizes : pandas.DataFrame
+        Per segment: ``customers`` (expected number at the calibration end), ``share``,
+        ``purchase_rate``, ``basket_mean``, ``lapsed``.
+    transitions : pandas.DataFrame
+        The monthly transition matrix (rows: from, columns: to).
+    monthly : pandas.DataFrame
+        Per calibration month: ``observed`` transactions (first purchases included),
+        ``observed_repeat`` and ``fitted_repeat`` (one-step-ahead expectation of the model, or
+        the chain's for a rule set), ``new_customers``.
+    return_by_recency : pandas.DataFrame
+        Per recency (months since the last purchase): observed share of customers buying in the
+        next month over the calibration window, and the fitted share.
+    frequency : pandas.DataFrame
+        Distribution of the customers' repeat transactions over the window: observed and fitted
+        (expected under the model, simulated from each customer's first purchase).
+    basket : BasketFit
+    basket_sample : numpy.ndarray
+        Transaction amounts of the window (for the fitted-vs-observed basket plot).
+    notes : list of str
+    """
+
+    segment_sizes: pd.DataFrame
+    transitions: pd.DataFrame
+    monthly: pd.DataFrame
+    return_by_recency: pd.DataFrame
+    frequency: pd.DataFrame
+    basket: BasketFit
+    basket_sample: np.ndarray
+    potential: PotentialScore | None
+    potential_mix: pd.DataFrame | None
+    model: LapseReturnModel | None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CalibratedMarket:
+    """A calibrated market and what went into it.
+
+    Attributes
+    ----------
+    market : Market
+        The validated market.
+    diagnostics : CalibrationDiagnostics
+    panel : MonthlyPanel
+        The calibration window.
+    calibration_end : pandas.Timestamp
+        Last day of the window.
+    segmentation : RFMStates or RuleSet
+    customers : pandas.DataFrame
+        Per customer known at the calibration end (index ``customer_id``): ``recency_months``,
+        ``segment`` (most likely), ``basket_mult``, and the posterior type probabilities
+        (columns ``p_<type>``) for the default segmentation.
+    types : Types or None
+        The model's types (default segmentation).
+    """
+
+    market: Market
+    diagnostics: CalibrationDiagnostics
+    panel: MonthlyPanel
+    calibration_end: pd.Timestamp
+    segmentation: RFMStates | RuleSet
+    customers: pd.DataFrame
+    types: Types | None
+    source: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def model(self) -> LapseReturnModel | None:
+        return self.diagnostics.model
+
+
+def _round(x: float, digits: int = 6) -> float:
+    return float(round(float(x), digits))
+
+
+def _rounded_row(probs: dict[str, float], digits: int = 6) -> dict[str, float]:
+    """Probabilities rounded, zeros dropped, the largest adjusted so the row sums to 1."""
+    row = {k: round(float(v), digits) for k, v in probs.items() if round(float(v), digits) > 0}
+    if not row:
+        raise ValueError("empty transition row")
+    top = max(row, key=row.get)
+    row[top] = round(row[top] + 1.0 - sum(row.values()), digits)
+    return row
+
+
+def _rounded_shares(shares: np.ndarray, digits: int = 6) -> np.ndarray:
+    s = np.round(np.asarray(shares, dtype=np.float64), digits)
+    s[int(np.argmax(s))] += round(1.0 - float(s.sum()), digits)
+    return np.round(s, digits)
+
+
+def state_name(tier: str, recency: int, recency_months: int) -> str:
+    return f"{tier}_r{recency:02d}" + ("plus" if recency == recency_months else "")
+
+
+def calibrate(
+    log: TransactionLog | pd.DataFrame,
+    *,
+    name: str,
+    currency: str,
+    gross_margin: float,
+    calibration_end: str | pd.Timestamp | None = None,
+    segmentation: RFMStates | RuleSet | None = None,
+    vat_rate: float = 0.0,
+    prices_include_tax: bool = True,
+    reporting_currency: str | None = None,
+    fx_to_reporting: float = 1.0,
+    discount_rate: float = 0.08,
+    seasonality: Literal["auto", "flat"] | tuple[float, ...] | np.ndarray = "auto",
+    seasonality_min_months: int = 24,
+    acquisition_burn_in: int = 6,
+    potential_horizon: int = 3,
+    description: str | None = None,
+    source: str | Path | None = None,
+) -> CalibratedMarket:
+    """Estimate a market from a transaction log (see the module docstring).
+
+    Parameters
+    ----------
+    log : TransactionLog or DataFrame
+        The cleaned log (:func:`~simulator.calibration.transactions.read_transactions`).
+    name : str
+        Market name (a letter, then letters, digits, ``_`` or ``-``).
+    currency : str
+        ISO 4217 code of the log's amounts.
+    gross_margin : float
+        Gross margin on net sales (not in a transaction log: the finance team's figure).
+    calibration_end : date-like, optional
+        Last day used; it is moved back to the end of the last complete calendar month on or
+        before it. Default: the last complete month of the log.
+    segmentation : RFMStates or RuleSet, optional
+        Default ``RFMStates()``.
+    vat_rate, prices_include_tax, discount_rate : economics of the market file.
+    reporting_currency, fx_to_reporting : default the log's currency at 1.
+    seasonality : "auto", "flat" or 12 multipliers
+        "auto": month lengths, times calendar-month effects estimated when the window has
+        ``seasonality_min_months`` months or more; "flat": month lengths only; 12 values: the
+        whole multipliers of January..December (month lengths included), normalised to mean 1.
+    acquisition_burn_in : int
+        Months at the start of the log whose first purchases are not counted as arrivals.
+    potential_horizon : int
+        Months ahead of the potential score (0: no potential score).
+    source : path, optional
+        The log's file, named (with its SHA-256) in the market file's header.
+    """
+    segmentation = RFMStates() if segmentation is None else segmentation
+    end = calibration_month_end(log, calibration_end)
+    frame = log.transactions if isinstance(log, TransactionLog) else log
+    first_day = pd.Timestamp(pd.to_datetime(frame["date"]).min()).normalize()
+    if first_day > end:
+        raise ValueError(f"no complete calendar month to calibrate on: the calibration window ends on {end.date()} "
+                         f"(the end of the last complete month) but the log starts on {first_day.date()}")
+    panel = monthly_panel(log, end)
+    notes: list[str] = []
+    if calibration_end is not None and pd.Timestamp(calibration_end).normalize() != end:
+        notes.append(f"calibration end moved from {pd.Timestamp(calibration_end).date()} to {end.date()}, "
+                     "the end of the last complete month")
+    T = panel.n_months
+    tx = _transactions_until(log, end, panel.customers)
+    basket, per_customer = _fit_baskets(tx)
+    bmult = basket_multipliers(per_customer, basket, panel.n_customers)
+    acquisition, note = _acquisition(panel, acquisition_burn_in)
+    notes.append(note)
+    month_len = _month_lengths()
+    first_counts = panel.counts[np.arange(panel.n_customers), panel.first_month]
+    new_rate = float(first_counts.mean())
+
+    potential = None
+    if potential_horizon:
+        try:
+            potential = fit_potential(panel, horizon_months=potential_horizon)
+        except ValueError as exc:
+            notes.append(f"no potential score: {exc}")
+
+    season_fixed = None
+    auto = isinstance(seasonality, str) and seasonality == "auto"
+    if not isinstance(seasonality, str):
+        season_fixed = np.asarray(seasonality, dtype=np.float64)
+        if season_fixed.shape != (12,) or not np.all(np.isfinite(season_fixed)) or np.any(season_fixed < 0) \
+                or season_fixed.sum() <= 0:
+            raise ValueError(f"seasonality needs 12 values >= 0 (January..December), got {seasonality!r}")
+        season_fixed = season_fixed / season_fixed.mean()
+    elif seasonality not in ("auto", "flat"):
+        raise ValueError(f"seasonality must be 'auto', 'flat' or 12 values, not {seasonality!r}")
+
+    if isinstance(segmentation, RFMStates):
+        fit = _calibrate_states(panel, segmentation, season_fixed, auto, seasonality_min_months, tx)
+    elif isinstance(segmentation, RuleSet):
+        fit = _calibrate_rules(panel, segmentation, season_fixed, auto, seasonality_min_months, tx)
+    else:
+        raise TypeError(f"segmentation must be RFMStates or RuleSet, not {type(segmentation).__name__}")
+    fit.notes.insert(0, f"first month of customers: {new_rate:.3f} transactions on average (the first included)")
+
+    names = fit.names
+    S = len(names)
+    shares = _rounded_shares(fit.shares)
+    segments = []
+    for s in range(S):
+        segments.append({
+            "name": names[s],
+            "description": fit.descriptions[s],
+            "share": float(shares[s]),
+            "purchase_rate": _round(fit.rates[s]),
+            "rate_shape": _round(min(max(fit.shapes[s], 0.05), HOMOGENEOUS_SHAPE), 4),
+            "basket": {"mean": _round(max(fit.baskets[s], 0.01), 4), "cv": _round(basket.cv, 4),
+                       "individual_cv": _round(basket.individual_cv, 4)},
+            "lapsed": bool(fit.lapsed[s]),
+        })
+    transitions = {names[s]: _rounded_row({names[j]: fit.transitions[s, j] for j in np.flatnonzero(fit.transitions[s] > 0)})
+                   for s in range(S)}
+    season_total = fit.seasonality if fit.seasonality is not None else month_len
+    season_list = [round(float(v), 6) for v in season_total / season_total.mean()]
+    top = int(np.argmax(season_list))
+    season_list[top] = round(season_list[top] + 12.0 - sum(season_list), 6)
+    window = f"{panel.months[0]}..{panel.months[-1]}"
+    market = Market.model_validate({
+        "name": name,
+        "description": description or (f"Calibrated from a transaction log: window {window}, {panel.n_customers} customers, "
+                                       f"{'frequency tier x recency states' if isinstance(segmentation, RFMStates) else 'rule set ' + segmentation.name}."),
+        "currency": currency,
+        "reporting_currency": reporting_currency or currency,
+        "fx_to_reporting": float(fx_to_reporting),
+        "customers": int(panel.n_customers),
+        "acquisition": {"per_month": _round(acquisition, 3), "segment": names[0]},
+        "segments": tuple(segments),
+        "transitions": transitions,
+        "seasonality": tuple(season_list),
+        "economics": {"gross_margin": float(gross_margin), "vat_rate": float(vat_rate),
+                      "prices_include_tax": bool(prices_include_tax), "discount_rate": float(discount_rate)},
+    })
+
+    # per customer (known at the calibration end)
+    feats = rfm_arrays(panel, T - 1)
+    cust = pd.DataFrame({"recency_months": feats["recency_months"], "frequency": feats["frequency"],
+                         "segment": np.array(names, dtype=object)[fit.weights.argmax(axis=1)], "basket_mult": bmult},
+                        index=pd.Index(panel.customers, name="customer_id"))
+    if fit.posterior is not None and fit.types is not None:
+        for g, tn in enumerate(fit.types.names):
+            cust[f"p_{tn}"] = fit.posterior[:, g]
+    pot_mix = None
+    if potential is not None:
+        cust["potential"] = potential.scores.reindex(cust.index).to_numpy()
+        cust["band"] = potential.bands.reindex(cust.index).to_numpy()
+        code = pd.Categorical(cust["band"].to_numpy(), categories=list(BANDS)).codes
+        mix = np.stack([fit.weights[code == b].sum(axis=0) for b in range(3)], axis=1)
+        tot = mix.sum(axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            pot_mix = pd.DataFrame(np.where(tot > 0, mix / tot, np.nan), index=list(names), columns=list(BANDS))
+    monthly = pd.DataFrame({
+        "period": [str(p) for p in panel.months],
+        "observed": panel.counts.sum(axis=0),
+        "observed_repeat": panel.counts.sum(axis=0) - np.bincount(panel.first_month, minlength=T),
+        "fitted_repeat": fit.fitted_repeat,
+        "new_customers": np.bincount(panel.first_month, minlength=T),
+        "revenue": panel.spend.sum(axis=0),
+    })
+    sizes = pd.DataFrame({"segment": list(names), "customers": shares * panel.n_customers, "share": shares,
+                          "purchase_rate": fit.rates, "basket_mean": fit.baskets, "lapsed": fit.lapsed})
+    diag = CalibrationDiagnostics(
+        segment_sizes=sizes, transitions=pd.DataFrame(fit.transitions, index=list(names), columns=list(names)),
+        monthly=monthly, return_by_recency=fit.by_recency, frequency=fit.frequency, basket=basket,
+        basket_sample=tx["amount"].to_numpy(), potential=potential, potential_mix=pot_mix, model=fit.model,
+        notes=notes + fit.notes)
+    src: dict[str, str] = {}
+    if source is not None:
+        raw = Path(source).read_bytes()
+        src = {"name": Path(source).name, "sha256": hashlib.sha256(raw).hexdigest()}
+    return CalibratedMarket(market=market, diagnostics=diag, panel=panel, calibration_end=end, segmentation=segmentation,
+                            customers=cust, types=fit.types, source=src)
+
+
+@dataclass
+class _Fit:
+    names: tuple[str, ...]
+    descriptions: list[str]
+    shares: np.ndarray
+    rates: np.ndarray
+    shapes: np.ndarray
+    baskets: np.ndarray
+    lapsed: np.ndarray
+    transitions: np.ndarray
+    seasonality: np.ndarray | None
+    weights: np.ndarray            # [customers, segments] weight of each customer on each segment at the end
+    fitted_repeat: np.ndarray      # [months] one-step-ahead expected repeat transactions
+    by_recency: pd.DataFrame
+    frequency: pd.DataFrame
+    notes: list[str]
+    posterior: np.ndarray | None = None
+    types: Types | None = None
+    model: LapseReturnModel | None = None
+
+
+def _frequency_table(observed: np.ndarray, simulated: np.ndarray, top: int = 10) -> pd.DataFrame:
+    """Share of customers by repeat transactions (0..top-1, then top+), observed and fitted."""
+    labels = [str(k) for k in range(top)] + [f"{top}+"]
+    obs = np.bincount(np.minimum(observed, top), minlength=top + 1)[: top + 1]
+    sim = np.bincount(np.minimum(simulated.ravel(), top), minlength=top + 1)[: top + 1]
+    return pd.DataFrame({"repeat_transactions": labels, "observed": obs / max(obs.sum(), 1),
+                         "fitted": sim / max(sim.sum(), 1)})
+
+
+def _simulate_repeat_model(panel: MonthlyPanel, types: Types, rho: float, seasonality: np.ndarray | None,
+                           draws: int = 20, seed: int = 20240) -> np.ndarray:
+    """Repeat transactions over the window of customers arriving like the panel's, under the
+    model (types drawn from their weights): ``[draws, customers]``."""
+    rng = np.random.default_rng(seed)
+    n, T = panel.n_customers, panel.n_months
+    expo = _exposure(panel, seasonality)[0]
+    phi = panel.first_month_fraction()
+    out = np.zeros((draws, n), dtype=np.int64)
+    for d in range(draws):
+        g = rng.choice(len(types.rate), size=n, p=types.weight / types.weight.sum())
+        lam, p = types.rate[g], types.lapse[g]
+        active = np.ones(n, dtype=bool)
+        total = rng.poisson(lam * phi * expo[panel.first_month])
+        bought = np.ones(n, dtype=bool)
+        for t in range(T):
+            live = panel.first_month < t
+            lapse = live & active & bought & (rng.random(n) < p)
+            ret = live & ~active & (rng.random(n) < rho)
+            active = (active & ~lapse) | ret
+            y = np.where(live & active, rng.poisson(lam * expo[t]), 0)
+            total += y
+            bought = np.where(live, y > 0, bought)
+        out[d] = total
+    return out
+
+
+def _calibrate_states(panel: MonthlyPanel, seg: RFMStates, season_fixed: np.ndarray | None, auto: bool,
+                      min_months: int, tx: pd.DataFrame) -> _Fit:
+    notes: list[str] = []
+    R = seg.recency_months
+    season = season_fixed
+    if season is None and auto:
+        if panel.n_months >= min_months:
+            first = fit_lapse_return(panel)
+            ty = first.types(8, 3)
+            expected, _ = _one_step_fit(panel, ty, first.rho, None, 1)
+            observed = panel.counts.sum(axis=0) - np.bincount(panel.first_month, minlength=panel.n_months)
+            season, note = _estimate_seasonality(panel, observed, expected, min_months)
+            season = _month_lengths() * season
+            season = season / season.mean()
+        else:
+            season, note = _estimate_seasonality(panel, np.zeros(1), np.zeros(1), min_months)
+        notes.append(note)
+    elif season is None:
+        notes.append("flat seasonality (month lengths only), as asked")
+    else:
+        notes.append("seasonality as given")
+    model = fit_lapse_return(panel, seasonality=season)
+    types = model.types(seg.rate_tiers, seg.lapse_tiers)
+    post = _posterior(panel, model, types, season)
+    rate, buy = state_chain(types, model.rho, R)
+    G = len(types.rate)
+    T = panel.n_months
+    recency = np.minimum(rfm_arrays(panel, T - 1)["recency_months"], R)
+    S = 1 + G * (R + 1)
+    names = [NEW_SEGMENT]
+    descriptions = ["customers in their first month (their first purchase included)"]
+    rates = np.zeros(S)
+    lapsed = np.zeros(S, dtype=bool)
+    trans = np.zeros((S, S))
+    first_counts = panel.counts[np.arange(panel.n_customers), panel.first_month]
+    rates[0] = float(first_counts.mean())
+    weights = np.zeros((panel.n_customers, S))
+    # per-type basket: posterior-weighted spend per transaction
+    spend_i = panel.spend.sum(axis=1)
+    count_i = panel.counts.sum(axis=1)
+    type_basket = (post * spend_i[:, None]).sum(axis=0) / np.maximum((post * count_i[:, None]).sum(axis=0), 1e-12)
+    first_spend = panel.spend[np.arange(panel.n_customers), panel.first_month].sum()
+    baskets = np.zeros(S)
+    baskets[0] = float(first_spend / max(first_counts.sum(), 1))
+    for g in range(G):
+        for k in range(R + 1):
+            s = 1 + g * (R + 1) + k
+            names.append(state_name(types.names[g], k, R))
+            silent = "bought this month" if k == 0 else (f"{k} months since the last purchase" if k < R else
+                                                         f"{R} or more months since the last purchase")
+            descriptions.append(f"{types.names[g].replace('_', ', ')} (active rate {types.rate[g]:.3g}/month, "
+                                f"lapse after a purchase month {types.lapse[g]:.2f}); {silent}")
+            rates[s] = rate[g, k]
+            lapsed[s] = k >= seg.lapsed_from
+            trans[s, 1 + g * (R + 1)] += buy[g, k]
+            trans[s, 1 + g * (R + 1) + min(k + 1, R)] += 1.0 - buy[g, k]
+            baskets[s] = type_basket[g]
+            weights[:, s] = post[:, g] * (recency == k)
+        trans[0, 1 + g * (R + 1)] = types.weight[g]
+    shares = weights.sum(axis=0) / max(panel.n_customers, 1)
+    expected, by_rec = _one_step_fit(panel, types, model.rho, season, max(R, T - 1))
+    sim = _simulate_repeat_model(panel, types, model.rho, season)
+    freq = _frequency_table(panel.counts.sum(axis=1) - 1, sim)
+    prof = ", ".join(f"{r:.3f}: {ll:.1f}" for r, ll in model.profile)
+    notes.append(f"lapse-and-return model: r={model.r:.4g}, alpha={model.alpha:.4g} (mean active rate "
+                 f"{model.mean_rate:.3g}/month), a={model.a:.4g}, b={model.b:.4g} (mean lapse {model.mean_lapse:.3f}), "
+                 f"rho={model.rho:.4g}; log-likelihood {model.log_likelihood:.1f} over {model.customers} customers")
+    notes.append(f"profile log-likelihood of rho (monthly return probability of lapsed customers): {prof}")
+    return _Fit(names=tuple(names), descriptions=descriptions, shares=shares, rates=rates,
+                shapes=np.full(S, HOMOGENEOUS_SHAPE), baskets=baskets, lapsed=lapsed, transitions=trans,
+                seasonality=season, weights=weights, fitted_repeat=expected, by_recency=by_rec, frequency=freq, notes=notes, posterior=post,
+                types=types, model=model)
+
+
+def _gamma_shape(mean: float, second: float) -> float:
+    """Method-of-moments gamma shape of individual rates from Poisson counts (var = m + m^2/k)."""
+    var = second - mean * mean
+    excess = var - mean
+    if mean <= 0 or excess <= 1e-12:
+        return HOMOGENEOUS_SHAPE
+    return float(min(max(mean * mean / excess, 0.05), HOMOGENEOUS_SHAPE))
+
+
+def _calibrate_rules(panel: MonthlyPanel, rules: RuleSet, season_fixed: np.ndarray | None, auto: bool,
+                     min_months: int, tx: pd.DataFrame) -> _Fit:
+    notes: list[str] = []
+    T, n = panel.n_months, panel.n_customers
+    K = len(rules.segments)
+    new_name = NEW_SEGMENT if NEW_SEGMENT not in rules.names else "new_customers"
+    names = (new_name,) + rules.names
+    S = K + 1
+    seg = np.full((n, T), -1, dtype=np.int64)
+    for t in range(T):
+        known = panel.known(t)
+        seg[known, t] = 1 + assign_rules(rules, {k: v[known] for k, v in rfm_arrays(panel, t).items()})
+    cnt = np.zeros((S, S))
+    ysum = np.zeros(S)
+    y2 = np.zeros(S)
+    nobs = np.zeros(S)
+    ssum = np.zeros(S)
+    rec_n = np.zeros(T)
+    rec_b = np.zeros(T)
+    rec_seg = np.zeros((T, S))
+    rows = np.arange(n)
+    for t in range(T - 1):
+        known = panel.first_month <= t
+        a, b = seg[known, t], seg[known, t + 1]
+        y = panel.counts[known, t + 1]
+        np.add.at(cnt, (a, b), 1.0)
+        nobs += np.bincount(a, minlength=S)
+        ysum += np.bincount(a, weights=y, minlength=S)
+        y2 += np.bincount(a, weights=y.astype(np.float64) ** 2, minlength=S)
+        ssum += np.bincount(a, weights=panel.spend[known, t + 1], minlength=S)
+        rec = rfm_arrays(panel, t)["recency_months"][known]
+        rec_n += np.bincount(rec, minlength=T)[:T]
+        rec_b += np.bincount(rec, weights=(y > 0).astype(np.float64), minlength=T)[:T]
+        np.add.at(rec_seg, (rec, a), 1.0)
+    # the first month: customers arrive in "new" and end it in a rule segment
+    first_counts = panel.counts[rows, panel.first_month]
+    end_first = seg[rows, panel.first_month]
+    cnt[0] = np.bincount(end_first, minlength=S)
+    nobs[0] = n
+    ysum[0] = first_counts.sum()
+    y2[0] = float((first_counts.astype(np.float64) ** 2).sum())
+    ssum[0] = panel.spend[rows, panel.first_month].sum()
+    trans = np.zeros((S, S))
+    rates = np.zeros(S)
+    shapes = np.full(S, HOMOGENEOUS_SHAPE)
+    baskets = np.full(S, float(tx["amount"].mean()) if len(tx) else 1.0)
+    for s in range(S):
+        if nobs[s] > 0:
+            trans[s] = cnt[s] / cnt[s].sum()
+            rates[s] = ysum[s] / nobs[s]
+            shapes[s] = _gamma_shape(rates[s], y2[s] / nobs[s]) if s > 0 else HOMOGENEOUS_SHAPE
+            if ysum[s] > 0:
+                baskets[s] = ssum[s] / ysum[s]
+        else:
+            trans[s, s] = 1.0
+            notes.append(f"segment '{names[s]}' has no customer in the calibration window: it keeps its customers "
+                         "and its purchase rate is 0")
+    season = season_fixed
+    expected = np.zeros(T)
+    for t in range(1, T):
+        known = panel.first_month <= t - 1
+        expected[t] = rates[seg[known, t - 1]].sum()
+    arrivals = np.bincount(panel.first_month, minlength=T)
+    expected += arrivals * (rates[0] - 1.0)
+    if season is None and auto:
+        observed = panel.counts.sum(axis=0) - arrivals
+        season, note = _estimate_seasonality(panel, observed, expected, min_months)
+        if season is not None:
+            season = _month_lengths() * season
+            season = season / season.mean()
+        notes.append(note)
+    weights = np.zeros((n, S))
+    weights[rows, seg[:, T - 1]] = 1.0
+    shares = weights.sum(axis=0) / max(n, 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mix = rec_seg / rec_seg.sum(axis=1, keepdims=True)
+        fitted = (mix * (1.0 - np.exp(-rates))[None, :]).sum(axis=1)
+        by_rec = pd.DataFrame({"recency_months": np.arange(T), "observations": rec_n, "observed": rec_b / rec_n,
+                               "fitted": fitted})
+    by_rec = by_rec[by_rec["observations"] > 0].reset_index(drop=True)
+    sim = _simulate_chain(panel, trans, rates, shapes)
+    freq = _frequency_table(panel.counts.sum(axis=1) - 1, sim)
+    descriptions = ["customers in their first month (their first purchase included)"] + [
+        s.description or _describe_conditions(s) for s in rules.segments]
+    lapsed = np.array([False] + [s.lapsed for s in rules.segments])
+    notes.append(f"rule set '{rules.name}': transitions counted month to month over {T - 1} pairs of months")
+    return _Fit(names=names, descriptions=descriptions, shares=shares, rates=rates, shapes=shapes, baskets=baskets,
+                lapsed=lapsed, transitions=trans, seasonality=season, weights=weights, fitted_repeat=expected,
+                by_recency=by_rec, frequency=freq, notes=notes)
+
+
+def _describe_conditions(seg) -> str:
+    parts = []
+    for feat, b in seg.when.tested().items():
+        if b.min is not None and b.max is not None:
+            parts.append(f"{feat} {b.min:g}..{b.max:g}")
+        elif b.min is not None:
+            parts.append(f"{feat} >= {b.min:g}")
+        else:
+            parts.append(f"{feat} <= {b.max:g}")
+    return ", ".join(parts) or "everyone else"
+
+
+def _simulate_chain(panel: MonthlyPanel, trans: np.ndarray, rates: np.ndarray, shapes: np.ndarray,
+                    draws: int = 20, seed: int = 20241) -> np.ndarray:
+    """Repeat transactions over the window of customers arriving like the panel's, under the
+    chain (segment ``0`` in the first month), as the engine draws them (no seasonality)."""
+    rng = np.random.default_rng(seed)
+    n, T = panel.n_customers, panel.n_months
+    S = len(rates)
+    cum = np.cumsum(trans, axis=1)
+    cum[:, -1] = 1.0
+    out = np.zeros((draws, n), dtype=np.int64)
+    for d in range(draws):
+        state = np.zeros(n, dtype=np.int64)
+        mult = rng.gamma(shapes[0], 1.0 / shapes[0], n)
+        total = np.zeros(n, dtype=np.int64)
+        for t in range(T):
+            live = panel.first_month <= t
+            y = rng.poisson(rates[state] * np.where(live, 1.0, 0.0))
+            total += np.where(panel.first_month == t, np.maximum(y - 1, 0), y)
+            u = rng.random(n)
+            nxt = (u[:, None] > cum[state]).sum(axis=1)
+            state = np.where(live, np.minimum(nxt, S - 1), state)
+        out[d] = total
+    del mult
+    return out
+
+
+def customer_states(cm: CalibratedMarket, rng: np.random.Generator) -> tuple[np.ndarray, pd.Index]:
+    """A draw of each known customer's segment at the calibration end (indices into
+    ``cm.market.segments``): the model's type drawn from the customer's posterior, at its own
+    recency; for a rule set, the customer's segment. Returns (segment indices, customer ids)."""
+    names = cm.market.segment_names
+    cust = cm.customers
+    if cm.types is not None:
+        R = cm.segmentation.recency_months
+        post = cust[[f"p_{tn}" for tn in cm.types.names]].to_numpy()
+        cum = np.cumsum(post, axis=1)
+        cum[:, -1] = 1.0
+        g = (rng.random(len(cust))[:, None] > cum).sum(axis=1)
+        k = np.minimum(cust["recency_months"].to_numpy(), R)
+        seg = 1 + g * (R + 1) + k
+    else:
+        index = {nm: i for i, nm in enumerate(names)}
+        seg = np.array([index[s] for s in cust["segment"]], dtype=np.int64)
+    return seg.astype(np.int64), cust.index
+
+
+# ======================================================================================
+# writing the market file
+# ======================================================================================
+
+
+def market_yaml(cm: CalibratedMarket, *, source_name: str | None = None, source_sha256: str | None = None,
+                written: dt.date | None = None) -> str:
+    """The market file's text: a header comment saying where it comes from, then the market
+    (:func:`simulator.specs.dump`, which loads back to an equal object)."""
+    src_name = source_name or cm.source.get("name") or "(a transaction log given in memory)"
+    src_hash = source_sha256 or cm.source.get("sha256")
+    panel = cm.panel
+    lines = [
+        f"# Calibrated by loyalty-sim calibrate from {src_name}" + (f" (SHA-256 {src_hash})" if src_hash else ""),
+        f"# calibration window {panel.months[0]}..{panel.months[-1]}, ending {cm.calibration_end.date()}; "
+        f"{panel.n_customers} customers; written {(written or dt.date.today()).isoformat()}.",
+    ]
+    if cm.model is not None:
+        m = cm.model
+        R = cm.segmentation.recency_months
+        lines += [
+            "# Segments: frequency tier x months since the last purchase ('_rNN'; the last bucket '_rNNplus' holds",
+            f"# everyone silent {R} months or more), from a lapse-and-return model fitted by maximum likelihood:",
+            f"#   active purchase rate ~ Gamma(r={m.r:.4g}, alpha={m.alpha:.4g}) per month, lapse after a purchase month",
+            f"#   ~ Beta(a={m.a:.4g}, b={m.b:.4g}), monthly return of lapsed customers rho={m.rho:.4g}.",
+            "# Each state's purchase_rate is the expected purchases next month; its transition to '_r00' is the",
+            "# probability of buying next month. 'new' holds customers in their first month. See",
+            "# simulator/calibration/estimate.py.",
+        ]
+    else:
+        lines.append(f"# Segments: rule set '{cm.segmentation.name}'; transitions counted month to month.")
+    lines += [
+        "# economics (gross margin, VAT) and response are assumptions, not in a transaction log: check them.",
+    ]
+    return "\n".join(lines) + "\n" + dump(cm.market)
+
+
+def write_market(cm: CalibratedMarket, path: str | Path, *, source: str | Path | None = None) -> Path:
+    """Write the market file (creating its folder). ``source``: the log's file, to name it and
+    its SHA-256 in the header (default: the ``source`` given to :func:`calibrate`)."""
+    path = Path(path)
+    name = sha = None
+    if source is not None:
+        raw = Path(source).read_bytes()
+        name, sha = Path(source).name, hashlib.sha256(raw).hexdigest()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(market_yaml(cm, source_name=name, source_sha256=sha), encoding="utf-8")
+    tmp.replace(path)
+    return path

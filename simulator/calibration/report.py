@@ -1,0 +1,308 @@
+"""The calibration report: one self-contained HTML file (figures embedded as base64 PNG).
+
+:func:`write_report` writes, for a :class:`~simulator.calibration.estimate.CalibratedMarket`:
+
+* where the market comes from (log, window, customers) and the calibration notes;
+* segment sizes (for the default segmentation, customers by frequency tier x recency);
+* the monthly transition matrix as a heatmap (and, for the default segmentation, the
+  probability of buying next month by tier and recency, which is what the matrix encodes);
+* fitted against observed: monthly repeat transactions (one-step-ahead), the share of customers
+  buying next month by months since their last purchase, the distribution of repeat
+  transactions per customer, the distribution of transaction amounts;
+* the potential score: out-of-time AUC, calibration table and plot, coefficients, and how the
+  potential bands spread over the segments;
+* optionally a backtest (:class:`~simulator.calibration.backtest.BacktestResult`).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import io
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:  # pragma: no cover
+    from simulator.calibration.backtest import BacktestResult
+    from simulator.calibration.estimate import CalibratedMarket
+
+__all__ = ["report_html", "write_report"]
+
+_CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;color:#222;line-height:1.45}
+h1{font-size:1.6em}h2{font-size:1.25em;border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;font-size:.85em;margin:.6em 0}td,th{border:1px solid #ddd;padding:3px 7px;text-align:right}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%}
+.note{color:#555;font-size:.9em}ul.notes li{font-size:.9em;color:#444}
+"""
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return f'<img alt="figure" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode("ascii")}">'
+
+
+def _table(df: pd.DataFrame, floats: str = "{:,.3f}", index: bool = False) -> str:
+    def fmt(v):
+        if isinstance(v, (float, np.floating)):
+            return "" if not np.isfinite(v) else floats.format(v)
+        return html.escape(str(v))
+
+    cols = ([df.index.name or ""] if index else []) + [str(c) for c in df.columns]
+    rows = []
+    for idx, row in df.iterrows():
+        cells = ([html.escape(str(idx))] if index else []) + [fmt(v) for v in row.to_numpy()]
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    head = "<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cols) + "</tr>"
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _state_grid(cm: "CalibratedMarket", values: np.ndarray) -> pd.DataFrame:
+    """Values of the model's states as a tier x recency table."""
+    R = cm.segmentation.recency_months
+    names = cm.types.names
+    grid = values[1:].reshape(len(names), R + 1)
+    cols = [f"{k}" for k in range(R)] + [f"{R}+"]
+    return pd.DataFrame(grid, index=pd.Index(names, name="tier"), columns=cols)
+
+
+def _segments_section(cm: "CalibratedMarket") -> str:
+    plt = _plt()
+    d = cm.diagnostics
+    sizes = d.segment_sizes
+    out = ["<h2>Segments</h2>"]
+    if cm.types is not None:
+        counts = _state_grid(cm, sizes["customers"].to_numpy())
+        fig, ax = plt.subplots(figsize=(10, 0.5 + 0.45 * len(counts)))
+        im = ax.imshow(counts.to_numpy(), aspect="auto", cmap="Blues")
+        ax.set_xticks(range(counts.shape[1]), counts.columns)
+        ax.set_yticks(range(counts.shape[0]), counts.index)
+        ax.set_xlabel("months since the last purchase")
+        for (i, j), v in np.ndenumerate(counts.to_numpy()):
+            if v >= 0.5:
+                ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=7,
+                        color="white" if v > counts.to_numpy().max() / 2 else "black")
+        fig.colorbar(im, ax=ax, label="customers")
+        ax.set_title("Customers at the calibration end by frequency tier and recency (expected numbers)", fontsize=10)
+        out.append(_png(fig))
+        tiers = pd.DataFrame({"tier": cm.types.names, "active rate / month": cm.types.rate,
+                              "lapse after a purchase month": cm.types.lapse, "weight among new customers": cm.types.weight,
+                              "customers now": counts.sum(axis=1).to_numpy()})
+        out.append("<p>Frequency tiers (types of the lapse-and-return model):</p>" + _table(tiers))
+        shown = sizes[sizes["customers"] >= 0.5]
+    else:
+        fig, ax = plt.subplots(figsize=(10, 0.6 + 0.32 * len(sizes)))
+        ax.barh(sizes["segment"][::-1], sizes["customers"][::-1], color="tab:blue")
+        ax.set_xlabel("customers at the calibration end")
+        out.append(_png(fig))
+        shown = sizes
+    out.append(_table(shown.rename(columns={"purchase_rate": "purchases next month", "basket_mean": "basket"})))
+    return "\n".join(out)
+
+
+def _transitions_section(cm: "CalibratedMarket") -> str:
+    plt = _plt()
+    d = cm.diagnostics
+    P = d.transitions.to_numpy()
+    names = list(d.transitions.index)
+    out = ["<h2>Monthly transition matrix</h2>"]
+    if cm.types is not None:
+        R = cm.segmentation.recency_months
+        to_zero = np.array([P[s, 1 + ((s - 1) // (R + 1)) * (R + 1)] if s > 0 else 0.0 for s in range(len(names))])
+        buy = _state_grid(cm, to_zero)
+        fig, ax = plt.subplots(figsize=(10, 0.5 + 0.45 * len(buy)))
+        im = ax.imshow(buy.to_numpy(), aspect="auto", cmap="viridis")
+        ax.set_xticks(range(buy.shape[1]), buy.columns)
+        ax.set_yticks(range(buy.shape[0]), buy.index)
+        ax.set_xlabel("months since the last purchase")
+        for (i, j), v in np.ndenumerate(buy.to_numpy()):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v < buy.to_numpy().max() / 2 else "black")
+        fig.colorbar(im, ax=ax, label="P(buy next month)")
+        ax.set_title("Probability of moving to recency 0 (buying next month); otherwise the customer ages one month", fontsize=10)
+        out.append("<p class='note'>Each state moves only to recency 0 of its tier (a purchase) or to the next recency "
+                   "(no purchase): the matrix encodes the probability of buying next month, shown here.</p>")
+        out.append(_png(fig))
+    fig, ax = plt.subplots(figsize=(9, 8))
+    with np.errstate(divide="ignore"):
+        im = ax.imshow(np.where(P > 0, P, np.nan), cmap="magma_r", vmin=0, vmax=1, interpolation="nearest")
+    step = max(1, len(names) // 40)
+    ax.set_xticks(range(0, len(names), step), names[::step], rotation=90, fontsize=6)
+    ax.set_yticks(range(0, len(names), step), names[::step], fontsize=6)
+    ax.set_xlabel("to")
+    ax.set_ylabel("from")
+    fig.colorbar(im, ax=ax, label="probability", shrink=0.7)
+    ax.set_title("Transition matrix (rows: from, columns: to; blank: 0)", fontsize=10)
+    out.append(_png(fig))
+    if len(names) <= 16:
+        out.append(_table(d.transitions, floats="{:.3f}", index=True))
+    return "\n".join(out)
+
+
+def _fit_section(cm: "CalibratedMarket") -> str:
+    plt = _plt()
+    d = cm.diagnostics
+    out = ["<h2>Fitted against observed (calibration window)</h2>"]
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
+    m = d.monthly
+    x = np.arange(len(m))
+    ax = axes[0, 0]
+    ax.plot(x, m["observed_repeat"], "o-", color="black", label="observed repeat transactions")
+    ax.plot(x, m["fitted_repeat"], "s--", color="tab:blue", label="fitted (one step ahead)")
+    ax.bar(x, m["new_customers"], color="tab:gray", alpha=0.3, label="new customers")
+    ax.set_xticks(x, m["period"], rotation=45, ha="right", fontsize=7)
+    ax.set_title("Transactions per month", fontsize=10)
+    ax.legend(fontsize=8)
+    ax = axes[0, 1]
+    r = d.return_by_recency
+    ax.plot(r["recency_months"], r["observed"], "o-", color="black", label="observed")
+    ax.plot(r["recency_months"], r["fitted"], "s--", color="tab:blue", label="fitted")
+    ax.set_xlabel("months since the last purchase")
+    ax.set_ylabel("share buying next month")
+    ax.set_title("Buying next month, by recency", fontsize=10)
+    ax.legend(fontsize=8)
+    ax = axes[1, 0]
+    f = d.frequency
+    xx = np.arange(len(f))
+    ax.bar(xx - 0.2, f["observed"], width=0.4, color="black", label="observed")
+    ax.bar(xx + 0.2, f["fitted"], width=0.4, color="tab:blue", label="fitted (simulated)")
+    ax.set_xticks(xx, f["repeat_transactions"])
+    ax.set_xlabel("repeat transactions in the window")
+    ax.set_ylabel("share of customers")
+    ax.set_title("Repeat transactions per customer", fontsize=10)
+    ax.legend(fontsize=8)
+    ax = axes[1, 1]
+    amounts = d.basket_sample[d.basket_sample > 0]
+    b = d.basket
+    if len(amounts):
+        logs = np.log(amounts)
+        ax.hist(logs, bins=40, density=True, color="black", alpha=0.35, label="observed")
+        grid = np.linspace(logs.min(), logs.max(), 200)
+        s2 = b.sigma_within ** 2 + b.sigma_between ** 2
+        dens = np.exp(-(grid - b.mean_log) ** 2 / (2 * s2)) / np.sqrt(2 * np.pi * s2)
+        ax.plot(grid, dens, color="tab:blue", label="fitted lognormal")
+        ax.set_xlabel("log(amount per transaction)")
+        ax.set_title(f"Transaction amounts (mean {b.mean:,.2f}, cv {b.cv:.2f}, between customers {b.individual_cv:.2f})",
+                     fontsize=10)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    out.append(_png(fig))
+    out.append(_table(m, floats="{:,.1f}"))
+    out.append(_table(r, floats="{:.4f}"))
+    return "\n".join(out)
+
+
+def _potential_section(cm: "CalibratedMarket") -> str:
+    d = cm.diagnostics
+    p = d.potential
+    if p is None:
+        return "<h2>Potential score</h2><p>No potential score (see the notes).</p>"
+    plt = _plt()
+    target = ("at least one purchase" if p.model.target == "active" else f"spend of at least {p.model.min_spend:g}")
+    out = ["<h2>Potential score</h2>",
+           f"<p>Logistic regression of <em>{target} in the next {p.model.horizon_months} months</em> on RFM features. "
+           f"Fitted at the end of {p.validated.origin}, validated on the later, held-out window from the end of "
+           f"{p.model.origin}: <b>AUC {p.auc:.3f}</b> (in sample {p.training_auc:.3f}; base rate "
+           f"{p.validation_base_rate:.3f}). The scoring model is refitted at the end of {p.model.origin} and scores "
+           f"the customers at the end of {p.at}; bands are thirds of the scores (cuts {p.cuts[0]:.3f}, {p.cuts[1]:.3f}).</p>"]
+    t = p.calibration
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    ax.plot([0, 1], [0, 1], color="gray", lw=0.8)
+    ax.plot(t["predicted"], t["observed"], "o-", color="tab:blue")
+    top = float(max(t["predicted"].max(), t["observed"].max(), 0.05)) * 1.05
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("observed")
+    ax.set_title("Calibration on the held-out window (deciles)", fontsize=10)
+    out.append(_png(fig))
+    out.append(_table(t, floats="{:.4f}"))
+    coef = pd.DataFrame({"coefficient (standardised)": pd.Series(p.model.coefficients)})
+    coef.index.name = "predictor"
+    out.append(_table(coef, floats="{:.4f}", index=True))
+    if d.potential_mix is not None:
+        mix = d.potential_mix.dropna()
+        mix = mix[(cm.diagnostics.segment_sizes.set_index("segment")["customers"].reindex(mix.index) >= 0.5)]
+        out.append("<p>Share of each segment's customers in each potential band at the calibration end:</p>")
+        out.append(_table(mix, floats="{:.3f}", index=True))
+    return "\n".join(out)
+
+
+def _backtest_section(bt: "BacktestResult") -> str:
+    plt = _plt()
+    m = bt.monthly
+    x = np.arange(len(m))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    for ax, col in zip(axes, ("transactions", "revenue")):
+        ax.plot(x, m[f"actual_{col}"], "o-", color="black", label="actual")
+        ax.plot(x, m[f"forecast_{col}"], "s-", color="tab:blue", label="simulation")
+        ax.plot(x, m[f"reference_{col}"], "^--", color="tab:orange", label="reference")
+        ax.set_xticks(x, m["period"], rotation=45, ha="right", fontsize=7)
+        ax.set_ylim(bottom=0)
+        ax.set_title(col, fontsize=10)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    rows = []
+    for col in ("transactions", "revenue"):
+        s = bt.summary[col]
+        rows.append({"": col, "actual": s["actual"], "simulation": s["forecast"], "reference": s["reference"],
+                     "simulation error %": s["forecast_error_pct"], "reference error %": s["reference_error_pct"],
+                     "simulation MAPE %": s["forecast_mape_pct"], "reference MAPE %": s["reference_mape_pct"]})
+    tx = bt.summary["transactions"]
+    return "\n".join([
+        "<h2>Backtest</h2>",
+        f"<p>Calibrated to {bt.summary['calibration_end']}; the {bt.summary['customers']} customers known then simulated "
+        f"through {bt.summary['holdout']['first_month']}..{bt.summary['holdout']['last_month']} "
+        f"({bt.summary['replications']} replications), against BG/NBD (+ Gamma-Gamma). Correlation across customers of "
+        f"holdout transactions: simulation {tx['forecast_customer_correlation']:.3f}, reference "
+        f"{tx['reference_customer_correlation']:.3f}.</p>",
+        _png(fig), _table(pd.DataFrame(rows), floats="{:,.1f}"), _table(m, floats="{:,.1f}")])
+
+
+def report_html(cm: "CalibratedMarket", *, backtest: "BacktestResult | None" = None, title: str | None = None) -> str:
+    """The report as one HTML string."""
+    d = cm.diagnostics
+    panel = cm.panel
+    src = cm.source.get("name", "(a log given in memory)")
+    sha = cm.source.get("sha256")
+    market = cm.market
+    head = [
+        f"<h1>{html.escape(title or f'Calibration report: {market.name}')}</h1>",
+        f"<p>Source: <b>{html.escape(src)}</b>" + (f" (SHA-256 <code>{sha}</code>)" if sha else "") +
+        f". Calibration window {panel.months[0]}..{panel.months[-1]} (ending {cm.calibration_end.date()}), "
+        f"{panel.n_customers:,} customers, {int(panel.counts.sum()):,} transactions, revenue {panel.spend.sum():,.2f} "
+        f"{market.currency}. Arrivals {market.acquisition.per_month:g} per month into '{market.acquisition.segment}'. "
+        f"Written {dt.date.today().isoformat()}.</p>",
+        "<ul class='notes'>" + "".join(f"<li>{html.escape(n)}</li>" for n in d.notes) + "</ul>",
+        "<p>Seasonality (January..December): " + ", ".join(f"{v:.3f}" for v in market.seasonality) + "</p>",
+    ]
+    parts = head + [_segments_section(cm), _transitions_section(cm), _fit_section(cm), _potential_section(cm)]
+    if backtest is not None:
+        parts.append(_backtest_section(backtest))
+    body = "\n".join(parts)
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(market.name)} calibration</title>"
+            f"<style>{_CSS}</style></head><body>{body}</body></html>")
+
+
+def write_report(cm: "CalibratedMarket", path: str | Path, *, backtest: "BacktestResult | None" = None) -> Path:
+    """Write the HTML report (creating its folder)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(report_html(cm, backtest=backtest), encoding="utf-8")
+    return path
