@@ -32,7 +32,7 @@ estimation of a market -- reads the panel.
   customers age and drop out.
 * :class:`RuleSet`: a named, ordered list of segments with conditions on the RFM features,
   read from YAML (:func:`load_ruleset`); the first segment whose conditions a customer meets is
-  its segment. Example: ``markets/rulesets/value_engagement.yaml``.
+  its segment. Example: ``rulesets/value_engagement.yaml``.
 
 A rule set file::
 

@@ -14,7 +14,7 @@ from simulator.calibration.segmentation import (
 )
 from simulator.errors import InputErrors
 
-RULESET = Path(__file__).resolve().parents[2] / "markets" / "rulesets" / "value_engagement.yaml"
+RULESET = Path(__file__).resolve().parents[2] / "rulesets" / "value_engagement.yaml"
 
 
 def frame(rows: list[tuple[str, str, float]]) -> pd.DataFrame:
