@@ -53,6 +53,7 @@ class CompiledMarket:
     identified_share: float
     customers: int
     category_share: dict[str, float]
+    potential_mix: np.ndarray | None = None  # [S, 3] shares of low, medium, high potential (calibrated), or None
 
     @classmethod
     def from_spec(cls, m: Market) -> "CompiledMarket":
@@ -91,6 +92,8 @@ class CompiledMarket:
             identified_share=m.identified_share,
             customers=m.customers,
             category_share=dict(m.categories),
+            potential_mix=(np.array([[s.potential.get(b, 0.0) for b in ("low", "medium", "high")] for s in m.segments])
+                           if all(s.potential is not None for s in m.segments) else None),
         )
 
 

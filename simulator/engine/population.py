@@ -9,6 +9,16 @@ and the seed.
 Individual heterogeneity (NBD, Ehrenberg 1959; Fader, Hardie & Lee 2005): an agent's purchase
 rate is its segment's rate times ``rate_mult ~ Gamma(k, 1/k)`` (mean 1, k = segment
 ``rate_shape``); its mean basket is the segment's mean times a lognormal multiplier of mean 1.
+
+Potential band (low / medium / high; playbooks target campaigns and drives by it): drawn from
+the agent's segment's band mix when the market gives one (``Segment.potential``, written by
+``loyalty-sim calibrate`` from the logistic potential score), else the thirds of the agents'
+expected spend over the next 12 months given the segment dynamics.
+
+Known customers. ``initial`` (:class:`InitialAgents`) starts the first agents from given
+states -- real customers at a calibration date, as the back-test does -- instead of draws:
+their segment (then every segment-dependent draw uses it), and optionally their recency,
+purchase-rate and basket multipliers and potential band.
 """
 
 from __future__ import annotations
@@ -24,7 +34,33 @@ from simulator.engine.streams import Streams
 
 #: Streams used to draw the population (period -1).
 INIT_STREAMS = ("init.segment", "init.rate", "init.basket", "init.identified", "init.reach", "init.opt_in",
-                "init.birthday", "init.recency")
+                "init.birthday", "init.recency", "init.potential")
+
+
+@dataclass(frozen=True)
+class InitialAgents:
+    """Given starting states of the first ``len(segment)`` base agents (None: drawn as usual)."""
+
+    segment: np.ndarray                      # segment index per agent
+    recency: np.ndarray | None = None        # months since the last purchase
+    rate_mult: np.ndarray | None = None      # purchase-rate multiplier (mean 1 within a segment)
+    basket_mult: np.ndarray | None = None    # mean-basket multiplier (mean 1 within a segment)
+    potential: np.ndarray | None = None      # 0 low, 1 medium, 2 high
+
+    def __len__(self) -> int:
+        return int(np.asarray(self.segment).shape[0])
+
+    def check(self, agents: int, n_segments: int) -> None:
+        n = len(self)
+        if n > agents:
+            raise ValueError(f"{n} initial agents for a population of {agents} (expected at most {agents})")
+        for name in ("recency", "rate_mult", "basket_mult", "potential"):
+            a = getattr(self, name)
+            if a is not None and np.asarray(a).shape != (n,):
+                raise ValueError(f"initial {name} has shape {np.asarray(a).shape} (expected ({n},))")
+        seg = np.asarray(self.segment)
+        if n and (seg.min() < 0 or seg.max() >= n_segments):
+            raise ValueError(f"initial segment indices must be in 0..{n_segments - 1}")
 
 
 @dataclass
@@ -57,7 +93,7 @@ class Population:
 
     @classmethod
     def draw(cls, market: CompiledMarket, streams: Streams, *, agents: int, horizon: int,
-             referral_slots: int = 0) -> "Population":
+             referral_slots: int = 0, initial: InitialAgents | None = None) -> "Population":
         scale = market.customers / agents
         per_month = market.arrivals_per_month / scale
         arrivals: list[tuple[int, int]] = []
@@ -76,6 +112,11 @@ class Population:
         cum = np.cumsum(market.share)
         cum[-1] = 1.0
         seg[:agents] = np.searchsorted(cum, u, side="right").clip(0, S - 1)
+        k0 = 0
+        if initial is not None:
+            initial.check(agents, S)
+            k0 = len(initial)
+            seg[:k0] = initial.segment
         arrival_month = np.full(capacity, -1, dtype=np.int32)
         for t, (a, b) in enumerate(arrivals):
             arrival_month[a:b] = t
@@ -95,16 +136,33 @@ class Population:
         lam = np.maximum(market.rate[seg] * rate_mult, 1e-6)
         recency = np.minimum(np.floor(-np.log(streams.uniform("init.recency", -1, idx)) / lam), 240).astype(np.int16)
         recency[agents:] = 0
+        if initial is not None:
+            if initial.recency is not None:
+                recency[:k0] = np.minimum(initial.recency, 30000)
+            if initial.rate_mult is not None:
+                rate_mult[:k0] = initial.rate_mult
+            if initial.basket_mult is not None:
+                basket_mult[:k0] = initial.basket_mult
 
-        # Potential: expected value over the next 12 months given segment dynamics, in thirds.
-        e = np.zeros(S)
-        Ph = np.eye(S)
-        for _ in range(12):
-            Ph = Ph @ market.P
-            e += Ph @ market.rate
-        value = e[seg] * rate_mult * market.basket_mean[seg] * basket_mult
-        cuts = np.quantile(value[:agents], [1 / 3, 2 / 3])
-        potential = np.searchsorted(cuts, value, side="right").astype(np.int8)
+        if market.potential_mix is not None:
+            # calibrated: the band drawn from the agent's segment's mix
+            cum = np.cumsum(market.potential_mix, axis=1)
+            cum /= cum[:, -1:]
+            up = streams.uniform("init.potential", -1, idx)
+            potential = (up > cum[seg, 0]).astype(np.int8)
+            potential += up > cum[seg, 1]
+        else:
+            # expected value over the next 12 months given segment dynamics, in thirds
+            e = np.zeros(S)
+            Ph = np.eye(S)
+            for _ in range(12):
+                Ph = Ph @ market.P
+                e += Ph @ market.rate
+            value = e[seg] * rate_mult * market.basket_mean[seg] * basket_mult
+            cuts = np.quantile(value[:agents], [1 / 3, 2 / 3])
+            potential = np.searchsorted(cuts, value, side="right").astype(np.int8)
+        if initial is not None and initial.potential is not None:
+            potential[:k0] = initial.potential
 
         beta = market.response["self_selection"]
         base_seg = seg[:agents]

@@ -26,7 +26,7 @@ from simulator.engine.compiled import CENTI, EXPIRY_FIXED, EXPIRY_NEVER, Compile
 from simulator.engine.mechanisms import campaigns as camp
 from simulator.engine.mechanisms import enrolment, expiry, fees, points, rewards, tiers, transitions
 from simulator.engine.mechanisms.purchases import draw_baskets, poisson_icdf
-from simulator.engine.population import INIT_STREAMS, Population, referral_capacity
+from simulator.engine.population import INIT_STREAMS, InitialAgents, Population, referral_capacity
 from simulator.engine.state import NEVER, RunState
 from simulator.engine.streams import Streams, seed_key
 from simulator.scenario import Scenario
@@ -85,11 +85,13 @@ class Simulation:
     seed, replication : the run seed and the replication number (each replication's streams
         come from ``SeedSequence(seed).spawn``).
     mechanisms : override the playbook's switches (tests use this).
+    initial : given starting states of the first base agents (real customers at a calibration
+        date; :class:`~simulator.engine.population.InitialAgents`), instead of draws.
     """
 
     def __init__(self, scenario: Scenario, *, agents: int, seed: int, replication: int = 0,
                  mechanisms: Mechanisms | None = None, check_agents: bool = False,
-                 parameters: dict[str, float] | None = None):
+                 parameters: dict[str, float] | None = None, initial: InitialAgents | None = None):
         from simulator.uncertainty import realise
 
         # parameters given as distributions are drawn for this replication (``parameters``
@@ -114,7 +116,8 @@ class Simulation:
         if self.mech.referrals and any(p.bonus_referral > 0 for p in programs):
             approx = agents + int(m.arrivals_per_month / (m.customers / agents) * self.H) + 1
             slots = referral_capacity(ref_rate, approx, self.H)
-        self.pop = Population.draw(m, self.streams, agents=agents, horizon=self.H, referral_slots=slots)
+        self.pop = Population.draw(m, self.streams, agents=agents, horizon=self.H, referral_slots=slots,
+                                   initial=initial)
         self.all_idx = np.arange(self.pop.capacity, dtype=np.int64)
         S = len(m.names)
         self.P_member = transitions.member_matrix(m, m.response["transition_effect"])
@@ -542,6 +545,12 @@ class Simulation:
             self._progress(t)
 
     # ---------------------------------------------------------------- run
+    def month_purchases(self, run: str) -> tuple[np.ndarray, np.ndarray]:
+        """Per-agent purchases and net spend of the month just stepped in ``run`` ('design' or
+        'baseline'), arrays over the population (read them from a ``progress`` callback)."""
+        sc = self.scratch[run]
+        return sc.counts, sc.spend
+
     def run(self, progress: Callable[[int], None] | None = None) -> "ReplicationResult":
         """Run the calendar; ``progress(month)`` is called after each month closes (it is not
         a calendar event, so it leaves the event log unchanged)."""

@@ -6,7 +6,7 @@ published studies; each field's description names its source (see ``docs/model.m
 
 from __future__ import annotations
 
-from typing import Annotated, Iterator
+from typing import Annotated, Iterator, Literal
 
 from pydantic import Field
 
@@ -34,6 +34,9 @@ class Segment(Spec):
     rate_shape: float = Field(2.0, gt=0, le=1000, description="gamma shape of individual purchase rates around the segment mean (NBD heterogeneity: smaller = more heterogeneous)")
     basket: Basket
     lapsed: bool = Field(False, description="a disengaged segment: the program's transition effect reduces members' moves into it")
+    potential: dict[Literal["low", "medium", "high"], Share] | None = Field(
+        None, description="share of this segment's customers in each potential band (written by `loyalty-sim calibrate` from the "
+                          "fitted potential score); sums to 1. Without it, bands are thirds of each customer's expected 12-month spend")
 
 
 class Acquisition(Spec):
@@ -153,6 +156,13 @@ class Market(Spec):
                 if dst not in names:
                     yield ("transitions", src, dst), f"unknown segment '{dst}'{did_you_mean(dst, names)} (expected one of: {', '.join(names)})"
             yield from check_sum(row.values(), ("transitions", src), f"transition probabilities from '{src}'")
+        with_mix = [s for s in segs if s.potential is not None]
+        if with_mix and len(with_mix) < len(segs):
+            i, missing = next((i, s.name) for i, s in enumerate(segs) if s.potential is None)
+            yield ("segments", i), (f"segment '{missing}' has no potential mix while {len(with_mix)} other(s) do "
+                                  "(expected a potential mix on every segment or on none)")
+        for i, s in enumerate(with_mix if len(with_mix) == len(segs) else ()):
+            yield from check_sum(s.potential.values(), ("segments", i, "potential"), f"potential shares of '{s.name}'")
         for n in names:
             if n not in self.transitions:
                 yield ("transitions",), f"no row for segment '{n}' (expected a row for every segment)"

@@ -45,7 +45,7 @@ class EnrolmentDrive(Spec):
 
 class Campaign(Spec):
     """A marketing campaign in the calendar. It reaches only customers opted in to its
-    channel (or, with no channel, every targeted customer who shops in the month)."""
+    channel (or, with no channel -- in-store signage, the till -- every targeted customer)."""
 
     name: Name
     kind: Literal["points_multiplier", "bonus_points", "reactivation"]
