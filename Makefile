@@ -20,10 +20,10 @@ demo: $(STAMP)
 	$(BIN)/loyalty-sim demo --out $(OUT) --force
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 test-all: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 -m ''
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -m ''
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/engine_speed.py

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional
+from typing import Annotated, Callable, Iterator, List, Optional
 
 import typer
 
@@ -242,6 +242,150 @@ def demo(
                        summaries=True)
     except InputErrors as exc:
         _fail(exc)
+
+
+# ----------------------------------------------------------------------------- calibration
+# options shared by calibrate and backtest: how to read the log, how to segment it
+LogFormat = Annotated[str, typer.Option("--format", help="'table': CSV or Parquet with a header (by extension); 'cdnow': the CDNOW sample's layout (5 whitespace-separated columns, no header).")]
+CustomerCol = Annotated[str, typer.Option("--customer-col", help="Column of the customer id.")]
+DateCol = Annotated[str, typer.Option("--date-col", help="Column of the transaction date.")]
+AmountCol = Annotated[str, typer.Option("--amount-col", help="Column of the amount (negative: a return, netted against the customer's spend).")]
+DateFormat = Annotated[Optional[str], typer.Option("--date-format", help="strptime format of the dates, e.g. '%d/%m/%Y' (default ISO 8601 YYYY-MM-DD).")]
+OnBadRows = Annotated[str, typer.Option("--on-bad-rows", help="'fail' (default): stop at rows that cannot be used, naming their lines; 'skip': drop and count them.")]
+SameDay = Annotated[bool, typer.Option("--merge-same-day/--keep-same-day", help="Merge several rows of one customer on one day into one transaction (default).")]
+RuleSetOpt = Annotated[Optional[Path], typer.Option("--segments", help="Segment with a YAML rule set (e.g. rulesets/value_engagement.yaml) instead of the default frequency-tier x recency states.")]
+RecencyMonths = Annotated[int, typer.Option("--recency-months", min=1, max=60, help="Default states: recency buckets 0..N months (the last holds everyone silent that long).")]
+RateTiers = Annotated[int, typer.Option("--rate-tiers", min=1, max=8, help="Default states: frequency tiers (nodes of the fitted purchase-rate distribution).")]
+LapseTiers = Annotated[int, typer.Option("--lapse-tiers", min=1, max=4, help="Default states: classes of the propensity to lapse within each tier.")]
+
+
+def _log_source(path: Path, fmt: str, customer_col: str, date_col: str, amount_col: str, date_format: str | None,
+                on_bad_rows: str, merge_same_day: bool):
+    from simulator.calibration.pipeline import LogSource
+
+    if fmt not in ("table", "cdnow"):
+        raise InputErrors.one("(command line)", f"{fmt!r} is not a log format (expected table or cdnow)", field="--format")
+    if on_bad_rows not in ("fail", "skip"):
+        raise InputErrors.one("(command line)", f"{on_bad_rows!r} is not a choice (expected fail or skip)", field="--on-bad-rows")
+    return LogSource(path=path, format=fmt, customer_col=customer_col, date_col=date_col, amount_col=amount_col,
+                     date_format=date_format, on_bad_rows=on_bad_rows, merge_same_day=merge_same_day)
+
+
+def _cleaning_text(report) -> str:
+    r = report
+    return (f"read {r.rows_read:,} rows: {r.transactions:,} transactions of {r.customers:,} customers, "
+            f"{r.first_date} .. {r.last_date}; skipped {r.bad_rows_skipped:,} bad rows, dropped {r.duplicates_dropped:,} "
+            f"duplicates, netted {r.returns_netted:,} returns ({r.returns_unmatched:,} unmatched dropped), "
+            f"merged {r.rows_merged:,} same-day rows")
+
+
+@app.command()
+def calibrate(
+    transactions: Path = typer.Argument(..., help="Transaction log: CSV (.csv, .txt, optionally .gz) or Parquet, at least customer id, date and amount."),
+    out: Path = typer.Option(..., "--out", help="Market file to write, markets/<market>/market.yaml; the calibration report goes beside it."),
+    currency: str = typer.Option(..., "--currency", help="ISO 4217 code of the log's amounts."),
+    gross_margin: float = typer.Option(..., "--gross-margin", help="Gross margin on net sales, a share (finance's figure: it is not in a log)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Market name (default: the market file's folder)."),
+    calibration_end: Optional[str] = typer.Option(None, "--calibration-end", help="Last day used, YYYY-MM-DD (moved back to a month end; default: the log's last complete month)."),
+    vat_rate: float = typer.Option(0.0, "--vat-rate", min=0.0, max=1.0, help="Sales tax/VAT rate of the amounts."),
+    prices_include_tax: bool = typer.Option(True, "--prices-include-tax/--prices-exclude-tax", help="Whether the amounts include VAT."),
+    reporting_currency: Optional[str] = typer.Option(None, "--reporting-currency", help="Currency of multi-market roll-ups (default: --currency)."),
+    fx_to_reporting: float = typer.Option(1.0, "--fx-to-reporting", min=0.0, help="Reporting-currency units per local unit."),
+    discount_rate: float = typer.Option(0.08, "--discount-rate", min=0.0, max=1.0, help="Annual discount rate for NPV."),
+    seasonality: str = typer.Option("auto", "--seasonality", help="'auto': month lengths plus calendar-month effects when the log has 24+ months; 'flat': month lengths only."),
+    potential_months: int = typer.Option(3, "--potential-months", min=0, max=24, help="Months ahead of the potential score (0: none)."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Calibration report (default: calibration_report.html beside the market file)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing market file and report."),
+    fmt: LogFormat = "table",
+    customer_col: CustomerCol = "customer_id",
+    date_col: DateCol = "date",
+    amount_col: AmountCol = "amount",
+    date_format: DateFormat = None,
+    on_bad_rows: OnBadRows = "fail",
+    merge_same_day: SameDay = True,
+    segments: RuleSetOpt = None,
+    recency_months: RecencyMonths = 12,
+    rate_tiers: RateTiers = 4,
+    lapse_tiers: LapseTiers = 2,
+) -> None:
+    """Calibrate a market from a transaction log: segments, transitions, baskets, seasonality, arrivals, potential score."""
+    from simulator.calibration.pipeline import calibrate_file, segmentation_from
+
+    try:
+        source = _log_source(transactions, fmt, customer_col, date_col, amount_col, date_format, on_bad_rows, merge_same_day)
+        if seasonality not in ("auto", "flat"):
+            raise InputErrors.one("(command line)", f"{seasonality!r} is not a choice (expected auto or flat)", field="--seasonality")
+        seg = segmentation_from(segments, recency_months=recency_months, rate_tiers=rate_tiers, lapse_tiers=lapse_tiers,
+                                lapsed_from=min(6, recency_months))
+        done = calibrate_file(source, out, name=name, currency=currency, gross_margin=gross_margin,
+                              calibration_end=calibration_end, segmentation=seg, vat_rate=vat_rate,
+                              prices_include_tax=prices_include_tax, reporting_currency=reporting_currency,
+                              fx_to_reporting=fx_to_reporting, discount_rate=discount_rate, seasonality=seasonality,
+                              potential_months=potential_months, report=report, force=force)
+    except InputErrors as exc:
+        _fail(exc)
+    cm = done.calibrated
+    typer.echo(_cleaning_text(done.log.report))
+    m = cm.market
+    typer.echo(f"calibrated to {cm.calibration_end.date()}: {len(m.segments)} segments, {m.customers:,} customers, "
+               f"{m.acquisition.per_month:g} arrivals per month")
+    pot = cm.diagnostics.potential
+    if pot is not None:
+        typer.echo(f"potential score: active {pot.model.horizon_months} months ahead, out-of-time AUC {pot.auc:.3f}")
+    for note in done.notes:
+        typer.echo(f"  note: {note}")
+    typer.echo(f"market: {done.market_path}")
+    typer.echo(f"report: {done.report_path}")
+
+
+@app.command()
+def backtest(
+    transactions: Path = typer.Argument(..., help="Transaction log: CSV (.csv, .txt, optionally .gz) or Parquet, at least customer id, date and amount."),
+    calibration_end: str = typer.Option(..., "--calibration-end", help="Last day of the calibration window, YYYY-MM-DD (moved back to a month end)."),
+    out: Path = typer.Option(..., "--out", help="Directory for backtest.csv, backtest.json, the plot and the report (refused if it exists, unless --force)."),
+    holdout_end: Optional[str] = typer.Option(None, "--holdout-end", help="Last day of the holdout, YYYY-MM-DD (default: the log's last complete month)."),
+    replications: int = typer.Option(20, "--replications", min=1, help="Simulation runs averaged (independent seeds)."),
+    agents: Optional[int] = typer.Option(None, "--agents", min=1, help="Agents per run (default: one per customer known at the calibration end)."),
+    seed: int = typer.Option(20240601, "--seed", min=0, help="Seed: the same seed and log give identical outputs."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
+    fmt: LogFormat = "table",
+    customer_col: CustomerCol = "customer_id",
+    date_col: DateCol = "date",
+    amount_col: AmountCol = "amount",
+    date_format: DateFormat = None,
+    on_bad_rows: OnBadRows = "fail",
+    merge_same_day: SameDay = True,
+    segments: RuleSetOpt = None,
+    recency_months: RecencyMonths = 12,
+    rate_tiers: RateTiers = 4,
+    lapse_tiers: LapseTiers = 2,
+) -> None:
+    """Calibrate up to a date, simulate the known customers through the holdout, compare with what they did and with BG/NBD + Gamma-Gamma."""
+    from simulator.calibration.pipeline import backtest_file, segmentation_from
+
+    try:
+        source = _log_source(transactions, fmt, customer_col, date_col, amount_col, date_format, on_bad_rows, merge_same_day)
+        seg = segmentation_from(segments, recency_months=recency_months, rate_tiers=rate_tiers, lapse_tiers=lapse_tiers,
+                                lapsed_from=min(6, recency_months))
+        with _progress(replications, "back-test") as tick:
+            result = backtest_file(source, out, calibration_end=calibration_end, holdout_end=holdout_end, agents=agents,
+                                   replications=replications, seed=seed, segmentation=seg, force=force, progress=tick,
+                                   arguments={"format": fmt})
+    except InputErrors as exc:
+        _fail(exc)
+    s = result.summary
+    typer.echo(f"calibration to {s['calibration_end']}, holdout {s['holdout']['first_month']}..{s['holdout']['last_month']}, "
+               f"{s['customers']:,} customers, {s['replications']} replications, seed {s['seed']}")
+    typer.echo(f"{'':<28}{'actual':>12}{'simulation':>12}{'error':>8}{'MAPE':>7}{'reference':>12}{'error':>8}{'MAPE':>7}")
+    for key, label in (("transactions", "holdout transactions"), ("revenue", "holdout revenue")):
+        b = s[key]
+        typer.echo(f"{label:<28}{b['actual']:>12,.0f}{b['forecast']:>12,.0f}{b['forecast_error_pct']:>+7.1f}%"
+                   f"{b['forecast_mape_pct']:>6.1f}%{b['reference']:>12,.0f}{b['reference_error_pct']:>+7.1f}%"
+                   f"{b['reference_mape_pct']:>6.1f}%")
+    t = s["transactions"]
+    typer.echo(f"per-customer correlation of holdout transactions: simulation {t['forecast_customer_correlation']:.3f}, "
+               f"reference {t['reference_customer_correlation']:.3f}  (reference: BG/NBD; revenue x Gamma-Gamma)")
+    typer.echo(f"results: {out}")
 
 
 def main() -> None:

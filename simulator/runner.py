@@ -98,9 +98,14 @@ def manifest(scenario: Scenario, *, agents: int, seed: int, replications: int) -
             "playbook": scenario.playbook.model_dump(mode="json"),
             "fx_design_to_local": scenario.fx_design_to_local,
         },
-        "environment": {"python": sys.version.split()[0], "numpy": np.__version__, "pandas": pd.__version__,
-                        "platform": platform.platform()},
+        "environment": environment(),
     }
+
+
+def environment() -> dict[str, str]:
+    """Versions a manifest records beside the tool's own."""
+    return {"python": sys.version.split()[0], "numpy": np.__version__, "pandas": pd.__version__,
+            "platform": platform.platform()}
 
 
 def summary_text(summary: dict[str, Any]) -> str:

@@ -18,16 +18,11 @@ holdout, and compare with what they actually did -- next to the field's standard
    their errors, the mean absolute percentage error of the monthly series (MAPE), and the
    correlation across customers between forecast and actual holdout transactions.
 
-How agents start from the data. The engine draws every agent's initial segment from the
-market's shares and its own purchase-rate and basket multipliers at construction. The backtest
-builds the :class:`~simulator.engine.simulation.Simulation` and then, before running it,
-overwrites for the first ``agents`` agents: ``runs[name].segment`` and ``runs[name].recency``
-(both runs), ``pop.segment0``, ``pop.recency0``, ``pop.rate_mult`` and ``pop.basket_mult`` (and
-clears ``pop._powers``, the cache of ``rate_mult`` powers). Per-agent transactions are read after
-each month closes through the ``progress`` callback (``scratch["baseline"].counts`` and
-``.spend``). A clean engine hook would replace both: an optional initial state for the base
-agents (segment, recency, rate and basket multipliers) in ``Population.draw`` /
-``Simulation(...)``, and per-agent monthly counts and spend in the replication result.
+How agents start from the data. Each agent is one known customer, started through the
+engine's :class:`~simulator.engine.population.InitialAgents`: its segment, its recency, and its
+own mean basket relative to its segment's; its purchase-rate multiplier is drawn by the engine
+from its segment's gamma. Per-agent transactions are read after each month closes
+(:meth:`~simulator.engine.simulation.Simulation.month_purchases`).
 """
 
 from __future__ import annotations
@@ -38,10 +33,10 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
-from scipy.special import gammaincinv
 
 from simulator.calibration.estimate import CalibratedMarket, calibrate, customer_states
 from simulator.calibration.reference import BGNBD, GammaGamma, rfm_summary
@@ -78,6 +73,7 @@ class BacktestResult:
     customers: pd.DataFrame
     calibration: CalibratedMarket
     replications_monthly: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage (not written: files are reproducible)
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
         return write_backtest(self, out_dir)
@@ -123,11 +119,12 @@ def _no_program_scenario(cm: CalibratedMarket, start: dt.date, months: int):
     return Scenario(program=program, baseline=None, market=market, playbook=playbook, fx_design_to_local=1.0)
 
 
-def _simulate(cm: CalibratedMarket, start: dt.date, months: int, agents: int, replications: int, seed: int
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _simulate(cm: CalibratedMarket, start: dt.date, months: int, agents: int, replications: int, seed: int,
+              progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Engine runs from the customers' own states. Returns per-replication monthly totals of
     transactions and revenue (scaled to all known customers) ``[replications, months]`` and the
     mean per-customer holdout transactions and revenue ``[customers]``."""
+    from simulator.engine.population import InitialAgents
     from simulator.engine.simulation import Simulation
 
     scenario = _no_program_scenario(cm, start, months)
@@ -135,7 +132,6 @@ def _simulate(cm: CalibratedMarket, start: dt.date, months: int, agents: int, re
     n = len(cust)
     rng = np.random.default_rng(seed)
     pick = np.arange(agents) % n if agents >= n else np.sort(rng.choice(n, size=agents, replace=False))
-    shapes = np.array([s.rate_shape for s in scenario.market.segments])
     tx = np.zeros((replications, months))
     rev = np.zeros((replications, months))
     per_tx = np.zeros(n)
@@ -146,30 +142,21 @@ def _simulate(cm: CalibratedMarket, start: dt.date, months: int, agents: int, re
     for rep in range(replications):
         seg_all, _ = customer_states(cm, np.random.default_rng([seed, rep]))
         seg = seg_all[pick]
-        sim = Simulation(scenario, agents=agents, seed=seed, replication=rep, mechanisms=scenario.playbook.mechanisms)
-        k = agents
-        for run in sim.runs.values():
-            run.segment[:k] = seg
-            run.recency[:k] = recency[pick]
-        pop = sim.pop
-        pop.segment0[:k] = seg
-        pop.recency0[:k] = recency[pick]
-        # individual purchase-rate multipliers: the segment's gamma, redrawn for the agent's own segment
-        u = np.random.default_rng([seed, rep, 1]).random(k)
-        sh = shapes[seg]
-        pop.rate_mult[:k] = np.where(sh >= 999.0, 1.0, gammaincinv(sh, u) / sh)
-        # own basket, relative to its segment's mean (normalised so each segment keeps its mean)
+        # own basket, relative to its segment's mean (normalised so each segment keeps its mean);
+        # the purchase-rate multiplier is the engine's own draw from the agent's segment's gamma
         bm = bmult_raw[pick]
         norm = pd.Series(bm).groupby(seg).transform("mean").to_numpy()
-        pop.basket_mult[:k] = bm / np.where(norm > 0, norm, 1.0)
-        pop._powers.clear()
+        initial = InitialAgents(segment=seg, recency=recency[pick], basket_mult=bm / np.where(norm > 0, norm, 1.0))
+        sim = Simulation(scenario, agents=agents, seed=seed, replication=rep, mechanisms=scenario.playbook.mechanisms,
+                         initial=initial)
+        k = agents
         counts = np.zeros((months, k))
         spend = np.zeros((months, k))
 
         def grab(t: int, sim=sim, counts=counts, spend=spend) -> None:
-            sc = sim.scratch["baseline"]
-            counts[t] = sc.counts[:k]
-            spend[t] = sc.spend[:k]
+            n, s = sim.month_purchases("baseline")
+            counts[t] = n[:k]
+            spend[t] = s[:k]
 
         sim.run(progress=grab)
         scale = sim.pop.scale
@@ -177,6 +164,8 @@ def _simulate(cm: CalibratedMarket, start: dt.date, months: int, agents: int, re
         rev[rep] = spend.sum(axis=1) * scale
         per_tx += np.bincount(pick, weights=counts.sum(axis=0), minlength=n)
         per_rev += np.bincount(pick, weights=spend.sum(axis=0), minlength=n)
+        if progress is not None:
+            progress(1)
     with np.errstate(invalid="ignore", divide="ignore"):
         per_tx = per_tx / (per_n * replications)
         per_rev = per_rev / (per_n * replications)
@@ -223,6 +212,7 @@ def backtest(
     seed: int = 20240601,
     segmentation: RFMStates | RuleSet | None = None,
     source: str | Path | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> BacktestResult:
     """Calibrate up to ``calibration_end``, simulate the known customers through the holdout and
     compare with what they did and with BG/NBD (+ Gamma-Gamma).
@@ -245,6 +235,8 @@ def backtest(
         As for :func:`~simulator.calibration.estimate.calibrate` (default ``RFMStates()``).
     source : path, optional
         The log's file (named in the calibrated market's header).
+    progress : callable, optional
+        Called with 1 after each replication.
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -274,7 +266,7 @@ def backtest(
 
     t0 = time.perf_counter()
     start = holdout[0].to_timestamp().date()
-    sim_tx, sim_rev, per_tx, per_rev = _simulate(cm, start, H, k, replications, seed)
+    sim_tx, sim_rev, per_tx, per_rev = _simulate(cm, start, H, k, replications, seed, progress)
     timings["simulation_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     month_ends = [p.end_time.normalize() for p in holdout]
@@ -320,10 +312,9 @@ def backtest(
         "model": cm.model.params() if cm.model is not None else None,
         "reference_models": ref_info,
         "notes": cm.diagnostics.notes,
-        "timings": {k_: round(v, 3) for k_, v in timings.items()},
     }
     return BacktestResult(monthly=monthly, summary=summary, customers=customers, calibration=cm,
-                          replications_monthly=sim_tx)
+                          replications_monthly=sim_tx, timings={k_: round(v, 3) for k_, v in timings.items()})
 
 
 def _plot(result: BacktestResult, path: Path) -> None:

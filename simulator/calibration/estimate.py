@@ -89,6 +89,7 @@ from simulator.calibration.segmentation import (
     DAYS_PER_MONTH, MonthlyPanel, RFMStates, RuleSet, assign_rules, calibration_month_end, monthly_panel, rfm_arrays,
 )
 from simulator.calibration.transactions import TransactionLog
+from simulator import __version__
 from simulator.specs import dump
 from simulator.specs.market import Market
 
@@ -839,6 +840,19 @@ def calibrate(
     names = fit.names
     S = len(names)
     shares = _rounded_shares(fit.shares)
+    # potential band mix of each segment (customers weighted by their segment membership); a
+    # segment no known customer is in takes the overall mix. It goes into the market file so
+    # that the engine draws each agent's band from its segment's mix.
+    pot_mix = band = None
+    if potential is not None:
+        band = potential.bands.reindex(pd.Index(panel.customers)).to_numpy()
+        code = pd.Categorical(band, categories=list(BANDS)).codes
+        mix = np.stack([fit.weights[code == b].sum(axis=0) for b in range(3)], axis=1)
+        overall = np.bincount(code[code >= 0], minlength=3).astype(np.float64)
+        overall = overall / overall.sum() if overall.sum() > 0 else np.full(3, 1 / 3)
+        tot = mix.sum(axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            pot_mix = pd.DataFrame(np.where(tot > 0, mix / tot, overall[None, :]), index=list(names), columns=list(BANDS))
     segments = []
     for s in range(S):
         segments.append({
@@ -850,6 +864,7 @@ def calibrate(
             "basket": {"mean": _round(max(fit.baskets[s], 0.01), 4), "cv": _round(basket.cv, 4),
                        "individual_cv": _round(basket.individual_cv, 4)},
             "lapsed": bool(fit.lapsed[s]),
+            **({"potential": _rounded_row(pot_mix.iloc[s].to_dict())} if pot_mix is not None else {}),
         })
     transitions = {names[s]: _rounded_row({names[j]: fit.transitions[s, j] for j in np.flatnonzero(fit.transitions[s] > 0)})
                    for s in range(S)}
@@ -882,15 +897,9 @@ def calibrate(
     if fit.posterior is not None and fit.types is not None:
         for g, tn in enumerate(fit.types.names):
             cust[f"p_{tn}"] = fit.posterior[:, g]
-    pot_mix = None
     if potential is not None:
         cust["potential"] = potential.scores.reindex(cust.index).to_numpy()
-        cust["band"] = potential.bands.reindex(cust.index).to_numpy()
-        code = pd.Categorical(cust["band"].to_numpy(), categories=list(BANDS)).codes
-        mix = np.stack([fit.weights[code == b].sum(axis=0) for b in range(3)], axis=1)
-        tot = mix.sum(axis=1, keepdims=True)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            pot_mix = pd.DataFrame(np.where(tot > 0, mix / tot, np.nan), index=list(names), columns=list(BANDS))
+        cust["band"] = band
     monthly = pd.DataFrame({
         "period": [str(p) for p in panel.months],
         "observed": panel.counts.sum(axis=0),
@@ -1208,8 +1217,7 @@ def customer_states(cm: CalibratedMarket, rng: np.random.Generator) -> tuple[np.
 # ======================================================================================
 
 
-def market_yaml(cm: CalibratedMarket, *, source_name: str | None = None, source_sha256: str | None = None,
-                written: dt.date | None = None) -> str:
+def market_yaml(cm: CalibratedMarket, *, source_name: str | None = None, source_sha256: str | None = None) -> str:
     """The market file's text: a header comment saying where it comes from, then the market
     (:func:`simulator.specs.dump`, which loads back to an equal object)."""
     src_name = source_name or cm.source.get("name") or "(a transaction log given in memory)"
@@ -1218,7 +1226,7 @@ def market_yaml(cm: CalibratedMarket, *, source_name: str | None = None, source_
     lines = [
         f"# Calibrated by loyalty-sim calibrate from {src_name}" + (f" (SHA-256 {src_hash})" if src_hash else ""),
         f"# calibration window {panel.months[0]}..{panel.months[-1]}, ending {cm.calibration_end.date()}; "
-        f"{panel.n_customers} customers; written {(written or dt.date.today()).isoformat()}.",
+        f"{panel.n_customers} customers; loyalty-sim {__version__}.",
     ]
     if cm.model is not None:
         m = cm.model

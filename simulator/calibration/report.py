@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import html
 import io
 from pathlib import Path
@@ -25,6 +24,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+from simulator import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
     from simulator.calibration.backtest import BacktestResult
@@ -288,7 +289,7 @@ def report_html(cm: "CalibratedMarket", *, backtest: "BacktestResult | None" = N
         f". Calibration window {panel.months[0]}..{panel.months[-1]} (ending {cm.calibration_end.date()}), "
         f"{panel.n_customers:,} customers, {int(panel.counts.sum()):,} transactions, revenue {panel.spend.sum():,.2f} "
         f"{market.currency}. Arrivals {market.acquisition.per_month:g} per month into '{market.acquisition.segment}'. "
-        f"Written {dt.date.today().isoformat()}.</p>",
+        f"loyalty-sim {__version__}.</p>",
         "<ul class='notes'>" + "".join(f"<li>{html.escape(n)}</li>" for n in d.notes) + "</ul>",
         "<p>Seasonality (January..December): " + ", ".join(f"{v:.3f}" for v in market.seasonality) + "</p>",
     ]

@@ -1,0 +1,235 @@
+"""The calibration commands end to end: read a log file, calibrate or back-test, write the files.
+
+``loyalty-sim calibrate`` and ``loyalty-sim backtest`` are thin layers over
+:func:`calibrate_file` and :func:`backtest_file`, which notebooks can call as well. Both turn
+every problem with the user's input -- an unreadable log, a window with no complete month, a
+holdout before the calibration end, a bad rule set -- into
+:class:`~simulator.errors.InputErrors` (one line naming the file, exit code 2 in the CLI), and
+write their outputs atomically: nothing is written when anything fails, and an existing output
+is replaced only when asked.
+
+Outputs
+-------
+``calibrate``: the market file (``markets/<market>/market.yaml``, validated by reading it back
+as any market file is read) and beside it ``calibration_report.html`` (segment sizes, the
+transition matrix as a heatmap, fitted against observed distributions, the potential score's
+out-of-time AUC and calibration table).
+
+``backtest``: a directory with ``backtest.csv`` (monthly actual / simulated / reference
+transactions and revenue), ``backtest.json`` (totals, errors and MAPE of both forecasts),
+``backtest.png``, ``customers.csv`` (per customer: actual, simulated and reference holdout
+transactions), ``calibration_report.html`` (the calibration of the split, with the back-test)
+and ``manifest.json`` (the log's SHA-256, the arguments, the seed and the version).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Literal
+
+import pandas as pd
+from pydantic import TypeAdapter, ValidationError
+
+from simulator import __version__
+from simulator.calibration.backtest import BacktestResult, backtest, write_backtest
+from simulator.calibration.estimate import CalibratedMarket, calibrate, market_yaml
+from simulator.calibration.report import report_html
+from simulator.calibration.segmentation import RFMStates, RuleSet, load_ruleset
+from simulator.calibration.transactions import TransactionLog, read_cdnow, read_transactions
+from simulator.errors import InputErrors
+from simulator.output import check_destination, staged_directory, write_text_atomic
+from simulator.specs.base import Currency, Name
+
+__all__ = ["LogSource", "CalibrationOutcome", "backtest_file", "calibrate_file", "segmentation_from"]
+
+REPORT_NAME = "calibration_report.html"
+
+
+@dataclass(frozen=True)
+class LogSource:
+    """A transaction log file and how to read it.
+
+    ``format``: ``"table"`` for a CSV / Parquet log with a header (columns named by
+    ``customer_col``, ``date_col``, ``amount_col``; dates ISO unless ``date_format``), or
+    ``"cdnow"`` for the CDNOW sample's whitespace-separated layout.
+    """
+
+    path: Path
+    format: Literal["table", "cdnow"] = "table"
+    customer_col: str = "customer_id"
+    date_col: str = "date"
+    amount_col: str = "amount"
+    date_format: str | None = None
+    on_bad_rows: Literal["fail", "skip"] = "fail"
+    merge_same_day: bool = True
+
+    def read(self) -> TransactionLog:
+        if not Path(self.path).is_file():
+            raise InputErrors.one(str(self.path), "no such file (expected a transaction log: CSV or Parquet)")
+        if self.format == "cdnow":
+            return read_cdnow(self.path)
+        return read_transactions(self.path, customer_col=self.customer_col, date_col=self.date_col,
+                                 amount_col=self.amount_col, date_format=self.date_format,
+                                 on_bad_rows=self.on_bad_rows, merge_same_day=self.merge_same_day)
+
+    def describe(self) -> dict:
+        """The file with its SHA-256 and the reading options (for manifests)."""
+        raw = Path(self.path).read_bytes()
+        d = asdict(self)
+        d["path"] = str(self.path)
+        d["sha256"] = hashlib.sha256(raw).hexdigest()
+        return d
+
+
+@dataclass
+class CalibrationOutcome:
+    """What :func:`calibrate_file` wrote."""
+
+    calibrated: CalibratedMarket
+    log: TransactionLog
+    market_path: Path
+    report_path: Path
+    notes: list[str] = field(default_factory=list)
+
+
+def segmentation_from(rules: Path | None = None, *, recency_months: int = 12, rate_tiers: int = 4,
+                      lapse_tiers: int = 2, lapsed_from: int = 6) -> RFMStates | RuleSet:
+    """A rule set read from YAML (errors with file, line and field), or the default states."""
+    if rules is not None:
+        return load_ruleset(rules)
+    try:
+        return RFMStates(recency_months=recency_months, rate_tiers=rate_tiers, lapse_tiers=lapse_tiers,
+                         lapsed_from=lapsed_from)
+    except ValueError as exc:
+        raise InputErrors.one("(command line)", str(exc)) from None
+
+
+def _checked(kind, value: str, option: str, expected: str) -> str:
+    try:
+        return TypeAdapter(kind).validate_python(value)
+    except ValidationError:
+        raise InputErrors.one("(command line)", f"{value!r} is not valid (expected {expected})", field=option) from None
+
+
+def _date(value: str | None, option: str) -> pd.Timestamp | None:
+    if value is None:
+        return None
+    try:
+        stamp = pd.Timestamp(str(value))
+    except (ValueError, TypeError):
+        stamp = pd.NaT
+    if stamp is pd.NaT:
+        raise InputErrors.one("(command line)", f"{value!r} is not a date (expected YYYY-MM-DD)", field=option)
+    return stamp.normalize()
+
+
+def _data_error(source: LogSource, exc: ValueError) -> InputErrors:
+    """A calibration that cannot be done on this log: one line naming the log."""
+    return InputErrors.one(str(source.path), str(exc).splitlines()[0])
+
+
+def calibrate_file(
+    source: LogSource,
+    out: str | Path,
+    *,
+    name: str | None = None,
+    currency: str,
+    gross_margin: float,
+    calibration_end: str | None = None,
+    segmentation: RFMStates | RuleSet | None = None,
+    vat_rate: float = 0.0,
+    prices_include_tax: bool = True,
+    reporting_currency: str | None = None,
+    fx_to_reporting: float = 1.0,
+    discount_rate: float = 0.08,
+    seasonality: Literal["auto", "flat"] = "auto",
+    potential_months: int = 3,
+    report: str | Path | None = None,
+    force: bool = False,
+) -> CalibrationOutcome:
+    """Calibrate a market from a log file; write the market file and its report beside it.
+
+    ``name`` defaults to the market's folder (``markets/<name>/market.yaml``) or the file's
+    stem. Refuses to replace an existing market file or report unless ``force``.
+    """
+    out = Path(out)
+    if out.suffix.lower() not in (".yaml", ".yml"):
+        raise InputErrors.one(str(out), "the market file must end in .yaml (expected markets/<market>/market.yaml)")
+    if out.is_dir():
+        raise InputErrors.one(str(out), "is a directory (expected the market file's path, markets/<market>/market.yaml)")
+    report_path = Path(report) if report is not None else out.parent / REPORT_NAME
+    for p in (out, report_path):
+        if p.exists() and not force:
+            raise InputErrors.one(str(p), "already exists (use --force to replace it, or choose another --out)")
+    default_name = out.parent.name if out.stem == "market" and out.parent.name else out.stem
+    name = _checked(Name, name or default_name, "--name", "a letter, then letters, digits, _ or -; give --name")
+    currency = _checked(Currency, currency, "--currency", "an ISO 4217 code such as EUR")
+    reporting_currency = _checked(Currency, reporting_currency or currency, "--reporting-currency",
+                                  "an ISO 4217 code such as EUR")
+    if not 0.0 < gross_margin < 1.0:
+        raise InputErrors.one("(command line)", f"{gross_margin:g} is not a share (expected 0 < margin < 1)", field="--gross-margin")
+    end = _date(calibration_end, "--calibration-end")
+    log = source.read()
+    try:
+        cm = calibrate(log, name=name, currency=currency, gross_margin=gross_margin, calibration_end=end,
+                       segmentation=segmentation, vat_rate=vat_rate, prices_include_tax=prices_include_tax,
+                       reporting_currency=reporting_currency, fx_to_reporting=fx_to_reporting,
+                       discount_rate=discount_rate, seasonality=seasonality, potential_horizon=potential_months,
+                       source=source.path)
+    except ValueError as exc:
+        raise _data_error(source, exc) from None
+    text = market_yaml(cm)
+    page = report_html(cm)
+    write_text_atomic(report_path, page)
+    write_text_atomic(out, text)
+    from simulator.specs import load_market
+
+    load_market(out)  # the file reads back as any market file does (InputErrors otherwise)
+    return CalibrationOutcome(calibrated=cm, log=log, market_path=out, report_path=report_path,
+                              notes=list(cm.diagnostics.notes))
+
+
+def backtest_file(
+    source: LogSource,
+    out: str | Path,
+    *,
+    calibration_end: str,
+    holdout_end: str | None = None,
+    agents: int | None = None,
+    replications: int = 20,
+    seed: int = 20240601,
+    segmentation: RFMStates | RuleSet | None = None,
+    force: bool = False,
+    progress: Callable[[int], None] | None = None,
+    arguments: dict | None = None,
+) -> BacktestResult:
+    """Back-test on a log file and write the back-test directory (see the module docstring)."""
+    out = check_destination(out, force)
+    end = _date(calibration_end, "--calibration-end")
+    h_end = _date(holdout_end, "--holdout-end")
+    log = source.read()
+    try:
+        result = backtest(log, end, h_end, agents=agents, replications=replications, seed=seed,
+                          segmentation=segmentation, source=source.path, progress=progress)
+    except ValueError as exc:
+        raise _data_error(source, exc) from None
+    from simulator.runner import environment
+
+    manifest = {
+        "tool": "loyalty-sim", "version": __version__, "command": "backtest",
+        "arguments": {"calibration_end": str(end.date()), "holdout_end": str(h_end.date()) if h_end is not None else None,
+                      "agents": agents, "replications": replications, "seed": seed,
+                      "segmentation": segmentation.name if isinstance(segmentation, RuleSet) else
+                      asdict(segmentation or RFMStates()), **(arguments or {})},
+        "inputs": {"transactions": source.describe(), "cleaning": log.report.to_dict()},
+        "environment": environment(),
+    }
+    with staged_directory(out, force) as tmp:
+        write_backtest(result, tmp)
+        result.customers.to_csv(tmp / "customers.csv", float_format="%.6g")
+        (tmp / REPORT_NAME).write_text(report_html(result.calibration, backtest=result), encoding="utf-8")
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return result

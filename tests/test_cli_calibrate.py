@@ -1,0 +1,249 @@
+"""`loyalty-sim calibrate` and `loyalty-sim backtest` as a market team calls them: the files they
+write, a calibrated market that runs a playbook targeting potential bands, refusal to overwrite,
+and one line with exit code 2 for every kind of bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from typer.testing import CliRunner
+
+from simulator.calibration.backtest import BACKTEST_COLUMNS
+from simulator.cli import app
+from simulator.specs import load_market
+from tests.test_cli_run import ROOT, cli
+
+#: one worker runs this module, so its module-scoped calibrations are computed once
+pytestmark = pytest.mark.xdist_group("cli_calibrate")
+
+CDNOW = ROOT / "data" / "cdnow" / "CDNOW_sample.txt"
+CAL = ("--currency", "USD", "--gross-margin", "0.3", "--reporting-currency", "EUR", "--fx-to-reporting", "0.9")
+
+
+class _Result:
+    def __init__(self, r):
+        self.returncode, self.stdout, self.stderr = r.exit_code, r.stdout, r.stderr
+
+
+def fast_cli(*args: str) -> _Result:
+    """The command in this process (for input errors, which fail before any work)."""
+    return _Result(CliRunner().invoke(app, list(args)))
+
+
+def _one_line_error(res, *words: str) -> None:
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert "Traceback" not in res.stderr
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+
+
+@pytest.fixture(scope="module")
+def cdnow_csv(tmp_path_factory) -> Path:
+    """The CDNOW sample as a retailer's CSV log (customer_id, date, amount), with a header."""
+    raw = pd.read_csv(CDNOW, sep=r"\s+", header=None, dtype=str)
+    df = pd.DataFrame({"customer_id": raw[1], "date": pd.to_datetime(raw[2], format="%Y%m%d").dt.strftime("%Y-%m-%d"),
+                       "amount": raw[4]})
+    path = tmp_path_factory.mktemp("logs") / "cdnow.csv"
+    df.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_csv(cdnow_csv, tmp_path_factory) -> Path:
+    """A quick log: 400 of the CDNOW customers, other column names, day-first dates."""
+    df = pd.read_csv(cdnow_csv, dtype=str)
+    keep = sorted(df["customer_id"].unique(), key=int)[:400]
+    df = df[df["customer_id"].isin(keep)]
+    df = pd.DataFrame({"client": df["customer_id"], "jour": pd.to_datetime(df["date"]).dt.strftime("%d/%m/%Y"),
+                       "montant": df["amount"]})
+    path = tmp_path_factory.mktemp("logs") / "small.csv"
+    df.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("calibrated")
+    out = root / "markets" / "cdnow" / "market.yaml"
+    res = cli("calibrate", str(CDNOW), "--format", "cdnow", "--out", str(out), "--calibration-end", "1997-09-30", *CAL)
+    assert res.returncode == 0, res.stderr
+    assert "out-of-time AUC" in res.stdout and "market:" in res.stdout
+    return out
+
+
+def test_calibrate_writes_a_market_that_validates_and_a_report(calibrated):
+    market = load_market(calibrated)
+    assert market.name == "cdnow"  # from the folder
+    assert market.customers == 2357 and market.currency == "USD"
+    assert all(s.potential is not None for s in market.segments)
+    head = calibrated.read_text().splitlines()[0]
+    assert hashlib.sha256(CDNOW.read_bytes()).hexdigest() in head
+    report = (calibrated.parent / "calibration_report.html").read_text()
+    for words in ("AUC", "<img", "transition"):
+        assert words in report
+    assert not [p for p in calibrated.parent.iterdir() if p.name.startswith(".")], "temporary files left"
+
+
+def test_calibrated_market_runs_a_playbook_by_potential_band(calibrated):
+    """Exclusive perks for high potential, regular rewards for medium, promotions for low."""
+    pb = calibrated.parent / "by_potential.yaml"
+    pb.write_text(
+        f"name: cdnow_by_potential\ndesign: {ROOT / 'programs' / 'cagnotte.yaml'}\nmarket: market.yaml\nbaseline: none\n"
+        "launch: 1997-11-01\nstart: 1997-10-01\nhorizon_months: 12\n"
+        "enrolment_drives:\n  - {name: invite_high, start: 1997-11-01, months: 2, uplift: 1.0, target: {potential: [high]}}\n"
+        "campaigns:\n"
+        "  - {name: double_points_medium, kind: points_multiplier, start: 1997-12-01, months: 1, multiplier: 2,\n"
+        "     target: {potential: [medium], members: members}}\n"
+        "  - {name: promotion_low, kind: reactivation, start: 1998-01-01, months: 2, lift: 0.2, target: {potential: [low]}}\n",
+        encoding="utf-8")
+    assert cli("validate", str(pb)).returncode == 0
+    res = cli("run", "--playbook", str(pb), "--agents", "2000", "--out", str(calibrated.parent / "run"))
+    assert res.returncode == 0, res.stderr
+    monthly = pd.read_csv(calibrated.parent / "run" / "monthly.csv")
+    design = monthly[monthly.scenario == "design"]
+    assert design["campaign_contacts"].sum() > 0 and design["members"].max() > 0
+
+
+def test_calibrate_refuses_to_overwrite_without_force(calibrated):
+    before = calibrated.read_bytes()
+    res = cli("calibrate", str(CDNOW), "--format", "cdnow", "--out", str(calibrated), *CAL)
+    _one_line_error(res, str(calibrated), "already exists", "--force")
+    assert calibrated.read_bytes() == before
+
+
+def test_bad_rows_fail_with_their_line_or_are_skipped_and_counted(small_csv, tmp_path):
+    lines = small_csv.read_text().splitlines()
+    lines.insert(5, "123,31/02/1997,10.0")  # no such date
+    bad = tmp_path / "bad_rows.csv"
+    bad.write_text("\n".join(lines) + "\n")
+    cols = ("--customer-col", "client", "--date-col", "jour", "--amount-col", "montant", "--date-format", "%d/%m/%Y")
+    out = tmp_path / "m" / "market.yaml"
+    res = fast_cli("calibrate", str(bad), "--out", str(out), *cols, *CAL)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert f"{bad}:6" in res.stderr and "jour" in res.stderr
+    assert not out.exists() and not out.parent.exists()
+    # other column names and date formats, bad rows skipped and counted, the default states' settings
+    res = cli("calibrate", str(bad), "--out", str(out), *cols, "--on-bad-rows", "skip", "--recency-months", "6",
+              "--rate-tiers", "2", "--lapse-tiers", "1", "--potential-months", "0", *CAL)
+    assert res.returncode == 0, res.stderr
+    assert "skipped 1 bad rows" in res.stdout
+    market = load_market(out)
+    assert len(market.segments) == 1 + 2 * 7  # 'new' + 2 tiers x recency 0..6
+    assert market.customers == 400 and market.segments[1].potential is None
+
+
+@pytest.mark.parametrize("args, words", [
+    (("--calibration-end", "the end"), ["--calibration-end", "not a date"]),
+    (("--calibration-end", "1996-05-31"), ["cdnow.csv", "no complete calendar month"]),
+    (("--name", "9lives"), ["--name", "expected a letter"]),
+    (("--currency", "usd"), ["--currency", "ISO 4217"]),
+    (("--gross-margin", "30"), ["--gross-margin", "share"]),
+    (("--seasonality", "monthly"), ["--seasonality", "auto or flat"]),
+    (("--on-bad-rows", "ignore"), ["--on-bad-rows", "fail or skip"]),
+    (("--amount-col", "value"), ["cdnow.csv", "value"]),
+])
+def test_calibrate_bad_input_is_one_line(cdnow_csv, tmp_path, args, words):
+    out = tmp_path / "markets" / "x" / "market.yaml"
+    base = {"--currency": "USD", "--gross-margin": "0.3"}
+    opts = dict(base)
+    for k, v in zip(args[::2], args[1::2]):
+        opts[k] = v
+    flat = [x for kv in opts.items() for x in kv]
+    res = fast_cli("calibrate", str(cdnow_csv), "--out", str(out), *flat)
+    _one_line_error(res, *words)
+    assert not out.parent.exists()
+
+
+def test_calibrate_rejects_files_that_are_not_logs(tmp_path):
+    out = tmp_path / "m" / "market.yaml"
+    _one_line_error(fast_cli("calibrate", str(ROOT / "markets" / "usa" / "market.yaml"), "--out", str(out), *CAL),
+                    "market.yaml", "unsupported file type")
+    csv = tmp_path / "not_a_log.csv"
+    csv.write_text("name,share\nchampions,0.05\n")
+    _one_line_error(fast_cli("calibrate", str(csv), "--out", str(out), *CAL), "not_a_log.csv", "customer_id")
+    _one_line_error(fast_cli("calibrate", str(tmp_path / "missing.csv"), "--out", str(out), *CAL), "missing.csv", "no such file")
+    _one_line_error(fast_cli("calibrate", str(CDNOW), "--format", "cdnow", "--out", str(tmp_path / "m"), *CAL), "must end in .yaml")
+
+
+def test_calibrate_rule_set_errors_name_file_and_line(cdnow_csv, tmp_path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("name: rs\nsegments:\n  - name: a\n    when: {recency_months: {max: 2}}\n  - name: b\n"
+                     "    when: {frequence: {min: 1}}\n")
+    res = fast_cli("calibrate", str(cdnow_csv), "--out", str(tmp_path / "m" / "market.yaml"), "--segments", str(rules), *CAL)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert f"{rules}:6" in res.stderr and "frequence" in res.stderr
+
+
+def test_calibrate_with_a_rule_set(cdnow_csv, tmp_path):
+    out = tmp_path / "markets" / "ve" / "market.yaml"
+    res = cli("calibrate", str(cdnow_csv), "--out", str(out), "--segments", str(ROOT / "rulesets" / "value_engagement.yaml"),
+              "--calibration-end", "1997-12-31", *CAL)
+    assert res.returncode == 0, res.stderr
+    from simulator.calibration.segmentation import load_ruleset
+
+    names = [s.name for s in load_market(out).segments]
+    assert names == ["new", *load_ruleset(ROOT / "rulesets" / "value_engagement.yaml").names]
+
+
+@pytest.fixture(scope="module")
+def backtest_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("bt") / "cdnow"
+    res = cli("backtest", str(CDNOW), "--format", "cdnow", "--calibration-end", "1997-09-30", "--holdout-end",
+              "1998-06-30", "--replications", "3", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    assert "holdout transactions" in res.stdout and "holdout revenue" in res.stdout
+    return out
+
+
+def test_backtest_writes_the_documented_files(backtest_dir):
+    for f in ("backtest.csv", "backtest.json", "backtest.png", "customers.csv", "calibration_report.html", "manifest.json"):
+        assert (backtest_dir / f).is_file(), f
+    df = pd.read_csv(backtest_dir / "backtest.csv")
+    assert tuple(df.columns) == BACKTEST_COLUMNS
+    assert list(df["period"]) == [str(p) for p in pd.period_range("1997-10", "1998-06", freq="M")]
+    assert df["actual_transactions"].sum() == 1882  # the customers known at 1997-09-30, in the holdout
+    summary = json.loads((backtest_dir / "backtest.json").read_text())
+    for block in ("transactions", "revenue"):
+        for key in ("actual", "forecast", "reference", "forecast_error_pct", "reference_error_pct",
+                    "forecast_mape_pct", "reference_mape_pct"):
+            assert summary[block][key] is not None
+    assert summary["transactions"]["reference_error_pct"] == pytest.approx(-12.1, abs=0.1)
+    manifest = json.loads((backtest_dir / "manifest.json").read_text())
+    assert manifest["inputs"]["transactions"]["sha256"] == hashlib.sha256(CDNOW.read_bytes()).hexdigest()
+    assert manifest["arguments"]["seed"] == 20240601 and manifest["command"] == "backtest"
+
+
+def test_backtest_is_reproducible(backtest_dir, tmp_path):
+    out = tmp_path / "again"
+    res = cli("backtest", str(CDNOW), "--format", "cdnow", "--calibration-end", "1997-09-30", "--holdout-end",
+              "1998-06-30", "--replications", "3", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    for f in ("backtest.csv", "backtest.json", "customers.csv"):
+        assert (out / f).read_bytes() == (backtest_dir / f).read_bytes(), f
+
+
+def test_backtest_refuses_an_existing_directory(backtest_dir):
+    res = fast_cli("backtest", str(CDNOW), "--format", "cdnow", "--calibration-end", "1997-09-30", "--out", str(backtest_dir))
+    _one_line_error(res, str(backtest_dir), "already exists")
+
+
+def test_backtest_holdout_before_calibration_end_is_one_line(tmp_path):
+    out = tmp_path / "bt"
+    res = fast_cli("backtest", str(CDNOW), "--format", "cdnow", "--calibration-end", "1997-09-30", "--holdout-end",
+                   "1997-08-31", "--out", str(out))
+    _one_line_error(res, "CDNOW_sample.txt", "holdout must end after")
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir()], "partial output left"
+
+
+@pytest.mark.parametrize("command", ["calibrate", "backtest"])
+def test_help(command):
+    res = fast_cli(command, "--help")
+    assert res.returncode == 0 and "--on-bad-rows" in res.stdout
