@@ -6,7 +6,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
 OUT    ?= runs/demo
 
-.PHONY: venv demo test test-all bench docs clean
+.PHONY: venv demo test test-all bench docs notebooks clean
 
 venv: $(STAMP)
 
@@ -27,6 +27,9 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/engine_speed.py
+
+notebooks: $(STAMP)
+	$(BIN)/python notebooks/build_notebooks.py --execute runs/notebooks
 
 docs: $(STAMP)
 	$(BIN)/loyalty-sim reference --out docs/reference.md

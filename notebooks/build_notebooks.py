@@ -95,6 +95,113 @@ ax.axvline(0, color="grey", lw=0.8)
 ax.set_xlabel("NPV per replication (EUR)")
 fig.tight_layout()"""),
     ],
+    "03_calibrating_a_market.ipynb": [
+        new_markdown_cell("""# Calibrating a market from a transaction log (the CDNOW sample)
+
+A market team has a transaction log, not a transition matrix. Here we turn the CDNOW sample
+(2,357 customers of an online CD store, first purchases in Q1 1997, shipped in `data/cdnow/`)
+into a market file, check on a held-out period that the simulated customers buy like the
+real ones did, and run a playbook that treats customers by their potential band. The
+command-line equivalents are `loyalty-sim calibrate` and `loyalty-sim backtest`; the
+functions below are what they call."""),
+        new_code_cell(SETUP),
+        new_code_cell("""import tempfile
+from simulator.calibration.pipeline import LogSource, backtest_file, calibrate_file
+
+source = LogSource(path=pathlib.Path("data/cdnow/CDNOW_sample.txt"), format="cdnow")
+log = source.read()
+print(log.report)
+monthly = log.transactions.set_index("date").resample("MS")["amount"].agg(["count", "sum"])
+ax = monthly["count"].plot(figsize=(8, 2.5), title="Transactions per month (a cohort that ages and drops out)")"""),
+        new_markdown_cell("""## Calibrate
+
+Up to the end of September 1997 (39 weeks). Gross margin and currencies are not in a log:
+they are given. The default segmentation is *frequency tier x months since the last
+purchase*, from a lapse-and-return model: customers age month by month and drop out, which a
+stationary chain over a few recency buckets cannot do (it over-forecasts this cohort by about
+50%)."""),
+        new_code_cell("""work = pathlib.Path(tempfile.mkdtemp())
+done = calibrate_file(source, work / "markets" / "cdnow" / "market.yaml", currency="USD", gross_margin=0.30,
+                      reporting_currency="EUR", fx_to_reporting=0.92, calibration_end="1997-09-30")
+cm = done.calibrated
+print(len(cm.market.segments), "segments;", done.market_path.name, "and", done.report_path.name, "written")
+for note in done.notes:
+    print("-", note)
+sizes = cm.diagnostics.segment_sizes
+sizes[sizes.customers >= 20].sort_values("customers", ascending=False).head(10).round(3)"""),
+        new_code_cell("""d = cm.diagnostics
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.2))
+d.monthly.set_index("period")[["observed_repeat", "fitted_repeat"]].plot(ax=axes[0], marker="o",
+    title="Repeat transactions: observed and fitted")
+d.return_by_recency.plot(ax=axes[1], marker="o", title="Share buying next month by recency")
+fig.tight_layout()"""),
+        new_markdown_cell("""## The potential score
+
+The probability that a customer buys in the next 3 months, by logistic regression on RFM
+features, fitted on one window and validated on a later one (out of time). Customers are cut
+into thirds (low / medium / high); each segment's band mix is written into the market file,
+so the engine's agents carry the calibrated bands."""),
+        new_code_cell("""pot = d.potential
+print(f"out-of-time AUC {pot.auc:.3f} (in sample {pot.training_auc:.3f}), scored at {pot.at}")
+pot.calibration.round(3)"""),
+        new_code_cell("""mix = d.potential_mix.mul(sizes.set_index("segment")["customers"], axis=0).sum()
+print("customers by band:", (mix / mix.sum()).round(3).to_dict())
+d.potential_mix.loc[[s for s in d.potential_mix.index if s.endswith(("_r00", "_r06", "_r12plus"))]].round(2).head(9)"""),
+        new_markdown_cell("""## Back-test
+
+Calibrate up to 1997-09-30, simulate the customers known then through June 1998 (no
+arrivals, no program), and compare with what they did, beside BG/NBD (transactions) and
+BG/NBD x Gamma-Gamma (revenue). Five replications keep the notebook quick; the command uses
+20 by default (figures in README)."""),
+        new_code_cell("""bt = backtest_file(source, work / "backtest", calibration_end="1997-09-30", holdout_end="1998-06-30",
+                   replications=5)
+rows = {k: {c: bt.summary[k][c] for c in ("actual", "forecast", "forecast_error_pct", "forecast_mape_pct",
+                                           "reference", "reference_error_pct", "reference_mape_pct")}
+        for k in ("transactions", "revenue")}
+pd.DataFrame(rows).T.round(1)"""),
+        new_code_cell("""m = bt.monthly.set_index("period")
+ax = m[["actual_transactions", "forecast_transactions", "reference_transactions"]].plot(
+    figsize=(8, 3), marker="o", title="Holdout transactions per month")
+ax.set_ylim(bottom=0)
+assert abs(bt.summary["transactions"]["forecast_error_pct"]) < 15"""),
+        new_markdown_cell("""## A playbook on the calibrated market, by potential band
+
+Exclusive early invitations for high potential, double points for medium-potential members,
+a reactivation promotion for low potential."""),
+        new_code_cell("""from simulator.scenario import resolve, validate_paths
+from simulator.runner import simulate
+
+playbook = done.market_path.parent / "cagnotte_by_potential.yaml"
+playbook.write_text(f\"\"\"name: cdnow_cagnotte_by_potential
+design: {(root / "programs" / "cagnotte.yaml").as_posix()}
+market: market.yaml
+baseline: none
+start: 1997-10-01
+launch: 1997-11-01
+horizon_months: 18
+enrolment_drives:
+  - {{name: invite_high, start: 1997-11-01, months: 2, uplift: 1.5, target: {{potential: [high]}}}}
+campaigns:
+  - {{name: double_points_medium, kind: points_multiplier, start: 1997-12-01, months: 1, multiplier: 2,
+     target: {{potential: [medium], members: members}}}}
+  - {{name: promotion_low, kind: reactivation, start: 1998-02-01, months: 2, lift: 0.15,
+     target: {{potential: [low]}}, cost_per_contact: 0.05}}
+costs:
+  running_per_year: 500
+\"\"\")
+print(validate_paths([playbook]) or "valid")
+result = simulate(resolve(playbook), agents=5_000, seed=1, replications=3)
+m = result.summary()["metrics"]
+print({k: round(m[k]["p50"]) for k in ("incremental_revenue", "incremental_gross_margin", "members_end")})"""),
+        new_markdown_cell("""The actions reach the bands they target: the drive fills the program with
+high-potential customers in its two months, the double-points month and the promotion
+contact their bands. (The design's running and set-up costs are sized for a national
+retailer, so on 2,357 customers its NPV is its fixed costs; `summary_text(result.summary())`
+shows every line.)"""),
+        new_code_cell("""d = result.monthly()
+d = d[d.scenario == "design"].set_index("period")
+d[["members", "new_members", "campaign_contacts", "points_issued", "redemptions"]].round(0).head(8)"""),
+    ],
     "04_market_playbook.ipynb": [
         new_markdown_cell("""# A market team's playbook scenario
 
@@ -128,10 +235,27 @@ ax.set_title("Incremental revenue by month (INR)"); ax.legend(); fig.tight_layou
 }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--execute", metavar="DIR", type=Path,
+                    help="also run every notebook top to bottom and write the copies with their outputs into DIR")
+    args = ap.parse_args(argv)
     for name, cells in NOTEBOOKS.items():
+        for i, cell in enumerate(cells):
+            cell.id = f"cell-{i:02d}"  # stable ids: rebuilding changes nothing unless a cell does
         nb = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
         nbformat.write(nb, HERE / name)
+    if args.execute is not None:
+        from nbclient import NotebookClient
+
+        args.execute.mkdir(parents=True, exist_ok=True)
+        for name in NOTEBOOKS:
+            nb = nbformat.read(HERE / name, as_version=4)
+            NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(HERE)}}).execute()
+            nbformat.write(nb, args.execute / name)
+            print(f"executed {args.execute / name}")
 
 
 if __name__ == "__main__":
