@@ -99,9 +99,12 @@ def _executor(workers: int | None, scheduler: str | None, out: Path) -> Iterator
     shutil.rmtree(checkpoint, ignore_errors=True)
 
 
-WORKERS_HELP = "Local processes (default: all cores); results do not depend on it."
-SCHEDULER_HELP = ("Run on Dask: 'tcp://host:port' for an existing cluster, 'local' for a local one. "
-                  "Finished replications are kept in OUT.checkpoint so an interrupted run resumes.")
+# options shared by the commands that simulate
+Workers = Annotated[Optional[int], typer.Option("--workers", min=1, help="Local processes (default: all cores); results do not depend on it.")]
+Scheduler = Annotated[Optional[str], typer.Option("--scheduler", help=(
+    "Run on Dask: 'tcp://host:port' for an existing cluster, 'local' for a local one. "
+    "Finished replications are kept in OUT.checkpoint so an interrupted run resumes."))]
+Force = Annotated[bool, typer.Option("--force", help="Replace an existing output directory.")]
 
 
 @app.command()
@@ -112,9 +115,9 @@ def run(
     agents: int = typer.Option(20_000, "--agents", min=100, help="Simulated customers in the base (results are scaled to the market's customers)."),
     replications: int = typer.Option(1, "--replications", min=1, help="Independent replications; figures get P10/P50/P90."),
     seed: int = typer.Option(1, "--seed", min=0, help="Run seed: the same seed and inputs give identical outputs."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help=WORKERS_HELP),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler", help=SCHEDULER_HELP),
+    force: Force = False,
+    workers: Workers = None,
+    scheduler: Scheduler = None,
 ) -> None:
     """Simulate a playbook's design against its baseline; write the monthly table, summary and manifest."""
     from simulator.output import check_destination
@@ -138,9 +141,9 @@ def run(
 def reproduce(
     run_dir: Path = typer.Argument(..., help="Directory of an earlier run (with its manifest.json)."),
     out: Path = typer.Option(..., "--out", help="Directory for the re-run."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help=WORKERS_HELP),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler", help=SCHEDULER_HELP),
+    force: Force = False,
+    workers: Workers = None,
+    scheduler: Scheduler = None,
 ) -> None:
     """Re-run a run from its manifest and check every result file is bit-for-bit identical."""
     from simulator.output import check_destination
@@ -170,9 +173,9 @@ def compare(
     replications: int = typer.Option(20, "--replications", min=1, help="Replications per scenario (with --playbook)."),
     seed: int = typer.Option(1, "--seed", min=0, help="Seed shared by every scenario (with --playbook)."),
     agents: int = typer.Option(20_000, "--agents", min=100, help="Simulated customers per market (with --playbook)."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help=WORKERS_HELP),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler", help=SCHEDULER_HELP),
+    force: Force = False,
+    workers: Workers = None,
+    scheduler: Scheduler = None,
 ) -> None:
     """Compare designs across markets: P10/P50/P90, tornado, break-even, HTML report and Excel workbook."""
     from simulator.output import check_destination
@@ -227,9 +230,9 @@ def _ranking_text(doc: dict) -> str:
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Directory for the demo's results."),
     study_file: Path = typer.Option(Path("studies/demo.yaml"), "--study", help="The study the demo runs."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help=WORKERS_HELP),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler", help=SCHEDULER_HELP),
+    force: Force = False,
+    workers: Workers = None,
+    scheduler: Scheduler = None,
 ) -> None:
     """Run the shipped designs on the shipped markets (studies/demo.yaml): each playbook's summary, the ranking, the report."""
     from simulator.output import check_destination
@@ -347,7 +350,7 @@ def backtest(
     replications: int = typer.Option(20, "--replications", min=1, help="Simulation runs averaged (independent seeds)."),
     agents: Optional[int] = typer.Option(None, "--agents", min=1, help="Agents per run (default: one per customer known at the calibration end)."),
     seed: int = typer.Option(20240601, "--seed", min=0, help="Seed: the same seed and log give identical outputs."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
+    force: Force = False,
     fmt: LogFormat = "table",
     customer_col: CustomerCol = "customer_id",
     date_col: DateCol = "date",
