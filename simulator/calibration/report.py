@@ -11,6 +11,9 @@
   transactions per customer, the distribution of transaction amounts;
 * the potential score: out-of-time AUC, calibration table and plot, coefficients, and how the
   potential bands spread over the segments;
+* when the log has optional columns (category, member, channel, store), what they gave: the
+  category shares written to the market file, the enrolment estimate from the member flag,
+  spend by channel, the number of stores (tables only);
 * optionally a backtest (:class:`~simulator.calibration.backtest.BacktestResult`).
 """
 
@@ -245,6 +248,42 @@ def _potential_section(cm: "CalibratedMarket") -> str:
     return "\n".join(out)
 
 
+def _optional_section(cm: "CalibratedMarket") -> str:
+    """Tables of what the log's optional columns gave ("" when it has none)."""
+    opt = cm.diagnostics.optional_columns
+    if opt is None:
+        return ""
+    out = ["<h2>Optional columns</h2>",
+           f"<p>The log has: {html.escape(', '.join(opt.columns))}. Shares of spend are over the calibration window, "
+           "counted on the rows before same-day merging (a basket spread over several categories counts for each).</p>"]
+    if opt.categories is not None:
+        cats = opt.categories.assign(spend=opt.categories["spend"].map("{:,.2f}".format)).rename(
+            columns={"category": "category (market file)", "share": "share of spend", "values": "values in the log"})
+        out.append("<p>Categories, written to the market's <code>categories</code>:</p>" +
+                   _table(cats, floats="{:,.4f}"))
+    elif "category" in opt.columns:
+        out.append("<p>Categories: no spend in the calibration window; the market's <code>categories</code> is "
+                   "left empty.</p>")
+    e = opt.enrolment
+    if e is not None:
+        span = f"{e.months[0]}..{e.months[1]}" if e.months else "no month"
+        if e.estimate is not None:
+            what = (f"<b>enrolment_propensity {e.estimate:.4g}</b>, written to the market's <code>response</code>: "
+                    f"{e.joiners:,} joins over {e.at_risk:,} purchaser-months at risk ({span})")
+        else:
+            what = (f"too little information to estimate enrolment_propensity ({e.joiners:,} joins over {e.at_risk:,} "
+                    f"purchaser-months at risk, {span}): the default is kept")
+        out.append(f"<p>Member flag: {what}. {e.member_share:.1%} of the customers known at the calibration end "
+                   f"({e.member_customers:,}) have a member-flagged transaction; the flag is unknown on "
+                   f"{e.unknown_share:.1%} of transactions.</p>")
+    if opt.channels is not None:
+        ch = opt.channels.assign(spend=opt.channels["spend"].map("{:,.2f}".format)).rename(columns={"share": "share of spend"})
+        out.append("<p>Channels (no market field uses them):</p>" + _table(ch, floats="{:,.4f}"))
+    if opt.stores is not None:
+        out.append(f"<p>Stores: {opt.stores:,} with purchases in the calibration window (no market field uses them).</p>")
+    return "\n".join(out)
+
+
 def _backtest_section(bt: "BacktestResult") -> str:
     plt = _plt()
     m = bt.monthly
@@ -294,6 +333,9 @@ def report_html(cm: "CalibratedMarket", *, backtest: "BacktestResult | None" = N
         "<p>Seasonality (January..December): " + ", ".join(f"{v:.3f}" for v in market.seasonality) + "</p>",
     ]
     parts = head + [_segments_section(cm), _transitions_section(cm), _fit_section(cm), _potential_section(cm)]
+    optional = _optional_section(cm)
+    if optional:
+        parts.append(optional)
     if backtest is not None:
         parts.append(_backtest_section(backtest))
     body = "\n".join(parts)

@@ -21,9 +21,17 @@ what each rule did in a :class:`CleaningReport`:
   larger than the spend available is discarded. A purchase netted down to zero stays as a
   transaction with zero spend (the customer did come and buy);
 * **several rows of one customer on one day** are merged into one transaction, amounts
-  summed, keeping the first non-missing ``store`` / ``channel`` / ``category`` / ``member``
-  (the convention of the customer-base-analysis literature: a transaction is a
-  customer-day). Pass ``merge_same_day=False`` to keep one transaction per row.
+  summed, keeping the first ``store`` / ``channel`` / ``category`` (the convention of the
+  customer-base-analysis literature: a transaction is a customer-day); the day is a member
+  day if any of its rows is. Pass ``merge_same_day=False`` to keep one transaction per row.
+
+Optional columns (:data:`OPTIONAL_COLUMNS`) are kept when the file has them. ``member`` is
+read as a flag (:func:`parse_member_flags`: ``1/true/yes/y/t/member`` or
+``0/false/no/n/f/non_member``, any case; anything else, blank included, is unknown -- never a
+bad row). Because merging keeps one ``store`` / ``channel`` / ``category`` per customer-day,
+spend by each of them is summarised per month *before* the merge (after returns netting) in
+:attr:`TransactionLog.spend_by` (:func:`spend_by_value`): a basket of several categories
+counts for each.
 
 Line numbers in error messages are 1-based lines of the file, the header being line 1
 (quoted fields spanning several lines are accounted for). For Parquet files they are the
@@ -34,7 +42,7 @@ from __future__ import annotations
 
 import gzip
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Literal
@@ -49,12 +57,17 @@ __all__ = [
     "MAX_LISTED_BAD_ROWS",
     "OPTIONAL_COLUMNS",
     "TransactionLog",
+    "parse_member_flags",
     "read_cdnow",
     "read_transactions",
+    "spend_by_value",
 ]
 
 #: Columns kept when present (after the three required ones), in this order.
 OPTIONAL_COLUMNS: tuple[str, ...] = ("store", "channel", "category", "member")
+
+#: Optional columns whose spend is summarised per month before same-day merging.
+SPEND_BY_COLUMNS: tuple[str, ...] = ("store", "channel", "category")
 
 #: Bad rows listed one per line before the final "... and N more bad rows" line.
 MAX_LISTED_BAD_ROWS = 20
@@ -64,6 +77,9 @@ _PARQUET_SUFFIXES = (".parquet", ".pq")
 _DELIMITERS = (",", "\t", ";", "|")
 # Values that mean "no value" in exports (SQL NULL, pandas NaN, spreadsheets' N/A).
 _MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "<na>", "nat"})
+# Values of a member flag (lowercased, stripped); anything else is unknown.
+_MEMBER_TRUE = frozenset({"1", "true", "yes", "y", "t", "member"})
+_MEMBER_FALSE = frozenset({"0", "false", "no", "n", "f", "non_member", "non-member"})
 # ISO 8601 date, optionally followed by a time and a UTC offset; only the date part is used.
 _ISO_DATE = re.compile(
     r"\d{4}-\d{2}-\d{2}"
@@ -136,13 +152,21 @@ class TransactionLog:
     transactions : pandas.DataFrame
         Columns ``customer_id`` (string), ``date`` (``datetime64[ns]`` at midnight: day
         precision), ``amount`` (float64, >= 0), then whichever of :data:`OPTIONAL_COLUMNS`
-        the file had, as read. Sorted by customer then date, with a fresh RangeIndex.
+        the file had: ``store`` / ``channel`` / ``category`` as read (missing: NaN),
+        ``member`` as a nullable ``boolean`` (NA: unknown). Sorted by customer then date, with
+        a fresh RangeIndex.
     report : CleaningReport
         Counts of what cleaning did.
+    spend_by : dict of str to pandas.DataFrame
+        For each of ``store`` / ``channel`` / ``category`` the file had, spend per calendar
+        month and value, counted on the rows *before* same-day merging (after returns
+        netting), so that a customer-day spread over several categories counts for each (see
+        :func:`spend_by_value`). Empty for a log without those columns (the CDNOW sample).
     """
 
     transactions: pd.DataFrame
     report: CleaningReport
+    spend_by: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.transactions)
@@ -284,6 +308,70 @@ def read_cdnow(path: str | Path) -> TransactionLog:
         merge_same_day=True,
         drop_duplicates=False,
     )
+
+
+def parse_member_flags(values: pd.Series) -> pd.Series:
+    """A member column as a nullable ``boolean`` Series (same index).
+
+    True for ``1``, ``true``, ``yes``, ``y``, ``t``, ``member``; False for ``0``, ``false``,
+    ``no``, ``n``, ``f``, ``non_member``, ``non-member`` (any case, surrounding blanks
+    ignored; Parquet booleans and 0/1 numbers as they are). Anything else -- blank, ``NA``,
+    ``maybe``, ``2`` -- is NA (unknown): a flag nobody can read says nothing about
+    membership, but the purchase is still a purchase, so it is never a bad row.
+    """
+    out = pd.Series(pd.NA, index=values.index, dtype="boolean")
+    if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
+        number = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        out[number == 1.0] = True
+        out[number == 0.0] = False
+        return out
+    text = _as_text(values).str.lower()
+    out[text.isin(_MEMBER_TRUE).to_numpy(dtype=bool)] = True
+    out[text.isin(_MEMBER_FALSE).to_numpy(dtype=bool)] = False
+    return out
+
+
+def spend_by_value(frame: pd.DataFrame, columns: tuple[str, ...] = SPEND_BY_COLUMNS) -> dict[str, pd.DataFrame]:
+    """Spend per calendar month and value of each of ``columns`` present in ``frame``.
+
+    ``frame`` holds purchase rows (``date``, ``amount`` and the columns). Returns, per column
+    present, a frame with ``month`` (``Period[M]``), ``value`` (the value as text, stripped;
+    None when missing: blank or a no-value token such as ``NA``), ``amount`` (spend) and
+    ``rows``, sorted by month then value. A month summary is all a calibration needs: its
+    window always ends on a month end.
+    """
+    out: dict[str, pd.DataFrame] = {}
+    present = [c for c in columns if c in frame.columns]
+    if not present:
+        return out
+    month = pd.to_datetime(frame["date"]).to_numpy().astype("datetime64[M]").astype(np.int64)
+    month0 = int(month.min()) if len(month) else 0
+    month -= month0
+    amount = frame["amount"].to_numpy(dtype=np.float64)
+    for name in present:
+        # text and missing-ness are worked out on the distinct values only (fast on big logs)
+        try:
+            codes, uniques = pd.factorize(frame[name], use_na_sentinel=True)
+        except TypeError:  # unhashable cells (Parquet lists / maps)
+            codes, uniques = pd.factorize(frame[name].astype(str), use_na_sentinel=True)
+        text = _as_text(pd.Series(uniques))
+        text = text.where(~text.str.lower().isin(_MISSING_TOKENS).to_numpy(dtype=bool))
+        text_codes, texts = pd.factorize(text, use_na_sentinel=True)  # values equal as text merge
+        value = np.zeros(len(codes), dtype=np.int64)  # 0: missing
+        if len(text_codes):
+            value = np.where(codes >= 0, text_codes[np.maximum(codes, 0)], -1) + 1
+        key = month * (len(texts) + 1) + value
+        ukey, pos = np.unique(key, return_inverse=True)
+        labels = np.concatenate([[None], np.asarray(texts, dtype=object)])
+        start = (ukey // (len(texts) + 1) + month0).astype("datetime64[M]")
+        table = pd.DataFrame({
+            "month": pd.PeriodIndex(pd.DatetimeIndex(start), freq="M"),
+            "value": pd.Series(labels[ukey % (len(texts) + 1)], dtype=object),
+            "amount": np.bincount(pos, weights=amount, minlength=len(ukey)),
+            "rows": np.bincount(pos, minlength=len(ukey)).astype(np.int64),
+        })
+        out[name] = table.sort_values(["month", "value"], na_position="last", kind="stable").reset_index(drop=True)
+    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -557,6 +645,9 @@ def _clean(
     )
     for name, col in optional.items():
         values = raw[col]
+        if name == "member":
+            frame[name] = parse_member_flags(values).array
+            continue
         if values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
             stripped = values.astype(object).where(values.notna(), "").astype(str).str.strip()
             values = stripped.where(stripped != "")
@@ -572,6 +663,7 @@ def _clean(
         raise InputErrors.one(path, "no purchase rows: every amount is negative (returns only)")
 
     rows_before_merge = len(frame)
+    spend_by = spend_by_value(frame)
     if merge_same_day:
         frame = _merge_same_day(frame)
     else:
@@ -594,7 +686,7 @@ def _clean(
         first_date=frame["date"].min().date(),
         last_date=frame["date"].max().date(),
     )
-    return TransactionLog(transactions=frame, report=report)
+    return TransactionLog(transactions=frame, report=report, spend_by=spend_by)
 
 
 def _bad_row_errors(
@@ -683,6 +775,7 @@ def _merge_same_day(frame: pd.DataFrame) -> pd.DataFrame:
     agg: dict[str, tuple[str, str]] = {"amount": ("amount", "sum"), "_order": ("_order", "min")}
     for name in OPTIONAL_COLUMNS:
         if name in frame.columns:
-            agg[name] = (name, "first")
+            # a member day if any row is (max of a nullable boolean: True > False > unknown)
+            agg[name] = (name, "max" if name == "member" else "first")
     merged = grouped.agg(**agg).reset_index()
     return merged
