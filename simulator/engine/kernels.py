@@ -195,3 +195,587 @@ def baskets(counts, segment, basket_mult, mean_s, sigma_s, base, net_factor, pos
             t += 1
         spend[i] = total * net_factor
     return t
+
+
+# ----------------------------------------------------------------------------- fused month
+# The kernels below do one phase of the month in a single pass over the agents (both runs
+# where the phase reads shared draws), hashing their own uniforms (the same keys as Streams.uniform: stream_base(name, t) + agent
+# * golden), so that no population-sized temporaries are made. The NumPy reference of every
+# step is kept in tests/engine/reference_step.py and compared with these kernels.
+
+#: Slots of the integer totals of :func:`step_both` (per run).
+N_CUSTOMERS, N_ACTIVE, N_PURCHASES, N_CANDIDATES, N_NEW_MEMBERS, N_POINTS_PURCHASE, N_POINTS_BONUS, \
+    N_REFERRALS, N_MEMBERS, N_REDEEMED, N_CASHBACK_POINTS, N_VOUCHERS_ISSUED, N_VOUCHERS_USED, \
+    N_REDEMPTIONS = range(14)
+#: Slots of the floating totals of :func:`step_both` (per run).
+F_REVENUE, F_SALES_WITH_POINTS, F_MEMBER_REVENUE, F_COUNTERFACTUAL = range(4)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _earned_until(earned_i, snap, row, i):
+    """Cumulative earned of agent i at the end of the month held in ring row ``row`` (``earned``
+    now if row < 0): ``earned - ((earned - snap) mod 2**32)`` (state.py)."""
+    if row < 0:
+        return earned_i
+    since = (np.uint32(earned_i & 0xFFFFFFFF) - snap[row, i]) & np.uint32(0xFFFFFFFF)
+    return earned_i - np.int64(since)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _round_points(raw, rounding):
+    """Points (float) -> int64 hundredths by the rounding rule (points.round_points)."""
+    if rounding == 0:
+        return np.int64(np.floor(raw + 1e-9) * 100)
+    if rounding == 1:
+        return np.int64(np.floor(raw + 0.5) * 100)
+    if rounding == 2:
+        return np.int64(np.ceil(raw - 1e-9) * 100)
+    return np.int64(np.floor(raw * 100 + 0.5))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _targeted(c, i, seg_ok, members, tiers_ok, use_tiers, pot_ok, inactive, channel,
+              segment, member, tier, potential, recency, reach):
+    """Whether target c (campaigns.CompiledTarget.mask and campaigns.reached) takes agent i."""
+    if not seg_ok[c, segment[i]]:
+        return False
+    if members[c] == 1 and not member[i]:
+        return False
+    if members[c] == 2 and member[i]:
+        return False
+    if use_tiers[c]:
+        if not (member[i] and tiers_ok[c, min(tier[i], tiers_ok.shape[1] - 1)]):
+            return False
+    if not pot_ok[c, potential[i]]:
+        return False
+    if inactive[c] > 0 and recency[i] < inactive[c]:
+        return False
+    if channel[c] >= 0 and (reach[i] >> channel[c]) & 1 == 0:
+        return False
+    return True
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _poisson(u, la):
+    """Smallest n with P(N <= n) >= u, N ~ Poisson(la) (the search of poisson_icdf)."""
+    p = math.exp(-la)
+    cdf = p
+    n = 0
+    while u > cdf and p > 0.0:
+        n += 1
+        p = p * la / n
+        cdf += p
+    return n
+
+
+#: Agents per block of step_both, and basket amounts kept per agent of a block for the design.
+BLOCK, BLOCK_AMOUNTS = 1024, 8
+
+
+@njit(cache=True, nogil=True)
+def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, blk_seg, blk_held, blk_amount,
+                other_spend):
+    """One run's month for agents lo .. hi-1 (see step_both). The first run (baseline) keeps
+    each agent's lambda, purchases, segment and first basket amounts in the ``blk_*`` arrays;
+    the second (design) reuses them when its lambda or segment is the same."""
+    (rate_mult, basket_mult, identified, opt_in_on_join, birthday, potential, sel_power, sel_index,
+     sel_norm) = pop
+    (rate, season, basket_mean, basket_sigma, net_factor, gg, rb, half_life, status, demotion, enrol_prop,
+     fee_sens, referral_rate, redeem_prop, decay) = market
+    k_purchases, k_basket, k_enrolment, k_redemption, k_voucher, k_referral = keys
+    state, trace, prog, camps, drives, flags, out = run
+    (exists, segment, reach, recency, member, enrol_month, tier, below, since_reward, since_demotion,
+     first_pending, next_bill, spend_since_bill, earned, consumed, snap, qual_ring, qual_sum, eq_extra) = state
+    trace_issued, trace_redeemed = trace
+    (has_program, ppu, rounding, min_order, category_factor, earn_mult, cap_month, qppu, q_include_bonus, metric,
+     bonus_enrolment, bonus_first, bonus_birthday, bonus_referral, pending_row, ladder, ladder_start, ladder_len,
+     n_tiers, window, window_months, eligible_segments, automatic, invite_only, annual_fee, fee, trial_months,
+     cashback_threshold, voucher_use_rate, goal, cat_order, cat_start, cat_len, cat_prices) = prog
+    (c_kind, c_seg, c_members, c_tiers, c_use_tiers, c_pot, c_inactive, c_channel, c_lift, c_mult, c_bonus,
+     c_min_spend, c_done_row, done) = camps
+    (d_uplift, d_seg, d_members, d_tiers, d_use_tiers, d_pot, d_inactive, d_channel) = drives
+    use_goal, use_rewarded, use_status, use_campaigns, self_selection, use_referrals = flags
+    counts, spend, ints, floats, by_tier_reward, camp_contacts, drive_contacts, drive_joins = out
+    tracing = trace_issued.shape[0] > 0
+    keep_spend = spend.shape[0] > 0  # the design's spend is not kept
+    row_w = t % qual_ring.shape[0]
+    # the block's totals, kept in registers and added to ``ints`` / ``floats`` at the end
+    n_customers = 0
+    n_active = 0
+    n_purchases = 0
+    n_candidates = 0
+    n_new_members = 0
+    n_referrals = 0
+    n_points_purchase = 0
+    n_points_bonus = 0
+    n_members = 0
+    n_vouchers_issued = 0
+    n_vouchers_used = 0
+    n_cashback_points = 0
+    n_redeemed = 0
+    n_redemptions = 0
+    f_revenue = 0.0
+    f_sales_with_points = 0.0
+    f_member_revenue = 0.0
+    f_counterfactual = 0.0
+    for i in range(lo, hi):
+        bj = i - lo  # the agent's row in the block arrays
+        s = segment[i]
+        if not exists[i]:
+            # not (yet) in the base: no purchase, recency goes on, a zero month in the window
+            if first:
+                blk_lam[bj] = -1.0
+            counts[i] = 0
+            if keep_spend:
+                spend[i] = 0.0
+            recency[i] = min(recency[i] + 1, 30000)
+            if has_program and n_tiers > 1:
+                if window == 0:
+                    qual_ring[row_w, i] = 0.0
+                else:
+                    if window == 1 and cm == 1:
+                        qual_sum[i] = 0.0
+                    qual_sum[i] += 0.0
+            continue
+        # ---- lifts: members' goal gradient, rewarded behaviour, status, demotion; campaigns
+        lift = 1.0
+        pmult = 1.0
+        if has_program and member[i] and (use_goal or use_rewarded or use_status):
+            sp = max(_earned_until(earned[i], snap, pending_row, i) - consumed[i], 0)
+            ti = tier[i]
+            f = 1.0
+            if use_goal:
+                pr = 1.0
+                a = ladder_start[ti]
+                for j in range(a, a + ladder_len[ti]):
+                    if ladder[j] > sp:
+                        pr = sp / ladder[j]
+                        break
+                f *= 1.0 + gg[s] * (pr - 0.5)
+            m = since_reward[i]
+            if use_rewarded and m < 10_000:
+                f *= 1.0 + rb[s] * (decay[s, m] if m < decay.shape[1] else 2.0 ** (-m / half_life[s]))
+            if use_status:
+                if n_tiers > 1:
+                    f *= 1.0 + status[s] * ti / (n_tiers - 1)
+                m = since_demotion[i]
+                if m < 10_000:
+                    f *= 1.0 - demotion[s] * (decay[s, m] if m < decay.shape[1] else 2.0 ** (-m / half_life[s]))
+            lift = f
+        hits = 0
+        for c in range(c_kind.shape[0]):
+            if _targeted(c, i, c_seg, c_members, c_tiers, c_use_tiers, c_pot, c_inactive, c_channel,
+                         segment, member, tier, potential, recency, reach):
+                hits |= 1 << c
+                camp_contacts[c] += 1
+                if use_campaigns:
+                    lift = lift * (1.0 + c_lift[c, s])
+                if c_kind[c] == 1 and member[i]:
+                    pmult = pmult * c_mult[c]
+        # ---- purchases (purchases.py): one Poisson search unless the baseline had the same lambda
+        la = rate[s] * rate_mult[i] * (lift * season)
+        if first:
+            n = _poisson(_unit(k_purchases + np.uint64(i) * _GOLDEN), la)
+            blk_lam[bj] = la
+            blk_n[bj] = n
+            blk_seg[bj] = s
+            valid = 0
+        else:
+            n = blk_n[bj] if la == blk_lam[bj] else _poisson(_unit(k_purchases + np.uint64(i) * _GOLDEN), la)
+            valid = blk_held[bj] if (blk_lam[bj] >= 0.0 and blk_seg[bj] == s) else 0
+        if n > 65535:
+            raise ValueError("more than 65535 purchases of one agent in a month")
+        n_customers += 1
+        counts[i] = n
+        rc = recency[i] + 1
+        if n > 0:
+            rc = 0
+            n_active += 1
+            n_purchases += n
+        recency[i] = min(rc, 30000)
+        # ---- enrolment (enrolment.py): a customer joins at the till with a purchase
+        joined = False
+        if has_program and not member[i] and identified[i] and eligible_segments[s]:
+            n_candidates += 1
+            h = enrol_prop[s]
+            if self_selection:
+                h = h * (sel_power[sel_index[s]][i] / sel_norm[s])
+            if annual_fee > 0.0:
+                annual_spend = 12 * rate[s] * rate_mult[i] * basket_mean[s] * basket_mult[i]
+                h = h * math.exp(-fee_sens[s] * annual_fee / max(annual_spend, 1e-9))
+            till = 0.0
+            reached = 0  # bit d: drive d contacted the agent
+            for d in range(d_uplift.shape[0]):
+                if _targeted(d, i, d_seg, d_members, d_tiers, d_use_tiers, d_pot, d_inactive, d_channel,
+                             segment, member, tier, potential, recency, reach):
+                    if d_channel[d] < 0:
+                        till += d_uplift[d]
+                        if n > 0:
+                            reached |= 1 << d
+                    else:
+                        reached |= 1 << d
+            if automatic:
+                pj = 1.0 if n > 0 else 0.0
+            else:
+                base = 0.0 if invite_only else 1.0
+                stay_out = 1.0 - min(h * (base + till), 1.0) * (1.0 if n > 0 else 0.0)
+                for d in range(d_uplift.shape[0]):
+                    if d_channel[d] >= 0:
+                        stay_out = stay_out * (1.0 - min(h * d_uplift[d], 1.0) * (1.0 if (reached >> d) & 1 else 0.0))
+                pj = 1.0 - stay_out
+            for d in range(d_uplift.shape[0]):
+                if (reached >> d) & 1:
+                    drive_contacts[d] += 1
+            if _unit(k_enrolment + np.uint64(i) * _GOLDEN) < pj:
+                joined = True
+                for d in range(d_uplift.shape[0]):
+                    if (reached >> d) & 1:
+                        drive_joins[d] += 1
+                n_new_members += 1
+                member[i] = True
+                enrol_month[i] = t
+                tier[i] = 0
+                below[i] = 0
+                since_reward[i] = 10_000
+                since_demotion[i] = 10_000
+                first_pending[i] = True
+                reach[i] |= opt_in_on_join[i]
+                if fee > 0.0:
+                    next_bill[i] = t + trial_months
+                    spend_since_bill[i] = 0.0
+                if bonus_enrolment:
+                    earned[i] += bonus_enrolment
+                    if tracing:
+                        trace_issued[i] += bonus_enrolment
+        is_member = has_program and member[i]
+        # ---- baskets (purchases.py) and points per transaction (points.py)
+        mu = basket_mean[s] * basket_mult[i]
+        sg = basket_sigma[s]
+        em = earn_mult[tier[i]] if is_member else 1.0
+        total = 0.0
+        pts = 0
+        q = 0.0
+        biggest = 0.0
+        for k in range(n):
+            if k < valid:
+                a = blk_amount[bj, k]
+            else:
+                uk = _unit(k_basket + np.uint64(i) * _GOLDEN + np.uint64(k) * _K_STEP)
+                a = mu * math.exp(sg * norm_ppf(uk) - 0.5 * sg * sg)
+                if first and k < blk_amount.shape[1]:
+                    blk_amount[bj, k] = a
+            total += a
+            if is_member:
+                biggest = max(biggest, a)
+                if a >= min_order:
+                    net = a * net_factor
+                    pts += _round_points(ppu * net * category_factor * em * pmult, rounding)
+                    q += _round_points(qppu * net, rounding) / 100
+        if first:
+            blk_held[bj] = min(n, blk_amount.shape[1])
+        sp_i = total * net_factor if n > 0 else 0.0
+        if keep_spend:
+            spend[i] = sp_i
+        f_revenue += sp_i
+        if not has_program:
+            continue
+        if is_member and cap_month >= 0:
+            pts = min(pts, cap_month)
+        # ---- bonuses
+        bonus = 0
+        if is_member and first_pending[i] and n > 0:
+            bonus += bonus_first
+        if n > 0:
+            first_pending[i] = False
+        if is_member and birthday[i] == cm:
+            bonus += bonus_birthday
+        if is_member:
+            for c in range(c_kind.shape[0]):
+                if c_kind[c] == 2 and (hits >> c) & 1 and biggest >= c_min_spend[c] and not done[c_done_row[c], i]:
+                    bonus += c_bonus[c]
+                    done[c_done_row[c], i] = True
+            if use_referrals and _unit(k_referral + np.uint64(i) * _GOLDEN) < referral_rate[s] / 12.0:
+                bonus += bonus_referral
+                n_referrals += 1
+        earned[i] += pts + bonus
+        if tracing:
+            trace_issued[i] += pts + bonus
+        n_points_purchase += pts
+        n_points_bonus += bonus
+        if pts > 0:
+            f_sales_with_points += sp_i
+        # ---- the month's tier metric into the window (tiers.metric_of_month, tiers.add_to_window)
+        if n_tiers > 1:
+            qv = 0.0
+            if is_member:
+                if metric == 0:
+                    qv = q + (bonus / 100 if q_include_bonus else 0.0)
+                    if q_include_bonus and (joined or eq_extra.shape[0] > 0):
+                        extra = eq_extra[i] if eq_extra.shape[0] > 0 else 0.0
+                        if joined:
+                            extra += bonus_enrolment / 100
+                        qv = qv + extra
+                elif metric == 2:
+                    qv = float(n)
+                else:
+                    qv = sp_i
+            if window == 0:
+                qual_ring[t % qual_ring.shape[0], i] = qv  # the window's sum is taken at the review (tiers_run)
+            else:
+                if window == 1:
+                    if cm == 1:
+                        qual_sum[i] = 0.0
+                elif is_member and enrol_month[i] >= 0 and (t - enrol_month[i]) % 12 == 0:
+                    qual_sum[i] = 0.0
+                qual_sum[i] += qv
+        if fee > 0.0:
+            spend_since_bill[i] += sp_i
+        if not is_member:
+            continue
+        # ---- redemption (rewards.py): cash-back blocks, then one catalogue reward
+        n_members += 1
+        f_member_revenue += sp_i
+        if not first:
+            f_counterfactual += other_spend[i]
+        balance = max(_earned_until(earned[i], snap, pending_row, i) - consumed[i], 0)
+        r = 0
+        if cashback_threshold > 0 and balance >= cashback_threshold:
+            blocks = balance // cashback_threshold
+            if blocks > 0:
+                uv = _unit(k_voucher + np.uint64(i) * _GOLDEN)
+                use = min(np.int64(np.floor(blocks * voucher_use_rate + uv)), blocks)
+                n_vouchers_issued += blocks
+                n_vouchers_used += use
+                conv = blocks * cashback_threshold
+                r += conv
+                balance -= conv
+                n_cashback_points += conv
+        ti = tier[i]
+        if cat_len[ti] > 0 and balance >= goal[ti]:
+            if _unit(k_redemption + np.uint64(i) * _GOLDEN) < redeem_prop[s]:
+                a0 = cat_start[ti]
+                j = a0 + cat_len[ti] - 1
+                while j >= a0 and cat_prices[j] > balance:
+                    j -= 1
+                if j >= a0:
+                    # the dearest affordable; among equal prices the last in stable order, as
+                    # searchsorted(prices, balance, 'right') - 1 picks
+                    r += cat_prices[j]
+                    by_tier_reward[ti, cat_order[j]] += 1
+        if r > 0:
+            consumed[i] += r
+            if tracing:
+                trace_redeemed[i] += r
+            n_redeemed += r
+            n_redemptions += 1
+            since_reward[i] = 0
+        else:
+            since_reward[i] = min(since_reward[i] + 1, 10_000)
+        since_demotion[i] = min(since_demotion[i] + 1, 10_000)
+
+    ints[N_CUSTOMERS] += n_customers
+    ints[N_ACTIVE] += n_active
+    ints[N_PURCHASES] += n_purchases
+    ints[N_CANDIDATES] += n_candidates
+    ints[N_NEW_MEMBERS] += n_new_members
+    ints[N_REFERRALS] += n_referrals
+    ints[N_POINTS_PURCHASE] += n_points_purchase
+    ints[N_POINTS_BONUS] += n_points_bonus
+    ints[N_MEMBERS] += n_members
+    ints[N_VOUCHERS_ISSUED] += n_vouchers_issued
+    ints[N_VOUCHERS_USED] += n_vouchers_used
+    ints[N_CASHBACK_POINTS] += n_cashback_points
+    ints[N_REDEEMED] += n_redeemed
+    ints[N_REDEMPTIONS] += n_redemptions
+    floats[F_REVENUE] += f_revenue
+    floats[F_SALES_WITH_POINTS] += f_sales_with_points
+    floats[F_MEMBER_REVENUE] += f_member_revenue
+    floats[F_COUNTERFACTUAL] += f_counterfactual
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def decay_table(half_life, months):
+    """``out[s, m] = 2 ** (-m / half_life[s])`` for m < months: the rewarded-behaviour and
+    demotion decay of members ``m`` whole months after the event, looked up by step_both."""
+    out = np.empty((half_life.shape[0], months))
+    for s in range(half_life.shape[0]):
+        for m in range(months):
+            out[s, m] = 2.0 ** (-m / half_life[s])
+    return out
+
+
+@njit(cache=True, nogil=True)
+def step_both(pop, market, keys, t, cm, base_run, design_run):
+    """Both runs' month for every agent (simulation._step; equations in purchases.py,
+    enrolment.py, points.py, rewards.py, tiers.py), block by block, baseline then design:
+
+    lifts L_i, lambda_i = rate_s m_i season L_i, n_i = Poisson inverse CDF of the shared
+    u(purchases, t, i) (one search when both runs have the same lambda_i), the baskets (an
+    amount drawn once when both runs see the agent in the same segment), recency; with a
+    program: enrolment, points per transaction (rounded, capped per month), bonuses, the
+    tier metric into the window, redemption, months since reward and demotion.
+
+    A run is ``(state, trace, program, campaigns, drives, flags, out)`` as simulation._step
+    packs it; ``out`` receives per agent the purchases and net spend, and the month's totals
+    (slots N_* / F_*, redemptions per tier and reward, campaign contacts, drive contacts and
+    sign-ups). The design's members' counterfactual revenue is the baseline's spend of the
+    same agents.
+    """
+    N = base_run[0][0].shape[0]
+    blk_lam = np.empty(BLOCK)
+    blk_n = np.empty(BLOCK, dtype=np.int64)
+    blk_seg = np.empty(BLOCK, dtype=np.int64)
+    blk_held = np.zeros(BLOCK, dtype=np.int64)
+    blk_amount = np.empty((BLOCK, BLOCK_AMOUNTS))
+    base_spend = base_run[6][1]
+    for lo in range(0, N, BLOCK):
+        hi = min(lo + BLOCK, N)
+        _step_block(lo, hi, True, pop, market, keys, t, cm, base_run, blk_lam, blk_n, blk_seg, blk_held, blk_amount,
+                    base_spend)
+        _step_block(lo, hi, False, pop, market, keys, t, cm, design_run, blk_lam, blk_n, blk_seg, blk_held,
+                    blk_amount, base_spend)
+    return 0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _next_row_entry(r, key, keys, S):
+    """Index of the first entry of table row r above ``key`` (rows ascend: count those below)."""
+    j = r * S
+    c = 0
+    for k in range(S - 1):
+        c += keys[j + k] <= key
+    return j + c
+
+
+@njit(cache=True, nogil=True)
+def transitions_both(seg_d, member_d, use_member_d, exists_d, counts_d, seg_b, member_b, use_member_b, counts_b,
+                     keys, dest, S, base):
+    """Next month's segment of every agent in both runs, in place (transitions.next_segment,
+    with the shared uniform u(transitions, t, i) hashed once); adds the moves of the
+    design's members (``member_d & exists_d``, before the move) to each run's
+    ``counts[before, after]``."""
+    for i in range(seg_d.shape[0]):
+        u = _unit(base + np.uint64(i) * _GOLDEN)
+        bd = seg_d[i]
+        bb = seg_b[i]
+        rd = bd + S if use_member_d and member_d[i] else bd
+        rb = bb + S if use_member_b and member_b[i] else bb
+        ad = dest[_next_row_entry(rd, rd + u, keys, S)]
+        ab = ad if rb == rd else dest[_next_row_entry(rb, rb + u, keys, S)]
+        seg_d[i] = ad
+        seg_b[i] = ab
+        if member_d[i] and exists_d[i]:
+            counts_d[bd, ad] += 1
+            counts_b[bb, ab] += 1
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def expire_run(earned, consumed, snap, row, recency, inactive_months, trace_expired):
+    """Points expiring now, consumed in place (expiry.py): ``max(0, earned_until(row) -
+    consumed)`` per agent (``row`` the ring row of the month of the oldest batch kept, -1 for
+    all points), or, with ``inactive_months`` >= 0, the whole balance of agents at least
+    that many months without a purchase. Returns the total."""
+    total = 0
+    tracing = trace_expired.shape[0] > 0
+    for i in range(earned.shape[0]):
+        if inactive_months >= 0:
+            gone = earned[i] - consumed[i] if recency[i] >= inactive_months else 0
+        else:
+            gone = max(_earned_until(earned[i], snap, row, i) - consumed[i], 0)
+        if gone != 0:
+            consumed[i] += gone
+            if tracing:
+                trace_expired[i] += gone
+            total += gone
+    return total
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _supported(thresholds, value):
+    """Highest tier whose threshold the window's sum reaches (tiers.supported)."""
+    j = -1
+    x = value + 1e-9
+    while j + 1 < thresholds.shape[0] and thresholds[j + 1] <= x:
+        j += 1
+    return j
+
+
+@njit(cache=True, nogil=True)
+def tiers_run(member, tier, below, since_demotion, enrol_month, qual_ring, qual_sum, thresholds, t, cm, window,
+              downgrade, grace):
+    """Upgrades then reviews of every member (tiers.upgrade, tiers.review): move up to the tier
+    the window supports; at a review month count reviews below the tier's threshold and demote
+    past the grace (one tier, or to the supported tier). The window's sum is ``qual_sum``, or
+    for a rolling window the float64 sum of the member's ring column (rows in order, as
+    ``qual_ring.sum(axis=0, dtype=float64)``). Returns (upgrades, demotions)."""
+    ups = 0
+    downs = 0
+    W = qual_ring.shape[0]
+    for i in range(member.shape[0]):
+        if not member[i]:
+            continue
+        if window == 0:
+            value = 0.0
+            for w in range(W):
+                value += qual_ring[w, i]
+        else:
+            value = qual_sum[i]
+        sup = _supported(thresholds, value)
+        if sup > tier[i]:
+            tier[i] = sup
+            below[i] = 0
+            ups += 1
+        if downgrade == 0:
+            continue
+        if window == 1:
+            review = cm == 12
+        elif window == 2:
+            review = (t - enrol_month[i]) % 12 == 11
+        else:
+            review = True
+        if not review:
+            continue
+        if sup < tier[i]:
+            below[i] += 1
+            if below[i] > grace:
+                tier[i] = max(tier[i] - 1, sup) if downgrade == 1 else sup
+                below[i] = 0
+                since_demotion[i] = 0
+                downs += 1
+        else:
+            below[i] = 0
+    return ups, downs
+
+
+@njit(cache=True, nogil=True)
+def members_by_tier(member, exists, tier, counts, n_tiers):
+    """Members (``member & exists``) and their purchases of the month, per tier."""
+    members = np.zeros(n_tiers, dtype=np.int64)
+    purchases = np.zeros(n_tiers, dtype=np.int64)
+    for i in range(member.shape[0]):
+        if member[i] and exists[i]:
+            members[tier[i]] += 1
+            purchases[tier[i]] += counts[i]
+    return members, purchases
+
+
+@njit(cache=True, nogil=True)
+def ledger_totals(earned, consumed, member, exists, snap, row):
+    """Points outstanding (sum of earned - consumed), agents with a negative balance, and
+    members (``member & exists``); with ``row`` >= 0 also the month's snapshot: ring row
+    ``row`` = earned mod 2**32 (state.RunState.close_month)."""
+    out = 0
+    negative = 0
+    members = 0
+    for i in range(earned.shape[0]):
+        b = earned[i] - consumed[i]
+        out += b
+        if b < 0:
+            negative += 1
+        if member[i] and exists[i]:
+            members += 1
+        if row >= 0:
+            snap[row, i] = np.uint32(earned[i] & 0xFFFFFFFF)
+    return out, negative, members

@@ -1,14 +1,17 @@
 """One replication: the design and its baseline, stepped together on the same agents.
 
-Both runs share the population and every random draw (common random numbers): each month one
-array of uniforms per decision point is drawn for the whole population and read by both runs.
-With every behavioural mechanism switched off the program changes no purchase, so the
-incremental revenue is exactly zero; with them on, the difference is the program's effect and
-not sampling noise.
+Both runs share the population and every random draw (common random numbers): each decision
+of an agent in a month reads the uniform of its coordinates (stream, month, agent, k), the
+same in both runs. With every behavioural mechanism switched off the program changes no
+purchase, so the incremental revenue is exactly zero; with them on, the difference is the
+program's effect and not sampling noise.
 
 The calendar (:mod:`simulator.engine.calendar`) drives the month's phases; each phase calls a
-method here that updates both runs with array operations (loops run over runs, segments,
-tiers, rewards or campaigns, never over customers).
+method here. The heavy phases are compiled passes over the agents (:mod:`simulator.engine.kernels`)
+that hash their own uniforms and keep no population-sized temporaries: the step walks both
+runs agent by agent, so a purchase count is searched once when both runs give the agent the
+same rate, and a basket amount is drawn once when both see it in the same segment. Python
+loops run over runs, segments, tiers, rewards or campaigns, never over customers.
 """
 
 from __future__ import annotations
@@ -67,10 +70,8 @@ class _Month:
     """Scratch values of one run in the current month."""
 
     rec: dict[str, float] = field(default_factory=dict)
-    counts: np.ndarray | None = None
-    spend: np.ndarray | None = None
-    qual: np.ndarray | None = None
-    campaign_hits: dict[str, np.ndarray] = field(default_factory=dict)
+    counts: np.ndarray | None = None  # uint16 purchases per agent
+    spend: np.ndarray | None = None   # net spend per agent (baseline run; empty for the design)
     enrolment_qualifying: np.ndarray | None = None  # welcome points that qualify for tiers
 
 
@@ -118,7 +119,6 @@ class Simulation:
             slots = referral_capacity(ref_rate, approx, self.H)
         self.pop = Population.draw(m, self.streams, agents=agents, horizon=self.H, referral_slots=slots,
                                    initial=initial)
-        self.all_idx = np.arange(self.pop.capacity, dtype=np.int64)
         S = len(m.names)
         self.P_member = transitions.member_matrix(m, m.response["transition_effect"])
         self.transition_table = transitions.flat_table(m.P, self.P_member, transitions.row_order(m))
@@ -133,12 +133,23 @@ class Simulation:
             ring = prog.ring if prog else 1
             window = prog.window_months if prog and prog.window == 0 else 1
             self.runs[name] = RunState.new(name, self.pop, ring, window, S)
+            if not any(p.fee > 0 for p in programs):
+                self.runs[name].spend_since_bill = np.zeros(0)  # no paid program: nothing to bill
         self.records: dict[str, list[dict[str, float]]] = {"design": [], "baseline": []}
         self.scratch: dict[str, _Month] = {}
+        # purchases of the month per agent and run, and the baseline's net spend (the design's
+        # members' counterfactual revenue; the design's own spend is only summed), rewritten monthly
+        self._month_arrays = {name: (np.zeros(self.pop.capacity, dtype=np.uint16),
+                                     np.zeros(self.pop.capacity if name == "baseline" else 0)) for name in self.runs}
+        self._prog_cache: dict[int, tuple] = {}
+        # months since a reward or a demotion stay below the horizon (or are NEVER)
+        self._decay = kernels.decay_table(m.response["rewarded_half_life"], self.H + 1)
+        self._selection: tuple | None = None
+        self._done: np.ndarray | None = None  # once-only flags of bonus campaigns, one row each
+        self._opening: dict[str, int | None] = {name: None for name in self.runs}  # outstanding at the last close
         self.pending_referrals: dict[str, int] = {"design": 0, "baseline": 0}
         self.tier_names = tuple(dict.fromkeys(self.design.tier_names + (self.base_prog.tier_names if self.base_prog else ())))
         self.cal = Calendar(self.H)
-        self._u: dict[str, np.ndarray] = {}
         self._progress: Callable[[int], None] | None = None
         self.check_agents = check_agents
         self._schedule()
@@ -193,21 +204,17 @@ class Simulation:
     def calendar_month(self, t: int) -> int:
         return (self.start.month - 1 + t) % 12 + 1
 
-    def uniforms(self, name: str, t: int) -> np.ndarray:
-        """The month's uniforms of one stream for the whole population, shared by both runs."""
-        key = f"{name}@{t}"
-        if key not in self._u:
-            self._u[key] = self.streams.uniform_all(name, t, self.pop.capacity)
-        return self._u[key]
-
     # ---------------------------------------------------------------- phases
     def _open(self, t: int) -> None:
-        self._u.clear()
         a, b = self.pop.arrivals_by_month[t]
         for name, run in self.runs.items():
-            self.scratch[name] = _Month()
+            counts, spend = self._month_arrays[name]
+            self.scratch[name] = _Month(counts=counts, spend=spend)
             rec = self.scratch[name].rec
-            rec["points_opening"] = float(run.outstanding().sum())
+            if self._opening[name] is None:
+                self._opening[name] = kernels.ledger_totals(run.earned, run.consumed, run.member, run.exists,
+                                                            run.snap, -1)[0]
+            rec["points_opening"] = float(self._opening[name])  # what the last close counted
             if self.check_agents:
                 run.start_trace()
             run.exists[a:b] = True
@@ -252,38 +259,6 @@ class Simulation:
         run.program = new
         run.reset_points_window(new)
 
-    def _lifts(self, name: str, run: RunState, prog: CompiledProgram | None, t: int) -> tuple[np.ndarray, np.ndarray]:
-        """Rate multipliers L_i (purchases.py) and points multipliers of the month, per agent."""
-        N = self.pop.capacity
-        lift = np.ones(N)
-        pmult = np.ones(N)
-        if prog is None:
-            return lift, pmult
-        resp = self.market.response
-        mi = np.flatnonzero(run.member)
-        if mi.size and (self.mech.goal_gradient or self.mech.rewarded_behaviour or self.mech.tier_status):
-            spendable = np.maximum(run.earned_until(t, prog.pending_months, mi) - run.consumed[mi], 0)
-            lift[mi] = kernels.member_lift(
-                run.segment[mi], run.tier[mi], spendable, run.since_reward[mi], run.since_demotion[mi],
-                prog.ladder_flat, prog.ladder_start, prog.ladder_len, resp["goal_gradient"], resp["rewarded_behaviour"],
-                resp["rewarded_half_life"], resp["tier_status"], resp["demotion_effect"], prog.n_tiers,
-                self.mech.goal_gradient, self.mech.rewarded_behaviour, self.mech.tier_status, np.empty(mi.size))
-        if name == "design" and t >= self.launch_t:
-            sc = self.scratch[name]
-            for cp in self.active_campaigns:
-                hit = cp.target.mask(None, run.segment, run.member, run.tier, self.pop.potential, run.recency)
-                hit &= camp.reached(cp.channel, None, run.reach) & run.exists
-                contacts = float(hit.sum())
-                sc.rec["campaign_contacts"] = sc.rec.get("campaign_contacts", 0.0) + contacts
-                sc.rec["campaign_cost"] = sc.rec.get("campaign_cost", 0.0) + contacts * cp.cost_per_contact
-                if self.mech.campaigns:
-                    lf = resp["campaign_lift"][run.segment] if cp.lift is None else cp.lift
-                    lift = np.where(hit, lift * (1.0 + lf), lift)
-                if cp.kind == "points_multiplier":
-                    pmult = np.where(hit & run.member, pmult * cp.multiplier, pmult)
-                sc.campaign_hits[cp.name] = hit
-        return lift, pmult
-
     def _enrol(self, run: RunState, prog: CompiledProgram, t: int, new: np.ndarray, rec: dict[str, float]) -> None:
         run.member[new] = True
         run.enrol_month[new] = t
@@ -306,129 +281,202 @@ class Simulation:
                 sc.enrolment_qualifying[new] += prog.bonus_enrolment / CENTI
         rec["new_members"] = rec.get("new_members", 0.0) + float(new.size)
 
+    # ------------------------------------------------ arguments of the compiled step
+    def _program_args(self, run: RunState, prog: CompiledProgram, t: int) -> tuple:
+        """The program as the scalars and arrays kernels._step_block unpacks (same order)."""
+        if id(prog) not in self._prog_cache:
+            order, start, length = [], [], []
+            for ti in range(prog.n_tiers):  # each tier's rewards by price (stable)
+                rids = np.flatnonzero(prog.eligible[ti])
+                start.append(len(order))
+                length.append(len(rids))
+                order.extend(rids[np.argsort(prog.prices[rids], kind="stable")])
+            order = np.array(order, dtype=np.int64)
+            earning = (float(prog.ppu), int(prog.rounding), float(prog.min_order), float(prog.category_factor),
+                       prog.earn_mult.astype(np.float64), int(prog.cap_month), float(prog.qppu),
+                       bool(prog.q_include_bonus), int(prog.metric), int(prog.bonus_enrolment), int(prog.bonus_first),
+                       int(prog.bonus_birthday), int(prog.bonus_referral))
+            rest = (prog.ladder_flat, prog.ladder_start, prog.ladder_len, int(prog.n_tiers), int(prog.window),
+                    int(prog.window_months), prog.eligible_segments, bool(prog.automatic), bool(prog.invite_only),
+                    float(prog.fee * 12 / prog.fee_months) if prog.fee > 0 else 0.0, float(prog.fee),
+                    int(prog.trial_months), int(prog.cashback_threshold), float(prog.voucher_use_rate),
+                    prog.goal.astype(np.int64), order, np.array(start, dtype=np.int64), np.array(length, dtype=np.int64),
+                    prog.prices[order].astype(np.int64))
+            self._prog_cache[id(prog)] = (earning, rest)
+        earning, rest = self._prog_cache[id(prog)]
+        pending_row = (t - prog.pending_months) % run.snap.shape[0] if prog.pending_months else -1
+        return (True,) + earning + (pending_row,) + rest
+
+    def _targets(self, targets: list[camp.CompiledTarget]) -> tuple:
+        """Targets as arrays (one row each) for kernels._targeted."""
+        S, C = len(self.market.names), len(targets)
+        T = max([len(tg.tiers) for tg in targets if tg.tiers is not None] + [1])
+        seg = np.ones((C, S), dtype=bool)
+        members = np.zeros(C, dtype=np.int64)
+        tiers_ok = np.zeros((C, T), dtype=bool)
+        use_tiers = np.zeros(C, dtype=bool)
+        pot = np.ones((C, 3), dtype=bool)
+        inactive = np.zeros(C, dtype=np.int64)
+        for c, tg in enumerate(targets):
+            if tg.segments is not None:
+                seg[c] = tg.segments
+            members[c] = tg.members
+            if tg.tiers is not None:
+                use_tiers[c] = True
+                tiers_ok[c, : len(tg.tiers)] = tg.tiers
+                tiers_ok[c, len(tg.tiers):] = tg.tiers[-1]
+            if tg.potential is not None:
+                pot[c] = tg.potential
+            inactive[c] = tg.inactive_months
+        return seg, members, tiers_ok, use_tiers, pot, inactive
+
+    def _campaign_args(self, run: RunState, active: list[camp.CompiledCampaign]) -> tuple:
+        """Active campaigns as arrays, and each bonus campaign's once-only flags as one row of
+        ``done``."""
+        S = len(self.market.names)
+        C = len(active)
+        if C > 62:
+            raise ValueError("at most 62 campaigns can run in the same month")
+        kind = np.array([{"points_multiplier": 1, "bonus_points": 2}.get(cp.kind, 0) for cp in active], dtype=np.int64)
+        lift = np.empty((C, S))
+        for c, cp in enumerate(active):
+            lift[c] = self.market.response["campaign_lift"] if cp.lift is None else cp.lift
+        bonus_names = [cp.name for cp in self.campaigns if cp.kind == "bonus_points"]
+        if bonus_names and self._done is None:
+            self._done = np.zeros((len(bonus_names), self.pop.capacity), dtype=bool)
+            for r, nm in enumerate(bonus_names):
+                run.campaign_done.setdefault(nm, self._done[r])
+        done = self._done if self._done is not None else np.zeros((0, 0), dtype=bool)
+        done_row = np.array([bonus_names.index(cp.name) if cp.kind == "bonus_points" else -1 for cp in active],
+                            dtype=np.int64)
+        seg, members, tiers_ok, use_tiers, pot, inactive = self._targets([cp.target for cp in active])
+        return (kind, seg, members, tiers_ok, use_tiers, pot, inactive,
+                np.array([cp.channel for cp in active], dtype=np.int64), lift,
+                np.array([cp.multiplier for cp in active], dtype=np.float64),
+                np.array([cp.bonus for cp in active], dtype=np.int64),
+                np.array([max(cp.min_spend, 1e-9) for cp in active], dtype=np.float64), done_row, done)
+
+    def _drive_args(self, active: list[camp.CompiledDrive]) -> tuple:
+        if len(active) > 62:
+            raise ValueError("at most 62 enrolment drives can run in the same month")
+        seg, members, tiers_ok, use_tiers, pot, inactive = self._targets([d.target for d in active])
+        return (np.array([d.uplift for d in active], dtype=np.float64), seg, members, tiers_ok, use_tiers, pot, inactive,
+                np.array([d.channel for d in active], dtype=np.int64))
+
+    def _selection_args(self) -> tuple:
+        """``rate_mult ** beta`` for each distinct self-selection beta, and each segment's index."""
+        if self._selection is None:
+            beta = self.market.response["self_selection"]
+            if self.mech.self_selection:
+                betas = list(dict.fromkeys(float(b) for b in beta))
+                # rate_mult ** 1.0 is rate_mult: no cached copy for the usual beta of 1
+                self._selection = (tuple(self.pop.rate_mult if b == 1.0 else self.pop.rate_power(b) for b in betas),
+                                   np.array([betas.index(float(b)) for b in beta], dtype=np.int64))
+            else:
+                self._selection = ((np.zeros(0),), np.zeros(len(beta), dtype=np.int64))
+        return self._selection
+
+    # ---------------------------------------------------------------- phases (continued)
     def _step(self, t: int) -> None:
+        """Purchases, enrolment, earning and redemption of both runs in one compiled pass over
+        the agents (kernels.step_both), then the month's records."""
         m = self.market
-        N = self.pop.capacity
         cm = self.calendar_month(t)
-        u_buy = self.uniforms("purchases", t)
-        spends: dict[str, np.ndarray] = {}
+        resp = m.response
+        pop = self.pop
+        powers, sel_index = self._selection_args()
+        pop_args = (pop.rate_mult, pop.basket_mult, pop.identified, pop.opt_in_on_join, pop.birthday, pop.potential,
+                    powers, sel_index, pop.selection_norm)
+        market_args = (m.rate, float(m.season[cm - 1]), m.basket_mean, m.basket_sigma, m.net_factor,
+                       resp["goal_gradient"], resp["rewarded_behaviour"], resp["rewarded_half_life"], resp["tier_status"],
+                       resp["demotion_effect"], resp["enrolment_propensity"], resp["fee_sensitivity"],
+                       resp["referrals_per_member_year"], resp["redemption_propensity"], self._decay)
+        keys = tuple(self.streams.stream_base(k, t) for k in
+                     ("purchases", "basket", "enrolment", "redemption", "voucher", "referral"))
+        no_i64 = np.zeros(0, dtype=np.int64)
+        packed = {}
         for name, run in self.runs.items():
             prog = self.program_of(name, t)
             sc = self.scratch[name]
-            rec = sc.rec
-            lift, pmult = self._lifts(name, run, prog, t)
-            lift *= m.season[cm - 1]
-            lift *= run.exists
-            lam = m.rate[run.segment] * self.pop.rate_mult
-            lam *= lift
-            n = poisson_icdf(u_buy, lam)
-            pos, gross, spend = draw_baskets(self.streams, t, m, n, run.segment, self.pop.basket_mult)
-            net = gross * m.net_factor
-            spends[name] = spend
-            bought = n > 0
-            run.recency += 1
-            run.recency[bought] = 0
-            np.minimum(run.recency, 30000, out=run.recency)
-            total = float(spend.sum())
-            rec.update(customers=float(run.exists.sum()), active=float(bought.sum()), purchases=float(n.sum()),
-                       revenue=total, gross_margin=total * m.gross_margin)
-            sc.counts, sc.spend = n, spend
-            sc.qual = None
+            design_live = name == "design" and t >= self.launch_t
+            cps = self.active_campaigns if design_live else []
+            drives = self.active_drives if design_live else []
+            prog_args = self._program_args(run, prog if prog is not None else self.design, t)
             if prog is None:
+                prog_args = (False,) + prog_args[1:]
+            tr = run.trace
+            trace = (tr["issued"], tr["redeemed"]) if tr is not None else (no_i64, no_i64)
+            eq = sc.enrolment_qualifying if sc.enrolment_qualifying is not None else np.zeros(0)
+            state = (run.exists, run.segment, run.reach, run.recency, run.member, run.enrol_month, run.tier, run.below,
+                     run.since_reward, run.since_demotion, run.first_pending, run.next_bill, run.spend_since_bill,
+                     run.earned, run.consumed, run.snap, run.qual_ring, run.qual_sum, eq)
+            flags = (self.mech.goal_gradient, self.mech.rewarded_behaviour, self.mech.tier_status, self.mech.campaigns,
+                     self.mech.self_selection, bool(prog is not None and prog.bonus_referral and self.mech.referrals))
+            T, R = (prog.n_tiers, len(prog.prices)) if prog is not None else (1, 0)
+            out = (sc.counts, sc.spend, np.zeros(14, dtype=np.int64), np.zeros(4), np.zeros((T, R), dtype=np.int64),
+                   np.zeros(len(cps), dtype=np.int64), np.zeros(len(drives), dtype=np.int64),
+                   np.zeros(len(drives), dtype=np.int64))
+            packed[name] = (state, trace, prog_args, self._campaign_args(run, cps), self._drive_args(drives), flags, out)
+            packed[name, "meta"] = (prog, cps, drives, flags)
+        kernels.step_both(pop_args, market_args, keys, t, cm, packed["baseline"], packed["design"])
+        K = kernels
+        for name, run in self.runs.items():
+            prog, cps, drives, flags = packed[name, "meta"]
+            _, _, ints, floats, by_tier_reward, camp_contacts, drive_contacts, drive_joins = packed[name][-1]
+            rec = self.scratch[name].rec
+            # the month's record, key by key in the order the phases define them
+            for cp, contacts in zip(cps, camp_contacts):
+                rec["campaign_contacts"] = rec.get("campaign_contacts", 0.0) + float(contacts)
+                rec["campaign_cost"] = rec.get("campaign_cost", 0.0) + float(contacts) * cp.cost_per_contact
+            total = float(floats[K.F_REVENUE])
+            rec.update(customers=float(ints[K.N_CUSTOMERS]), active=float(ints[K.N_ACTIVE]),
+                       purchases=float(ints[K.N_PURCHASES]), revenue=total, gross_margin=total * m.gross_margin)
+            if prog is None:
+                if name == "design":
+                    self._member_revenue(rec, floats, ints)
                 continue
-            # enrolment (after the month's purchases: a customer joins at the till with a purchase)
-            self._enrolment(name, run, prog, t, bought, rec)
-            # earning
-            mem = run.member
-            mem_tx = mem[pos]
-            tpos = pos[mem_tx]
-            pts_tx, q_tx = points.purchase_points(prog, net[mem_tx], gross[mem_tx], run.tier[tpos], pmult[tpos])
-            pts = points.cap(points.per_agent(tpos, pts_tx, N), prog)
-            q = np.bincount(tpos, weights=q_tx, minlength=N)
-            bonus = np.zeros(N, dtype=np.int64)
-            if prog.bonus_first:
-                bonus[mem & run.first_pending & bought] += prog.bonus_first
-            run.first_pending[bought] = False
-            if prog.bonus_birthday:
-                bonus[mem & (self.pop.birthday == cm)] += prog.bonus_birthday
-            if name == "design" and t >= self.launch_t:
-                bonus_campaigns = [cp for cp in self.active_campaigns if cp.kind == "bonus_points"]
-                if bonus_campaigns:
-                    biggest = np.zeros(N)
-                    np.maximum.at(biggest, pos, gross)
-                    for cp in bonus_campaigns:
-                        done = run.campaign_done.setdefault(cp.name, np.zeros(N, dtype=bool))
-                        ok = sc.campaign_hits[cp.name] & mem & (biggest >= max(cp.min_spend, 1e-9)) & ~done
-                        bonus[ok] += cp.bonus
-                        done[ok] = True
-            midx = np.flatnonzero(mem)
-            if prog.bonus_referral and self.mech.referrals and midx.size:
-                rate = m.response["referrals_per_member_year"][run.segment[midx]] / 12.0
-                referrers = midx[self.streams.uniform("referral", t, midx) < rate]
-                bonus[referrers] += prog.bonus_referral
-                free = N - self.pop.referral_start - run.referrals_used - self.pending_referrals[name]
-                self.pending_referrals[name] += min(referrers.size, max(free, 0))
-                rec["referrals"] = float(referrers.size)
-            run.credit(pts + bonus)
-            rec["points_issued_purchase"] = float(pts.sum())
-            rec["points_issued_bonus"] = rec.get("points_issued_bonus", 0.0) + float(bonus.sum())
-            rec["sales_with_points"] = float(np.dot(spend, pts > 0))
-            qual_total = q + (bonus / CENTI if prog.q_include_bonus else 0.0)
-            if sc.enrolment_qualifying is not None:
-                qual_total = qual_total + sc.enrolment_qualifying
-            sc.qual = tiers.metric_of_month(prog, qual_total, spend, n) * mem
-            if prog.fee > 0:
-                run.spend_since_bill += spend
-            # redemption
-            if midx.size:
-                spendable = np.maximum(run.earned_until(t, prog.pending_months, midx) - run.consumed[midx], 0)
-                r = rewards.redeem(prog, spendable, run.tier[midx], m.response["redemption_propensity"][run.segment[midx]],
-                                   self.streams.uniform("redemption", t, midx), self.streams.uniform("voucher", t, midx))
-                run.debit(r.points, midx, "redeemed")
-                run.since_reward[midx] = np.minimum(run.since_reward[midx] + 1, NEVER)
-                run.since_reward[midx[r.redeemed]] = 0
-                rec.update(points_redeemed_rewards=float(r.points.sum()), reward_cost=r.reward_cost,
-                           reward_face_value=r.reward_face, vouchers_issued=float(r.vouchers_issued),
-                           vouchers_used=float(r.vouchers_used), redemptions=float(r.redeemed.sum()))
-            run.since_demotion[midx] = np.minimum(run.since_demotion[midx] + 1, NEVER)
-        # members' revenue against what the same customers spent in the baseline run
-        drec = self.scratch["design"].rec
-        design = self.runs["design"]
-        dmem = design.member & design.exists
-        drec["member_revenue"] = float(np.dot(spends["design"], dmem))
-        drec["member_revenue_counterfactual"] = float(np.dot(spends["baseline"], dmem))
-        drec["nonmember_revenue"] = float(drec["revenue"] - drec["member_revenue"])
-        drec["nonmembers"] = float(drec["customers"] - dmem.sum())
-        if self.runs["baseline"].program is not None or self.base_prog is not None:
-            base = self.runs["baseline"]
-            self.scratch["baseline"].rec["member_revenue"] = float(np.dot(spends["baseline"], base.member & base.exists))
+            if ints[K.N_CANDIDATES]:
+                for d, contacts in zip(drives, drive_contacts):
+                    rec["enrolment_cost"] = rec.get("enrolment_cost", 0.0) + float(contacts) * d.cost_per_contact
+                for d, joins in zip(drives, drive_joins):
+                    rec["enrolment_cost"] = rec.get("enrolment_cost", 0.0) + float(joins) * d.cost_per_enrolment
+                joined = int(ints[K.N_NEW_MEMBERS])
+                if prog.bonus_enrolment:
+                    rec["points_issued_bonus"] = rec.get("points_issued_bonus", 0.0) + float(prog.bonus_enrolment * joined)
+                rec["new_members"] = rec.get("new_members", 0.0) + float(joined)
+            members = int(ints[K.N_MEMBERS])
+            if flags[-1] and members:
+                referrers = int(ints[K.N_REFERRALS])
+                free = self.pop.capacity - self.pop.referral_start - run.referrals_used - self.pending_referrals[name]
+                self.pending_referrals[name] += min(referrers, max(free, 0))
+                rec["referrals"] = float(referrers)
+            rec["points_issued_purchase"] = float(ints[K.N_POINTS_PURCHASE])
+            rec["points_issued_bonus"] = rec.get("points_issued_bonus", 0.0) + float(ints[K.N_POINTS_BONUS])
+            rec["sales_with_points"] = float(floats[K.F_SALES_WITH_POINTS])
+            if members:
+                cost = face = 0.0
+                if ints[K.N_VOUCHERS_ISSUED]:
+                    used = int(ints[K.N_VOUCHERS_USED])
+                    cost += used * prog.voucher_value * prog.voucher_cost_ratio
+                    face += used * prog.voucher_value
+                for ti in range(prog.n_tiers):
+                    if by_tier_reward[ti].any():
+                        cost += float(np.dot(by_tier_reward[ti], prog.cost))
+                        face += float(np.dot(by_tier_reward[ti], prog.face))
+                rec.update(points_redeemed_rewards=float(ints[K.N_REDEEMED]), reward_cost=cost, reward_face_value=face,
+                           vouchers_issued=float(ints[K.N_VOUCHERS_ISSUED]),
+                           vouchers_used=float(ints[K.N_VOUCHERS_USED]), redemptions=float(ints[K.N_REDEMPTIONS]))
+            if name == "design":
+                self._member_revenue(rec, floats, ints)
+            else:
+                rec["member_revenue"] = float(floats[K.F_MEMBER_REVENUE])
 
-    def _enrolment(self, name: str, run: RunState, prog: CompiledProgram, t: int, bought_full: np.ndarray,
-                   rec: dict[str, float]) -> None:
-        cand = enrolment.candidates(prog, self.pop, run.exists, run.member, run.segment)
-        if not cand.size:
-            return
-        bought = bought_full[cand]
-        h = enrolment.hazard(prog, self.pop, self.market, run.segment, cand, self.mech.self_selection)
-        till = np.zeros(cand.size)
-        invitations: list[tuple[np.ndarray, float]] = []
-        drive_masks: list[tuple[camp.CompiledDrive, np.ndarray]] = []
-        if name == "design" and t >= self.launch_t:
-            for d in self.active_drives:
-                tgt = d.target.mask(cand, run.segment, run.member, run.tier, self.pop.potential, run.recency)
-                if d.channel < 0:
-                    till += d.uplift * tgt
-                    contacts = tgt & bought
-                else:
-                    contacts = tgt & camp.reached(d.channel, cand, run.reach)
-                    invitations.append((contacts, d.uplift))
-                drive_masks.append((d, contacts))
-                rec["enrolment_cost"] = rec.get("enrolment_cost", 0.0) + float(contacts.sum()) * d.cost_per_contact
-        p = enrolment.join_probability(prog, h, bought, till, invitations)
-        join = self.streams.uniform("enrolment", t, cand) < p
-        for d, contacts in drive_masks:
-            rec["enrolment_cost"] = rec.get("enrolment_cost", 0.0) + float((join & contacts).sum()) * d.cost_per_enrolment
-        self._enrol(run, prog, t, cand[join], rec)
+    def _member_revenue(self, rec: dict[str, float], floats: np.ndarray, ints: np.ndarray) -> None:
+        """Members' revenue against what the same customers spent in the baseline run."""
+        rec["member_revenue"] = float(floats[kernels.F_MEMBER_REVENUE])
+        rec["member_revenue_counterfactual"] = float(floats[kernels.F_COUNTERFACTUAL])
+        rec["nonmember_revenue"] = float(rec["revenue"] - rec["member_revenue"])
+        rec["nonmembers"] = float(rec["customers"] - ints[kernels.N_MEMBERS])
 
     def _tiers(self, t: int) -> None:
         cm = self.calendar_month(t)
@@ -436,12 +484,13 @@ class Simulation:
             prog = self.program_of(name, t)
             if prog is None or not prog.has_tiers:
                 continue
-            qual = self.scratch[name].qual
-            tiers.add_to_window(run, prog, t, cm, qual if qual is not None else np.zeros(self.pop.capacity))
-            mem = np.flatnonzero(run.member)
+            # this month's metric went into the window in the step (kernels.step_both)
+            ups, downs = kernels.tiers_run(run.member, run.tier, run.below, run.since_demotion, run.enrol_month,
+                                           run.qual_ring, run.qual_sum, prog.thresholds, t, cm, prog.window,
+                                           prog.downgrade, prog.grace)
             rec = self.scratch[name].rec
-            rec["upgrades"] = float(tiers.upgrade(run, prog, mem))
-            rec["demotions"] = float(tiers.review(run, prog, t, cm, mem))
+            rec["upgrades"] = float(ups)
+            rec["demotions"] = float(downs)
 
     def _expiry_due(self, t: int) -> bool:
         """Whether an expiry rule of either run can act in month ``t``."""
@@ -459,9 +508,7 @@ class Simulation:
             prog = self.program_of(name, t)
             if prog is None:
                 continue
-            gone = expiry.expire(run, prog, t, cm)
-            run.debit(gone, None, "expired")
-            self.scratch[name].rec["points_expired"] = float(gone.sum())
+            self.scratch[name].rec["points_expired"] = float(expiry.expire(run, prog, t, cm))
 
     def _fees(self, t: int) -> None:
         for name, run in self.runs.items():
@@ -474,17 +521,13 @@ class Simulation:
             rec["left_members"] = float(left)
 
     def _transitions(self, t: int) -> None:
-        u = self.uniforms("transitions", t)
-        design_members = self.runs["design"].member & self.runs["design"].exists
-        S = len(self.market.names)
-        for name, run in self.runs.items():
-            prog = self.program_of(name, t)
-            before = run.segment
-            use_member = run.member if (prog is not None and self.mech.transitions) else None
-            after = transitions.next_segment(before, u, use_member, self.transition_table)
-            run.transitions_counts += np.bincount(before[design_members].astype(np.int64) * S + after[design_members],
-                                                  minlength=S * S).reshape(S, S)
-            run.segment = after
+        d, b = self.runs["design"], self.runs["baseline"]
+        keys, dest = self.transition_table
+        use = [self.program_of(name, t) is not None and self.mech.transitions for name in ("design", "baseline")]
+        # one uniform per agent, shared by both runs; the design's members are counted in both
+        kernels.transitions_both(d.segment, d.member, use[0], d.exists, d.transitions_counts, b.segment, b.member,
+                                 use[1], b.transitions_counts, keys, dest, len(self.market.names),
+                                 self.streams.stream_base("transitions", t))
 
     def _costs(self, t: int) -> None:
         for name, run in self.runs.items():
@@ -493,12 +536,10 @@ class Simulation:
             if prog is None:
                 continue
             sc = self.scratch[name]
-            mi = np.flatnonzero(run.member & run.exists)
-            mt = run.tier[mi]
-            members_by_tier = np.bincount(mt, minlength=prog.n_tiers)
-            purchases_by_tier = np.bincount(mt, weights=sc.counts[mi], minlength=prog.n_tiers)
+            members_by_tier, purchases_by_tier = kernels.members_by_tier(run.member, run.exists, run.tier, sc.counts,
+                                                                        prog.n_tiers)
             rec["benefit_cost"] = float(members_by_tier @ prog.benefit_member_month + purchases_by_tier @ prog.benefit_per_purchase)
-            rec["member_cost"] = float(mi.size) * prog.per_member_per_year / 12.0
+            rec["member_cost"] = float(members_by_tier.sum()) * prog.per_member_per_year / 12.0
             amortisation = 0.0
             if prog is self.design and name == "design":
                 since = t - self.launch_t
@@ -517,11 +558,14 @@ class Simulation:
     def _close(self, t: int) -> None:
         for name, run in self.runs.items():
             rec = self.scratch[name].rec
-            outstanding = run.outstanding()
-            if (outstanding < 0).any():
-                raise RuntimeError(f"points ledger: {int((outstanding < 0).sum())} agents hold negative points in month {t} ({name})")
-            rec["points_outstanding"] = float(outstanding.sum())
-            rec["members"] = float((run.member & run.exists).sum())
+            # totals and the month's snapshot of earned points (RunState.close_month) in one pass
+            outstanding, negative, members = kernels.ledger_totals(run.earned, run.consumed, run.member, run.exists,
+                                                                   run.snap, t % run.snap.shape[0])
+            self._opening[name] = outstanding
+            if negative:
+                raise RuntimeError(f"points ledger: {negative} agents hold negative points in month {t} ({name})")
+            rec["points_outstanding"] = float(outstanding)
+            rec["members"] = float(members)
             rec["points_issued"] = (rec.get("points_issued_purchase", 0.0) + rec.get("points_issued_bonus", 0.0)
                                     + rec.get("points_issued_migration", 0.0))
             rec["points_redeemed"] = rec.get("points_redeemed_rewards", 0.0) + rec.get("points_redeemed_migration", 0.0)
@@ -539,16 +583,18 @@ class Simulation:
             prog = self.program_of(name, t)
             rec["value_per_point"] = prog.value_per_point if prog is not None else 0.0
             rec["program_active"] = 1.0 if prog is not None else 0.0
-            run.close_month(t)
             self.records[name].append(rec)
         if self._progress is not None:
             self._progress(t)
 
     # ---------------------------------------------------------------- run
     def month_purchases(self, run: str) -> tuple[np.ndarray, np.ndarray]:
-        """Per-agent purchases and net spend of the month just stepped in ``run`` ('design' or
-        'baseline'), arrays over the population (read them from a ``progress`` callback)."""
+        """Per-agent purchases and net spend of the month just stepped in ``run``, arrays over
+        the population (read them from a ``progress`` callback). Purchases are kept for both
+        runs; per-agent spend for the baseline only (the design's is summed as it is drawn)."""
         sc = self.scratch[run]
+        if sc.spend.shape[0] != sc.counts.shape[0]:
+            raise ValueError(f"per-agent spend is kept for the baseline run only, not '{run}'")
         return sc.counts, sc.spend
 
     def run(self, progress: Callable[[int], None] | None = None) -> "ReplicationResult":

@@ -35,19 +35,19 @@ class RunState:
     reach: np.ndarray             # uint8 channel bitmask
     recency: np.ndarray           # int16 months since last purchase
     member: np.ndarray            # bool
-    enrol_month: np.ndarray       # int32, -1 never
+    enrol_month: np.ndarray       # int16 month of joining, -1 never (before the start: -1 .. -13)
     tier: np.ndarray              # int8
     below: np.ndarray             # int16 consecutive reviews below the tier's threshold
     since_reward: np.ndarray      # int16 months since last redemption
     since_demotion: np.ndarray    # int16 months since last demotion
     first_pending: np.ndarray     # bool: member has not yet made the first purchase bonus
-    next_bill: np.ndarray         # int32 month of the next fee, -1 none
-    spend_since_bill: np.ndarray  # float64
+    next_bill: np.ndarray         # int16 month of the next fee, -1 none
+    spend_since_bill: np.ndarray  # float64 net spend since the last bill (empty when no program charges a fee)
     earned: np.ndarray            # int64 centipoints, cumulative
     consumed: np.ndarray          # int64 centipoints, cumulative
     snap: np.ndarray              # uint32 [L, N] earned (mod 2**32) at the end of month m (row m % L)
     qual_ring: np.ndarray         # float32 [W, N] monthly tier metric (rolling windows)
-    qual_sum: np.ndarray          # float64 tier metric over the window
+    qual_sum: np.ndarray          # float64 tier metric over an annual window (a rolling one is summed from qual_ring)
     referrals_used: int = 0
     campaign_done: dict[str, np.ndarray] = field(default_factory=dict)
     program: CompiledProgram | None = None
@@ -101,10 +101,10 @@ class RunState:
         exists[: pop.n_base] = True
         return cls(
             name=name, exists=exists, segment=pop.segment0.copy(), reach=pop.reach.copy(), recency=pop.recency0.copy(),
-            member=np.zeros(N, dtype=bool), enrol_month=np.full(N, -1, dtype=np.int32), tier=np.zeros(N, dtype=np.int8),
+            member=np.zeros(N, dtype=bool), enrol_month=np.full(N, -1, dtype=np.int16), tier=np.zeros(N, dtype=np.int8),
             below=np.zeros(N, dtype=np.int16), since_reward=np.full(N, NEVER, dtype=np.int16),
             since_demotion=np.full(N, NEVER, dtype=np.int16), first_pending=np.zeros(N, dtype=bool),
-            next_bill=np.full(N, -1, dtype=np.int32), spend_since_bill=np.zeros(N),
+            next_bill=np.full(N, -1, dtype=np.int16), spend_since_bill=np.zeros(N),
             earned=np.zeros(N, dtype=np.int64), consumed=np.zeros(N, dtype=np.int64),
             snap=np.zeros((ring, N), dtype=np.uint32), qual_ring=np.zeros((window, N), dtype=np.float32), qual_sum=np.zeros(N),
             transitions_counts=np.zeros((n_segments, n_segments), dtype=np.int64),

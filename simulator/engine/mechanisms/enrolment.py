@@ -35,7 +35,7 @@ def selection_weight(pop: Population, market: CompiledMarket, segment: np.ndarra
     out = np.empty(idx.shape)
     for b in np.unique(beta[s]):
         sel = beta[s] == b
-        out[sel] = pop.rate_power(float(b))[idx[sel]]
+        out[sel] = (pop.rate_mult if b == 1.0 else pop.rate_power(float(b)))[idx[sel]]  # m ** 1.0 is m
     return out / pop.selection_norm[s]
 
 

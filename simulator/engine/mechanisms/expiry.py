@@ -15,18 +15,25 @@ from __future__ import annotations
 
 import numpy as np
 
+from simulator.engine import kernels
 from simulator.engine.compiled import EXPIRY_AFTER, EXPIRY_FIXED, EXPIRY_INACTIVITY, CompiledProgram
 from simulator.engine.state import RunState
 
 
-def expire(run: RunState, program: CompiledProgram, t: int, calendar_month: int) -> np.ndarray:
-    """Points expiring now (int64 centipoints per agent); the caller consumes them."""
+def expire(run: RunState, program: CompiledProgram, t: int, calendar_month: int) -> int:
+    """Consume the points expiring now (oldest first, one compiled pass: kernels.expire_run);
+    return their total in centipoints."""
+    trace = run.trace["expired"] if run.trace is not None else np.zeros(0, dtype=np.int64)
+    L = run.snap.shape[0]
     if program.expiry == EXPIRY_AFTER:
-        return np.maximum(run.earned_until(t, program.expiry_months) - run.consumed, 0)
-    if program.expiry == EXPIRY_FIXED:
-        if calendar_month != program.expiry_month:
-            return np.zeros_like(run.earned)
-        return np.maximum(run.earned_until(t, program.expiry_min_age) - run.consumed, 0)
-    if program.expiry == EXPIRY_INACTIVITY:
-        return np.where(run.recency >= program.expiry_months, run.earned - run.consumed, 0)
-    return np.zeros_like(run.earned)
+        months_back = program.expiry_months
+    elif program.expiry == EXPIRY_FIXED and calendar_month == program.expiry_month:
+        months_back = program.expiry_min_age
+    elif program.expiry == EXPIRY_INACTIVITY:
+        return int(kernels.expire_run(run.earned, run.consumed, run.snap, -1, run.recency, program.expiry_months, trace))
+    else:
+        return 0
+    if months_back >= L:
+        raise ValueError(f"ring of {L} months cannot look {months_back} months back")
+    row = (t - months_back) % L if months_back else -1
+    return int(kernels.expire_run(run.earned, run.consumed, run.snap, row, run.recency, -1, trace))

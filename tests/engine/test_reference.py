@@ -1,0 +1,233 @@
+"""The compiled month (kernels.step_both and the other passes) against the NumPy month it
+replaced (reference_step.py): same random numbers, so the same records (up to the order of
+floating-point sums) and the same state of every agent; and each small kernel against its
+NumPy description."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from simulator.engine import kernels
+from simulator.engine.compiled import CompiledMarket
+from simulator.engine.mechanisms import tiers, transitions
+from simulator.engine.simulation import Simulation
+from simulator.engine.state import RunState
+from simulator.scenario import Scenario, resolve
+from simulator.specs.playbook import Playbook
+from tests.engine.reference_step import ReferenceSimulation, expire
+from tests.engine.test_simulation import ALL_OFF, PLAYBOOKS, markets, programs
+
+STATE = ("exists", "segment", "reach", "recency", "member", "enrol_month", "tier", "below", "since_reward",
+         "since_demotion", "first_pending", "next_bill", "earned", "consumed", "snap")
+
+
+def _same(fused: Simulation, ref: ReferenceSimulation) -> None:
+    a, b = fused.run(), ref.run()
+    for name, x, y in (("design", a.design, b.design), ("baseline", a.baseline, b.baseline)):
+        assert list(x.columns) == list(y.columns), name
+        assert (x["period"] == y["period"]).all()
+        num = [c for c in x.columns if c != "period"]
+        # sums of money may differ in the last bits (summation order); counts and points may not
+        np.testing.assert_allclose(x[num].to_numpy(float), y[num].to_numpy(float), rtol=1e-9, atol=1e-9, err_msg=name)
+        exact = [c for c in num if not any(k in c for k in ("revenue", "margin", "sales", "cost", "face"))]
+        assert (x[exact].to_numpy() == y[exact].to_numpy()).all(), name
+    assert np.array_equal(a.transitions_design, b.transitions_design)
+    assert np.array_equal(a.transitions_baseline, b.transitions_baseline)
+    assert a.events == b.events
+    for name in ("design", "baseline"):
+        r, q = fused.runs[name], ref.runs[name]
+        for field in STATE:
+            assert np.array_equal(getattr(r, field), getattr(q, field)), (name, field)
+        if r.program is not None and r.program.has_tiers and r.program.window != 0:
+            assert np.array_equal(r.qual_sum, q.qual_sum), name
+        assert np.array_equal(r.qual_ring, q.qual_ring), name
+    assert np.array_equal(fused.scratch["baseline"].counts, ref.scratch["baseline"].counts)
+    assert np.array_equal(fused.scratch["baseline"].spend, ref.scratch["baseline"].spend)
+
+
+@pytest.mark.parametrize("playbook", PLAYBOOKS)
+@pytest.mark.parametrize("mechanisms", [None, ALL_OFF], ids=["playbook", "all_off"])
+def test_compiled_month_equals_numpy_month(playbook, mechanisms):
+    sc = resolve(playbook)
+    kw = dict(agents=3_000, seed=11, mechanisms=mechanisms, check_agents=mechanisms is None)
+    _same(Simulation(sc, **kw), ReferenceSimulation(sc, **kw))
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(market=markets(), design=programs("design"), baseline=st.one_of(st.none(), programs("current")),
+       start_offset=st.integers(0, 3), seed=st.integers(0, 2**31))
+def test_compiled_month_equals_numpy_month_on_random_designs(market, design, baseline, start_offset, seed):
+    playbook = Playbook.model_validate({
+        "name": "h", "design": "x", "market": "y", "launch": dt.date(2027, 1 + start_offset, 1),
+        "start": dt.date(2027, 1, 1), "horizon_months": 14,
+        "campaigns": ({"name": "c", "kind": "bonus_points", "start": dt.date(2027, 2, 1), "months": 2,
+                       "bonus_points": 50, "channel": "email", "min_spend": 20.0},
+                      {"name": "m", "kind": "points_multiplier", "start": dt.date(2027, 3, 1), "multiplier": 2.0},
+                      {"name": "w", "kind": "reactivation", "start": dt.date(2027, 4, 1), "months": 2,
+                       "target": {"inactive_months": 1}, "lift": 0.3}),
+        "enrolment_drives": ({"name": "d", "start": dt.date(2027, 2, 1), "months": 2, "uplift": 1.0},
+                             {"name": "e", "start": dt.date(2027, 3, 1), "uplift": 0.5, "channel": "email",
+                              "target": {"members": "non_members"}}),
+    })
+    sc = Scenario(program=design, baseline=baseline, market=market, playbook=playbook, fx_design_to_local=1.0)
+    _same(Simulation(sc, agents=300, seed=seed), ReferenceSimulation(sc, agents=300, seed=seed))
+
+
+# ---------------------------------------------------------------- the small kernels
+def _market():
+    from simulator import uncertainty
+
+    sc = resolve("markets/france/points_tiers_launch.yaml")
+    return CompiledMarket.from_spec(uncertainty.with_values(sc, uncertainty.central_values(sc)).market)
+
+
+def test_transitions_both_equals_next_segment():
+    m = _market()
+    S = len(m.names)
+    table = transitions.flat_table(m.P, transitions.member_matrix(m, np.full(S, 0.5)), transitions.row_order(m))
+    rng = np.random.default_rng(1)
+    n = 20_000
+    seg_d, seg_b = (rng.integers(0, S, n).astype(np.int16) for _ in range(2))
+    mem_d, mem_b, exists_d = (rng.random(n) < 0.5 for _ in range(3))
+    base = np.uint64(123456789)
+    u = kernels.mix_uniform_range(base, n, np.empty(n))
+    want_d = transitions.next_segment(seg_d, u, mem_d, table)
+    want_b = transitions.next_segment(seg_b, u, None, table)
+    counted = mem_d & exists_d
+    want_cd = np.bincount(seg_d[counted].astype(np.int64) * S + want_d[counted], minlength=S * S).reshape(S, S)
+    want_cb = np.bincount(seg_b[counted].astype(np.int64) * S + want_b[counted], minlength=S * S).reshape(S, S)
+    cd, cb = np.zeros((S, S), dtype=np.int64), np.zeros((S, S), dtype=np.int64)
+    kernels.transitions_both(seg_d, mem_d, True, exists_d, cd, seg_b, mem_b, False, cb, *table, S, base)
+    assert np.array_equal(seg_d, want_d) and np.array_equal(seg_b, want_b)
+    assert np.array_equal(cd, want_cd) and np.array_equal(cb, want_cb)
+
+
+class _Prog:
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+def _ledger(rng, n=5_000, ring=6):
+    """A run with random cumulative points and snapshots consistent with FIFO ledgers."""
+    run = RunState.new("x", _Pop(n), ring, 3, 2)
+    monthly = rng.integers(0, 3, (ring, n)) * rng.integers(0, 5_000, (ring, n))
+    cum = np.cumsum(monthly, axis=0) + 2**32 - 10_000  # cross the uint32 wrap
+    run.earned[:] = cum[-1]
+    for m in range(ring):
+        run.snap[m] = cum[m].astype(np.uint32)
+    run.consumed[:] = (cum[0] - 2**32 + 10_000) + rng.integers(0, 3_000, n)
+    run.consumed[:] = np.minimum(run.consumed, run.earned)
+    run.recency[:] = rng.integers(0, 8, n)
+    return run
+
+
+class _Pop:
+    def __init__(self, n):
+        self.capacity = self.n_base = n
+        self.segment0 = np.zeros(n, dtype=np.int16)
+        self.reach = np.zeros(n, dtype=np.uint8)
+        self.recency0 = np.zeros(n, dtype=np.int16)
+
+
+@pytest.mark.parametrize("rule", [dict(expiry=1, expiry_months=3), dict(expiry=1, expiry_months=0),
+                                  dict(expiry=2, expiry_months=4), dict(expiry=3, expiry_month=5, expiry_min_age=2)])
+def test_expire_run_equals_numpy(rule):
+    rng = np.random.default_rng(2)
+    prog = _Prog(**{"expiry_months": 0, "expiry_month": 0, "expiry_min_age": 0, **rule})
+    run = _ledger(rng)
+    t = 5
+    want = expire(run, prog, t, 5)
+    consumed = run.consumed + want
+    from simulator.engine.mechanisms import expiry
+
+    assert expiry.expire(run, prog, t, 5) == int(want.sum())
+    assert np.array_equal(run.consumed, consumed)
+
+
+def test_ledger_totals_and_snapshot_equal_numpy():
+    rng = np.random.default_rng(3)
+    run = _ledger(rng)
+    run.member[:] = rng.random(run.earned.size) < 0.4
+    run.exists[:] = rng.random(run.earned.size) < 0.9
+    out, neg, members = kernels.ledger_totals(run.earned, run.consumed, run.member, run.exists, run.snap, -1)
+    assert (out, neg, members) == (int(run.outstanding().sum()), 0, int((run.member & run.exists).sum()))
+    want = run.snap.copy()
+    want[2] = run.earned.astype(np.uint32)
+    kernels.ledger_totals(run.earned, run.consumed, run.member, run.exists, run.snap, 2)
+    assert np.array_equal(run.snap, want)
+
+
+def test_members_by_tier_equals_bincount():
+    rng = np.random.default_rng(4)
+    n = 10_000
+    member, exists = rng.random(n) < 0.5, rng.random(n) < 0.9
+    tier = rng.integers(0, 3, n).astype(np.int8)
+    counts = rng.integers(0, 5, n).astype(np.uint16)
+    members, purchases = kernels.members_by_tier(member, exists, tier, counts, 3)
+    mi = np.flatnonzero(member & exists)
+    assert np.array_equal(members, np.bincount(tier[mi], minlength=3))
+    assert np.array_equal(purchases, np.bincount(tier[mi], weights=counts[mi], minlength=3).astype(np.int64))
+
+
+@pytest.mark.parametrize("window", [0, 1, 2])
+@pytest.mark.parametrize("downgrade", [0, 1, 2])
+def test_tiers_run_equals_upgrade_and_review(window, downgrade):
+    rng = np.random.default_rng(5 + window)
+    n, W = 8_000, 4
+    prog = _Prog(window=window, thresholds=np.array([0.0, 50.0, 120.0]), downgrade=downgrade, grace=1)
+    runs = []
+    for _ in range(2):
+        r = np.random.default_rng(9)
+        run = RunState.new("x", _Pop(n), 1, W, 2)
+        run.member[:] = r.random(n) < 0.6
+        run.tier[:] = r.integers(0, 3, n)
+        run.below[:] = r.integers(0, 3, n)
+        run.enrol_month[:] = r.integers(-12, 10, n)
+        run.qual_ring[:] = (r.random((W, n)) * 60).astype(np.float32)
+        run.qual_sum[:] = r.random(n) * 200
+        runs.append(run)
+    fused, ref = runs
+    for t, cm in ((10, 12), (11, 1)):
+        if window == 0:
+            ref.qual_sum = ref.qual_ring.sum(axis=0, dtype=np.float64)
+        mem = np.flatnonzero(ref.member)
+        want = (tiers.upgrade(ref, prog, mem), tiers.review(ref, prog, t, cm, mem))
+        got = kernels.tiers_run(fused.member, fused.tier, fused.below, fused.since_demotion, fused.enrol_month,
+                                fused.qual_ring, fused.qual_sum, prog.thresholds, t, cm, window, downgrade, prog.grace)
+        assert got == want
+        for f in ("tier", "below", "since_demotion"):
+            assert np.array_equal(getattr(fused, f), getattr(ref, f)), f
+
+
+def test_decay_table_equals_numpy():
+    h = np.array([3.0, 2.5, 7.0])
+    m = np.arange(40)
+    assert np.array_equal(kernels.decay_table(h, 40), 2.0 ** (-m[None, :] / h[:, None]))
+
+
+def test_step_poisson_search_equals_poisson_icdf():
+    """The step's inlined Poisson search (kernels._poisson) is poisson_icdf's."""
+    rng = np.random.default_rng(6)
+    n = 200_000
+    lam = np.concatenate([rng.random(n // 2) * 1.2, rng.gamma(1.0, 2.0, n // 2), [0.0, 1e-300, 1.0, 2.0]])
+    u = rng.random(lam.size)
+    want = kernels.poisson_icdf(u, lam, np.empty(lam.size, dtype=np.int64))
+    assert np.array_equal(_poisson_all(u, lam), want)
+
+
+def _poisson_all(u, lam):
+    """kernels._poisson over arrays."""
+    from numba import njit
+
+    @njit
+    def run(u, lam, out):
+        for i in range(u.shape[0]):
+            out[i] = kernels._poisson(u[i], lam[i])
+        return out
+
+    return run(u, lam, np.empty(u.shape[0], dtype=np.int64))
