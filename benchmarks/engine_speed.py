@@ -1,10 +1,11 @@
 """Engine speed and memory: customer-months per second and peak memory per agent.
 
 Runs one replication (design + baseline) of a shipped playbook at each size, each in a fresh
-process so that peak memory (ru_maxrss) belongs to that size alone, on one core
-(OMP/BLAS threads pinned to 1). Prints a table; asserts nothing (targets are in README).
+process so that peak memory (ru_maxrss) belongs to that size alone. The month's step runs on
+``--threads`` threads (default: every core, as a single run does; BLAS pinned to 1). Prints
+a table; asserts nothing (targets are in README).
 
-    python benchmarks/engine_speed.py [--agents 100000 1000000] [--playbook PATH] [--months 36]
+    python benchmarks/engine_speed.py [--agents 100000 1000000] [--playbook PATH] [--months 36] [--threads N]
 """
 
 from __future__ import annotations
@@ -43,10 +44,17 @@ def main() -> None:
     ap.add_argument("--agents", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--playbook", default="markets/france/points_tiers_launch.yaml")
     ap.add_argument("--months", type=int, default=36)
+    ap.add_argument("--threads", type=int, default=None, help="threads of the step (default: every core)")
     args = ap.parse_args()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "PYTHONPATH": str(ROOT)}
-    print(f"playbook {args.playbook}, {args.months} months, one replication (design + baseline), one core")
+    if args.threads:
+        env["LOYALTY_SIM_THREADS"] = str(args.threads)
+    from simulator.engine.kernels import threads
+
+    n_threads = args.threads or threads()
+    print(f"playbook {args.playbook}, {args.months} months, one replication (design + baseline), "
+          f"{n_threads} thread(s), {os.cpu_count()} cores")
     print(f"{'agents':>10} {'seconds':>8} {'customer-months/s':>18} {'peak MB':>8} {'bytes/agent':>12}")
     for n in args.agents:
         out = subprocess.run([sys.executable, "-c", CHILD, args.playbook, str(n), str(args.months)], cwd=ROOT,

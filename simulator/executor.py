@@ -65,6 +65,11 @@ def run_task(task: Task) -> Any:
                       parameters=task.parameters).run()
 
 
+def _one_thread_per_worker() -> None:
+    """Pool workers step with one thread each: the replications already fill the cores."""
+    os.environ["LOYALTY_SIM_THREADS"] = "1"
+
+
 def default_workers() -> int:
     """All cores this process may use."""
     try:
@@ -92,13 +97,14 @@ class Executor:
 
             if self.scheduler == "local":
                 self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                             dashboard_address=None)
+                                             dashboard_address=None, env={"LOYALTY_SIM_THREADS": "1"})
                 self._client = Client(self._cluster)
             else:
                 self._client = Client(self.scheduler)
         elif self.workers > 1:
             # spawn: no inherited threads or locks from the parent (pyarrow, numba)
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_one_thread_per_worker)
         return self
 
     def __exit__(self, *exc: Any) -> None:

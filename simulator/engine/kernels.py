@@ -8,6 +8,8 @@ several temporary arrays NumPy would need.
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numba import njit
@@ -274,7 +276,7 @@ BLOCK, BLOCK_AMOUNTS = 1024, 8
 
 @njit(cache=True, nogil=True)
 def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, blk_seg, blk_held, blk_amount,
-                other_spend):
+                other_spend, ints, floats, by_tier_reward, camp_contacts, drive_contacts, drive_joins):
     """One run's month for agents lo .. hi-1 (see step_both). The first run (baseline) keeps
     each agent's lambda, purchases, segment and first basket amounts in the ``blk_*`` arrays;
     the second (design) reuses them when its lambda or segment is the same."""
@@ -295,7 +297,7 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
      c_min_spend, c_done_row, done) = camps
     (d_uplift, d_seg, d_members, d_tiers, d_use_tiers, d_pot, d_inactive, d_channel) = drives
     use_goal, use_rewarded, use_status, use_campaigns, self_selection, use_referrals = flags
-    counts, spend, ints, floats, by_tier_reward, camp_contacts, drive_contacts, drive_joins = out
+    counts, spend = out[0], out[1]  # the block's totals go to the arrays given (step_both adds them up)
     tracing = trace_issued.shape[0] > 0
     keep_spend = spend.shape[0] > 0  # the design's spend is not kept
     row_w = t % qual_ring.shape[0]
@@ -605,8 +607,62 @@ def decay_table(half_life, months):
     return out
 
 
-@njit(cache=True, nogil=True)
-def step_both(pop, market, keys, t, cm, base_run, design_run):
+def threads() -> int:
+    """Threads the month's step uses: ``LOYALTY_SIM_THREADS`` if set (the process pool's
+    workers set 1: replications already fill the cores), else every core this process may
+    use. Results do not depend on it."""
+    env = os.environ.get("LOYALTY_SIM_THREADS")
+    if env:
+        return max(1, int(env))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _thread_pool(n: int) -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None or _POOL._max_workers < n:
+        if _POOL is not None:
+            _POOL.shutdown(wait=True)
+        _POOL = ThreadPoolExecutor(n, thread_name_prefix="loyalty-sim-step")
+    return _POOL
+
+
+def _drop_thread_pool() -> None:
+    """Before a fork: stop the idle step threads (a forked child inherits none of them but
+    would wait for them at exit); the next step starts a new pool."""
+    global _POOL
+    if _POOL is not None:
+        _POOL.shutdown(wait=True)
+        _POOL = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_drop_thread_pool)
+
+
+#: Agents per thread below which a pass runs on one thread (threads cost more than they save).
+MIN_AGENTS_PER_THREAD = 50_000
+
+
+def _threaded(kernel, N: int, n_threads: int | None, *args) -> list:
+    """``kernel(lo, hi, *args)`` over contiguous agent ranges, one per thread; the results in
+    range order. Kernels write only their own agents' entries and return integer totals, so
+    the outcome does not depend on the number of threads."""
+    n = threads() if n_threads is None else max(1, int(n_threads))
+    n = max(1, min(n, N // MIN_AGENTS_PER_THREAD))
+    if n == 1:
+        return [kernel(0, N, *args)]
+    pool = _thread_pool(n)
+    futures = [pool.submit(kernel, N * j // n, N * (j + 1) // n, *args) for j in range(n)]
+    return [f.result() for f in futures]
+
+
+def step_both(pop, market, keys, t, cm, base_run, design_run, n_threads: int = 1) -> None:
     """Both runs' month for every agent (simulation._step; equations in purchases.py,
     enrolment.py, points.py, rewards.py, tiers.py), block by block, baseline then design:
 
@@ -621,7 +677,40 @@ def step_both(pop, market, keys, t, cm, base_run, design_run):
     (slots N_* / F_*, redemptions per tier and reward, campaign contacts, drive contacts and
     sign-ups). The design's members' counterfactual revenue is the baseline's spend of the
     same agents.
+
+    Blocks of agents run on ``n_threads`` threads (the compiled kernel releases the GIL): an
+    agent's month touches only its own state (every draw is hashed from its coordinates) and
+    each block keeps its own totals, added up in block order afterwards -- so the figures are
+    the same bits whatever the number of threads.
     """
+    N = base_run[0][0].shape[0]
+    nb = (N + BLOCK - 1) // BLOCK
+    tots = (_block_totals(base_run[6], nb), _block_totals(design_run[6], nb))
+    n = max(1, min(int(n_threads), nb))
+    edges = [nb * j // n for j in range(n + 1)]
+    if n == 1:
+        step_blocks(0, nb, pop, market, keys, t, cm, base_run, design_run, tots[0], tots[1])
+    else:
+        pool = _thread_pool(n)
+        futures = [pool.submit(step_blocks, edges[j], edges[j + 1], pop, market, keys, t, cm, base_run, design_run,
+                               tots[0], tots[1]) for j in range(n)]
+        for f in futures:
+            f.result()
+    add_block_totals(base_run[6], tots[0])
+    add_block_totals(design_run[6], tots[1])
+
+
+def _block_totals(out, nb):
+    """Per-block accumulators shaped like the totals of ``out`` (ints, floats, redemptions by
+    tier x reward, campaign contacts, drive contacts, drive sign-ups)."""
+    return (np.zeros((nb, out[2].shape[0]), dtype=np.int64), np.zeros((nb, out[3].shape[0])),
+            np.zeros((nb,) + out[4].shape, dtype=np.int64), np.zeros((nb, out[5].shape[0]), dtype=np.int64),
+            np.zeros((nb, out[6].shape[0]), dtype=np.int64), np.zeros((nb, out[7].shape[0]), dtype=np.int64))
+
+
+@njit(cache=True, nogil=True)
+def step_blocks(b0, b1, pop, market, keys, t, cm, base_run, design_run, base_tot, design_tot):
+    """Blocks ``b0 .. b1-1`` of step_both, each block's totals into its row of ``*_tot``."""
     N = base_run[0][0].shape[0]
     blk_lam = np.empty(BLOCK)
     blk_n = np.empty(BLOCK, dtype=np.int64)
@@ -629,12 +718,37 @@ def step_both(pop, market, keys, t, cm, base_run, design_run):
     blk_held = np.zeros(BLOCK, dtype=np.int64)
     blk_amount = np.empty((BLOCK, BLOCK_AMOUNTS))
     base_spend = base_run[6][1]
-    for lo in range(0, N, BLOCK):
+    bi, bf, bt, bc, bdc, bdj = base_tot
+    di, df, dt, dc, ddc, ddj = design_tot
+    for b in range(b0, b1):
+        lo = b * BLOCK
         hi = min(lo + BLOCK, N)
         _step_block(lo, hi, True, pop, market, keys, t, cm, base_run, blk_lam, blk_n, blk_seg, blk_held, blk_amount,
-                    base_spend)
+                    base_spend, bi[b], bf[b], bt[b], bc[b], bdc[b], bdj[b])
         _step_block(lo, hi, False, pop, market, keys, t, cm, design_run, blk_lam, blk_n, blk_seg, blk_held,
-                    blk_amount, base_spend)
+                    blk_amount, base_spend, di[b], df[b], dt[b], dc[b], ddc[b], ddj[b])
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def add_block_totals(out, tot):
+    """Add the blocks' totals into ``out``, block after block (the additions one thread makes
+    in one pass, in the same order)."""
+    bi, bf, bt, bc, bdc, bdj = tot
+    ints, floats, by_tier_reward, camp, dcon, djoin = out[2], out[3], out[4], out[5], out[6], out[7]
+    for b in range(bi.shape[0]):
+        for k in range(bi.shape[1]):
+            ints[k] += bi[b, k]
+        for k in range(bf.shape[1]):
+            floats[k] += bf[b, k]
+        for x in range(bt.shape[1]):
+            for y in range(bt.shape[2]):
+                by_tier_reward[x, y] += bt[b, x, y]
+        for k in range(bc.shape[1]):
+            camp[k] += bc[b, k]
+        for k in range(bdc.shape[1]):
+            dcon[k] += bdc[b, k]
+            djoin[k] += bdj[b, k]
     return 0
 
 
@@ -648,14 +762,27 @@ def _next_row_entry(r, key, keys, S):
     return j + c
 
 
-@njit(cache=True, nogil=True)
 def transitions_both(seg_d, member_d, use_member_d, exists_d, counts_d, seg_b, member_b, use_member_b, counts_b,
-                     keys, dest, S, base):
+                     keys, dest, S, base, n_threads=None):
     """Next month's segment of every agent in both runs, in place (transitions.next_segment,
     with the shared uniform u(transitions, t, i) hashed once); adds the moves of the
     design's members (``member_d & exists_d``, before the move) to each run's
-    ``counts[before, after]``."""
-    for i in range(seg_d.shape[0]):
+    ``counts[before, after]``. Agent ranges run on the step's threads."""
+    parts = _threaded(_transitions_range, seg_d.shape[0], n_threads, seg_d, member_d, use_member_d, exists_d,
+                      seg_b, member_b, use_member_b, keys, dest, S, base, counts_d.shape[0])
+    for cd, cb in parts:
+        counts_d += cd
+        counts_b += cb
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def _transitions_range(lo, hi, seg_d, member_d, use_member_d, exists_d, seg_b, member_b, use_member_b, keys, dest, S,
+                       base, n_seg):
+    """transitions_both for agents lo .. hi-1; returns this range's move counts (design, baseline)."""
+    counts_d = np.zeros((n_seg, n_seg), dtype=np.int64)
+    counts_b = np.zeros((n_seg, n_seg), dtype=np.int64)
+    for i in range(lo, hi):
         u = _unit(base + np.uint64(i) * _GOLDEN)
         bd = seg_d[i]
         bb = seg_b[i]
@@ -668,18 +795,24 @@ def transitions_both(seg_d, member_d, use_member_d, exists_d, counts_d, seg_b, m
         if member_d[i] and exists_d[i]:
             counts_d[bd, ad] += 1
             counts_b[bb, ab] += 1
-    return 0
+    return counts_d, counts_b
 
 
-@njit(cache=True, nogil=True)
-def expire_run(earned, consumed, snap, row, recency, inactive_months, trace_expired):
+def expire_run(earned, consumed, snap, row, recency, inactive_months, trace_expired, n_threads=None):
     """Points expiring now, consumed in place (expiry.py): ``max(0, earned_until(row) -
     consumed)`` per agent (``row`` the ring row of the month of the oldest batch kept, -1 for
     all points), or, with ``inactive_months`` >= 0, the whole balance of agents at least
     that many months without a purchase. Returns the total."""
+    return sum(_threaded(_expire_range, earned.shape[0], n_threads, earned, consumed, snap, row, recency,
+                         inactive_months, trace_expired))
+
+
+@njit(cache=True, nogil=True)
+def _expire_range(lo, hi, earned, consumed, snap, row, recency, inactive_months, trace_expired):
+    """expire_run for agents lo .. hi-1; returns their total."""
     total = 0
     tracing = trace_expired.shape[0] > 0
-    for i in range(earned.shape[0]):
+    for i in range(lo, hi):
         if inactive_months >= 0:
             gone = earned[i] - consumed[i] if recency[i] >= inactive_months else 0
         else:
@@ -702,18 +835,26 @@ def _supported(thresholds, value):
     return j
 
 
-@njit(cache=True, nogil=True)
 def tiers_run(member, tier, below, since_demotion, enrol_month, qual_ring, qual_sum, thresholds, t, cm, window,
-              downgrade, grace):
+              downgrade, grace, n_threads=None):
     """Upgrades then reviews of every member (tiers.upgrade, tiers.review): move up to the tier
     the window supports; at a review month count reviews below the tier's threshold and demote
     past the grace (one tier, or to the supported tier). The window's sum is ``qual_sum``, or
     for a rolling window the float64 sum of the member's ring column (rows in order, as
     ``qual_ring.sum(axis=0, dtype=float64)``). Returns (upgrades, demotions)."""
+    parts = _threaded(_tiers_range, member.shape[0], n_threads, member, tier, below, since_demotion, enrol_month,
+                      qual_ring, qual_sum, thresholds, t, cm, window, downgrade, grace)
+    return sum(p[0] for p in parts), sum(p[1] for p in parts)
+
+
+@njit(cache=True, nogil=True)
+def _tiers_range(lo, hi, member, tier, below, since_demotion, enrol_month, qual_ring, qual_sum, thresholds, t, cm,
+                 window, downgrade, grace):
+    """tiers_run for agents lo .. hi-1."""
     ups = 0
     downs = 0
     W = qual_ring.shape[0]
-    for i in range(member.shape[0]):
+    for i in range(lo, hi):
         if not member[i]:
             continue
         if window == 0:
@@ -749,27 +890,37 @@ def tiers_run(member, tier, below, since_demotion, enrol_month, qual_ring, qual_
     return ups, downs
 
 
-@njit(cache=True, nogil=True)
-def members_by_tier(member, exists, tier, counts, n_tiers):
+def members_by_tier(member, exists, tier, counts, n_tiers, n_threads=None):
     """Members (``member & exists``) and their purchases of the month, per tier."""
+    parts = _threaded(_members_by_tier_range, member.shape[0], n_threads, member, exists, tier, counts, n_tiers)
+    return sum(p[0] for p in parts), sum(p[1] for p in parts)
+
+
+@njit(cache=True, nogil=True)
+def _members_by_tier_range(lo, hi, member, exists, tier, counts, n_tiers):
     members = np.zeros(n_tiers, dtype=np.int64)
     purchases = np.zeros(n_tiers, dtype=np.int64)
-    for i in range(member.shape[0]):
+    for i in range(lo, hi):
         if member[i] and exists[i]:
             members[tier[i]] += 1
             purchases[tier[i]] += counts[i]
     return members, purchases
 
 
-@njit(cache=True, nogil=True)
-def ledger_totals(earned, consumed, member, exists, snap, row):
+def ledger_totals(earned, consumed, member, exists, snap, row, n_threads=None):
     """Points outstanding (sum of earned - consumed), agents with a negative balance, and
     members (``member & exists``); with ``row`` >= 0 also the month's snapshot: ring row
     ``row`` = earned mod 2**32 (state.RunState.close_month)."""
+    parts = _threaded(_ledger_range, earned.shape[0], n_threads, earned, consumed, member, exists, snap, row)
+    return tuple(sum(p[k] for p in parts) for k in range(3))
+
+
+@njit(cache=True, nogil=True)
+def _ledger_range(lo, hi, earned, consumed, member, exists, snap, row):
     out = 0
     negative = 0
     members = 0
-    for i in range(earned.shape[0]):
+    for i in range(lo, hi):
         b = earned[i] - consumed[i]
         out += b
         if b < 0:

@@ -152,6 +152,7 @@ class Simulation:
         self.cal = Calendar(self.H)
         self._progress: Callable[[int], None] | None = None
         self.check_agents = check_agents
+        self.threads = kernels.threads()  # the step's threads (results do not depend on it)
         self._schedule()
         if self.base_prog is not None:
             for run in self.runs.values():
@@ -213,7 +214,7 @@ class Simulation:
             rec = self.scratch[name].rec
             if self._opening[name] is None:
                 self._opening[name] = kernels.ledger_totals(run.earned, run.consumed, run.member, run.exists,
-                                                            run.snap, -1)[0]
+                                                            run.snap, -1, n_threads=self.threads)[0]
             rec["points_opening"] = float(self._opening[name])  # what the last close counted
             if self.check_agents:
                 run.start_trace()
@@ -418,7 +419,7 @@ class Simulation:
                    np.zeros(len(drives), dtype=np.int64))
             packed[name] = (state, trace, prog_args, self._campaign_args(run, cps), self._drive_args(drives), flags, out)
             packed[name, "meta"] = (prog, cps, drives, flags)
-        kernels.step_both(pop_args, market_args, keys, t, cm, packed["baseline"], packed["design"])
+        kernels.step_both(pop_args, market_args, keys, t, cm, packed["baseline"], packed["design"], self.threads)
         K = kernels
         for name, run in self.runs.items():
             prog, cps, drives, flags = packed[name, "meta"]
@@ -487,7 +488,7 @@ class Simulation:
             # this month's metric went into the window in the step (kernels.step_both)
             ups, downs = kernels.tiers_run(run.member, run.tier, run.below, run.since_demotion, run.enrol_month,
                                            run.qual_ring, run.qual_sum, prog.thresholds, t, cm, prog.window,
-                                           prog.downgrade, prog.grace)
+                                           prog.downgrade, prog.grace, n_threads=self.threads)
             rec = self.scratch[name].rec
             rec["upgrades"] = float(ups)
             rec["demotions"] = float(downs)
@@ -527,7 +528,7 @@ class Simulation:
         # one uniform per agent, shared by both runs; the design's members are counted in both
         kernels.transitions_both(d.segment, d.member, use[0], d.exists, d.transitions_counts, b.segment, b.member,
                                  use[1], b.transitions_counts, keys, dest, len(self.market.names),
-                                 self.streams.stream_base("transitions", t))
+                                 self.streams.stream_base("transitions", t), n_threads=self.threads)
 
     def _costs(self, t: int) -> None:
         for name, run in self.runs.items():
@@ -537,7 +538,7 @@ class Simulation:
                 continue
             sc = self.scratch[name]
             members_by_tier, purchases_by_tier = kernels.members_by_tier(run.member, run.exists, run.tier, sc.counts,
-                                                                        prog.n_tiers)
+                                                                        prog.n_tiers, n_threads=self.threads)
             rec["benefit_cost"] = float(members_by_tier @ prog.benefit_member_month + purchases_by_tier @ prog.benefit_per_purchase)
             rec["member_cost"] = float(members_by_tier.sum()) * prog.per_member_per_year / 12.0
             amortisation = 0.0
@@ -560,7 +561,7 @@ class Simulation:
             rec = self.scratch[name].rec
             # totals and the month's snapshot of earned points (RunState.close_month) in one pass
             outstanding, negative, members = kernels.ledger_totals(run.earned, run.consumed, run.member, run.exists,
-                                                                   run.snap, t % run.snap.shape[0])
+                                                                   run.snap, t % run.snap.shape[0], n_threads=self.threads)
             self._opening[name] = outstanding
             if negative:
                 raise RuntimeError(f"points ledger: {negative} agents hold negative points in month {t} ({name})")
