@@ -35,7 +35,9 @@ def recognised_to_date(allocated: float, redeemed: float, expected: float) -> fl
     """Cumulative revenue recognised (the KPMG cumulative catch-up formula)."""
     if expected <= 0:
         return 0.0
-    return allocated * min(1.0, redeemed / expected)
+    if redeemed >= expected:  # all recognised (and no overflow when expected is tiny)
+        return allocated
+    return allocated * (redeemed / expected)
 
 
 def allocate(sales: float, points: float, ssp: float) -> float:
