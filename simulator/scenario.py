@@ -305,7 +305,6 @@ def resolve(playbook_path: str | Path, *, baseline: str | None = None) -> Scenar
     base = Path(playbook_path).parent
     design_path, design_shown = _shown(base, pb.design, pshown)
     market_path, market_shown = _shown(base, pb.market, pshown)
-    docs: dict[str, Document] = {}
     ddoc = c.doc(design_path, design_shown) if design_path.is_file() else None
     if not design_path.is_file():
         c.add(pdoc, ("design",), f"design file not found: {design_shown} (expected a design file, path relative to this playbook)")

@@ -226,7 +226,7 @@ def breakeven(cell: StudyCell, study: Study, base: RunResult, progress: Progress
         mult = 1 + npv / pv
         pct = base.summary()["metrics"]["reward_cost_pct_sales"].get("mean")
         out.append({"parameter": "reward cost", "value": mult,
-                    "meaning": f"highest multiple of the design's reward cost at which NPV is still zero"
+                    "meaning": "highest multiple of the design's reward cost at which NPV is still zero"
                                + (f" (reward cost {100 * pct * mult:.2f}% of sales instead of {100 * pct:.2f}%)" if pct else "")})
     return out
 

@@ -14,7 +14,6 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 def test_notebooks_are_built_from_their_source():
     import runpy
-    import tempfile
 
     src = runpy.run_path(str(ROOT / "notebooks" / "build_notebooks.py"))
     assert {p.name for p in NOTEBOOKS} == set(src["NOTEBOOKS"]), "run python notebooks/build_notebooks.py"

@@ -7,12 +7,10 @@ import dataclasses
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from simulator.errors import InputErrors
-from simulator.specs.study import Study
-from simulator.study import StudyCell, _mean_npv, _scaled, breakeven, load_study, run_study, study_from_playbooks
+from simulator.study import _mean_npv, _scaled, load_study, run_study, study_from_playbooks
 from simulator import uncertainty
 
 ROOT = Path(__file__).resolve().parents[1]

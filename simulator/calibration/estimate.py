@@ -89,7 +89,6 @@ window:
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import math
 import warnings

@@ -75,12 +75,11 @@ class LogSource:
                                  amount_col=self.amount_col, date_format=self.date_format,
                                  on_bad_rows=self.on_bad_rows, merge_same_day=self.merge_same_day)
 
-    def describe(self) -> dict:
-        """The file with its SHA-256 and the reading options (for manifests)."""
-        raw = Path(self.path).read_bytes()
+    def describe(self, sha256: str | None = None) -> dict:
+        """The file with its SHA-256 (computed unless given) and the reading options (for manifests)."""
         d = asdict(self)
         d["path"] = str(self.path)
-        d["sha256"] = hashlib.sha256(raw).hexdigest()
+        d["sha256"] = sha256 or hashlib.sha256(Path(self.path).read_bytes()).hexdigest()
         return d
 
 
@@ -124,6 +123,19 @@ def _date(value: str | None, option: str) -> pd.Timestamp | None:
     if stamp is pd.NaT:
         raise InputErrors.one("(command line)", f"{value!r} is not a date (expected YYYY-MM-DD)", field=option)
     return stamp.normalize()
+
+
+def _reads_back(text: str, out: Path) -> None:
+    """Check, before anything is written, that the market file reads back as any market file
+    does (a check of the writer: InputErrors otherwise)."""
+    import tempfile
+
+    from simulator.specs import load_market
+
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = Path(tmp) / out.name
+        probe.write_text(text, encoding="utf-8")
+        load_market(probe)
 
 
 def _data_error(source: LogSource, exc: ValueError) -> InputErrors:
@@ -182,12 +194,9 @@ def calibrate_file(
     except ValueError as exc:
         raise _data_error(source, exc) from None
     text = market_yaml(cm)
-    page = report_html(cm)
-    write_text_atomic(report_path, page)
+    _reads_back(text, out)
+    write_text_atomic(report_path, report_html(cm))
     write_text_atomic(out, text)
-    from simulator.specs import load_market
-
-    load_market(out)  # the file reads back as any market file does (InputErrors otherwise)
     return CalibrationOutcome(calibrated=cm, log=log, market_path=out, report_path=report_path,
                               notes=list(cm.diagnostics.notes))
 
@@ -224,7 +233,8 @@ def backtest_file(
                       "agents": agents, "replications": replications, "seed": seed,
                       "segmentation": segmentation.name if isinstance(segmentation, RuleSet) else
                       asdict(segmentation or RFMStates()), **(arguments or {})},
-        "inputs": {"transactions": source.describe(), "cleaning": log.report.to_dict()},
+        "inputs": {"transactions": source.describe(result.calibration.source.get("sha256")),
+                   "cleaning": log.report.to_dict()},
         "environment": environment(),
     }
     with staged_directory(out, force) as tmp:

@@ -87,6 +87,27 @@ def _state_grid(cm: "CalibratedMarket", values: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(grid, index=pd.Index(names, name="tier"), columns=cols)
 
 
+def _grid_heatmap(grid: pd.DataFrame, *, cmap: str, fmt: str, min_shown: float, dark_when_high: bool, label: str,
+                  title: str) -> str:
+    """A tier x recency grid as an annotated heatmap (values below ``min_shown`` left blank;
+    the text white on the colour map's dark end)."""
+    plt = _plt()
+    values = grid.to_numpy()
+    fig, ax = plt.subplots(figsize=(10, 0.5 + 0.45 * len(grid)))
+    im = ax.imshow(values, aspect="auto", cmap=cmap)
+    ax.set_xticks(range(grid.shape[1]), grid.columns)
+    ax.set_yticks(range(grid.shape[0]), grid.index)
+    ax.set_xlabel("months since the last purchase")
+    half = values.max() / 2
+    for (i, j), v in np.ndenumerate(values):
+        if v >= min_shown:
+            dark = v > half if dark_when_high else v < half
+            ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=7, color="white" if dark else "black")
+    fig.colorbar(im, ax=ax, label=label)
+    ax.set_title(title, fontsize=10)
+    return _png(fig)
+
+
 def _segments_section(cm: "CalibratedMarket") -> str:
     plt = _plt()
     d = cm.diagnostics
@@ -94,18 +115,9 @@ def _segments_section(cm: "CalibratedMarket") -> str:
     out = ["<h2>Segments</h2>"]
     if cm.types is not None:
         counts = _state_grid(cm, sizes["customers"].to_numpy())
-        fig, ax = plt.subplots(figsize=(10, 0.5 + 0.45 * len(counts)))
-        im = ax.imshow(counts.to_numpy(), aspect="auto", cmap="Blues")
-        ax.set_xticks(range(counts.shape[1]), counts.columns)
-        ax.set_yticks(range(counts.shape[0]), counts.index)
-        ax.set_xlabel("months since the last purchase")
-        for (i, j), v in np.ndenumerate(counts.to_numpy()):
-            if v >= 0.5:
-                ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=7,
-                        color="white" if v > counts.to_numpy().max() / 2 else "black")
-        fig.colorbar(im, ax=ax, label="customers")
-        ax.set_title("Customers at the calibration end by frequency tier and recency (expected numbers)", fontsize=10)
-        out.append(_png(fig))
+        out.append(_grid_heatmap(counts, cmap="Blues", fmt="{:.0f}", min_shown=0.5, dark_when_high=True,
+                                 label="customers",
+                                 title="Customers at the calibration end by frequency tier and recency (expected numbers)"))
         tiers = pd.DataFrame({"tier": cm.types.names, "active rate / month": cm.types.rate,
                               "lapse after a purchase month": cm.types.lapse, "weight among new customers": cm.types.weight,
                               "customers now": counts.sum(axis=1).to_numpy()})
@@ -131,18 +143,12 @@ def _transitions_section(cm: "CalibratedMarket") -> str:
         R = cm.segmentation.recency_months
         to_zero = np.array([P[s, 1 + ((s - 1) // (R + 1)) * (R + 1)] if s > 0 else 0.0 for s in range(len(names))])
         buy = _state_grid(cm, to_zero)
-        fig, ax = plt.subplots(figsize=(10, 0.5 + 0.45 * len(buy)))
-        im = ax.imshow(buy.to_numpy(), aspect="auto", cmap="viridis")
-        ax.set_xticks(range(buy.shape[1]), buy.columns)
-        ax.set_yticks(range(buy.shape[0]), buy.index)
-        ax.set_xlabel("months since the last purchase")
-        for (i, j), v in np.ndenumerate(buy.to_numpy()):
-            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v < buy.to_numpy().max() / 2 else "black")
-        fig.colorbar(im, ax=ax, label="P(buy next month)")
-        ax.set_title("Probability of moving to recency 0 (buying next month); otherwise the customer ages one month", fontsize=10)
         out.append("<p class='note'>Each state moves only to recency 0 of its tier (a purchase) or to the next recency "
                    "(no purchase): the matrix encodes the probability of buying next month, shown here.</p>")
-        out.append(_png(fig))
+        out.append(_grid_heatmap(buy, cmap="viridis", fmt="{:.2f}", min_shown=-np.inf, dark_when_high=False,
+                                 label="P(buy next month)",
+                                 title="Probability of moving to recency 0 (buying next month); otherwise the customer "
+                                       "ages one month"))
     fig, ax = plt.subplots(figsize=(9, 8))
     with np.errstate(divide="ignore"):
         im = ax.imshow(np.where(P > 0, P, np.nan), cmap="magma_r", vmin=0, vmax=1, interpolation="nearest")

@@ -87,47 +87,6 @@ def next_segment(segment, u, member, use_member, keys, dest, S, out):
     return out
 
 
-@njit(cache=True, nogil=True)
-def transaction_slots(counts, pos, k):
-    """For each agent i with counts[i] purchases, write (i, 0..counts[i]-1) into pos, k."""
-    t = 0
-    for i in range(counts.shape[0]):
-        for j in range(counts[i]):
-            pos[t] = i
-            k[t] = j
-            t += 1
-    return t
-
-
-@njit(cache=True, nogil=True)
-def member_lift(segment, tier, spendable, since_reward, since_demotion, ladder, ladder_start, ladder_len,
-                g, r, half_life, s_status, d_demotion, n_tiers, use_goal, use_rewarded, use_status, out):
-    """Product of the members' rate multipliers (rewards.py and tiers.py give the equations):
-    goal gradient 1 + g (progress - 1/2), rewarded behaviour 1 + r 2^(-since/h), status
-    1 + s tier / (T - 1), demotion 1 - d 2^(-since/h)."""
-    for i in range(segment.shape[0]):
-        s = segment[i]
-        t = tier[i]
-        f = 1.0
-        if use_goal:
-            prog = 1.0
-            a = ladder_start[t]
-            for j in range(a, a + ladder_len[t]):
-                if ladder[j] > spendable[i]:
-                    prog = spendable[i] / ladder[j]
-                    break
-            f *= 1.0 + g[s] * (prog - 0.5)
-        if use_rewarded and since_reward[i] < 10_000:
-            f *= 1.0 + r[s] * 2.0 ** (-since_reward[i] / half_life[s])
-        if use_status:
-            if n_tiers > 1:
-                f *= 1.0 + s_status[s] * t / (n_tiers - 1)
-            if since_demotion[i] < 10_000:
-                f *= 1.0 - d_demotion[s] * 2.0 ** (-since_demotion[i] / half_life[s])
-        out[i] = f
-    return out
-
-
 # Wichura (1988), Algorithm AS 241 (PPND16): the normal quantile to about 1e-16.
 _A = (3.3871328727963666080e0, 1.3314166789178437745e+2, 1.9715909503065514427e+3, 1.3731693765509461125e+4,
       4.5921953931549871457e+4, 6.7265770927008700853e+4, 3.3430575583588128105e+4, 2.5090809287301226727e+3)

@@ -27,8 +27,7 @@ from simulator.engine import kernels
 from simulator.engine.calendar import Calendar
 from simulator.engine.compiled import CENTI, EXPIRY_FIXED, EXPIRY_NEVER, CompiledMarket, CompiledProgram
 from simulator.engine.mechanisms import campaigns as camp
-from simulator.engine.mechanisms import enrolment, expiry, fees, points, rewards, tiers, transitions
-from simulator.engine.mechanisms.purchases import draw_baskets, poisson_icdf
+from simulator.engine.mechanisms import enrolment, expiry, fees, rewards, transitions
 from simulator.engine.population import INIT_STREAMS, InitialAgents, Population, referral_capacity
 from simulator.engine.state import NEVER, RunState
 from simulator.engine.streams import Streams, seed_key

@@ -196,7 +196,7 @@ def reasons(study: Study, s: ScenarioRun) -> str:
 # ----------------------------------------------------------------------------- sections
 def _ranking(study: Study) -> str:
     cur = study.reporting_currency
-    out = [f'<section id="ranking"><h2>Designs ranked</h2>',
+    out = ['<section id="ranking"><h2>Designs ranked</h2>',
            f"<p>Scenarios ranked by NPV P50 of the incremental cash flow in {e(cur)} "
            f"({'order given by the study' if study.ranking_source == 'study.json' else 'computed from each run'}). "
            f"Incremental means design minus baseline on the same customers; money in {e(cur)}.</p>"]

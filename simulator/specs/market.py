@@ -11,7 +11,7 @@ from typing import Annotated, Iterator, Literal
 from pydantic import Field
 
 from simulator.specs.base import (
-    Currency, Money, Months, Name, Probability, Share, Spec, Uncertain, check_sum, did_you_mean, unique_names,
+    Currency, Name, Probability, Share, Spec, Uncertain, check_sum, did_you_mean, unique_names,
 )
 
 

@@ -193,22 +193,32 @@ def test_cdnow_market_is_valid_and_its_rows_sum_to_one(cdnow_calibration):
     assert all(m.transitions[s.name][s.name] > 0.9 for s in dormant)
 
 
+#: Calendar months of the CDNOW holdout (1997-10 .. 1998-06).
+HOLDOUT_MONTHS = (10, 11, 12, 1, 2, 3, 4, 5, 6)
+
+
+def _chain_forecast(market: Market, months) -> list[float]:
+    """Expected purchases per month of the market's own chain: customers by segment (the
+    shares), times the segments' rates and the month's seasonality, moved by the transitions."""
+    names = market.segment_names
+    idx = {n: i for i, n in enumerate(names)}
+    P = np.zeros((len(names), len(names)))
+    for src, row in market.transitions.items():
+        for dst, p in row.items():
+            P[idx[src], idx[dst]] = p
+    rate = np.array([s.purchase_rate for s in market.segments])
+    x = np.array([s.share for s in market.segments]) * market.customers
+    out = []
+    for month in months:
+        out.append(float(x @ rate * market.seasonality[month - 1]))
+        x = x @ P
+    return out
+
+
 def test_cdnow_market_decays_like_the_cohort(cdnow_calibration):
     """The chain alone (shares, transitions, rates, seasonality) forecasts the holdout's
     transactions within 10% (a stationary chain on a few recency buckets over-forecasts by ~50%)."""
-    m = cdnow_calibration.market
-    names = m.segment_names
-    idx = {n: i for i, n in enumerate(names)}
-    P = np.zeros((len(names), len(names)))
-    for src, row in m.transitions.items():
-        for dst, p in row.items():
-            P[idx[src], idx[dst]] = p
-    rate = np.array([s.purchase_rate for s in m.segments])
-    x = np.array([s.share for s in m.segments]) * m.customers
-    total = 0.0
-    for month in (10, 11, 12, 1, 2, 3, 4, 5, 6):
-        total += x @ rate * m.seasonality[month - 1]
-        x = x @ P
+    total = sum(_chain_forecast(cdnow_calibration.market, HOLDOUT_MONTHS))
     assert total == pytest.approx(1882, rel=0.10)
 
 
@@ -254,21 +264,9 @@ def test_engine_reproduces_the_chain_from_the_shares(cdnow_calibration):
     from simulator.calibration.backtest import _no_program_scenario
     from simulator.engine.simulation import Simulation
 
-    m = cdnow_calibration.market
     sc = _no_program_scenario(cdnow_calibration, dt.date(1997, 10, 1), 9)
     rep = Simulation(sc, agents=20_000, seed=5, mechanisms=sc.playbook.mechanisms).run()
-    names = m.segment_names
-    idx = {n: i for i, n in enumerate(names)}
-    P = np.zeros((len(names), len(names)))
-    for src, row in m.transitions.items():
-        for dst, p in row.items():
-            P[idx[src], idx[dst]] = p
-    rate = np.array([s.purchase_rate for s in m.segments])
-    x = np.array([s.share for s in m.segments]) * m.customers
-    expected = []
-    for month in (10, 11, 12, 1, 2, 3, 4, 5, 6):
-        expected.append(x @ rate * m.seasonality[month - 1])
-        x = x @ P
+    expected = _chain_forecast(cdnow_calibration.market, HOLDOUT_MONTHS)
     got = rep.baseline["purchases"].to_numpy()
     assert np.all(np.abs(got / np.array(expected) - 1) < 0.06), (got, expected)
     assert got.sum() == pytest.approx(sum(expected), rel=0.025)

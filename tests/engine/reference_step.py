@@ -10,8 +10,8 @@ gathers over members), reading and writing the same :class:`RunState`.
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
-from simulator.engine import kernels
 from simulator.engine.compiled import CENTI, EXPIRY_AFTER, EXPIRY_FIXED, EXPIRY_INACTIVITY, CompiledProgram
 from simulator.engine.mechanisms import campaigns as camp
 from simulator.engine.mechanisms import enrolment, points, rewards, tiers, transitions
@@ -32,6 +32,35 @@ def expire(run: RunState, program: CompiledProgram, t: int, calendar_month: int)
         return np.where(run.recency >= program.expiry_months, run.earned - run.consumed, 0)
     return np.zeros_like(run.earned)
 
+
+
+@njit(cache=True)
+def member_lift(segment, tier, spendable, since_reward, since_demotion, ladder, ladder_start, ladder_len,
+                g, r, half_life, s_status, d_demotion, n_tiers, use_goal, use_rewarded, use_status, out):
+    """Product of the members' rate multipliers (rewards.py and tiers.py give the equations):
+    goal gradient 1 + g (progress - 1/2), rewarded behaviour 1 + r 2^(-since/h), status
+    1 + s tier / (T - 1), demotion 1 - d 2^(-since/h)."""
+    for i in range(segment.shape[0]):
+        s = segment[i]
+        t = tier[i]
+        f = 1.0
+        if use_goal:
+            prog = 1.0
+            a = ladder_start[t]
+            for j in range(a, a + ladder_len[t]):
+                if ladder[j] > spendable[i]:
+                    prog = spendable[i] / ladder[j]
+                    break
+            f *= 1.0 + g[s] * (prog - 0.5)
+        if use_rewarded and since_reward[i] < 10_000:
+            f *= 1.0 + r[s] * 2.0 ** (-since_reward[i] / half_life[s])
+        if use_status:
+            if n_tiers > 1:
+                f *= 1.0 + s_status[s] * t / (n_tiers - 1)
+            if since_demotion[i] < 10_000:
+                f *= 1.0 - d_demotion[s] * 2.0 ** (-since_demotion[i] / half_life[s])
+        out[i] = f
+    return out
 
 class ReferenceSimulation(Simulation):
     """:class:`Simulation` with the month's phases in NumPy (see the module docstring)."""
@@ -83,7 +112,7 @@ class ReferenceSimulation(Simulation):
         mi = np.flatnonzero(run.member)
         if mi.size and (self.mech.goal_gradient or self.mech.rewarded_behaviour or self.mech.tier_status):
             spendable = np.maximum(run.earned_until(t, prog.pending_months, mi) - run.consumed[mi], 0)
-            lift[mi] = kernels.member_lift(
+            lift[mi] = member_lift(
                 run.segment[mi], run.tier[mi], spendable, run.since_reward[mi], run.since_demotion[mi],
                 prog.ladder_flat, prog.ladder_start, prog.ladder_len, resp["goal_gradient"], resp["rewarded_behaviour"],
                 resp["rewarded_half_life"], resp["tier_status"], resp["demotion_effect"], prog.n_tiers,

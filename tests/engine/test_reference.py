@@ -181,12 +181,11 @@ def test_members_by_tier_equals_bincount():
 @pytest.mark.parametrize("window", [0, 1, 2])
 @pytest.mark.parametrize("downgrade", [0, 1, 2])
 def test_tiers_run_equals_upgrade_and_review(window, downgrade):
-    rng = np.random.default_rng(5 + window)
     n, W = 8_000, 4
     prog = _Prog(window=window, thresholds=np.array([0.0, 50.0, 120.0]), downgrade=downgrade, grace=1)
     runs = []
     for _ in range(2):
-        r = np.random.default_rng(9)
+        r = np.random.default_rng(5 + window)  # the same agents in both copies
         run = RunState.new("x", _Pop(n), 1, W, 2)
         run.member[:] = r.random(n) < 0.6
         run.tier[:] = r.integers(0, 3, n)

@@ -2,8 +2,6 @@
 
 from pathlib import Path
 
-import pandas as pd
-
 from simulator.reporting.model_doc import model_document
 
 ROOT = Path(__file__).resolve().parents[2]
