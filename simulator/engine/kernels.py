@@ -172,13 +172,50 @@ N_CUSTOMERS, N_ACTIVE, N_PURCHASES, N_CANDIDATES, N_NEW_MEMBERS, N_POINTS_PURCHA
 F_REVENUE, F_SALES_WITH_POINTS, F_MEMBER_REVENUE, F_COUNTERFACTUAL = range(4)
 
 
+#: Agents per block: the step's unit of work, and the region of rows of an agent ring
+#: (state.AgentRings: agent i's row is (i // BLOCK) * BLOCK + offset[i]).
+BLOCK = 1024
+#: Offset of an agent without a row in an AgentRings.
+NO_ROW = 0xFFFF
+
+
 @njit(cache=True, nogil=True, inline="always")
-def _earned_until(earned_i, snap, row, i):
-    """Cumulative earned of agent i at the end of the month held in ring row ``row`` (``earned``
-    now if row < 0): ``earned - ((earned - snap) mod 2**32)`` (state.py)."""
-    if row < 0:
+def _row(offset, i):
+    """Row of agent i in an agent ring, -1 for none."""
+    o = offset[i]
+    if o == NO_ROW:
+        return -1
+    return (i // BLOCK) * BLOCK + np.int64(o)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _new_row(offset, used, i):
+    """Give agent i the next row of its block's region (the agent has none)."""
+    b = i // BLOCK
+    o = used[b]
+    used[b] = o + 1
+    offset[i] = o
+    return b * BLOCK + np.int64(o)
+
+
+@njit(cache=True, nogil=True)
+def give_rows(offset, used, idx):
+    """Rows for agents ``idx`` (ascending, without rows), in order (state.AgentRings.give_rows)."""
+    for j in range(idx.shape[0]):
+        _new_row(offset, used, idx[j])
+    return 0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _earned_until(earned_i, snap, snap_off, col, i):
+    """Cumulative earned of agent i at the end of the month held in ring column ``col``
+    (``earned`` now if col < 0): ``earned - ((earned - snap) mod 2**32)``, the snapshot zero
+    for an agent without a row (state.py)."""
+    if col < 0:
         return earned_i
-    since = (np.uint32(earned_i & 0xFFFFFFFF) - snap[row, i]) & np.uint32(0xFFFFFFFF)
+    r = _row(snap_off, i)
+    s = snap[r, col] if r >= 0 else np.uint32(0)
+    since = (np.uint32(earned_i & 0xFFFFFFFF) - s) & np.uint32(0xFFFFFFFF)
     return earned_i - np.int64(since)
 
 
@@ -229,8 +266,8 @@ def _poisson(u, la):
     return n
 
 
-#: Agents per block of step_both, and basket amounts kept per agent of a block for the design.
-BLOCK, BLOCK_AMOUNTS = 1024, 8
+#: Basket amounts kept per agent of a block for the design (step_both).
+BLOCK_AMOUNTS = 8
 
 
 @njit(cache=True, nogil=True)
@@ -246,10 +283,11 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
     k_purchases, k_basket, k_enrolment, k_redemption, k_voucher, k_referral = keys
     state, trace, prog, camps, drives, flags, out = run
     (exists, segment, reach, recency, member, enrol_month, tier, below, since_reward, since_demotion,
-     first_pending, next_bill, spend_since_bill, earned, consumed, snap, qual_ring, qual_sum, eq_extra) = state
+     first_pending, next_bill, spend_since_bill, earned, consumed, snap, snap_off, qual_ring, qual_off, qual_used,
+     qual_sum, eq_extra) = state
     trace_issued, trace_redeemed = trace
     (has_program, ppu, rounding, min_order, category_factor, earn_mult, cap_month, qppu, q_include_bonus, metric,
-     bonus_enrolment, bonus_first, bonus_birthday, bonus_referral, pending_row, ladder, ladder_start, ladder_len,
+     bonus_enrolment, bonus_first, bonus_birthday, bonus_referral, pending_col, ladder, ladder_start, ladder_len,
      n_tiers, window, window_months, eligible_segments, automatic, invite_only, annual_fee, fee, trial_months,
      cashback_threshold, voucher_use_rate, goal, cat_order, cat_start, cat_len, cat_prices) = prog
     (c_kind, c_seg, c_members, c_tiers, c_use_tiers, c_pot, c_inactive, c_channel, c_lift, c_mult, c_bonus,
@@ -259,7 +297,7 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
     counts, spend = out[0], out[1]  # the block's totals go to the arrays given (step_both adds them up)
     tracing = trace_issued.shape[0] > 0
     keep_spend = spend.shape[0] > 0  # the design's spend is not kept
-    row_w = t % qual_ring.shape[0]
+    col_w = t % qual_ring.shape[1]
     # the block's totals, kept in registers and added to ``ints`` / ``floats`` at the end
     n_customers = 0
     n_active = 0
@@ -292,7 +330,9 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
             recency[i] = min(recency[i] + 1, 30000)
             if has_program and n_tiers > 1:
                 if window == 0:
-                    qual_ring[row_w, i] = 0.0
+                    r = _row(qual_off, i)
+                    if r >= 0:
+                        qual_ring[r, col_w] = 0.0
                 else:
                     if window == 1 and cm == 1:
                         qual_sum[i] = 0.0
@@ -302,7 +342,7 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
         lift = 1.0
         pmult = 1.0
         if has_program and member[i] and (use_goal or use_rewarded or use_status):
-            sp = max(_earned_until(earned[i], snap, pending_row, i) - consumed[i], 0)
+            sp = max(_earned_until(earned[i], snap, snap_off, pending_col, i) - consumed[i], 0)
             ti = tier[i]
             f = 1.0
             if use_goal:
@@ -480,8 +520,12 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
                     qv = float(n)
                 else:
                     qv = sp_i
-            if window == 0:
-                qual_ring[t % qual_ring.shape[0], i] = qv  # the window's sum is taken at the review (tiers_run)
+            if window == 0:  # the window's sum is taken at the review (tiers_run)
+                r = _row(qual_off, i)
+                if r < 0 and qv != 0.0:
+                    r = _new_row(qual_off, qual_used, i)
+                if r >= 0:
+                    qual_ring[r, col_w] = qv
             else:
                 if window == 1:
                     if cm == 1:
@@ -498,7 +542,7 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
         f_member_revenue += sp_i
         if not first:
             f_counterfactual += other_spend[i]
-        balance = max(_earned_until(earned[i], snap, pending_row, i) - consumed[i], 0)
+        balance = max(_earned_until(earned[i], snap, snap_off, pending_col, i) - consumed[i], 0)
         r = 0
         if cashback_threshold > 0 and balance >= cashback_threshold:
             blocks = balance // cashback_threshold
@@ -609,15 +653,18 @@ MIN_AGENTS_PER_THREAD = 50_000
 
 
 def _threaded(kernel, N: int, n_threads: int | None, *args) -> list:
-    """``kernel(lo, hi, *args)`` over contiguous agent ranges, one per thread; the results in
-    range order. Kernels write only their own agents' entries and return integer totals, so
-    the outcome does not depend on the number of threads."""
+    """``kernel(lo, hi, *args)`` over contiguous agent ranges of whole blocks, one per thread;
+    the results in range order. Kernels write only their own agents' entries (and their
+    blocks' ring rows) and return integer totals, so the outcome does not depend on the
+    number of threads."""
     n = threads() if n_threads is None else max(1, int(n_threads))
     n = max(1, min(n, N // MIN_AGENTS_PER_THREAD))
     if n == 1:
         return [kernel(0, N, *args)]
     pool = _thread_pool(n)
-    futures = [pool.submit(kernel, N * j // n, N * (j + 1) // n, *args) for j in range(n)]
+    nb = (N + BLOCK - 1) // BLOCK
+    edges = [min(nb * j // n * BLOCK, N) for j in range(n + 1)]
+    futures = [pool.submit(kernel, edges[j], edges[j + 1], *args) for j in range(n)]
     return [f.result() for f in futures]
 
 
@@ -757,17 +804,18 @@ def _transitions_range(lo, hi, seg_d, member_d, use_member_d, exists_d, seg_b, m
     return counts_d, counts_b
 
 
-def expire_run(earned, consumed, snap, row, recency, inactive_months, trace_expired, n_threads=None):
-    """Points expiring now, consumed in place (expiry.py): ``max(0, earned_until(row) -
-    consumed)`` per agent (``row`` the ring row of the month of the oldest batch kept, -1 for
-    all points), or, with ``inactive_months`` >= 0, the whole balance of agents at least
-    that many months without a purchase. Returns the total."""
-    return sum(_threaded(_expire_range, earned.shape[0], n_threads, earned, consumed, snap, row, recency,
+def expire_run(earned, consumed, snap, col, recency, inactive_months, trace_expired, n_threads=None):
+    """Points expiring now, consumed in place (expiry.py): ``max(0, earned_until(col) -
+    consumed)`` per agent (``col`` the ring column of the month of the oldest batch kept, -1
+    for all points; ``snap`` the (values, offset) of the snapshot rings), or, with
+    ``inactive_months`` >= 0, the whole balance of agents at least that many months without a
+    purchase. Returns the total."""
+    return sum(_threaded(_expire_range, earned.shape[0], n_threads, earned, consumed, snap[0], snap[1], col, recency,
                          inactive_months, trace_expired))
 
 
 @njit(cache=True, nogil=True)
-def _expire_range(lo, hi, earned, consumed, snap, row, recency, inactive_months, trace_expired):
+def _expire_range(lo, hi, earned, consumed, snap, snap_off, col, recency, inactive_months, trace_expired):
     """expire_run for agents lo .. hi-1; returns their total."""
     total = 0
     tracing = trace_expired.shape[0] > 0
@@ -775,7 +823,7 @@ def _expire_range(lo, hi, earned, consumed, snap, row, recency, inactive_months,
         if inactive_months >= 0:
             gone = earned[i] - consumed[i] if recency[i] >= inactive_months else 0
         else:
-            gone = max(_earned_until(earned[i], snap, row, i) - consumed[i], 0)
+            gone = max(_earned_until(earned[i], snap, snap_off, col, i) - consumed[i], 0)
         if gone != 0:
             consumed[i] += gone
             if tracing:
@@ -799,27 +847,30 @@ def tiers_run(member, tier, below, since_demotion, enrol_month, qual_ring, qual_
     """Upgrades then reviews of every member (tiers.upgrade, tiers.review): move up to the tier
     the window supports; at a review month count reviews below the tier's threshold and demote
     past the grace (one tier, or to the supported tier). The window's sum is ``qual_sum``, or
-    for a rolling window the float64 sum of the member's ring column (rows in order, as
-    ``qual_ring.sum(axis=0, dtype=float64)``). Returns (upgrades, demotions)."""
+    for a rolling window the float64 sum of the member's ring (``qual_ring`` the (values,
+    offset) of the rings; columns in order, as state.AgentRings.total). Returns (upgrades,
+    demotions)."""
     parts = _threaded(_tiers_range, member.shape[0], n_threads, member, tier, below, since_demotion, enrol_month,
-                      qual_ring, qual_sum, thresholds, t, cm, window, downgrade, grace)
+                      qual_ring[0], qual_ring[1], qual_sum, thresholds, t, cm, window, downgrade, grace)
     return sum(p[0] for p in parts), sum(p[1] for p in parts)
 
 
 @njit(cache=True, nogil=True)
-def _tiers_range(lo, hi, member, tier, below, since_demotion, enrol_month, qual_ring, qual_sum, thresholds, t, cm,
-                 window, downgrade, grace):
+def _tiers_range(lo, hi, member, tier, below, since_demotion, enrol_month, qual_ring, qual_off, qual_sum, thresholds,
+                 t, cm, window, downgrade, grace):
     """tiers_run for agents lo .. hi-1."""
     ups = 0
     downs = 0
-    W = qual_ring.shape[0]
+    W = qual_ring.shape[1]
     for i in range(lo, hi):
         if not member[i]:
             continue
         if window == 0:
             value = 0.0
-            for w in range(W):
-                value += qual_ring[w, i]
+            r = _row(qual_off, i)
+            if r >= 0:
+                for w in range(W):
+                    value += qual_ring[r, w]
         else:
             value = qual_sum[i]
         sup = _supported(thresholds, value)
@@ -866,16 +917,17 @@ def _members_by_tier_range(lo, hi, member, exists, tier, counts, n_tiers):
     return members, purchases
 
 
-def ledger_totals(earned, consumed, member, exists, snap, row, n_threads=None):
+def ledger_totals(earned, consumed, member, exists, snap, col, n_threads=None):
     """Points outstanding (sum of earned - consumed), agents with a negative balance, and
-    members (``member & exists``); with ``row`` >= 0 also the month's snapshot: ring row
-    ``row`` = earned mod 2**32 (state.RunState.close_month)."""
-    parts = _threaded(_ledger_range, earned.shape[0], n_threads, earned, consumed, member, exists, snap, row)
+    members (``member & exists``); with ``col`` >= 0 also the month's snapshot: ring column
+    ``col`` = earned mod 2**32, agents with points and no row given one (``snap`` the (values,
+    offset, used) of the rings; state.RunState.close_month)."""
+    parts = _threaded(_ledger_range, earned.shape[0], n_threads, earned, consumed, member, exists, *snap, col)
     return tuple(sum(p[k] for p in parts) for k in range(3))
 
 
 @njit(cache=True, nogil=True)
-def _ledger_range(lo, hi, earned, consumed, member, exists, snap, row):
+def _ledger_range(lo, hi, earned, consumed, member, exists, snap, snap_off, snap_used, col):
     out = 0
     negative = 0
     members = 0
@@ -886,6 +938,10 @@ def _ledger_range(lo, hi, earned, consumed, member, exists, snap, row):
             negative += 1
         if member[i] and exists[i]:
             members += 1
-        if row >= 0:
-            snap[row, i] = np.uint32(earned[i] & 0xFFFFFFFF)
+        if col >= 0:
+            r = _row(snap_off, i)
+            if r < 0 and earned[i] != 0:
+                r = _new_row(snap_off, snap_used, i)
+            if r >= 0:
+                snap[r, col] = np.uint32(earned[i] & 0xFFFFFFFF)
     return out, negative, members

@@ -174,7 +174,7 @@ class Simulation:
         run.enrol_month[mem] = -1 - np.floor(self.streams.uniform("init.billing", -1, mem, k=1) * 12).astype(np.int32)
         run.reach[mem] |= self.pop.opt_in_on_join[mem]
         run.earned[mem] = rewards.opening_balance(prog, self.streams.uniform("init.balance", -1, mem))
-        run.snap[:] = run.earned.astype(np.uint32)[None, :]
+        run.fill_snapshots()
         if prog.fee > 0:
             run.next_bill[mem] = np.floor(self.streams.uniform("init.billing", -1, mem) * prog.fee_months).astype(np.int32)
 
@@ -213,7 +213,7 @@ class Simulation:
             rec = self.scratch[name].rec
             if self._opening[name] is None:
                 self._opening[name] = kernels.ledger_totals(run.earned, run.consumed, run.member, run.exists,
-                                                            run.snap, -1, n_threads=self.threads)[0]
+                                                            run.snap.arrays, -1, n_threads=self.threads)[0]
             rec["points_opening"] = float(self._opening[name])  # what the last close counted
             if self.check_agents:
                 run.start_trace()
@@ -304,8 +304,8 @@ class Simulation:
                     prog.prices[order].astype(np.int64))
             self._prog_cache[id(prog)] = (earning, rest)
         earning, rest = self._prog_cache[id(prog)]
-        pending_row = (t - prog.pending_months) % run.snap.shape[0] if prog.pending_months else -1
-        return (True,) + earning + (pending_row,) + rest
+        pending_col = (t - prog.pending_months) % run.snap.length if prog.pending_months else -1
+        return (True,) + earning + (pending_col,) + rest
 
     def _targets(self, targets: list[camp.CompiledTarget]) -> tuple:
         """Targets as arrays (one row each) for kernels._targeted."""
@@ -409,7 +409,7 @@ class Simulation:
             eq = sc.enrolment_qualifying if sc.enrolment_qualifying is not None else np.zeros(0)
             state = (run.exists, run.segment, run.reach, run.recency, run.member, run.enrol_month, run.tier, run.below,
                      run.since_reward, run.since_demotion, run.first_pending, run.next_bill, run.spend_since_bill,
-                     run.earned, run.consumed, run.snap, run.qual_ring, run.qual_sum, eq)
+                     run.earned, run.consumed, run.snap.values, run.snap.offset, *run.qual_ring.arrays, run.qual_sum, eq)
             flags = (self.mech.goal_gradient, self.mech.rewarded_behaviour, self.mech.tier_status, self.mech.campaigns,
                      self.mech.self_selection, bool(prog is not None and prog.bonus_referral and self.mech.referrals))
             T, R = (prog.n_tiers, len(prog.prices)) if prog is not None else (1, 0)
@@ -486,7 +486,7 @@ class Simulation:
                 continue
             # this month's metric went into the window in the step (kernels.step_both)
             ups, downs = kernels.tiers_run(run.member, run.tier, run.below, run.since_demotion, run.enrol_month,
-                                           run.qual_ring, run.qual_sum, prog.thresholds, t, cm, prog.window,
+                                           run.qual_ring.arrays[:2], run.qual_sum, prog.thresholds, t, cm, prog.window,
                                            prog.downgrade, prog.grace, n_threads=self.threads)
             rec = self.scratch[name].rec
             rec["upgrades"] = float(ups)
@@ -560,7 +560,7 @@ class Simulation:
             rec = self.scratch[name].rec
             # totals and the month's snapshot of earned points (RunState.close_month) in one pass
             outstanding, negative, members = kernels.ledger_totals(run.earned, run.consumed, run.member, run.exists,
-                                                                   run.snap, t % run.snap.shape[0], n_threads=self.threads)
+                                                                   run.snap.arrays, t % run.snap.length, n_threads=self.threads)
             self._opening[name] = outstanding
             if negative:
                 raise RuntimeError(f"points ledger: {negative} agents hold negative points in month {t} ({name})")

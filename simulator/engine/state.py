@@ -5,24 +5,120 @@ The design and the baseline each have a :class:`RunState` over the same
 
 Points, exactly and oldest first. Points are int64 hundredths of a point. Each agent keeps
 ``earned`` (cumulative points credited) and ``consumed`` (cumulative points redeemed or
-expired), and a ring of snapshots ``snap[m % L]`` of ``earned`` at the end of month ``m``.
+expired), and a ring of snapshots (column ``m % L``) of ``earned`` at the end of month ``m``.
 Because consumption is first-in-first-out, the points still outstanding from batches earned
 up to month ``m`` are ``max(0, snap[m] - consumed)``: expiry of a batch and the spendable
 balance (excluding pending points) cost one array operation, not one per batch, and the
 ledger identity ``issued = redeemed + expired + change in outstanding`` holds per agent by
 construction (checked every period).
+
+Compact rings. The snapshots and the rolling tier window are per-agent rings of the last L
+months (:class:`AgentRings`), kept only for the agents that ever had a non-zero value: many
+customers never earn a point, and their history is all zeros. An agent gets a row the first
+time it has something to keep (at the month's close for snapshots, in the step for the tier
+metric), in the region of rows of its block of ``BLOCK`` agents; the array is allocated
+zero-filled and the operating system maps a page only when a row on it is first written, so
+memory grows with the agents that earn, not with the population.
 """
 
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from simulator.engine import kernels
 from simulator.engine.compiled import CompiledProgram, WINDOW_ROLLING
 from simulator.engine.population import Population
 
 NEVER = 10_000  # "months since" for an event that has not happened
+
+
+def lazy_zeros(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """A zero-filled array whose memory pages are mapped only when first written (anonymous
+    memory map, without transparent huge pages: NumPy advises huge pages for big arrays, and
+    one row written would then map 2 MiB)."""
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if nbytes < 1 << 20:
+        return np.zeros(shape, dtype=dtype)
+    buf = mmap.mmap(-1, nbytes)
+    if hasattr(mmap, "MADV_NOHUGEPAGE"):
+        buf.madvise(mmap.MADV_NOHUGEPAGE)
+    return np.frombuffer(buf, dtype=dtype).reshape(shape)
+
+
+@dataclass
+class AgentRings:
+    """The last ``length`` monthly values of each agent (column ``m % length`` for month m),
+    stored for the agents that have a row.
+
+    ``values[r]`` is the ring of the agent whose row is ``r``; agent i of block
+    ``b = i // BLOCK`` has row ``b * BLOCK + offset[i]`` (``offset`` NO_ROW: no row, every
+    value zero). Rows of a block are given in order from ``b * BLOCK`` (``used[b]`` taken), so
+    the rows in use fill the start of each block's region and only those pages are touched.
+    The same agents get the same rows whatever the number of threads (a block is always
+    handled by one thread, in agent order).
+    """
+
+    values: np.ndarray  # [capacity, length]
+    offset: np.ndarray  # uint16 [capacity]
+    used: np.ndarray    # int32 [blocks]
+
+    @classmethod
+    def new(cls, n: int, length: int, dtype) -> "AgentRings":
+        return cls(values=lazy_zeros((n, length), dtype), offset=np.full(n, kernels.NO_ROW, dtype=np.uint16),
+                   used=np.zeros((n + kernels.BLOCK - 1) // kernels.BLOCK, dtype=np.int32))
+
+    @property
+    def length(self) -> int:
+        return self.values.shape[1]
+
+    @property
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(values, offset, used), as the compiled kernels take them."""
+        return self.values, self.offset, self.used
+
+    def rows(self, idx: np.ndarray | None = None) -> np.ndarray:
+        """Row of agents ``idx`` (all if None), -1 for none."""
+        off = self.offset if idx is None else self.offset[idx]
+        i = np.arange(self.offset.shape[0]) if idx is None else np.asarray(idx)
+        return np.where(off == kernels.NO_ROW, -1, (i // kernels.BLOCK) * kernels.BLOCK + off.astype(np.int64))
+
+    def give_rows(self, need: np.ndarray) -> None:
+        """Rows for the agents where ``need`` (a mask over all agents) that have none."""
+        kernels.give_rows(self.offset, self.used, np.flatnonzero(need & (self.offset == kernels.NO_ROW)))
+
+    def column(self, m: int, idx: np.ndarray | None = None) -> np.ndarray:
+        """Month m's values of agents ``idx`` (all if None), zero for agents without a row."""
+        r = self.rows(idx)
+        out = np.zeros(r.shape[0], dtype=self.values.dtype)
+        has = r >= 0
+        out[has] = self.values[r[has], m % self.length]
+        return out
+
+    def set_column(self, m: int, value: np.ndarray, keep: np.ndarray) -> None:
+        """Month m's value of every agent; agents where ``keep`` get a row if they have none
+        (agents without a row must have a zero value)."""
+        self.give_rows(keep)
+        r = self.rows()
+        has = r >= 0
+        self.values[r[has], m % self.length] = value[has]
+
+    def total(self) -> np.ndarray:
+        """Each agent's sum over the ring in float64 (columns in order), zero without a row."""
+        r = self.rows()
+        out = np.zeros(r.shape[0])
+        has = r >= 0
+        out[has] = self.values[r[has]].astype(np.float64).sum(axis=1)
+        return out
+
+    def fill(self, value: np.ndarray, keep: np.ndarray) -> None:
+        """Every month's value = ``value`` (agents where ``keep`` get a row)."""
+        self.give_rows(keep)
+        r = self.rows()
+        has = r >= 0
+        self.values[r[has]] = value[has, None]
 
 
 @dataclass
@@ -45,8 +141,8 @@ class RunState:
     spend_since_bill: np.ndarray  # float64 net spend since the last bill (empty when no program charges a fee)
     earned: np.ndarray            # int64 centipoints, cumulative
     consumed: np.ndarray          # int64 centipoints, cumulative
-    snap: np.ndarray              # uint32 [L, N] earned (mod 2**32) at the end of month m (row m % L)
-    qual_ring: np.ndarray         # float32 [W, N] monthly tier metric (rolling windows)
+    snap: AgentRings              # uint32 rings of L months: earned (mod 2**32) at the end of month m (column m % L)
+    qual_ring: AgentRings         # float32 rings of W months: monthly tier metric (rolling windows)
     qual_sum: np.ndarray          # float64 tier metric over an annual window (a rolling one is summed from qual_ring)
     referrals_used: int = 0
     campaign_done: dict[str, np.ndarray] = field(default_factory=dict)
@@ -106,7 +202,7 @@ class RunState:
             since_demotion=np.full(N, NEVER, dtype=np.int16), first_pending=np.zeros(N, dtype=bool),
             next_bill=np.full(N, -1, dtype=np.int16), spend_since_bill=np.zeros(N),
             earned=np.zeros(N, dtype=np.int64), consumed=np.zeros(N, dtype=np.int64),
-            snap=np.zeros((ring, N), dtype=np.uint32), qual_ring=np.zeros((window, N), dtype=np.float32), qual_sum=np.zeros(N),
+            snap=AgentRings.new(N, ring, np.uint32), qual_ring=AgentRings.new(N, window, np.float32), qual_sum=np.zeros(N),
             transitions_counts=np.zeros((n_segments, n_segments), dtype=np.int64),
         )
 
@@ -125,12 +221,10 @@ class RunState:
         earned = self.earned if idx is None else self.earned[idx]
         if months_back == 0:
             return earned
-        L = self.snap.shape[0]
+        L = self.snap.length
         if months_back >= L:
             raise ValueError(f"ring of {L} months cannot look {months_back} months back")
-        snap = self.snap[(t - months_back) % L]
-        if idx is not None:
-            snap = snap[idx]
+        snap = self.snap.column(t - months_back, idx)  # zero for agents who had earned nothing
         since = earned.astype(np.uint32) - snap  # wraps modulo 2**32
         return earned - since.astype(np.int64)
 
@@ -140,14 +234,19 @@ class RunState:
         return np.maximum(self.earned_until(t, pending) - self.consumed, 0)
 
     def close_month(self, t: int) -> None:
-        self.snap[t % self.snap.shape[0]] = self.earned.astype(np.uint32)
+        self.snap.set_column(t, self.earned.astype(np.uint32), keep=self.earned != 0)
+
+    def fill_snapshots(self) -> None:
+        """Every snapshot = today's earned (a program running before the start, or a new ring)."""
+        self.snap.fill(self.earned.astype(np.uint32), keep=self.earned != 0)
 
     def reset_points_window(self, program: CompiledProgram) -> None:
         """Resize the snapshot ring and tier window for a new program (at a migration)."""
         N = self.earned.shape[0]
-        self.snap = np.repeat(self.earned.astype(np.uint32)[None, :], program.ring, axis=0)
+        self.snap = AgentRings.new(N, program.ring, np.uint32)
+        self.fill_snapshots()
         W = program.window_months if program.window == WINDOW_ROLLING else 1
-        self.qual_ring = np.zeros((W, N), dtype=np.float32)
+        self.qual_ring = AgentRings.new(N, W, np.float32)
         self.qual_sum = np.zeros(N)
         self.tier[:] = 0
         self.below[:] = 0

@@ -5,6 +5,7 @@ NumPy description."""
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 
 import numpy as np
@@ -23,7 +24,12 @@ from tests.engine.reference_step import ReferenceSimulation, expire
 from tests.engine.test_simulation import ALL_OFF, PLAYBOOKS, markets, programs
 
 STATE = ("exists", "segment", "reach", "recency", "member", "enrol_month", "tier", "below", "since_reward",
-         "since_demotion", "first_pending", "next_bill", "earned", "consumed", "snap")
+         "since_demotion", "first_pending", "next_bill", "earned", "consumed")
+
+
+def _same_rings(a, b) -> bool:
+    """Same rows given to the same agents, holding the same values."""
+    return all(np.array_equal(x, y) for x, y in zip(a.arrays, b.arrays))
 
 
 def _same(fused: Simulation, ref: ReferenceSimulation) -> None:
@@ -47,9 +53,10 @@ def _same(fused: Simulation, ref: ReferenceSimulation) -> None:
         r, q = fused.runs[name], ref.runs[name]
         for field in STATE:
             assert np.array_equal(getattr(r, field), getattr(q, field)), (name, field)
+        assert _same_rings(r.snap, q.snap), name
         if r.program is not None and r.program.has_tiers and r.program.window != 0:
             assert np.array_equal(r.qual_sum, q.qual_sum), name
-        assert np.array_equal(r.qual_ring, q.qual_ring), name
+        assert _same_rings(r.qual_ring, q.qual_ring), name
     assert np.array_equal(fused.scratch["baseline"].counts, ref.scratch["baseline"].counts)
     assert np.array_equal(fused.scratch["baseline"].spend, ref.scratch["baseline"].spend)
 
@@ -117,14 +124,18 @@ class _Prog:
 
 
 def _ledger(rng, n=5_000, ring=6):
-    """A run with random cumulative points and snapshots consistent with FIFO ledgers."""
+    """A run with random cumulative points and snapshots consistent with FIFO ledgers: some
+    agents never earned (no ring row), some earned only this month (no row yet)."""
     run = RunState.new("x", _Pop(n), ring, 3, 2)
     monthly = rng.integers(0, 3, (ring, n)) * rng.integers(0, 5_000, (ring, n))
     cum = np.cumsum(monthly, axis=0) + 2**32 - 10_000  # cross the uint32 wrap
+    never = rng.random(n) < 0.3
+    cum[:, never] = 0
     run.earned[:] = cum[-1]
+    run.earned[never & (rng.random(n) < 0.5)] = 700  # first points since the last close
     for m in range(ring):
-        run.snap[m] = cum[m].astype(np.uint32)
-    run.consumed[:] = (cum[0] - 2**32 + 10_000) + rng.integers(0, 3_000, n)
+        run.snap.set_column(m, cum[m].astype(np.uint32), keep=cum[m] != 0)
+    run.consumed[:] = np.where(never, 0, (cum[0] - 2**32 + 10_000) + rng.integers(0, 3_000, n))
     run.consumed[:] = np.minimum(run.consumed, run.earned)
     run.recency[:] = rng.integers(0, 8, n)
     return run
@@ -155,15 +166,18 @@ def test_expire_run_equals_numpy(rule):
 
 def test_ledger_totals_and_snapshot_equal_numpy():
     rng = np.random.default_rng(3)
-    run = _ledger(rng)
+    run = _ledger(rng, n=3 * kernels.MIN_AGENTS_PER_THREAD + 777)  # on three threads
     run.member[:] = rng.random(run.earned.size) < 0.4
     run.exists[:] = rng.random(run.earned.size) < 0.9
-    out, neg, members = kernels.ledger_totals(run.earned, run.consumed, run.member, run.exists, run.snap, -1)
+    out, neg, members = kernels.ledger_totals(run.earned, run.consumed, run.member, run.exists, run.snap.arrays, -1)
     assert (out, neg, members) == (int(run.outstanding().sum()), 0, int((run.member & run.exists).sum()))
-    want = run.snap.copy()
-    want[2] = run.earned.astype(np.uint32)
-    kernels.ledger_totals(run.earned, run.consumed, run.member, run.exists, run.snap, 2)
-    assert np.array_equal(run.snap, want)
+    want = copy.deepcopy(run)
+    want.close_month(2)
+    assert (want.snap.offset != kernels.NO_ROW).sum() > (run.snap.offset != kernels.NO_ROW).sum()  # rows given
+    kernels.ledger_totals(run.earned, run.consumed, run.member, run.exists, run.snap.arrays, 2, n_threads=3)
+    assert _same_rings(run.snap, want.snap)
+    assert np.array_equal(run.snap.column(2), run.earned.astype(np.uint32))
+    assert (run.snap.offset[run.earned == 0] == kernels.NO_ROW).all()  # no row for agents without points
 
 
 def test_members_by_tier_equals_bincount():
@@ -191,17 +205,19 @@ def test_tiers_run_equals_upgrade_and_review(window, downgrade):
         run.tier[:] = r.integers(0, 3, n)
         run.below[:] = r.integers(0, 3, n)
         run.enrol_month[:] = r.integers(-12, 10, n)
-        run.qual_ring[:] = (r.random((W, n)) * 60).astype(np.float32)
+        values = (r.random((W, n)) * 60 * (r.random(n) < 0.7)).astype(np.float32)
+        for w in range(W):
+            run.qual_ring.set_column(w, values[w], keep=values[w] != 0)
         run.qual_sum[:] = r.random(n) * 200
         runs.append(run)
     fused, ref = runs
     for t, cm in ((10, 12), (11, 1)):
         if window == 0:
-            ref.qual_sum = ref.qual_ring.sum(axis=0, dtype=np.float64)
+            ref.qual_sum = ref.qual_ring.total()
         mem = np.flatnonzero(ref.member)
         want = (tiers.upgrade(ref, prog, mem), tiers.review(ref, prog, t, cm, mem))
         got = kernels.tiers_run(fused.member, fused.tier, fused.below, fused.since_demotion, fused.enrol_month,
-                                fused.qual_ring, fused.qual_sum, prog.thresholds, t, cm, window, downgrade, prog.grace)
+                                fused.qual_ring.arrays[:2], fused.qual_sum, prog.thresholds, t, cm, window, downgrade, prog.grace)
         assert got == want
         for f in ("tier", "below", "since_demotion"):
             assert np.array_equal(getattr(fused, f), getattr(ref, f)), f

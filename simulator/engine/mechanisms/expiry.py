@@ -24,16 +24,16 @@ def expire(run: RunState, program: CompiledProgram, t: int, calendar_month: int)
     """Consume the points expiring now (oldest first, one compiled pass: kernels.expire_run);
     return their total in centipoints."""
     trace = run.trace["expired"] if run.trace is not None else np.zeros(0, dtype=np.int64)
-    L = run.snap.shape[0]
+    L = run.snap.length
     if program.expiry == EXPIRY_AFTER:
         months_back = program.expiry_months
     elif program.expiry == EXPIRY_FIXED and calendar_month == program.expiry_month:
         months_back = program.expiry_min_age
     elif program.expiry == EXPIRY_INACTIVITY:
-        return int(kernels.expire_run(run.earned, run.consumed, run.snap, -1, run.recency, program.expiry_months, trace))
+        return int(kernels.expire_run(run.earned, run.consumed, run.snap.arrays[:2], -1, run.recency, program.expiry_months, trace))
     else:
         return 0
     if months_back >= L:
         raise ValueError(f"ring of {L} months cannot look {months_back} months back")
-    row = (t - months_back) % L if months_back else -1
-    return int(kernels.expire_run(run.earned, run.consumed, run.snap, row, run.recency, -1, trace))
+    col = (t - months_back) % L if months_back else -1
+    return int(kernels.expire_run(run.earned, run.consumed, run.snap.arrays[:2], col, run.recency, -1, trace))
