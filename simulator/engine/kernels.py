@@ -172,51 +172,39 @@ N_CUSTOMERS, N_ACTIVE, N_PURCHASES, N_CANDIDATES, N_NEW_MEMBERS, N_POINTS_PURCHA
 F_REVENUE, F_SALES_WITH_POINTS, F_MEMBER_REVENUE, F_COUNTERFACTUAL = range(4)
 
 
-#: Agents per block: the step's unit of work, and the region of rows of an agent ring
-#: (state.AgentRings: agent i's row is (i // BLOCK) * BLOCK + offset[i]).
+#: Agents per block: the step's unit of work (a block's totals and history-row candidates
+#: are its own, so blocks can run on any thread).
 BLOCK = 1024
-#: Offset of an agent without a row in an AgentRings.
-NO_ROW = 0xFFFF
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _row(offset, i):
-    """Row of agent i in an agent ring, -1 for none."""
-    o = offset[i]
-    if o == NO_ROW:
-        return -1
-    return (i // BLOCK) * BLOCK + np.int64(o)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _new_row(offset, used, i):
-    """Give agent i the next row of its block's region (the agent has none)."""
-    b = i // BLOCK
-    o = used[b]
-    used[b] = o + 1
-    offset[i] = o
-    return b * BLOCK + np.int64(o)
+def _earned_until(earned_i, snap, r, col):
+    """Cumulative earned of an agent (history row ``r``, -1 none) at the end of the month held
+    in ring row ``col`` (``earned`` now if col < 0): ``earned - ((earned - snap) mod 2**32)``,
+    the snapshot zero for an agent without a row (state.py)."""
+    if col < 0:
+        return earned_i
+    s = snap[col, r] if r >= 0 else np.uint32(0)
+    since = (np.uint32(earned_i & 0xFFFFFFFF) - s) & np.uint32(0xFFFFFFFF)
+    return earned_i - np.int64(since)
 
 
 @njit(cache=True, nogil=True)
-def give_rows(offset, used, idx):
-    """Rows for agents ``idx`` (ascending, without rows), in order (state.AgentRings.give_rows)."""
-    for j in range(idx.shape[0]):
-        _new_row(offset, used, idx[j])
+def give_rows(row, rows, candidates, n_candidates, qual_ring, qual_sum, col_w):
+    """History rows for the step's candidates, block after block in agent order (the same rows
+    on any number of threads); a candidate's tier metric of the month, held in ``qual_sum``,
+    goes into its new row of the rolling window (``col_w`` >= 0)."""
+    for b in range(n_candidates.shape[0]):
+        for k in range(n_candidates[b]):
+            i = candidates[b * BLOCK + k]
+            r = rows[0]
+            rows[0] = r + 1
+            row[i] = r
+            if col_w >= 0:
+                qual_ring[col_w, r] = qual_sum[i]
+                qual_sum[i] = 0.0
+        n_candidates[b] = 0
     return 0
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _earned_until(earned_i, snap, snap_off, col, i):
-    """Cumulative earned of agent i at the end of the month held in ring column ``col``
-    (``earned`` now if col < 0): ``earned - ((earned - snap) mod 2**32)``, the snapshot zero
-    for an agent without a row (state.py)."""
-    if col < 0:
-        return earned_i
-    r = _row(snap_off, i)
-    s = snap[r, col] if r >= 0 else np.uint32(0)
-    since = (np.uint32(earned_i & 0xFFFFFFFF) - s) & np.uint32(0xFFFFFFFF)
-    return earned_i - np.int64(since)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -283,8 +271,8 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
     k_purchases, k_basket, k_enrolment, k_redemption, k_voucher, k_referral = keys
     state, trace, prog, camps, drives, flags, out = run
     (exists, segment, reach, recency, member, enrol_month, tier, below, since_reward, since_demotion,
-     first_pending, next_bill, spend_since_bill, earned, consumed, snap, snap_off, qual_ring, qual_off, qual_used,
-     qual_sum, eq_extra) = state
+     first_pending, next_bill, spend_since_bill, earned, consumed, snap, qual_ring, qual_sum, row, row_asks,
+     row_asks_n, eq_extra) = state
     trace_issued, trace_redeemed = trace
     (has_program, ppu, rounding, min_order, category_factor, earn_mult, cap_month, qppu, q_include_bonus, metric,
      bonus_enrolment, bonus_first, bonus_birthday, bonus_referral, pending_col, ladder, ladder_start, ladder_len,
@@ -297,7 +285,9 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
     counts, spend = out[0], out[1]  # the block's totals go to the arrays given (step_both adds them up)
     tracing = trace_issued.shape[0] > 0
     keep_spend = spend.shape[0] > 0  # the design's spend is not kept
-    col_w = t % qual_ring.shape[1]
+    col_w = t % qual_ring.shape[0]
+    blk = lo // BLOCK
+    n_cand = 0  # the block's agents asking for a history row (give_rows, after the step)
     # the block's totals, kept in registers and added to ``ints`` / ``floats`` at the end
     n_customers = 0
     n_active = 0
@@ -330,9 +320,8 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
             recency[i] = min(recency[i] + 1, 30000)
             if has_program and n_tiers > 1:
                 if window == 0:
-                    r = _row(qual_off, i)
-                    if r >= 0:
-                        qual_ring[r, col_w] = 0.0
+                    if row[i] >= 0:
+                        qual_ring[col_w, row[i]] = 0.0
                 else:
                     if window == 1 and cm == 1:
                         qual_sum[i] = 0.0
@@ -342,7 +331,7 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
         lift = 1.0
         pmult = 1.0
         if has_program and member[i] and (use_goal or use_rewarded or use_status):
-            sp = max(_earned_until(earned[i], snap, snap_off, pending_col, i) - consumed[i], 0)
+            sp = max(_earned_until(earned[i], snap, row[i], pending_col) - consumed[i], 0)
             ti = tier[i]
             f = 1.0
             if use_goal:
@@ -506,6 +495,7 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
         if pts > 0:
             f_sales_with_points += sp_i
         # ---- the month's tier metric into the window (tiers.metric_of_month, tiers.add_to_window)
+        asks = row[i] < 0 and earned[i] != 0  # the first points: a history row (state.py)
         if n_tiers > 1:
             qv = 0.0
             if is_member:
@@ -520,12 +510,12 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
                     qv = float(n)
                 else:
                     qv = sp_i
-            if window == 0:  # the window's sum is taken at the review (tiers_run)
-                r = _row(qual_off, i)
-                if r < 0 and qv != 0.0:
-                    r = _new_row(qual_off, qual_used, i)
-                if r >= 0:
-                    qual_ring[r, col_w] = qv
+            if window == 0:  # the window's sum is taken at the review (month_end)
+                if row[i] >= 0:
+                    qual_ring[col_w, row[i]] = qv
+                elif qv != 0.0:
+                    qual_sum[i] = qv  # until the agent's row is given (give_rows)
+                    asks = True
             else:
                 if window == 1:
                     if cm == 1:
@@ -533,6 +523,9 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
                 elif is_member and enrol_month[i] >= 0 and (t - enrol_month[i]) % 12 == 0:
                     qual_sum[i] = 0.0
                 qual_sum[i] += qv
+        if asks:
+            row_asks[lo + n_cand] = i
+            n_cand += 1
         if fee > 0.0:
             spend_since_bill[i] += sp_i
         if not is_member:
@@ -542,7 +535,7 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
         f_member_revenue += sp_i
         if not first:
             f_counterfactual += other_spend[i]
-        balance = max(_earned_until(earned[i], snap, snap_off, pending_col, i) - consumed[i], 0)
+        balance = max(_earned_until(earned[i], snap, row[i], pending_col) - consumed[i], 0)
         r = 0
         if cashback_threshold > 0 and balance >= cashback_threshold:
             blocks = balance // cashback_threshold
@@ -578,6 +571,7 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
             since_reward[i] = min(since_reward[i] + 1, 10_000)
         since_demotion[i] = min(since_demotion[i] + 1, 10_000)
 
+    row_asks_n[blk] = n_cand
     ints[N_CUSTOMERS] += n_customers
     ints[N_ACTIVE] += n_active
     ints[N_PURCHASES] += n_purchases
@@ -758,6 +752,70 @@ def add_block_totals(out, tot):
     return 0
 
 
+# ----------------------------------------------------------------------------- month end
+# After the step, the month's other agent phases -- tiers, expiry, (fees,) transitions, costs
+# and the close -- read and write only each agent's own state, so they run as one pass over
+# the agents for both runs (month_end), each agent going through the phases in calendar order.
+
+#: Slots of a run's month-end totals (month_end).
+E_UPGRADES, E_DEMOTIONS, E_EXPIRED, E_OUTSTANDING, E_NEGATIVE, E_MEMBERS, E_UNROWED = range(7)
+#: Stages of month_end: every phase, the phases before the fees, the phases after them.
+STAGE_ALL, STAGE_BEFORE_FEES, STAGE_AFTER_FEES = 0, 1, 2
+
+
+def end_run(run, counts, *, tiers=None, expiry=None, cost_tiers=0, close=None) -> tuple:
+    """One run's part of a month_end pass. ``run`` is a state.RunState (its arrays are updated
+    in place), ``counts`` the month's purchases per agent; the phases it takes part in:
+
+    * ``tiers`` (thresholds, window, downgrade, grace): upgrades, then reviews (tiers.py); the
+      window's sum is ``qual_sum``, or for a rolling window the float64 sum of the member's
+      ring in ring order (state.RunState.qual_total);
+    * ``expiry`` (column, inactive months) from expiry.rule: ``max(0, earned_until(column) -
+      consumed)`` consumed (column -1: all points), or with inactive months >= 0 the whole
+      balance of agents that many months without a purchase (expiry.py);
+    * ``cost_tiers`` > 0: members (``member & exists``) and their purchases per tier;
+    * ``close`` (None: off; -1: totals only; a ring row: also the month's snapshot of every
+      agent with a history row): points outstanding, agents with a negative balance, members,
+      agents with points and no history row (none, or a bug) (state.RunState.close_month).
+    """
+    tr = run.trace["expired"] if run.trace is not None else np.zeros(0, dtype=np.int64)
+    th, window, downgrade, grace = tiers if tiers is not None else (np.zeros(1), 0, 0, 0)
+    col, inactive = expiry if expiry is not None else (-1, -1)
+    return (run.member, run.exists, run.tier, run.below, run.since_demotion, run.enrol_month, run.recency, counts,
+            run.earned, run.consumed, run.snap, run.qual_ring, run.row, run.qual_sum, tr,
+            tiers is not None, np.asarray(th, dtype=np.float64), int(window), int(downgrade), int(grace),
+            expiry is not None, int(col), int(inactive), int(cost_tiers), close is not None,
+            int(close) if close is not None else -1)
+
+
+def end_transitions(table, S, base, use_member_design, use_member_baseline, segment_design, segment_baseline):
+    """The segment transitions of a month_end pass (transitions.next_segment, one shared
+    uniform u(transitions, t, i) hashed once for both runs); the moves of the design's
+    members (``member & exists`` before the move) are counted in each run's table."""
+    keys, dest = table
+    return (True, keys, dest, int(S), np.uint64(base), bool(use_member_design), bool(use_member_baseline),
+            segment_design, segment_baseline)
+
+
+NO_TRANSITIONS = (False, np.zeros(1), np.zeros(1, dtype=np.int64), 1, np.uint64(0), False, False,
+                  np.zeros(1, dtype=np.int16), np.zeros(1, dtype=np.int16))
+
+
+def month_end(t, cm, stage, design, baseline, transitions=NO_TRANSITIONS, n_threads=None):
+    """The month-end phases of both runs in one pass over the agents (ranges on the step's
+    threads; integer totals, so the same whatever the number of threads). ``design`` and
+    ``baseline`` come from end_run, ``transitions`` from end_transitions. Returns per run
+    (totals by E_* slot, members per tier, purchases per tier, moves [S, S])."""
+    N = design[0].shape[0]
+    S = transitions[3]
+    parts = _threaded(_month_end_range, N, n_threads, t, cm, stage, design, baseline, transitions, S)
+    out = []
+    for k in range(2):
+        tot, bm, bp, moves = (sum(p[k][j] for p in parts) for j in range(4))
+        out.append((tot, bm, bp, moves))
+    return out
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _next_row_entry(r, key, keys, S):
     """Index of the first entry of table row r above ``key`` (rows ascend: count those below)."""
@@ -766,70 +824,6 @@ def _next_row_entry(r, key, keys, S):
     for k in range(S - 1):
         c += keys[j + k] <= key
     return j + c
-
-
-def transitions_both(seg_d, member_d, use_member_d, exists_d, counts_d, seg_b, member_b, use_member_b, counts_b,
-                     keys, dest, S, base, n_threads=None):
-    """Next month's segment of every agent in both runs, in place (transitions.next_segment,
-    with the shared uniform u(transitions, t, i) hashed once); adds the moves of the
-    design's members (``member_d & exists_d``, before the move) to each run's
-    ``counts[before, after]``. Agent ranges run on the step's threads."""
-    parts = _threaded(_transitions_range, seg_d.shape[0], n_threads, seg_d, member_d, use_member_d, exists_d,
-                      seg_b, member_b, use_member_b, keys, dest, S, base, counts_d.shape[0])
-    for cd, cb in parts:
-        counts_d += cd
-        counts_b += cb
-    return 0
-
-
-@njit(cache=True, nogil=True)
-def _transitions_range(lo, hi, seg_d, member_d, use_member_d, exists_d, seg_b, member_b, use_member_b, keys, dest, S,
-                       base, n_seg):
-    """transitions_both for agents lo .. hi-1; returns this range's move counts (design, baseline)."""
-    counts_d = np.zeros((n_seg, n_seg), dtype=np.int64)
-    counts_b = np.zeros((n_seg, n_seg), dtype=np.int64)
-    for i in range(lo, hi):
-        u = _unit(base + np.uint64(i) * _GOLDEN)
-        bd = seg_d[i]
-        bb = seg_b[i]
-        rd = bd + S if use_member_d and member_d[i] else bd
-        rb = bb + S if use_member_b and member_b[i] else bb
-        ad = dest[_next_row_entry(rd, rd + u, keys, S)]
-        ab = ad if rb == rd else dest[_next_row_entry(rb, rb + u, keys, S)]
-        seg_d[i] = ad
-        seg_b[i] = ab
-        if member_d[i] and exists_d[i]:
-            counts_d[bd, ad] += 1
-            counts_b[bb, ab] += 1
-    return counts_d, counts_b
-
-
-def expire_run(earned, consumed, snap, col, recency, inactive_months, trace_expired, n_threads=None):
-    """Points expiring now, consumed in place (expiry.py): ``max(0, earned_until(col) -
-    consumed)`` per agent (``col`` the ring column of the month of the oldest batch kept, -1
-    for all points; ``snap`` the (values, offset) of the snapshot rings), or, with
-    ``inactive_months`` >= 0, the whole balance of agents at least that many months without a
-    purchase. Returns the total."""
-    return sum(_threaded(_expire_range, earned.shape[0], n_threads, earned, consumed, snap[0], snap[1], col, recency,
-                         inactive_months, trace_expired))
-
-
-@njit(cache=True, nogil=True)
-def _expire_range(lo, hi, earned, consumed, snap, snap_off, col, recency, inactive_months, trace_expired):
-    """expire_run for agents lo .. hi-1; returns their total."""
-    total = 0
-    tracing = trace_expired.shape[0] > 0
-    for i in range(lo, hi):
-        if inactive_months >= 0:
-            gone = earned[i] - consumed[i] if recency[i] >= inactive_months else 0
-        else:
-            gone = max(_earned_until(earned[i], snap, snap_off, col, i) - consumed[i], 0)
-        if gone != 0:
-            consumed[i] += gone
-            if tracing:
-                trace_expired[i] += gone
-            total += gone
-    return total
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -842,106 +836,142 @@ def _supported(thresholds, value):
     return j
 
 
-def tiers_run(member, tier, below, since_demotion, enrol_month, qual_ring, qual_sum, thresholds, t, cm, window,
-              downgrade, grace, n_threads=None):
-    """Upgrades then reviews of every member (tiers.upgrade, tiers.review): move up to the tier
-    the window supports; at a review month count reviews below the tier's threshold and demote
-    past the grace (one tier, or to the supported tier). The window's sum is ``qual_sum``, or
-    for a rolling window the float64 sum of the member's ring (``qual_ring`` the (values,
-    offset) of the rings; columns in order, as state.AgentRings.total). Returns (upgrades,
-    demotions)."""
-    parts = _threaded(_tiers_range, member.shape[0], n_threads, member, tier, below, since_demotion, enrol_month,
-                      qual_ring[0], qual_ring[1], qual_sum, thresholds, t, cm, window, downgrade, grace)
-    return sum(p[0] for p in parts), sum(p[1] for p in parts)
-
-
 @njit(cache=True, nogil=True)
-def _tiers_range(lo, hi, member, tier, below, since_demotion, enrol_month, qual_ring, qual_off, qual_sum, thresholds,
-                 t, cm, window, downgrade, grace):
-    """tiers_run for agents lo .. hi-1."""
+def _end_before_fees(lo, hi, r, t, cm, tot):
+    """Tiers (upgrades, reviews) then expiry of agents lo .. hi-1 in run r (see end_run)."""
+    (member, exists, tier, below, since_demotion, enrol_month, recency, counts, earned, consumed, snap, qual, row,
+     qual_sum, trace_expired, tiers_on, thresholds, window, downgrade, grace, expiry_on, exp_col, exp_inactive,
+     cost_tiers, close_on, close_col) = r
+    tracing = trace_expired.shape[0] > 0
     ups = 0
     downs = 0
-    W = qual_ring.shape[1]
+    expired = 0
     for i in range(lo, hi):
-        if not member[i]:
-            continue
-        if window == 0:
-            value = 0.0
-            r = _row(qual_off, i)
-            if r >= 0:
-                for w in range(W):
-                    value += qual_ring[r, w]
-        else:
-            value = qual_sum[i]
-        sup = _supported(thresholds, value)
-        if sup > tier[i]:
-            tier[i] = sup
-            below[i] = 0
-            ups += 1
-        if downgrade == 0:
-            continue
-        if window == 1:
-            review = cm == 12
-        elif window == 2:
-            review = (t - enrol_month[i]) % 12 == 11
-        else:
-            review = True
-        if not review:
-            continue
-        if sup < tier[i]:
-            below[i] += 1
-            if below[i] > grace:
-                tier[i] = max(tier[i] - 1, sup) if downgrade == 1 else sup
+        if tiers_on and member[i]:
+            if window == 0:
+                value = 0.0
+                q = row[i]
+                if q >= 0:
+                    for w in range(qual.shape[0]):
+                        value += qual[w, q]
+            else:
+                value = qual_sum[i]
+            sup = _supported(thresholds, value)
+            if sup > tier[i]:
+                tier[i] = sup
                 below[i] = 0
-                since_demotion[i] = 0
-                downs += 1
-        else:
-            below[i] = 0
-    return ups, downs
-
-
-def members_by_tier(member, exists, tier, counts, n_tiers, n_threads=None):
-    """Members (``member & exists``) and their purchases of the month, per tier."""
-    parts = _threaded(_members_by_tier_range, member.shape[0], n_threads, member, exists, tier, counts, n_tiers)
-    return sum(p[0] for p in parts), sum(p[1] for p in parts)
+                ups += 1
+            if downgrade != 0:
+                if window == 1:
+                    review = cm == 12
+                elif window == 2:
+                    review = (t - enrol_month[i]) % 12 == 11
+                else:
+                    review = True
+                if review:
+                    if sup < tier[i]:
+                        below[i] += 1
+                        if below[i] > grace:
+                            tier[i] = max(tier[i] - 1, sup) if downgrade == 1 else sup
+                            below[i] = 0
+                            since_demotion[i] = 0
+                            downs += 1
+                    else:
+                        below[i] = 0
+        if expiry_on and earned[i] != consumed[i]:  # nothing outstanding, nothing to expire
+            if exp_inactive >= 0:
+                gone = earned[i] - consumed[i] if recency[i] >= exp_inactive else 0
+            else:
+                gone = max(_earned_until(earned[i], snap, row[i], exp_col) - consumed[i], 0)
+            if gone != 0:
+                consumed[i] += gone
+                if tracing:
+                    trace_expired[i] += gone
+                expired += gone
+    tot[E_UPGRADES] += ups
+    tot[E_DEMOTIONS] += downs
+    tot[E_EXPIRED] += expired
+    return 0
 
 
 @njit(cache=True, nogil=True)
-def _members_by_tier_range(lo, hi, member, exists, tier, counts, n_tiers):
-    members = np.zeros(n_tiers, dtype=np.int64)
-    purchases = np.zeros(n_tiers, dtype=np.int64)
+def _end_transitions(lo, hi, tr, S, member_d, exists_d, member_b, moves_d, moves_b):
+    """Segment transitions of agents lo .. hi-1 in both runs (see end_transitions)."""
+    trans_on, keys, dest, _, base, use_member_d, use_member_b, seg_d, seg_b = tr
     for i in range(lo, hi):
-        if member[i] and exists[i]:
-            members[tier[i]] += 1
-            purchases[tier[i]] += counts[i]
-    return members, purchases
-
-
-def ledger_totals(earned, consumed, member, exists, snap, col, n_threads=None):
-    """Points outstanding (sum of earned - consumed), agents with a negative balance, and
-    members (``member & exists``); with ``col`` >= 0 also the month's snapshot: ring column
-    ``col`` = earned mod 2**32, agents with points and no row given one (``snap`` the (values,
-    offset, used) of the rings; state.RunState.close_month)."""
-    parts = _threaded(_ledger_range, earned.shape[0], n_threads, earned, consumed, member, exists, *snap, col)
-    return tuple(sum(p[k] for p in parts) for k in range(3))
+        u = _unit(base + np.uint64(i) * _GOLDEN)
+        sd = seg_d[i]
+        sb = seg_b[i]
+        rd = sd + S if use_member_d and member_d[i] else sd
+        rb = sb + S if use_member_b and member_b[i] else sb
+        ad = dest[_next_row_entry(rd, rd + u, keys, S)]
+        ab = ad if rb == rd else dest[_next_row_entry(rb, rb + u, keys, S)]
+        seg_d[i] = ad
+        seg_b[i] = ab
+        if member_d[i] and exists_d[i]:
+            moves_d[sd, ad] += 1
+            moves_b[sb, ab] += 1
+    return 0
 
 
 @njit(cache=True, nogil=True)
-def _ledger_range(lo, hi, earned, consumed, member, exists, snap, snap_off, snap_used, col):
-    out = 0
+def _end_after_fees(lo, hi, r, tot, by_members, by_purchases):
+    """Costs (members and purchases per tier) and the close of agents lo .. hi-1 in run r (see
+    end_run)."""
+    (member, exists, tier, below, since_demotion, enrol_month, recency, counts, earned, consumed, snap, qual, row,
+     qual_sum, trace_expired, tiers_on, thresholds, window, downgrade, grace, expiry_on, exp_col, exp_inactive,
+     cost_tiers, close_on, close_col) = r
+    outstanding = 0
     negative = 0
     members = 0
+    unrowed = 0
     for i in range(lo, hi):
-        b = earned[i] - consumed[i]
-        out += b
-        if b < 0:
-            negative += 1
-        if member[i] and exists[i]:
-            members += 1
-        if col >= 0:
-            r = _row(snap_off, i)
-            if r < 0 and earned[i] != 0:
-                r = _new_row(snap_off, snap_used, i)
-            if r >= 0:
-                snap[r, col] = np.uint32(earned[i] & 0xFFFFFFFF)
-    return out, negative, members
+        if cost_tiers > 0 and member[i] and exists[i]:
+            by_members[tier[i]] += 1
+            by_purchases[tier[i]] += counts[i]
+        if close_on:
+            b = earned[i] - consumed[i]
+            outstanding += b
+            if b < 0:
+                negative += 1
+            if member[i] and exists[i]:
+                members += 1
+            if close_col >= 0:
+                q = row[i]
+                if q >= 0:
+                    snap[close_col, q] = np.uint32(earned[i] & 0xFFFFFFFF)
+                elif earned[i] != 0:
+                    unrowed += 1  # points without a history row: a broken invariant (Simulation raises)
+    tot[E_OUTSTANDING] += outstanding
+    tot[E_NEGATIVE] += negative
+    tot[E_MEMBERS] += members
+    tot[E_UNROWED] += unrowed
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def _month_end_range(lo, hi, t, cm, stage, d, b, tr, S):
+    """month_end for agents lo .. hi-1, block by block (each phase over a block's agents, in
+    calendar order: an agent's phases touch only its own state); returns this range's totals
+    of each run."""
+    tot_d = np.zeros(7, dtype=np.int64)
+    tot_b = np.zeros(7, dtype=np.int64)
+    cost_tiers_d, cost_tiers_b = d[23], b[23]  # end_run's cost_tiers
+    bm_d = np.zeros(max(cost_tiers_d, 1), dtype=np.int64)
+    bp_d = np.zeros(max(cost_tiers_d, 1), dtype=np.int64)
+    bm_b = np.zeros(max(cost_tiers_b, 1), dtype=np.int64)
+    bp_b = np.zeros(max(cost_tiers_b, 1), dtype=np.int64)
+    moves_d = np.zeros((S, S), dtype=np.int64)
+    moves_b = np.zeros((S, S), dtype=np.int64)
+    for a in range(lo, hi, BLOCK):
+        z = min(a + BLOCK, hi)
+        if stage != STAGE_AFTER_FEES:
+            _end_before_fees(a, z, d, t, cm, tot_d)
+            _end_before_fees(a, z, b, t, cm, tot_b)
+        if stage == STAGE_BEFORE_FEES:
+            continue
+        if tr[0]:
+            _end_transitions(a, z, tr, S, d[0], d[1], b[0], moves_d, moves_b)
+        _end_after_fees(a, z, d, tot_d, bm_d, bp_d)
+        _end_after_fees(a, z, b, tot_b, bm_b, bp_b)
+    return (tot_d, bm_d, bp_d, moves_d), (tot_b, bm_b, bp_b, moves_b)

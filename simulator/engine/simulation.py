@@ -17,6 +17,7 @@ loops run over runs, segments, tiers, rewards or campaigns, never over customers
 from __future__ import annotations
 
 import datetime as dt
+import gc
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -25,7 +26,9 @@ import pandas as pd
 
 from simulator.engine import kernels
 from simulator.engine.calendar import Calendar
-from simulator.engine.compiled import CENTI, EXPIRY_FIXED, EXPIRY_NEVER, CompiledMarket, CompiledProgram
+from simulator.engine.compiled import (
+    CENTI, EXPIRY_FIXED, EXPIRY_NEVER, WINDOW_ROLLING, CompiledMarket, CompiledProgram,
+)
 from simulator.engine.mechanisms import campaigns as camp
 from simulator.engine.mechanisms import enrolment, expiry, fees, rewards, transitions
 from simulator.engine.population import INIT_STREAMS, InitialAgents, Population, referral_capacity
@@ -62,6 +65,18 @@ def month_index(start: dt.date, d: dt.date) -> int:
 
 def months_between(a: dt.date, b: dt.date) -> int:
     return month_index(a, b)
+
+
+@dataclass
+class _MonthEnd:
+    """The month-end phases registered this month (Simulation._month_end), by run."""
+
+    tiers: dict[str, tuple] = field(default_factory=dict)           # thresholds, window, downgrade, grace
+    expiry: dict[str, tuple[int, int]] = field(default_factory=dict)  # expiry.rule
+    costs: dict[str, CompiledProgram] = field(default_factory=dict)  # members per tier of these programs
+    transitions: bool = False
+    before_fees_done: bool = False
+    closing: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # outstanding, negative, members
 
 
 @dataclass
@@ -146,6 +161,7 @@ class Simulation:
         self._selection: tuple | None = None
         self._done: np.ndarray | None = None  # once-only flags of bonus campaigns, one row each
         self._opening: dict[str, int | None] = {name: None for name in self.runs}  # outstanding at the last close
+        self._end = _MonthEnd()  # the month-end phases waiting for the month-end pass
         self.pending_referrals: dict[str, int] = {"design": 0, "baseline": 0}
         self.tier_names = tuple(dict.fromkeys(self.design.tier_names + (self.base_prog.tier_names if self.base_prog else ())))
         self.cal = Calendar(self.H)
@@ -207,13 +223,16 @@ class Simulation:
     # ---------------------------------------------------------------- phases
     def _open(self, t: int) -> None:
         a, b = self.pop.arrivals_by_month[t]
+        if self._opening["design"] is None:  # the points outstanding at the start
+            packed = [kernels.end_run(run, self._month_arrays[name][0], close=-1) for name, run in self.runs.items()]
+            totals = kernels.month_end(t, self.calendar_month(t), kernels.STAGE_ALL, *packed, n_threads=self.threads)
+            for name, (tot, *_) in zip(self.runs, totals):
+                self._opening[name] = int(tot[kernels.E_OUTSTANDING])
+        self._end = _MonthEnd()
         for name, run in self.runs.items():
             counts, spend = self._month_arrays[name]
             self.scratch[name] = _Month(counts=counts, spend=spend)
             rec = self.scratch[name].rec
-            if self._opening[name] is None:
-                self._opening[name] = kernels.ledger_totals(run.earned, run.consumed, run.member, run.exists,
-                                                            run.snap.arrays, -1, n_threads=self.threads)[0]
             rec["points_opening"] = float(self._opening[name])  # what the last close counted
             if self.check_agents:
                 run.start_trace()
@@ -304,7 +323,7 @@ class Simulation:
                     prog.prices[order].astype(np.int64))
             self._prog_cache[id(prog)] = (earning, rest)
         earning, rest = self._prog_cache[id(prog)]
-        pending_col = (t - prog.pending_months) % run.snap.length if prog.pending_months else -1
+        pending_col = (t - prog.pending_months) % run.snap.shape[0] if prog.pending_months else -1
         return (True,) + earning + (pending_col,) + rest
 
     def _targets(self, targets: list[camp.CompiledTarget]) -> tuple:
@@ -409,7 +428,8 @@ class Simulation:
             eq = sc.enrolment_qualifying if sc.enrolment_qualifying is not None else np.zeros(0)
             state = (run.exists, run.segment, run.reach, run.recency, run.member, run.enrol_month, run.tier, run.below,
                      run.since_reward, run.since_demotion, run.first_pending, run.next_bill, run.spend_since_bill,
-                     run.earned, run.consumed, run.snap.values, run.snap.offset, *run.qual_ring.arrays, run.qual_sum, eq)
+                     run.earned, run.consumed, run.snap, run.qual_ring, run.qual_sum, run.row, run.candidates,
+                     run.n_candidates, eq)
             flags = (self.mech.goal_gradient, self.mech.rewarded_behaviour, self.mech.tier_status, self.mech.campaigns,
                      self.mech.self_selection, bool(prog is not None and prog.bonus_referral and self.mech.referrals))
             T, R = (prog.n_tiers, len(prog.prices)) if prog is not None else (1, 0)
@@ -422,6 +442,10 @@ class Simulation:
         K = kernels
         for name, run in self.runs.items():
             prog, cps, drives, flags = packed[name, "meta"]
+            # history rows for the agents with their first points or tier metric (state.py)
+            rolling = prog is not None and prog.window == WINDOW_ROLLING and prog.n_tiers > 1
+            kernels.give_rows(run.row, run.rows, run.candidates, run.n_candidates, run.qual_ring, run.qual_sum,
+                              t % run.qual_ring.shape[0] if rolling else -1)
             _, _, ints, floats, by_tier_reward, camp_contacts, drive_contacts, drive_joins = packed[name][-1]
             rec = self.scratch[name].rec
             # the month's record, key by key in the order the phases define them
@@ -478,19 +502,17 @@ class Simulation:
         rec["nonmember_revenue"] = float(rec["revenue"] - rec["member_revenue"])
         rec["nonmembers"] = float(rec["customers"] - ints[kernels.N_MEMBERS])
 
+    # The phases after the step register their work (and their record's keys, in phase order)
+    # and one compiled pass over the agents does it for both runs at the close
+    # (kernels.month_end), or in two passes around the fees, which are billed in between.
     def _tiers(self, t: int) -> None:
-        cm = self.calendar_month(t)
-        for name, run in self.runs.items():
+        for name in self.runs:
             prog = self.program_of(name, t)
             if prog is None or not prog.has_tiers:
                 continue
             # this month's metric went into the window in the step (kernels.step_both)
-            ups, downs = kernels.tiers_run(run.member, run.tier, run.below, run.since_demotion, run.enrol_month,
-                                           run.qual_ring.arrays[:2], run.qual_sum, prog.thresholds, t, cm, prog.window,
-                                           prog.downgrade, prog.grace, n_threads=self.threads)
-            rec = self.scratch[name].rec
-            rec["upgrades"] = float(ups)
-            rec["demotions"] = float(downs)
+            self._end.tiers[name] = (prog.thresholds, prog.window, prog.downgrade, prog.grace)
+            self.scratch[name].rec.update(upgrades=0.0, demotions=0.0)
 
     def _expiry_due(self, t: int) -> bool:
         """Whether an expiry rule of either run can act in month ``t``."""
@@ -508,9 +530,13 @@ class Simulation:
             prog = self.program_of(name, t)
             if prog is None:
                 continue
-            self.scratch[name].rec["points_expired"] = float(expiry.expire(run, prog, t, cm))
+            rule = expiry.rule(prog, t, cm, run.snap.shape[0])
+            if rule is not None:
+                self._end.expiry[name] = rule
+            self.scratch[name].rec["points_expired"] = 0.0
 
     def _fees(self, t: int) -> None:
+        self._month_end(t, kernels.STAGE_BEFORE_FEES)  # tiers and expiry come first
         for name, run in self.runs.items():
             prog = self.program_of(name, t)
             if prog is None or prog.fee <= 0:
@@ -521,25 +547,16 @@ class Simulation:
             rec["left_members"] = float(left)
 
     def _transitions(self, t: int) -> None:
-        d, b = self.runs["design"], self.runs["baseline"]
-        keys, dest = self.transition_table
-        use = [self.program_of(name, t) is not None and self.mech.transitions for name in ("design", "baseline")]
-        # one uniform per agent, shared by both runs; the design's members are counted in both
-        kernels.transitions_both(d.segment, d.member, use[0], d.exists, d.transitions_counts, b.segment, b.member,
-                                 use[1], b.transitions_counts, keys, dest, len(self.market.names),
-                                 self.streams.stream_base("transitions", t), n_threads=self.threads)
+        self._end.transitions = True
 
     def _costs(self, t: int) -> None:
-        for name, run in self.runs.items():
+        for name in self.runs:
             prog = self.program_of(name, t)
             rec = self.scratch[name].rec
             if prog is None:
                 continue
-            sc = self.scratch[name]
-            members_by_tier, purchases_by_tier = kernels.members_by_tier(run.member, run.exists, run.tier, sc.counts,
-                                                                        prog.n_tiers, n_threads=self.threads)
-            rec["benefit_cost"] = float(members_by_tier @ prog.benefit_member_month + purchases_by_tier @ prog.benefit_per_purchase)
-            rec["member_cost"] = float(members_by_tier.sum()) * prog.per_member_per_year / 12.0
+            self._end.costs[name] = prog
+            rec.update(benefit_cost=0.0, member_cost=0.0)  # members per tier: the month-end pass
             amortisation = 0.0
             if prog is self.design and name == "design":
                 since = t - self.launch_t
@@ -549,18 +566,68 @@ class Simulation:
                     rec["setup_cash"] = prog.setup
             rec["setup_amortisation"] = amortisation
             rec["fixed_cost"] = prog.running_per_year / 12.0 + amortisation
-            for tn, count in zip(prog.tier_names, members_by_tier):
-                rec[f"members_tier_{tn}"] = float(count)
+            for tn in prog.tier_names:
+                rec[f"members_tier_{tn}"] = 0.0
             if name == "design":
                 rec["campaign_cost_fixed"] = sum(cp.cost for cp in self.campaigns if cp.start == t)
                 rec["enrolment_cost_fixed"] = sum(d.cost for d in self.drives if d.start == t)
 
+    def _month_end(self, t: int, stage: int) -> None:
+        """The registered month-end phases of both runs in one pass over the agents: tiers
+        (upgrades, reviews), expiry, segment transitions, members per tier (costs) and the close
+        (ledger totals, the month's snapshot of earned points); ``stage`` STAGE_BEFORE_FEES stops
+        after expiry, and the rest runs at the close."""
+        e = self._end
+        before = stage != kernels.STAGE_AFTER_FEES and not e.before_fees_done
+        after = stage != kernels.STAGE_BEFORE_FEES
+        stage = (kernels.STAGE_ALL if before else kernels.STAGE_AFTER_FEES) if after else kernels.STAGE_BEFORE_FEES
+        packed = {name: kernels.end_run(run, self.scratch[name].counts,
+                                        tiers=e.tiers.get(name) if before else None,
+                                        expiry=e.expiry.get(name) if before else None,
+                                        cost_tiers=e.costs[name].n_tiers if after and name in e.costs else 0,
+                                        close=t % run.snap.shape[0] if after else None)
+                  for name, run in self.runs.items()}
+        trans = kernels.NO_TRANSITIONS
+        if after and e.transitions:
+            d, b = self.runs["design"], self.runs["baseline"]
+            use = [self.program_of(name, t) is not None and self.mech.transitions for name in ("design", "baseline")]
+            trans = kernels.end_transitions(self.transition_table, len(self.market.names),
+                                            self.streams.stream_base("transitions", t), use[0], use[1], d.segment,
+                                            b.segment)
+        totals = kernels.month_end(t, self.calendar_month(t), stage, packed["design"], packed["baseline"], trans,
+                                   n_threads=self.threads)
+        for (name, run), (tot, members_by_tier, purchases_by_tier, moves) in zip(self.runs.items(), totals):
+            rec = self.scratch[name].rec
+            if before:
+                if name in e.tiers:
+                    rec.update(upgrades=float(tot[kernels.E_UPGRADES]), demotions=float(tot[kernels.E_DEMOTIONS]))
+                if name in e.expiry:
+                    rec["points_expired"] = float(tot[kernels.E_EXPIRED])
+            if not after:
+                continue
+            if e.transitions:
+                run.transitions_counts += moves
+            prog = e.costs.get(name)
+            if prog is not None:
+                members_by_tier = members_by_tier[: prog.n_tiers]
+                purchases_by_tier = purchases_by_tier[: prog.n_tiers]
+                rec["benefit_cost"] = float(members_by_tier @ prog.benefit_member_month
+                                            + purchases_by_tier @ prog.benefit_per_purchase)
+                rec["member_cost"] = float(members_by_tier.sum()) * prog.per_member_per_year / 12.0
+                for tn, count in zip(prog.tier_names, members_by_tier):
+                    rec[f"members_tier_{tn}"] = float(count)
+            if tot[kernels.E_UNROWED]:
+                raise RuntimeError(f"{int(tot[kernels.E_UNROWED])} agents hold points without a history row in month "
+                                   f"{t} ({name})")
+            e.closing[name] = (int(tot[kernels.E_OUTSTANDING]), int(tot[kernels.E_NEGATIVE]), int(tot[kernels.E_MEMBERS]))
+        e.before_fees_done = True
+
     def _close(self, t: int) -> None:
+        self._month_end(t, kernels.STAGE_ALL)
         for name, run in self.runs.items():
             rec = self.scratch[name].rec
-            # totals and the month's snapshot of earned points (RunState.close_month) in one pass
-            outstanding, negative, members = kernels.ledger_totals(run.earned, run.consumed, run.member, run.exists,
-                                                                   run.snap.arrays, t % run.snap.length, n_threads=self.threads)
+            # totals and the month's snapshot of earned points (RunState.close_month): the month-end pass
+            outstanding, negative, members = self._end.closing[name]
             self._opening[name] = outstanding
             if negative:
                 raise RuntimeError(f"points ledger: {negative} agents hold negative points in month {t} ({name})")
@@ -601,7 +668,15 @@ class Simulation:
         """Run the calendar; ``progress(month)`` is called after each month closes (it is not
         a calendar event, so it leaves the event log unchanged)."""
         self._progress = progress
-        self.cal.run()
+        # the months' calls allocate small objects by the thousand, and each collection they
+        # trigger walks every object of the interpreter; cycles, if any, wait for the end
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            self.cal.run()
+        finally:
+            if enabled:
+                gc.enable()
         frames = {}
         for name in ("design", "baseline"):
             df = pd.DataFrame(self.records[name]).fillna(0.0)

@@ -12,13 +12,14 @@ balance (excluding pending points) cost one array operation, not one per batch, 
 ledger identity ``issued = redeemed + expired + change in outstanding`` holds per agent by
 construction (checked every period).
 
-Compact rings. The snapshots and the rolling tier window are per-agent rings of the last L
-months (:class:`AgentRings`), kept only for the agents that ever had a non-zero value: many
-customers never earn a point, and their history is all zeros. An agent gets a row the first
-time it has something to keep (at the month's close for snapshots, in the step for the tier
-metric), in the region of rows of its block of ``BLOCK`` agents; the array is allocated
-zero-filled and the operating system maps a page only when a row on it is first written, so
-memory grows with the agents that earn, not with the population.
+History rows. The snapshots (``snap[m % L]``) and the rolling tier window (``qual_ring[m %
+W]``) are kept only for agents that have some: many customers never earn a point, and their
+history is all zeros. An agent gets a history row (``row``, -1 for none) the month it first
+has points or a non-zero tier metric: rows are numbered from 0 in the order agents get them
+(month by month, in agent order -- the same on any number of threads), and ring ``m`` of agent
+i is ``snap[m % L, row[i]]``. The rings are allocated zero-filled with room for every agent,
+and the operating system maps a page only when it is first written, so their memory grows
+with the agents that have a history, not with the population.
 """
 
 from __future__ import annotations
@@ -49,79 +50,6 @@ def lazy_zeros(shape: tuple[int, ...], dtype) -> np.ndarray:
 
 
 @dataclass
-class AgentRings:
-    """The last ``length`` monthly values of each agent (column ``m % length`` for month m),
-    stored for the agents that have a row.
-
-    ``values[r]`` is the ring of the agent whose row is ``r``; agent i of block
-    ``b = i // BLOCK`` has row ``b * BLOCK + offset[i]`` (``offset`` NO_ROW: no row, every
-    value zero). Rows of a block are given in order from ``b * BLOCK`` (``used[b]`` taken), so
-    the rows in use fill the start of each block's region and only those pages are touched.
-    The same agents get the same rows whatever the number of threads (a block is always
-    handled by one thread, in agent order).
-    """
-
-    values: np.ndarray  # [capacity, length]
-    offset: np.ndarray  # uint16 [capacity]
-    used: np.ndarray    # int32 [blocks]
-
-    @classmethod
-    def new(cls, n: int, length: int, dtype) -> "AgentRings":
-        return cls(values=lazy_zeros((n, length), dtype), offset=np.full(n, kernels.NO_ROW, dtype=np.uint16),
-                   used=np.zeros((n + kernels.BLOCK - 1) // kernels.BLOCK, dtype=np.int32))
-
-    @property
-    def length(self) -> int:
-        return self.values.shape[1]
-
-    @property
-    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(values, offset, used), as the compiled kernels take them."""
-        return self.values, self.offset, self.used
-
-    def rows(self, idx: np.ndarray | None = None) -> np.ndarray:
-        """Row of agents ``idx`` (all if None), -1 for none."""
-        off = self.offset if idx is None else self.offset[idx]
-        i = np.arange(self.offset.shape[0]) if idx is None else np.asarray(idx)
-        return np.where(off == kernels.NO_ROW, -1, (i // kernels.BLOCK) * kernels.BLOCK + off.astype(np.int64))
-
-    def give_rows(self, need: np.ndarray) -> None:
-        """Rows for the agents where ``need`` (a mask over all agents) that have none."""
-        kernels.give_rows(self.offset, self.used, np.flatnonzero(need & (self.offset == kernels.NO_ROW)))
-
-    def column(self, m: int, idx: np.ndarray | None = None) -> np.ndarray:
-        """Month m's values of agents ``idx`` (all if None), zero for agents without a row."""
-        r = self.rows(idx)
-        out = np.zeros(r.shape[0], dtype=self.values.dtype)
-        has = r >= 0
-        out[has] = self.values[r[has], m % self.length]
-        return out
-
-    def set_column(self, m: int, value: np.ndarray, keep: np.ndarray) -> None:
-        """Month m's value of every agent; agents where ``keep`` get a row if they have none
-        (agents without a row must have a zero value)."""
-        self.give_rows(keep)
-        r = self.rows()
-        has = r >= 0
-        self.values[r[has], m % self.length] = value[has]
-
-    def total(self) -> np.ndarray:
-        """Each agent's sum over the ring in float64 (columns in order), zero without a row."""
-        r = self.rows()
-        out = np.zeros(r.shape[0])
-        has = r >= 0
-        out[has] = self.values[r[has]].astype(np.float64).sum(axis=1)
-        return out
-
-    def fill(self, value: np.ndarray, keep: np.ndarray) -> None:
-        """Every month's value = ``value`` (agents where ``keep`` get a row)."""
-        self.give_rows(keep)
-        r = self.rows()
-        has = r >= 0
-        self.values[r[has]] = value[has, None]
-
-
-@dataclass
 class RunState:
     """State of one run (design or baseline)."""
 
@@ -141,8 +69,12 @@ class RunState:
     spend_since_bill: np.ndarray  # float64 net spend since the last bill (empty when no program charges a fee)
     earned: np.ndarray            # int64 centipoints, cumulative
     consumed: np.ndarray          # int64 centipoints, cumulative
-    snap: AgentRings              # uint32 rings of L months: earned (mod 2**32) at the end of month m (column m % L)
-    qual_ring: AgentRings         # float32 rings of W months: monthly tier metric (rolling windows)
+    snap: np.ndarray              # uint32 [L, capacity] earned (mod 2**32) at the end of month m: snap[m % L, row]
+    qual_ring: np.ndarray         # float32 [W, capacity] monthly tier metric (rolling windows): qual_ring[m % W, row]
+    row: np.ndarray               # int32 history row of each agent, -1 none
+    rows: np.ndarray              # int64 [1] history rows given
+    candidates: np.ndarray        # int32 [capacity] agents asking for a row in the step, by block (kernels.step_both)
+    n_candidates: np.ndarray      # int32 [blocks] candidates of each block
     qual_sum: np.ndarray          # float64 tier metric over an annual window (a rolling one is summed from qual_ring)
     referrals_used: int = 0
     campaign_done: dict[str, np.ndarray] = field(default_factory=dict)
@@ -202,9 +134,40 @@ class RunState:
             since_demotion=np.full(N, NEVER, dtype=np.int16), first_pending=np.zeros(N, dtype=bool),
             next_bill=np.full(N, -1, dtype=np.int16), spend_since_bill=np.zeros(N),
             earned=np.zeros(N, dtype=np.int64), consumed=np.zeros(N, dtype=np.int64),
-            snap=AgentRings.new(N, ring, np.uint32), qual_ring=AgentRings.new(N, window, np.float32), qual_sum=np.zeros(N),
+            snap=lazy_zeros((ring, N), np.uint32), qual_ring=lazy_zeros((window, N), np.float32), qual_sum=np.zeros(N),
+            row=np.full(N, -1, dtype=np.int32), rows=np.zeros(1, dtype=np.int64),
+            candidates=lazy_zeros((N,), np.int32), n_candidates=np.zeros((N + kernels.BLOCK - 1) // kernels.BLOCK, dtype=np.int32),
             transitions_counts=np.zeros((n_segments, n_segments), dtype=np.int64),
         )
+
+    # ------------------------------------------------------------------ history rows
+    def give_rows(self, need: np.ndarray) -> None:
+        """History rows for the agents where ``need`` that have none, in agent order."""
+        new = np.flatnonzero(need & (self.row < 0))
+        start = int(self.rows[0])
+        self.row[new] = np.arange(start, start + new.size, dtype=np.int32)
+        self.rows[0] = start + new.size
+
+    def history(self, ring: np.ndarray, m: int, idx: np.ndarray | None = None) -> np.ndarray:
+        """Month m's values in ``ring`` (snap or qual_ring) of agents ``idx`` (all if None);
+        zero for agents without a row."""
+        r = self.row if idx is None else self.row[idx]
+        out = np.zeros(r.shape[0], dtype=ring.dtype)
+        has = r >= 0
+        out[has] = ring[m % ring.shape[0], r[has]]
+        return out
+
+    def set_history(self, ring: np.ndarray, m: int, value: np.ndarray) -> None:
+        """Month m's value of every agent with a row (the others' must be zero)."""
+        has = self.row >= 0
+        ring[m % ring.shape[0], self.row[has]] = value[has]
+
+    def qual_total(self) -> np.ndarray:
+        """Each agent's rolling window sum, float64 in ring order (zero without a row)."""
+        out = np.zeros(self.row.shape[0])
+        has = self.row >= 0
+        out[has] = self.qual_ring[:, self.row[has]].sum(axis=0, dtype=np.float64)
+        return out
 
     # ------------------------------------------------------------------ points views
     def outstanding(self) -> np.ndarray:
@@ -221,10 +184,10 @@ class RunState:
         earned = self.earned if idx is None else self.earned[idx]
         if months_back == 0:
             return earned
-        L = self.snap.length
+        L = self.snap.shape[0]
         if months_back >= L:
             raise ValueError(f"ring of {L} months cannot look {months_back} months back")
-        snap = self.snap.column(t - months_back, idx)  # zero for agents who had earned nothing
+        snap = self.history(self.snap, t - months_back, idx)  # zero for agents who had earned nothing
         since = earned.astype(np.uint32) - snap  # wraps modulo 2**32
         return earned - since.astype(np.int64)
 
@@ -234,19 +197,21 @@ class RunState:
         return np.maximum(self.earned_until(t, pending) - self.consumed, 0)
 
     def close_month(self, t: int) -> None:
-        self.snap.set_column(t, self.earned.astype(np.uint32), keep=self.earned != 0)
+        self.set_history(self.snap, t, self.earned.astype(np.uint32))
 
     def fill_snapshots(self) -> None:
         """Every snapshot = today's earned (a program running before the start, or a new ring)."""
-        self.snap.fill(self.earned.astype(np.uint32), keep=self.earned != 0)
+        self.give_rows(self.earned != 0)
+        has = self.row >= 0
+        self.snap[:, self.row[has]] = self.earned[has].astype(np.uint32)[None, :]
 
     def reset_points_window(self, program: CompiledProgram) -> None:
         """Resize the snapshot ring and tier window for a new program (at a migration)."""
         N = self.earned.shape[0]
-        self.snap = AgentRings.new(N, program.ring, np.uint32)
+        self.snap = lazy_zeros((program.ring, N), np.uint32)
         self.fill_snapshots()
         W = program.window_months if program.window == WINDOW_ROLLING else 1
-        self.qual_ring = AgentRings.new(N, W, np.float32)
+        self.qual_ring = lazy_zeros((W, N), np.float32)
         self.qual_sum = np.zeros(N)
         self.tier[:] = 0
         self.below[:] = 0

@@ -1,6 +1,5 @@
 """The engine's month in plain NumPy, as it was before the compiled passes: the reference the
-compiled kernels (kernels.step_both, transitions_both, tiers_run, expire_run, members_by_tier,
-ledger_totals) are compared with in test_reference.py.
+compiled kernels (kernels.step_both, kernels.month_end) are compared with in test_reference.py.
 
 :class:`ReferenceSimulation` overrides the phases of :class:`Simulation` with whole-array
 NumPy operations (one population-sized uniform array per stream and month, fancy-index
@@ -12,7 +11,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from simulator.engine.compiled import CENTI, EXPIRY_AFTER, EXPIRY_FIXED, EXPIRY_INACTIVITY, CompiledProgram
+from simulator.engine.compiled import (
+    CENTI, EXPIRY_AFTER, EXPIRY_FIXED, EXPIRY_INACTIVITY, WINDOW_ROLLING, CompiledProgram,
+)
 from simulator.engine.mechanisms import campaigns as camp
 from simulator.engine.mechanisms import enrolment, points, rewards, tiers, transitions
 from simulator.engine.mechanisms.purchases import draw_baskets, poisson_icdf
@@ -204,6 +205,9 @@ class ReferenceSimulation(Simulation):
             if sc.enrolment_qualifying is not None:
                 qual_total = qual_total + sc.enrolment_qualifying
             sc.qual = tiers.metric_of_month(prog, qual_total, spend, n) * mem
+            # history rows for the first points or tier metric, in agent order (state.py)
+            rolling = prog.window == WINDOW_ROLLING and prog.n_tiers > 1
+            run.give_rows((run.earned != 0) | (sc.qual != 0) if rolling else run.earned != 0)
             if prog.fee > 0:
                 run.spend_since_bill += spend
             # redemption

@@ -13,27 +13,23 @@ rules expire them.
 
 from __future__ import annotations
 
-import numpy as np
-
-from simulator.engine import kernels
 from simulator.engine.compiled import EXPIRY_AFTER, EXPIRY_FIXED, EXPIRY_INACTIVITY, CompiledProgram
-from simulator.engine.state import RunState
 
 
-def expire(run: RunState, program: CompiledProgram, t: int, calendar_month: int) -> int:
-    """Consume the points expiring now (oldest first, one compiled pass: kernels.expire_run);
-    return their total in centipoints."""
-    trace = run.trace["expired"] if run.trace is not None else np.zeros(0, dtype=np.int64)
-    L = run.snap.length
+def rule(program: CompiledProgram, t: int, calendar_month: int, ring: int) -> tuple[int, int] | None:
+    """What expires at the end of month ``t``, as the month-end pass applies it per agent
+    (kernels.month_end): ``(column, -1)`` -- the points outstanding from batches earned up to
+    the month held in snapshot column ``column`` (-1: every point), ``max(0, earned_i(end of
+    t - months back) - consumed_i)``, expire -- or ``(-1, E)``: the whole balance of agents E
+    months or more without a purchase; None when nothing can expire this month."""
     if program.expiry == EXPIRY_AFTER:
         months_back = program.expiry_months
     elif program.expiry == EXPIRY_FIXED and calendar_month == program.expiry_month:
         months_back = program.expiry_min_age
     elif program.expiry == EXPIRY_INACTIVITY:
-        return int(kernels.expire_run(run.earned, run.consumed, run.snap.arrays[:2], -1, run.recency, program.expiry_months, trace))
+        return -1, program.expiry_months
     else:
-        return 0
-    if months_back >= L:
-        raise ValueError(f"ring of {L} months cannot look {months_back} months back")
-    col = (t - months_back) % L if months_back else -1
-    return int(kernels.expire_run(run.earned, run.consumed, run.snap.arrays[:2], col, run.recency, -1, trace))
+        return None
+    if months_back >= ring:
+        raise ValueError(f"ring of {ring} months cannot look {months_back} months back")
+    return ((t - months_back) % ring if months_back else -1), -1
