@@ -5,7 +5,7 @@ The design and the baseline each have a :class:`RunState` over the same
 
 Points, exactly and oldest first. Points are int64 hundredths of a point. Each agent keeps
 ``earned`` (cumulative points credited) and ``consumed`` (cumulative points redeemed or
-expired), and a ring of snapshots (column ``m % L``) of ``earned`` at the end of month ``m``.
+expired), and a ring of snapshots ``snap[m % L]`` of ``earned`` at the end of month ``m``.
 Because consumption is first-in-first-out, the points still outstanding from batches earned
 up to month ``m`` are ``max(0, snap[m] - consumed)``: expiry of a batch and the spendable
 balance (excluding pending points) cost one array operation, not one per batch, and the
