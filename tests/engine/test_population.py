@@ -127,3 +127,26 @@ def test_initial_segment_drives_segment_dependent_draws(scenario):
 def test_initial_agents_are_checked(scenario, initial, words):
     with pytest.raises(ValueError, match=words):
         _draw(scenario.market, agents=10, initial=initial)
+
+
+def test_draws_do_not_depend_on_the_threads(scenario):
+    """Drawn on 3 threads (chunks of agents taken as threads come free), the population is the
+    same arrays as on 1 thread: with given states, and with calibrated bands too."""
+    from simulator.engine import kernels, population
+
+    agents = 3 * kernels.MIN_AGENTS_PER_THREAD + 1_234  # chunks do not end at the base's end
+    S = len(scenario.market.segments)
+    rng = np.random.default_rng(5)
+    k = 1_000
+    initial = InitialAgents(segment=rng.integers(0, S, k), recency=rng.integers(0, 20, k),
+                            rate_mult=rng.uniform(0.5, 2.0, k))
+    mix = {n: {"low": 0.5, "medium": 0.3, "high": 0.2} for n in scenario.market.segment_names}
+    for market in (scenario.market, _market_with_mix(scenario, mix)):
+        compiled = CompiledMarket.from_spec(market)
+        pops = [Population.draw(compiled, Streams(seed_key(4), INIT_STREAMS), agents=agents, horizon=12,
+                                referral_slots=10_000, initial=initial, n_threads=n) for n in (1, 3)]
+        assert population._threads_for(pops[0].capacity, 3) == 3
+        for name, a in vars(pops[0]).items():
+            if isinstance(a, np.ndarray):
+                b = getattr(pops[1], name)
+                assert a.dtype == b.dtype and np.array_equal(a, b), name
