@@ -172,9 +172,11 @@ N_CUSTOMERS, N_ACTIVE, N_PURCHASES, N_CANDIDATES, N_NEW_MEMBERS, N_POINTS_PURCHA
 F_REVENUE, F_SALES_WITH_POINTS, F_MEMBER_REVENUE, F_COUNTERFACTUAL = range(4)
 
 
-#: Agents per block: the step's unit of work (a block's totals and history-row candidates
-#: are its own, so blocks can run on any thread).
+#: Agents per block: the step's unit of work (a block's totals, snapshot-row candidates and
+#: tier-window rows are its own, so blocks can run on any thread).
 BLOCK = 1024
+#: Tier-window row offset of an agent without one (state.RunState.qual_off).
+NO_ROW = 0xFFFF
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -189,21 +191,50 @@ def _earned_until(earned_i, snap, r, col):
     return earned_i - np.int64(since)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _window_sum(qual_ring, r):
+    """An agent's rolling tier window summed in float64, in ring order (state.RunState.qual_total)."""
+    value = 0.0
+    for w in range(qual_ring.shape[1]):
+        value += qual_ring[r, w]
+    return value
+
+
 @njit(cache=True, nogil=True)
-def give_rows(row, rows, candidates, n_candidates, qual_ring, qual_sum, col_w):
-    """History rows for the step's candidates, block after block in agent order (the same rows
-    on any number of threads); a candidate's tier metric of the month, held in ``qual_sum``,
-    goes into its new row of the rolling window (``col_w`` >= 0)."""
+def give_rows(row, rows, candidates, n_candidates):
+    """Snapshot rows for the step's candidates, block after block in agent order (the same
+    rows on any number of threads)."""
     for b in range(n_candidates.shape[0]):
         for k in range(n_candidates[b]):
             i = candidates[b * BLOCK + k]
-            r = rows[0]
-            rows[0] = r + 1
-            row[i] = r
-            if col_w >= 0:
-                qual_ring[col_w, r] = qual_sum[i]
-                qual_sum[i] = 0.0
+            row[i] = rows[0]
+            rows[0] += 1
         n_candidates[b] = 0
+    return 0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _qual_row(qual_off, i):
+    """Agent i's tier-window row, -1 none (state.RunState.qual_rows)."""
+    o = qual_off[i]
+    return -1 if o == NO_ROW else (i // BLOCK) * BLOCK + np.int64(o)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _new_qual_row(qual_off, qual_used, i):
+    """The next tier-window row of agent i's block (the agent has none)."""
+    b = i // BLOCK
+    o = qual_used[b]
+    qual_used[b] = o + 1
+    qual_off[i] = o
+    return b * BLOCK + np.int64(o)
+
+
+@njit(cache=True, nogil=True)
+def give_qual_rows(qual_off, qual_used, idx):
+    """Tier-window rows for agents ``idx`` (ascending, without rows), in order."""
+    for j in range(idx.shape[0]):
+        _new_qual_row(qual_off, qual_used, idx[j])
     return 0
 
 
@@ -271,8 +302,8 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
     k_purchases, k_basket, k_enrolment, k_redemption, k_voucher, k_referral = keys
     state, trace, prog, camps, drives, flags, out = run
     (exists, segment, reach, recency, member, enrol_month, tier, below, since_reward, since_demotion,
-     first_pending, next_bill, spend_since_bill, earned, consumed, snap, qual_ring, qual_sum, row, row_asks,
-     row_asks_n, eq_extra) = state
+     first_pending, next_bill, spend_since_bill, earned, consumed, snap, qual_ring, qual_off, qual_used, qual_sum, row,
+     row_asks, row_asks_n, eq_extra) = state
     trace_issued, trace_redeemed = trace
     (has_program, ppu, rounding, min_order, category_factor, earn_mult, cap_month, qppu, q_include_bonus, metric,
      bonus_enrolment, bonus_first, bonus_birthday, bonus_referral, pending_col, ladder, ladder_start, ladder_len,
@@ -285,7 +316,7 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
     counts, spend = out[0], out[1]  # the block's totals go to the arrays given (step_both adds them up)
     tracing = trace_issued.shape[0] > 0
     keep_spend = spend.shape[0] > 0  # the design's spend is not kept
-    col_w = t % qual_ring.shape[0]
+    col_w = t % qual_ring.shape[1]
     blk = lo // BLOCK
     n_cand = 0  # the block's agents asking for a history row (give_rows, after the step)
     # the block's totals, kept in registers and added to ``ints`` / ``floats`` at the end
@@ -320,8 +351,10 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
             recency[i] = min(recency[i] + 1, 30000)
             if has_program and n_tiers > 1:
                 if window == 0:
-                    if row[i] >= 0:
-                        qual_ring[col_w, row[i]] = 0.0
+                    q = _qual_row(qual_off, i)
+                    if q >= 0:
+                        qual_ring[q, col_w] = 0.0
+                        qual_sum[i] = _window_sum(qual_ring, q)
                 else:
                     if window == 1 and cm == 1:
                         qual_sum[i] = 0.0
@@ -495,7 +528,7 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
         if pts > 0:
             f_sales_with_points += sp_i
         # ---- the month's tier metric into the window (tiers.metric_of_month, tiers.add_to_window)
-        asks = row[i] < 0 and earned[i] != 0  # the first points: a history row (state.py)
+        asks = row[i] < 0 and earned[i] != 0  # the first points: a snapshot row (state.py)
         if n_tiers > 1:
             qv = 0.0
             if is_member:
@@ -510,12 +543,13 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
                     qv = float(n)
                 else:
                     qv = sp_i
-            if window == 0:  # the window's sum is taken at the review (month_end)
-                if row[i] >= 0:
-                    qual_ring[col_w, row[i]] = qv
-                elif qv != 0.0:
-                    qual_sum[i] = qv  # until the agent's row is given (give_rows)
-                    asks = True
+            if window == 0:  # the window's sum, re-added while its row is in cache
+                q = _qual_row(qual_off, i)
+                if q < 0 and qv != 0.0:
+                    q = _new_qual_row(qual_off, qual_used, i)
+                if q >= 0:
+                    qual_ring[q, col_w] = qv
+                    qual_sum[i] = _window_sum(qual_ring, q)
             else:
                 if window == 1:
                     if cm == 1:
@@ -767,9 +801,9 @@ def end_run(run, counts, *, tiers=None, expiry=None, cost_tiers=0, close=None) -
     """One run's part of a month_end pass. ``run`` is a state.RunState (its arrays are updated
     in place), ``counts`` the month's purchases per agent; the phases it takes part in:
 
-    * ``tiers`` (thresholds, window, downgrade, grace): upgrades, then reviews (tiers.py); the
-      window's sum is ``qual_sum``, or for a rolling window the float64 sum of the member's
-      ring in ring order (state.RunState.qual_total);
+    * ``tiers`` (thresholds, window, downgrade, grace): upgrades, then reviews (tiers.py) on
+      the window's sum ``qual_sum`` (a rolling window's is re-added in the step, in ring order:
+      state.RunState.qual_total);
     * ``expiry`` (column, inactive months) from expiry.rule: ``max(0, earned_until(column) -
       consumed)`` consumed (column -1: all points), or with inactive months >= 0 the whole
       balance of agents that many months without a purchase (expiry.py);
@@ -782,7 +816,7 @@ def end_run(run, counts, *, tiers=None, expiry=None, cost_tiers=0, close=None) -
     th, window, downgrade, grace = tiers if tiers is not None else (np.zeros(1), 0, 0, 0)
     col, inactive = expiry if expiry is not None else (-1, -1)
     return (run.member, run.exists, run.tier, run.below, run.since_demotion, run.enrol_month, run.recency, counts,
-            run.earned, run.consumed, run.snap, run.qual_ring, run.row, run.qual_sum, tr,
+            run.earned, run.consumed, run.snap, run.row, run.qual_sum, tr,
             tiers is not None, np.asarray(th, dtype=np.float64), int(window), int(downgrade), int(grace),
             expiry is not None, int(col), int(inactive), int(cost_tiers), close is not None,
             int(close) if close is not None else -1)
@@ -839,24 +873,16 @@ def _supported(thresholds, value):
 @njit(cache=True, nogil=True)
 def _end_before_fees(lo, hi, r, t, cm, tot):
     """Tiers (upgrades, reviews) then expiry of agents lo .. hi-1 in run r (see end_run)."""
-    (member, exists, tier, below, since_demotion, enrol_month, recency, counts, earned, consumed, snap, qual, row,
-     qual_sum, trace_expired, tiers_on, thresholds, window, downgrade, grace, expiry_on, exp_col, exp_inactive,
-     cost_tiers, close_on, close_col) = r
+    (member, exists, tier, below, since_demotion, enrol_month, recency, counts, earned, consumed, snap, row, qual_sum,
+     trace_expired, tiers_on, thresholds, window, downgrade, grace, expiry_on, exp_col, exp_inactive, cost_tiers,
+     close_on, close_col) = r
     tracing = trace_expired.shape[0] > 0
     ups = 0
     downs = 0
     expired = 0
     for i in range(lo, hi):
         if tiers_on and member[i]:
-            if window == 0:
-                value = 0.0
-                q = row[i]
-                if q >= 0:
-                    for w in range(qual.shape[0]):
-                        value += qual[w, q]
-            else:
-                value = qual_sum[i]
-            sup = _supported(thresholds, value)
+            sup = _supported(thresholds, qual_sum[i])
             if sup > tier[i]:
                 tier[i] = sup
                 below[i] = 0
@@ -918,9 +944,9 @@ def _end_transitions(lo, hi, tr, S, member_d, exists_d, member_b, moves_d, moves
 def _end_after_fees(lo, hi, r, tot, by_members, by_purchases):
     """Costs (members and purchases per tier) and the close of agents lo .. hi-1 in run r (see
     end_run)."""
-    (member, exists, tier, below, since_demotion, enrol_month, recency, counts, earned, consumed, snap, qual, row,
-     qual_sum, trace_expired, tiers_on, thresholds, window, downgrade, grace, expiry_on, exp_col, exp_inactive,
-     cost_tiers, close_on, close_col) = r
+    (member, exists, tier, below, since_demotion, enrol_month, recency, counts, earned, consumed, snap, row, qual_sum,
+     trace_expired, tiers_on, thresholds, window, downgrade, grace, expiry_on, exp_col, exp_inactive, cost_tiers,
+     close_on, close_col) = r
     outstanding = 0
     negative = 0
     members = 0
@@ -956,7 +982,7 @@ def _month_end_range(lo, hi, t, cm, stage, d, b, tr, S):
     of each run."""
     tot_d = np.zeros(7, dtype=np.int64)
     tot_b = np.zeros(7, dtype=np.int64)
-    cost_tiers_d, cost_tiers_b = d[23], b[23]  # end_run's cost_tiers
+    cost_tiers_d, cost_tiers_b = d[22], b[22]  # end_run's cost_tiers
     bm_d = np.zeros(max(cost_tiers_d, 1), dtype=np.int64)
     bp_d = np.zeros(max(cost_tiers_d, 1), dtype=np.int64)
     bm_b = np.zeros(max(cost_tiers_b, 1), dtype=np.int64)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -26,9 +27,7 @@ import pandas as pd
 
 from simulator.engine import kernels
 from simulator.engine.calendar import Calendar
-from simulator.engine.compiled import (
-    CENTI, EXPIRY_FIXED, EXPIRY_NEVER, WINDOW_ROLLING, CompiledMarket, CompiledProgram,
-)
+from simulator.engine.compiled import CENTI, EXPIRY_FIXED, EXPIRY_NEVER, CompiledMarket, CompiledProgram
 from simulator.engine.mechanisms import campaigns as camp
 from simulator.engine.mechanisms import enrolment, expiry, fees, rewards, transitions
 from simulator.engine.population import INIT_STREAMS, InitialAgents, Population, referral_capacity
@@ -89,6 +88,20 @@ class _Month:
     enrolment_qualifying: np.ndarray | None = None  # welcome points that qualify for tiers
 
 
+@contextmanager
+def gc_paused():
+    """The garbage collector off for a while: the set-up and the months allocate small objects
+    by the thousand, and each collection they trigger walks every object of the interpreter;
+    cycles, if any, wait for the end."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 class Simulation:
     """Design and baseline of one scenario, one replication.
 
@@ -107,6 +120,11 @@ class Simulation:
     def __init__(self, scenario: Scenario, *, agents: int, seed: int, replication: int = 0,
                  mechanisms: Mechanisms | None = None, check_agents: bool = False,
                  parameters: dict[str, float] | None = None, initial: InitialAgents | None = None):
+        with gc_paused():
+            self._set_up(scenario, agents, seed, replication, mechanisms, check_agents, parameters, initial)
+
+    def _set_up(self, scenario: Scenario, agents: int, seed: int, replication: int, mechanisms: Mechanisms | None,
+                check_agents: bool, parameters: dict[str, float] | None, initial: InitialAgents | None) -> None:
         from simulator.uncertainty import realise
 
         # parameters given as distributions are drawn for this replication (``parameters``
@@ -428,8 +446,8 @@ class Simulation:
             eq = sc.enrolment_qualifying if sc.enrolment_qualifying is not None else np.zeros(0)
             state = (run.exists, run.segment, run.reach, run.recency, run.member, run.enrol_month, run.tier, run.below,
                      run.since_reward, run.since_demotion, run.first_pending, run.next_bill, run.spend_since_bill,
-                     run.earned, run.consumed, run.snap, run.qual_ring, run.qual_sum, run.row, run.candidates,
-                     run.n_candidates, eq)
+                     run.earned, run.consumed, run.snap, run.qual_ring, run.qual_off, run.qual_used, run.qual_sum,
+                     run.row, run.candidates, run.n_candidates, eq)
             flags = (self.mech.goal_gradient, self.mech.rewarded_behaviour, self.mech.tier_status, self.mech.campaigns,
                      self.mech.self_selection, bool(prog is not None and prog.bonus_referral and self.mech.referrals))
             T, R = (prog.n_tiers, len(prog.prices)) if prog is not None else (1, 0)
@@ -442,10 +460,7 @@ class Simulation:
         K = kernels
         for name, run in self.runs.items():
             prog, cps, drives, flags = packed[name, "meta"]
-            # history rows for the agents with their first points or tier metric (state.py)
-            rolling = prog is not None and prog.window == WINDOW_ROLLING and prog.n_tiers > 1
-            kernels.give_rows(run.row, run.rows, run.candidates, run.n_candidates, run.qual_ring, run.qual_sum,
-                              t % run.qual_ring.shape[0] if rolling else -1)
+            kernels.give_rows(run.row, run.rows, run.candidates, run.n_candidates)  # for the first points (state.py)
             _, _, ints, floats, by_tier_reward, camp_contacts, drive_contacts, drive_joins = packed[name][-1]
             rec = self.scratch[name].rec
             # the month's record, key by key in the order the phases define them
@@ -668,15 +683,8 @@ class Simulation:
         """Run the calendar; ``progress(month)`` is called after each month closes (it is not
         a calendar event, so it leaves the event log unchanged)."""
         self._progress = progress
-        # the months' calls allocate small objects by the thousand, and each collection they
-        # trigger walks every object of the interpreter; cycles, if any, wait for the end
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
+        with gc_paused():
             self.cal.run()
-        finally:
-            if enabled:
-                gc.enable()
         frames = {}
         for name in ("design", "baseline"):
             df = pd.DataFrame(self.records[name]).fillna(0.0)

@@ -12,14 +12,21 @@ balance (excluding pending points) cost one array operation, not one per batch, 
 ledger identity ``issued = redeemed + expired + change in outstanding`` holds per agent by
 construction (checked every period).
 
-History rows. The snapshots (``snap[m % L]``) and the rolling tier window (``qual_ring[m %
-W]``) are kept only for agents that have some: many customers never earn a point, and their
-history is all zeros. An agent gets a history row (``row``, -1 for none) the month it first
-has points or a non-zero tier metric: rows are numbered from 0 in the order agents get them
-(month by month, in agent order -- the same on any number of threads), and ring ``m`` of agent
-i is ``snap[m % L, row[i]]``. The rings are allocated zero-filled with room for every agent,
-and the operating system maps a page only when it is first written, so their memory grows
-with the agents that have a history, not with the population.
+History rows. The snapshots and the rolling tier window are kept only for agents that have
+some: many customers never earn a point, and their history is all zeros. The rings are
+allocated zero-filled with room for every agent, and the operating system maps a page only
+when it is first written, so their memory grows with the agents that have a history, not
+with the population; rows are given in an order that does not depend on the number of
+threads.
+
+* Snapshots: an agent gets a row (``row``, -1 none) after the step of the month it first has
+  points; rows are numbered from 0 month by month, in agent order. Its snapshot of month m is
+  ``snap[m % L, row[i]]``: a month's snapshots side by side, as expiry and the close read or
+  write one of them for every agent.
+* Tier window: an agent gets a row the first time its monthly metric is not zero, in the
+  region of rows of its block of ``kernels.BLOCK`` agents (``qual_off``, NO_ROW none; rows of
+  a block in order from the block's first): ``qual_ring[block * BLOCK + qual_off[i], m % W]``,
+  the agent's window side by side near its block's agents, as the step writes and sums it.
 """
 
 from __future__ import annotations
@@ -70,8 +77,10 @@ class RunState:
     earned: np.ndarray            # int64 centipoints, cumulative
     consumed: np.ndarray          # int64 centipoints, cumulative
     snap: np.ndarray              # uint32 [L, capacity] earned (mod 2**32) at the end of month m: snap[m % L, row]
-    qual_ring: np.ndarray         # float32 [W, capacity] monthly tier metric (rolling windows): qual_ring[m % W, row]
-    row: np.ndarray               # int32 history row of each agent, -1 none
+    qual_ring: np.ndarray         # float32 [capacity, W] monthly tier metric (rolling windows): qual_ring[qual row, m % W]
+    qual_off: np.ndarray          # uint16 tier-window row within the agent's block, NO_ROW none
+    qual_used: np.ndarray         # int32 [blocks] tier-window rows given in each block
+    row: np.ndarray               # int32 snapshot row of each agent, -1 none
     rows: np.ndarray              # int64 [1] history rows given
     candidates: np.ndarray        # int32 [capacity] agents asking for a row in the step, by block (kernels.step_both)
     n_candidates: np.ndarray      # int32 [blocks] candidates of each block
@@ -134,7 +143,9 @@ class RunState:
             since_demotion=np.full(N, NEVER, dtype=np.int16), first_pending=np.zeros(N, dtype=bool),
             next_bill=np.full(N, -1, dtype=np.int16), spend_since_bill=np.zeros(N),
             earned=np.zeros(N, dtype=np.int64), consumed=np.zeros(N, dtype=np.int64),
-            snap=lazy_zeros((ring, N), np.uint32), qual_ring=lazy_zeros((window, N), np.float32), qual_sum=np.zeros(N),
+            snap=lazy_zeros((ring, N), np.uint32), qual_ring=lazy_zeros((N, window), np.float32), qual_sum=np.zeros(N),
+            qual_off=np.full(N, kernels.NO_ROW, dtype=np.uint16),
+            qual_used=np.zeros((N + kernels.BLOCK - 1) // kernels.BLOCK, dtype=np.int32),
             row=np.full(N, -1, dtype=np.int32), rows=np.zeros(1, dtype=np.int64),
             candidates=lazy_zeros((N,), np.int32), n_candidates=np.zeros((N + kernels.BLOCK - 1) // kernels.BLOCK, dtype=np.int32),
             transitions_counts=np.zeros((n_segments, n_segments), dtype=np.int64),
@@ -142,31 +153,45 @@ class RunState:
 
     # ------------------------------------------------------------------ history rows
     def give_rows(self, need: np.ndarray) -> None:
-        """History rows for the agents where ``need`` that have none, in agent order."""
+        """Snapshot rows for the agents where ``need`` that have none, in agent order."""
         new = np.flatnonzero(need & (self.row < 0))
         start = int(self.rows[0])
         self.row[new] = np.arange(start, start + new.size, dtype=np.int32)
         self.rows[0] = start + new.size
 
-    def history(self, ring: np.ndarray, m: int, idx: np.ndarray | None = None) -> np.ndarray:
-        """Month m's values in ``ring`` (snap or qual_ring) of agents ``idx`` (all if None);
-        zero for agents without a row."""
+    def snapshot(self, m: int, idx: np.ndarray | None = None) -> np.ndarray:
+        """Earned (mod 2**32) at the end of month m of agents ``idx`` (all if None); zero for
+        agents without a row."""
         r = self.row if idx is None else self.row[idx]
-        out = np.zeros(r.shape[0], dtype=ring.dtype)
+        out = np.zeros(r.shape[0], dtype=np.uint32)
         has = r >= 0
-        out[has] = ring[m % ring.shape[0], r[has]]
+        out[has] = self.snap[m % self.snap.shape[0], r[has]]
         return out
 
-    def set_history(self, ring: np.ndarray, m: int, value: np.ndarray) -> None:
-        """Month m's value of every agent with a row (the others' must be zero)."""
+    def set_snapshot(self, m: int, earned: np.ndarray) -> None:
+        """Month m's snapshot of every agent with a row (the others must have earned nothing)."""
         has = self.row >= 0
-        ring[m % ring.shape[0], self.row[has]] = value[has]
+        self.snap[m % self.snap.shape[0], self.row[has]] = earned[has].astype(np.uint32)
+
+    def qual_rows(self) -> np.ndarray:
+        """Each agent's tier-window row, -1 none."""
+        i = np.arange(self.qual_off.shape[0])
+        return np.where(self.qual_off == kernels.NO_ROW, -1, i // kernels.BLOCK * kernels.BLOCK + self.qual_off)
+
+    def set_qual(self, m: int, value: np.ndarray) -> None:
+        """Month m's tier metric of every agent; agents with a non-zero one and no row get one
+        (in agent order, as the compiled step gives them)."""
+        kernels.give_qual_rows(self.qual_off, self.qual_used, np.flatnonzero((value != 0) & (self.qual_off == kernels.NO_ROW)))
+        r = self.qual_rows()
+        has = r >= 0
+        self.qual_ring[r[has], m % self.qual_ring.shape[1]] = value[has]
 
     def qual_total(self) -> np.ndarray:
         """Each agent's rolling window sum, float64 in ring order (zero without a row)."""
-        out = np.zeros(self.row.shape[0])
-        has = self.row >= 0
-        out[has] = self.qual_ring[:, self.row[has]].sum(axis=0, dtype=np.float64)
+        r = self.qual_rows()
+        out = np.zeros(r.shape[0])
+        has = r >= 0
+        out[has] = self.qual_ring[r[has]].sum(axis=1, dtype=np.float64)
         return out
 
     # ------------------------------------------------------------------ points views
@@ -187,7 +212,7 @@ class RunState:
         L = self.snap.shape[0]
         if months_back >= L:
             raise ValueError(f"ring of {L} months cannot look {months_back} months back")
-        snap = self.history(self.snap, t - months_back, idx)  # zero for agents who had earned nothing
+        snap = self.snapshot(t - months_back, idx)  # zero for agents who had earned nothing
         since = earned.astype(np.uint32) - snap  # wraps modulo 2**32
         return earned - since.astype(np.int64)
 
@@ -197,7 +222,7 @@ class RunState:
         return np.maximum(self.earned_until(t, pending) - self.consumed, 0)
 
     def close_month(self, t: int) -> None:
-        self.set_history(self.snap, t, self.earned.astype(np.uint32))
+        self.set_snapshot(t, self.earned)
 
     def fill_snapshots(self) -> None:
         """Every snapshot = today's earned (a program running before the start, or a new ring)."""
@@ -211,7 +236,9 @@ class RunState:
         self.snap = lazy_zeros((program.ring, N), np.uint32)
         self.fill_snapshots()
         W = program.window_months if program.window == WINDOW_ROLLING else 1
-        self.qual_ring = lazy_zeros((W, N), np.float32)
+        self.qual_ring = lazy_zeros((N, W), np.float32)
+        self.qual_off[:] = kernels.NO_ROW
+        self.qual_used[:] = 0
         self.qual_sum = np.zeros(N)
         self.tier[:] = 0
         self.below[:] = 0

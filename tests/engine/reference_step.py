@@ -12,7 +12,7 @@ import numpy as np
 from numba import njit
 
 from simulator.engine.compiled import (
-    CENTI, EXPIRY_AFTER, EXPIRY_FIXED, EXPIRY_INACTIVITY, WINDOW_ROLLING, CompiledProgram,
+    CENTI, EXPIRY_AFTER, EXPIRY_FIXED, EXPIRY_INACTIVITY, CompiledProgram,
 )
 from simulator.engine.mechanisms import campaigns as camp
 from simulator.engine.mechanisms import enrolment, points, rewards, tiers, transitions
@@ -205,9 +205,7 @@ class ReferenceSimulation(Simulation):
             if sc.enrolment_qualifying is not None:
                 qual_total = qual_total + sc.enrolment_qualifying
             sc.qual = tiers.metric_of_month(prog, qual_total, spend, n) * mem
-            # history rows for the first points or tier metric, in agent order (state.py)
-            rolling = prog.window == WINDOW_ROLLING and prog.n_tiers > 1
-            run.give_rows((run.earned != 0) | (sc.qual != 0) if rolling else run.earned != 0)
+            run.give_rows(run.earned != 0)  # snapshot rows for the first points, in agent order (state.py)
             if prog.fee > 0:
                 run.spend_since_bill += spend
             # redemption

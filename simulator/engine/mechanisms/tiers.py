@@ -34,8 +34,7 @@ def metric_of_month(program: CompiledProgram, qual_points: np.ndarray, net_spend
 def add_to_window(run: RunState, program: CompiledProgram, t: int, calendar_month: int, value: np.ndarray) -> None:
     """Add this month's metric of every agent to its window (resetting annual windows)."""
     if program.window == WINDOW_ROLLING:
-        run.give_rows(value != 0)  # (the compiled step gives them in the same order)
-        run.set_history(run.qual_ring, t, value)
+        run.set_qual(t, value)
         run.qual_sum = run.qual_total()  # exact re-sum, no drift
         return
     if program.window == WINDOW_CALENDAR:
