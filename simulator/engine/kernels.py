@@ -274,7 +274,11 @@ def _targeted(c, i, seg_ok, members, tiers_ok, use_tiers, pot_ok, inactive, chan
 
 @njit(cache=True, nogil=True, inline="always")
 def _poisson(u, la):
-    """Smallest n with P(N <= n) >= u, N ~ Poisson(la) (the search of poisson_icdf)."""
+    """Smallest n with P(N <= n) >= u, N ~ Poisson(la) (the search of poisson_icdf). Most
+    customer-months have no purchase: since exp(-la) >= 1 - la, a u below 1 - la (less a
+    margin well above the rounding of either side) is 0 without computing the exponential."""
+    if u < 1.0 - la - 1e-12:
+        return 0
     p = math.exp(-la)
     cdf = p
     n = 0

@@ -255,6 +255,12 @@ def test_step_poisson_search_equals_poisson_icdf():
     u = rng.random(lam.size)
     want = kernels.poisson_icdf(u, lam, np.empty(lam.size, dtype=np.int64))
     assert np.array_equal(_poisson_all(u, lam), want)
+    # at the edge of no purchase, where the search skips the exponential below 1 - lambda
+    small = np.concatenate([rng.random(50_000) * 1e-3, rng.random(50_000) * 1e-8, 10.0 ** -rng.integers(1, 15, 50_000)])
+    for edge in (np.exp(-small), 1.0 - small, 1.0 - small - 1e-12):
+        for u in (edge, np.nextafter(edge, 0.0), np.nextafter(edge, 1.0)):
+            u = np.clip(u, 1e-300, 1.0)
+            assert np.array_equal(_poisson_all(u, small), kernels.poisson_icdf(u, small, np.empty(small.size, dtype=np.int64)))
 
 
 def _poisson_all(u, lam):
