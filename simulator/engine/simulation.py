@@ -188,8 +188,7 @@ class Simulation:
         self.threads = kernels.threads()  # the step's threads (results do not depend on it)
         self._schedule()
         if self.base_prog is not None:
-            for run in self.runs.values():
-                self._start_running_program(run, self.base_prog, pb.baseline_age_months)
+            self._start_running_program(self.base_prog, pb.baseline_age_months)
 
     # ---------------------------------------------------------------- set-up
     def program_of(self, run: str, t: int) -> CompiledProgram | None:
@@ -197,20 +196,27 @@ class Simulation:
             return self.design
         return self.base_prog
 
-    def _start_running_program(self, run: RunState, prog: CompiledProgram, age: int) -> None:
-        """A program already running at the start: members, opening balances, billing."""
-        run.program = prog
-        idx = np.flatnonzero(run.exists)
+    def _start_running_program(self, prog: CompiledProgram, age: int) -> None:
+        """A program already running at the start: members, opening balances, billing. Both
+        runs start from the same agents and draws, so the states are drawn once and copied."""
+        first, second = self.runs["design"], self.runs["baseline"]
+        first.program = prog
+        idx = np.flatnonzero(first.exists)
         u = self.streams.uniform("init.members", -1, idx)
-        is_member = enrolment.initial_members(prog, self.pop, self.market, run.segment, idx, age, u, self.mech.self_selection)
+        is_member = enrolment.initial_members(prog, self.pop, self.market, first.segment, idx, age, u,
+                                              self.mech.self_selection)
         mem = idx[is_member]
-        run.member[mem] = True
-        run.enrol_month[mem] = -1 - np.floor(self.streams.uniform("init.billing", -1, mem, k=1) * 12).astype(np.int32)
-        run.reach[mem] |= self.pop.opt_in_on_join[mem]
-        run.earned[mem] = rewards.opening_balance(prog, self.streams.uniform("init.balance", -1, mem))
-        run.fill_snapshots()
+        first.member[mem] = True
+        first.enrol_month[mem] = -1 - np.floor(self.streams.uniform("init.billing", -1, mem, k=1) * 12).astype(np.int32)
+        first.reach[mem] |= self.pop.opt_in_on_join[mem]
+        first.earned[mem] = rewards.opening_balance(prog, self.streams.uniform("init.balance", -1, mem))
+        first.fill_snapshots()
         if prog.fee > 0:
-            run.next_bill[mem] = np.floor(self.streams.uniform("init.billing", -1, mem) * prog.fee_months).astype(np.int32)
+            first.next_bill[mem] = np.floor(self.streams.uniform("init.billing", -1, mem) * prog.fee_months).astype(np.int32)
+        second.program = prog
+        for name in ("member", "enrol_month", "reach", "earned", "next_bill", "row", "rows"):
+            getattr(second, name)[:] = getattr(first, name)
+        second.snap[:, : int(first.rows[0])] = first.snap[:, : int(first.rows[0])]
 
     def _schedule(self) -> None:
         c = self.cal
