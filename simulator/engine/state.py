@@ -81,10 +81,10 @@ class RunState:
     qual_off: np.ndarray          # uint16 tier-window row within the agent's block, NO_ROW none
     qual_used: np.ndarray         # int32 [blocks] tier-window rows given in each block
     row: np.ndarray               # int32 snapshot row of each agent, -1 none
-    rows: np.ndarray              # int64 [1] history rows given
-    candidates: np.ndarray        # int32 [capacity] agents asking for a row in the step, by block (kernels.step_both)
+    rows: np.ndarray              # int64 [1] snapshot rows given
+    candidates: np.ndarray        # int32 [capacity] agents with their first points in the step, by block (give_rows)
     n_candidates: np.ndarray      # int32 [blocks] candidates of each block
-    qual_sum: np.ndarray          # float64 tier metric over an annual window (a rolling one is summed from qual_ring)
+    qual_sum: np.ndarray          # float64 tier metric over the window (a rolling one re-added from qual_ring in the step)
     referrals_used: int = 0
     campaign_done: dict[str, np.ndarray] = field(default_factory=dict)
     program: CompiledProgram | None = None
@@ -147,7 +147,8 @@ class RunState:
             qual_off=np.full(N, kernels.NO_ROW, dtype=np.uint16),
             qual_used=np.zeros((N + kernels.BLOCK - 1) // kernels.BLOCK, dtype=np.int32),
             row=np.full(N, -1, dtype=np.int32), rows=np.zeros(1, dtype=np.int64),
-            candidates=lazy_zeros((N,), np.int32), n_candidates=np.zeros((N + kernels.BLOCK - 1) // kernels.BLOCK, dtype=np.int32),
+            candidates=lazy_zeros((N,), np.int32),
+            n_candidates=np.zeros((N + kernels.BLOCK - 1) // kernels.BLOCK, dtype=np.int32),
             transitions_counts=np.zeros((n_segments, n_segments), dtype=np.int64),
         )
 
@@ -181,7 +182,8 @@ class RunState:
     def set_qual(self, m: int, value: np.ndarray) -> None:
         """Month m's tier metric of every agent; agents with a non-zero one and no row get one
         (in agent order, as the compiled step gives them)."""
-        kernels.give_qual_rows(self.qual_off, self.qual_used, np.flatnonzero((value != 0) & (self.qual_off == kernels.NO_ROW)))
+        new = np.flatnonzero((value != 0) & (self.qual_off == kernels.NO_ROW))
+        kernels.give_qual_rows(self.qual_off, self.qual_used, new)
         r = self.qual_rows()
         has = r >= 0
         self.qual_ring[r[has], m % self.qual_ring.shape[1]] = value[has]
