@@ -684,19 +684,29 @@ if hasattr(os, "register_at_fork"):
 MIN_AGENTS_PER_THREAD = 50_000
 
 
+#: Blocks per task when a pass runs on several threads: the threads take the tasks in turn
+#: (agents differ in cost -- the arrivals not yet in the base and the pool for referred
+#: customers cost little -- so one equal range per thread would leave a thread idle).
+TASK_BLOCKS = 32
+
+
+def _tasks(nb: int) -> list[tuple[int, int]]:
+    """Block ranges of TASK_BLOCKS blocks covering blocks 0 .. nb-1, in order."""
+    return [(b, min(b + TASK_BLOCKS, nb)) for b in range(0, nb, TASK_BLOCKS)]
+
+
 def _threaded(kernel, N: int, n_threads: int | None, *args) -> list:
-    """``kernel(lo, hi, *args)`` over contiguous agent ranges of whole blocks, one per thread;
+    """``kernel(lo, hi, *args)`` over agent ranges of whole blocks, on the step's threads;
     the results in range order. Kernels write only their own agents' entries (and their
-    blocks' ring rows) and return integer totals, so the outcome does not depend on the
-    number of threads."""
+    blocks' rows) and return integer totals, so the outcome does not depend on the number of
+    threads."""
     n = threads() if n_threads is None else max(1, int(n_threads))
     n = max(1, min(n, N // MIN_AGENTS_PER_THREAD))
     if n == 1:
         return [kernel(0, N, *args)]
     pool = _thread_pool(n)
     nb = (N + BLOCK - 1) // BLOCK
-    edges = [min(nb * j // n * BLOCK, N) for j in range(n + 1)]
-    futures = [pool.submit(kernel, edges[j], edges[j + 1], *args) for j in range(n)]
+    futures = [pool.submit(kernel, a * BLOCK, min(b * BLOCK, N), *args) for a, b in _tasks(nb)]
     return [f.result() for f in futures]
 
 
@@ -716,7 +726,7 @@ def step_both(pop, market, keys, t, cm, base_run, design_run, n_threads: int = 1
     sign-ups). The design's members' counterfactual revenue is the baseline's spend of the
     same agents.
 
-    Blocks of agents run on ``n_threads`` threads (the compiled kernel releases the GIL): an
+    Tasks of TASK_BLOCKS blocks run on ``n_threads`` threads (the kernel releases the GIL): an
     agent's month touches only its own state (every draw is hashed from its coordinates) and
     each block keeps its own totals, added up in block order afterwards -- so the figures are
     the same bits whatever the number of threads.
@@ -725,13 +735,12 @@ def step_both(pop, market, keys, t, cm, base_run, design_run, n_threads: int = 1
     nb = (N + BLOCK - 1) // BLOCK
     tots = (_block_totals(base_run[6], nb), _block_totals(design_run[6], nb))
     n = max(1, min(int(n_threads), nb))
-    edges = [nb * j // n for j in range(n + 1)]
     if n == 1:
         step_blocks(0, nb, pop, market, keys, t, cm, base_run, design_run, tots[0], tots[1])
     else:
         pool = _thread_pool(n)
-        futures = [pool.submit(step_blocks, edges[j], edges[j + 1], pop, market, keys, t, cm, base_run, design_run,
-                               tots[0], tots[1]) for j in range(n)]
+        futures = [pool.submit(step_blocks, a, b, pop, market, keys, t, cm, base_run, design_run, tots[0], tots[1])
+                   for a, b in _tasks(nb)]
         for f in futures:
             f.result()
     add_block_totals(base_run[6], tots[0])
