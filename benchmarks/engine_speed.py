@@ -38,7 +38,8 @@ sim.run()
 t2 = time.perf_counter()
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"agents": agents, "months": months, "init_s": t1 - t0, "run_s": t2 - t1,
-                  "peak_kb": peak, "baseline_kb": base, "capacity": sim.pop.capacity}))
+                  "peak_kb": peak, "baseline_kb": base, "capacity": sim.pop.capacity,
+                  "history_rows": int(sim.runs["design"].rows[0])}))
 """
 
 
@@ -59,7 +60,7 @@ def main() -> None:
     print(f"playbook {args.playbook}, {args.months} months, one replication (design + baseline), "
           f"{n_threads} thread(s), {os.cpu_count()} cores")
     print(f"{'agents':>10} {'set-up s':>8} {'months s':>8} {'seconds':>8} {'customer-months/s':>18} {'peak MB':>8} "
-          f"{'bytes/agent':>12}")
+          f"{'bytes/agent':>12} {'slots/agent':>11} {'with points':>11}")
     for n in args.agents:
         out = subprocess.run([sys.executable, "-c", CHILD, args.playbook, str(n), str(args.months)], cwd=ROOT,
                              env=env, capture_output=True, text=True, check=True)
@@ -69,9 +70,10 @@ def main() -> None:
         # peak memory above the warm interpreter's (numpy, pandas, scipy, the compiled kernels) per agent
         per_agent = (r["peak_kb"] - r["baseline_kb"]) * 1024 / n
         print(f"{n:>10,} {r['init_s']:>8.1f} {r['run_s']:>8.1f} {total:>8.1f} {cm:>18,.0f} {r['peak_kb'] / 1024:>8.0f} "
-              f"{per_agent:>12,.0f}")
+              f"{per_agent:>12,.0f} {r['capacity'] / n:>11.2f} {r['history_rows'] / r['capacity']:>11.0%}")
     print(f"(peak MB is the whole process; bytes/agent is the peak above the warm interpreter, "
-          f"{r['baseline_kb'] / 1024:.0f} MB here, divided by the agents)")
+          f"{r['baseline_kb'] / 1024:.0f} MB here, divided by the agents; slots: agents, the horizon's arrivals "
+          f"and the pool for referred customers; with points: the design run's slots with a points history)")
 
 
 if __name__ == "__main__":

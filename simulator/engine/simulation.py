@@ -246,7 +246,6 @@ class Simulation:
 
     # ---------------------------------------------------------------- phases
     def _open(self, t: int) -> None:
-        a, b = self.pop.arrivals_by_month[t]
         if self._opening["design"] is None:  # the points outstanding at the start
             packed = [kernels.end_run(run, self._month_arrays[name][0], close=-1) for name, run in self.runs.items()]
             totals = kernels.month_end(t, self.calendar_month(t), kernels.STAGE_ALL, *packed, n_threads=self.threads)
@@ -260,22 +259,28 @@ class Simulation:
             rec["points_opening"] = float(self._opening[name])  # what the last close counted
             if self.check_agents:
                 run.start_trace()
-            run.exists[a:b] = True
-            run.segment[a:b] = self.market.arrival_segment
-            run.recency[a:b] = 0
-            n_ref = self.pending_referrals[name]
-            if n_ref:
-                lo = self.pop.referral_start + run.referrals_used
-                hi = min(lo + n_ref, self.pop.capacity)
-                new = np.arange(lo, hi)
-                run.exists[new] = True
-                run.segment[new] = self.market.arrival_segment
-                run.recency[new] = 0
-                prog = self.program_of(name, t)
-                if prog is not None:
-                    self._enrol(run, prog, t, new, rec)
-                run.referrals_used += hi - lo
-                self.pending_referrals[name] = 0
+            self._arrive(name, run, t, rec)
+
+    def _arrive(self, name: str, run: RunState, t: int, rec: dict[str, float]) -> None:
+        """The month's new customers and the customers referred last month join the base (the
+        referred ones as members of the run's program)."""
+        a, b = self.pop.arrivals_by_month[t]
+        run.exists[a:b] = True
+        run.segment[a:b] = self.market.arrival_segment
+        run.recency[a:b] = 0
+        n_ref = self.pending_referrals[name]
+        if n_ref:
+            lo = self.pop.referral_start + run.referrals_used
+            hi = min(lo + n_ref, self.pop.capacity)
+            new = np.arange(lo, hi)
+            run.exists[new] = True
+            run.segment[new] = self.market.arrival_segment
+            run.recency[new] = 0
+            prog = self.program_of(name, t)
+            if prog is not None:
+                self._enrol(run, prog, t, new, rec)
+            run.referrals_used += hi - lo
+            self.pending_referrals[name] = 0
 
     def _launch(self, t: int) -> None:
         run = self.runs["design"]
@@ -557,7 +562,7 @@ class Simulation:
             self.scratch[name].rec["points_expired"] = 0.0
 
     def _fees(self, t: int) -> None:
-        self._month_end(t, kernels.STAGE_BEFORE_FEES)  # tiers and expiry come first
+        self._month_end(t, close=False)  # tiers and expiry come first
         for name, run in self.runs.items():
             prog = self.program_of(name, t)
             if prog is None or prog.fee <= 0:
@@ -593,14 +598,13 @@ class Simulation:
                 rec["campaign_cost_fixed"] = sum(cp.cost for cp in self.campaigns if cp.start == t)
                 rec["enrolment_cost_fixed"] = sum(d.cost for d in self.drives if d.start == t)
 
-    def _month_end(self, t: int, stage: int) -> None:
+    def _month_end(self, t: int, close: bool) -> None:
         """The registered month-end phases of both runs in one pass over the agents: tiers
         (upgrades, reviews), expiry, segment transitions, members per tier (costs) and the close
-        (ledger totals, the month's snapshot of earned points); ``stage`` STAGE_BEFORE_FEES stops
-        after expiry, and the rest runs at the close."""
+        (ledger totals, the month's snapshot of earned points). Before the fees (``close``
+        False) it stops after expiry; at the close it does what is left."""
         e = self._end
-        before = stage != kernels.STAGE_AFTER_FEES and not e.before_fees_done
-        after = stage != kernels.STAGE_BEFORE_FEES
+        before, after = not e.before_fees_done, close
         stage = (kernels.STAGE_ALL if before else kernels.STAGE_AFTER_FEES) if after else kernels.STAGE_BEFORE_FEES
         packed = {name: kernels.end_run(run, self.scratch[name].counts,
                                         tiers=e.tiers.get(name) if before else None,
@@ -644,7 +648,7 @@ class Simulation:
         e.before_fees_done = True
 
     def _close(self, t: int) -> None:
-        self._month_end(t, kernels.STAGE_ALL)
+        self._month_end(t, close=True)
         for name, run in self.runs.items():
             rec = self.scratch[name].rec
             # totals and the month's snapshot of earned points (RunState.close_month): the month-end pass

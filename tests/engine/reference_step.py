@@ -76,7 +76,6 @@ class ReferenceSimulation(Simulation):
     # ---------------------------------------------------------------- phases
     def _open(self, t: int) -> None:
         self._u = {}
-        a, b = self.pop.arrivals_by_month[t]
         for name, run in self.runs.items():
             self.scratch[name] = _Month()
             self.scratch[name].qual = None
@@ -85,22 +84,7 @@ class ReferenceSimulation(Simulation):
             rec["points_opening"] = float(run.outstanding().sum())
             if self.check_agents:
                 run.start_trace()
-            run.exists[a:b] = True
-            run.segment[a:b] = self.market.arrival_segment
-            run.recency[a:b] = 0
-            n_ref = self.pending_referrals[name]
-            if n_ref:
-                lo = self.pop.referral_start + run.referrals_used
-                hi = min(lo + n_ref, self.pop.capacity)
-                new = np.arange(lo, hi)
-                run.exists[new] = True
-                run.segment[new] = self.market.arrival_segment
-                run.recency[new] = 0
-                prog = self.program_of(name, t)
-                if prog is not None:
-                    self._enrol(run, prog, t, new, rec)
-                run.referrals_used += hi - lo
-                self.pending_referrals[name] = 0
+            self._arrive(name, run, t, rec)
 
     def _lifts(self, name: str, run: RunState, prog: CompiledProgram | None, t: int) -> tuple[np.ndarray, np.ndarray]:
         """Rate multipliers L_i (purchases.py) and points multipliers of the month, per agent."""
