@@ -582,21 +582,31 @@ class Simulation:
             if prog is None:
                 continue
             self._end.costs[name] = prog
-            rec.update(benefit_cost=0.0, member_cost=0.0)  # members per tier: the month-end pass
-            amortisation = 0.0
-            if prog is self.design and name == "design":
-                since = t - self.launch_t
-                if 0 <= since < prog.amortisation_months:
-                    amortisation = prog.setup / prog.amortisation_months
-                if since == 0:
-                    rec["setup_cash"] = prog.setup
-            rec["setup_amortisation"] = amortisation
-            rec["fixed_cost"] = prog.running_per_year / 12.0 + amortisation
-            for tn in prog.tier_names:
-                rec[f"members_tier_{tn}"] = 0.0
-            if name == "design":
-                rec["campaign_cost_fixed"] = sum(cp.cost for cp in self.campaigns if cp.start == t)
-                rec["enrolment_cost_fixed"] = sum(d.cost for d in self.drives if d.start == t)
+            none = np.zeros(prog.n_tiers, dtype=np.int64)  # members per tier: the month-end pass
+            self._post_costs(name, prog, t, rec, none, none)
+
+    def _post_costs(self, name: str, prog: CompiledProgram, t: int, rec: dict[str, float],
+                    members_by_tier: np.ndarray, purchases_by_tier: np.ndarray) -> None:
+        """The month's costs of a run's program: benefits per member and purchase by tier, the
+        per-member cost, running and set-up costs (amortised), members per tier, and the fixed
+        costs of the campaigns and drives starting this month."""
+        rec["benefit_cost"] = float(members_by_tier @ prog.benefit_member_month
+                                    + purchases_by_tier @ prog.benefit_per_purchase)
+        rec["member_cost"] = float(members_by_tier.sum()) * prog.per_member_per_year / 12.0
+        amortisation = 0.0
+        if prog is self.design and name == "design":
+            since = t - self.launch_t
+            if 0 <= since < prog.amortisation_months:
+                amortisation = prog.setup / prog.amortisation_months
+            if since == 0:
+                rec["setup_cash"] = prog.setup
+        rec["setup_amortisation"] = amortisation
+        rec["fixed_cost"] = prog.running_per_year / 12.0 + amortisation
+        for tn, count in zip(prog.tier_names, members_by_tier):
+            rec[f"members_tier_{tn}"] = float(count)
+        if name == "design":
+            rec["campaign_cost_fixed"] = sum(cp.cost for cp in self.campaigns if cp.start == t)
+            rec["enrolment_cost_fixed"] = sum(d.cost for d in self.drives if d.start == t)
 
     def _month_end(self, t: int, close: bool) -> None:
         """The registered month-end phases of both runs in one pass over the agents: tiers
@@ -634,13 +644,7 @@ class Simulation:
                 run.transitions_counts += moves
             prog = e.costs.get(name)
             if prog is not None:
-                members_by_tier = members_by_tier[: prog.n_tiers]
-                purchases_by_tier = purchases_by_tier[: prog.n_tiers]
-                rec["benefit_cost"] = float(members_by_tier @ prog.benefit_member_month
-                                            + purchases_by_tier @ prog.benefit_per_purchase)
-                rec["member_cost"] = float(members_by_tier.sum()) * prog.per_member_per_year / 12.0
-                for tn, count in zip(prog.tier_names, members_by_tier):
-                    rec[f"members_tier_{tn}"] = float(count)
+                self._post_costs(name, prog, t, rec, members_by_tier[: prog.n_tiers], purchases_by_tier[: prog.n_tiers])
             if tot[kernels.E_UNROWED]:
                 raise RuntimeError(f"{int(tot[kernels.E_UNROWED])} agents hold points without a history row in month "
                                    f"{t} ({name})")
@@ -650,34 +654,39 @@ class Simulation:
     def _close(self, t: int) -> None:
         self._month_end(t, close=True)
         for name, run in self.runs.items():
-            rec = self.scratch[name].rec
             # totals and the month's snapshot of earned points (RunState.close_month): the month-end pass
-            outstanding, negative, members = self._end.closing[name]
-            self._opening[name] = outstanding
-            if negative:
-                raise RuntimeError(f"points ledger: {negative} agents hold negative points in month {t} ({name})")
-            rec["points_outstanding"] = float(outstanding)
-            rec["members"] = float(members)
-            rec["points_issued"] = (rec.get("points_issued_purchase", 0.0) + rec.get("points_issued_bonus", 0.0)
-                                    + rec.get("points_issued_migration", 0.0))
-            rec["points_redeemed"] = rec.get("points_redeemed_rewards", 0.0) + rec.get("points_redeemed_migration", 0.0)
-            change = rec["points_outstanding"] - rec["points_opening"]
-            balance = rec["points_issued"] - rec["points_redeemed"] - rec.get("points_expired", 0.0)
-            if change != balance:
-                raise RuntimeError(f"points ledger does not balance in month {t} ({name}): issued - redeemed - expired = "
-                                   f"{balance / CENTI:.2f} but outstanding changed by {change / CENTI:.2f}")
-            if self.check_agents:
-                issued, redeemed, expired = run.check_trace(t)
-                recorded = (rec["points_issued"], rec["points_redeemed"], rec.get("points_expired", 0.0))
-                if (float(issued), float(redeemed), float(expired)) != recorded:
-                    raise RuntimeError(f"month {t} ({name}): per-agent flows {issued, redeemed, expired} differ from the "
-                                       f"recorded totals {recorded}")
-            prog = self.program_of(name, t)
-            rec["value_per_point"] = prog.value_per_point if prog is not None else 0.0
-            rec["program_active"] = 1.0 if prog is not None else 0.0
-            self.records[name].append(rec)
+            self._record_close(name, run, t, *self._end.closing[name])
         if self._progress is not None:
             self._progress(t)
+
+    def _record_close(self, name: str, run: RunState, t: int, outstanding: int, negative: int, members: int) -> None:
+        """The month's record of a run, from the close's totals, after the ledger checks: no
+        agent holds negative points, issued - redeemed - expired = change in outstanding, and
+        (``check_agents``) the per-agent flows add up to the recorded totals."""
+        rec = self.scratch[name].rec
+        self._opening[name] = outstanding
+        if negative:
+            raise RuntimeError(f"points ledger: {negative} agents hold negative points in month {t} ({name})")
+        rec["points_outstanding"] = float(outstanding)
+        rec["members"] = float(members)
+        rec["points_issued"] = (rec.get("points_issued_purchase", 0.0) + rec.get("points_issued_bonus", 0.0)
+                                + rec.get("points_issued_migration", 0.0))
+        rec["points_redeemed"] = rec.get("points_redeemed_rewards", 0.0) + rec.get("points_redeemed_migration", 0.0)
+        change = rec["points_outstanding"] - rec["points_opening"]
+        balance = rec["points_issued"] - rec["points_redeemed"] - rec.get("points_expired", 0.0)
+        if change != balance:
+            raise RuntimeError(f"points ledger does not balance in month {t} ({name}): issued - redeemed - expired = "
+                               f"{balance / CENTI:.2f} but outstanding changed by {change / CENTI:.2f}")
+        if self.check_agents:
+            issued, redeemed, expired = run.check_trace(t)
+            recorded = (rec["points_issued"], rec["points_redeemed"], rec.get("points_expired", 0.0))
+            if (float(issued), float(redeemed), float(expired)) != recorded:
+                raise RuntimeError(f"month {t} ({name}): per-agent flows {issued, redeemed, expired} differ from the "
+                                   f"recorded totals {recorded}")
+        prog = self.program_of(name, t)
+        rec["value_per_point"] = prog.value_per_point if prog is not None else 0.0
+        rec["program_active"] = 1.0 if prog is not None else 0.0
+        self.records[name].append(rec)
 
     # ---------------------------------------------------------------- run
     def month_purchases(self, run: str) -> tuple[np.ndarray, np.ndarray]:

@@ -290,50 +290,14 @@ class ReferenceSimulation(Simulation):
             mt = run.tier[mi]
             members_by_tier = np.bincount(mt, minlength=prog.n_tiers)
             purchases_by_tier = np.bincount(mt, weights=sc.counts[mi], minlength=prog.n_tiers)
-            rec["benefit_cost"] = float(members_by_tier @ prog.benefit_member_month + purchases_by_tier @ prog.benefit_per_purchase)
-            rec["member_cost"] = float(mi.size) * prog.per_member_per_year / 12.0
-            amortisation = 0.0
-            if prog is self.design and name == "design":
-                since = t - self.launch_t
-                if 0 <= since < prog.amortisation_months:
-                    amortisation = prog.setup / prog.amortisation_months
-                if since == 0:
-                    rec["setup_cash"] = prog.setup
-            rec["setup_amortisation"] = amortisation
-            rec["fixed_cost"] = prog.running_per_year / 12.0 + amortisation
-            for tn, count in zip(prog.tier_names, members_by_tier):
-                rec[f"members_tier_{tn}"] = float(count)
-            if name == "design":
-                rec["campaign_cost_fixed"] = sum(cp.cost for cp in self.campaigns if cp.start == t)
-                rec["enrolment_cost_fixed"] = sum(d.cost for d in self.drives if d.start == t)
+            self._post_costs(name, prog, t, rec, members_by_tier, purchases_by_tier)
 
     def _close(self, t: int) -> None:
         for name, run in self.runs.items():
-            rec = self.scratch[name].rec
             outstanding = run.outstanding()
-            if (outstanding < 0).any():
-                raise RuntimeError(f"points ledger: {int((outstanding < 0).sum())} agents hold negative points in month {t} ({name})")
-            rec["points_outstanding"] = float(outstanding.sum())
-            rec["members"] = float((run.member & run.exists).sum())
-            rec["points_issued"] = (rec.get("points_issued_purchase", 0.0) + rec.get("points_issued_bonus", 0.0)
-                                    + rec.get("points_issued_migration", 0.0))
-            rec["points_redeemed"] = rec.get("points_redeemed_rewards", 0.0) + rec.get("points_redeemed_migration", 0.0)
-            change = rec["points_outstanding"] - rec["points_opening"]
-            balance = rec["points_issued"] - rec["points_redeemed"] - rec.get("points_expired", 0.0)
-            if change != balance:
-                raise RuntimeError(f"points ledger does not balance in month {t} ({name}): issued - redeemed - expired = "
-                                   f"{balance / CENTI:.2f} but outstanding changed by {change / CENTI:.2f}")
-            if self.check_agents:
-                issued, redeemed, expired = run.check_trace(t)
-                recorded = (rec["points_issued"], rec["points_redeemed"], rec.get("points_expired", 0.0))
-                if (float(issued), float(redeemed), float(expired)) != recorded:
-                    raise RuntimeError(f"month {t} ({name}): per-agent flows {issued, redeemed, expired} differ from the "
-                                       f"recorded totals {recorded}")
-            prog = self.program_of(name, t)
-            rec["value_per_point"] = prog.value_per_point if prog is not None else 0.0
-            rec["program_active"] = 1.0 if prog is not None else 0.0
             run.close_month(t)
-            self.records[name].append(rec)
+            self._record_close(name, run, t, int(outstanding.sum()), int((outstanding < 0).sum()),
+                               int((run.member & run.exists).sum()))
         if self._progress is not None:
             self._progress(t)
 
