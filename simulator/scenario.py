@@ -138,7 +138,15 @@ def convert_currency(spec: Spec, rate: float) -> dict[str, Any]:
 def _apply_overrides(data: dict[str, Any], pb: Playbook) -> dict[str, Any]:
     ov = pb.overrides
     if ov.points_per_unit is not None:
+        # a re-based point: the design's fixed point amounts (event bonuses, the monthly cap)
+        # keep their worth in spend, k = local points per design point earned on the same spend
+        k = ov.points_per_unit / data["earn"]["points_per_unit"]
         data["earn"]["points_per_unit"] = ov.points_per_unit
+        bonuses = data["earn"]["bonuses"]
+        for key in ("enrolment", "first_purchase", "birthday", "referral"):
+            bonuses[key] = int(round(bonuses[key] * k))
+        if data["earn"]["caps"].get("per_month") is not None:
+            data["earn"]["caps"]["per_month"] = max(1, int(round(data["earn"]["caps"]["per_month"] * k)))
     if ov.minimum_order is not None:
         data["earn"]["minimum_order"] = ov.minimum_order
     if ov.enrolment_bonus is not None:

@@ -129,7 +129,7 @@ class CompiledProgram:
     # rewards
     prices: np.ndarray           # [R] centipoints
     face: np.ndarray             # [R]
-    cost: np.ndarray             # [R]
+    cost: np.ndarray             # [R] cost to the company, net of VAT (a voucher's face value is a price reduction)
     reward_names: tuple[str, ...]
     eligible: np.ndarray         # [T, R] bool
     goal: np.ndarray             # [T] centipoints: price of the cheapest reward of the tier
@@ -137,7 +137,7 @@ class CompiledProgram:
     cashback_threshold: int      # centipoints, 0 = none
     voucher_value: float
     voucher_use_rate: float
-    voucher_cost_ratio: float
+    voucher_cost: float          # cost of a voucher used, net of VAT (face x cost ratio x net factor)
     # expiry
     expiry: int
     expiry_months: int
@@ -155,7 +155,8 @@ class CompiledProgram:
     amortisation_months: int
     running_per_year: float
     per_member_per_year: float
-    value_per_point: float       # currency per point (IFRS 15 standalone value before breakage)
+    value_per_point: float       # currency per point: nominal value to the member (IFRS 15 falls back on it)
+    cost_per_point: float        # currency per point: nominal cost to the company, net of VAT
 
     @property
     def ring(self) -> int:
@@ -188,6 +189,8 @@ class CompiledProgram:
                   extra_per_member: float = 0.0) -> "CompiledProgram":
         e = p.earn
         seg_names = market.segment_names
+        econ = market.economics
+        net = 1.0 / (1.0 + econ.vat_rate) if econ.prices_include_tax else 1.0  # a price reduction's net cost
         if market.categories and e.category_multipliers:
             factor = sum(share * e.category_multipliers.get(cat, 1.0) for cat, share in market.categories.items())
         else:
@@ -228,8 +231,10 @@ class CompiledProgram:
             ladder.append(ps.astype(np.int64))
         if cb is not None:
             vpp = cb.voucher_value / cb.threshold_points
+            cpp = cb.voucher_value * cb.voucher_cost_ratio * net / cb.threshold_points
         else:
             vpp = float(np.mean([r.face_value / r.points_price for r in cat]))
+            cpp = float(np.mean([r.cost * (net if r.kind == "voucher" else 1.0) / r.points_price for r in cat]))
         x = p.expiry
         if isinstance(x, ExpireAfterMonths):
             expiry, em, emonth, eage = EXPIRY_AFTER, x.months, 0, 0
@@ -253,11 +258,11 @@ class CompiledProgram:
             window=window, window_months=window_months, downgrade=downgrade, grace=grace,
             benefit_member_month=bmm, benefit_per_purchase=bpp,
             prices=prices, face=np.array([r.face_value for r in cat], dtype=float),
-            cost=np.array([r.cost for r in cat], dtype=float), reward_names=tuple(r.name for r in cat),
+            cost=np.array([r.cost * (net if r.kind == "voucher" else 1.0) for r in cat], dtype=float), reward_names=tuple(r.name for r in cat),
             eligible=eligible, goal=goal, ladder=tuple(ladder),
             cashback_threshold=cb.threshold_points * CENTI if cb else 0,
             voucher_value=cb.voucher_value if cb else 0.0, voucher_use_rate=cb.voucher_use_rate if cb else 0.0,
-            voucher_cost_ratio=cb.voucher_cost_ratio if cb else 0.0,
+            voucher_cost=cb.voucher_value * cb.voucher_cost_ratio * net if cb else 0.0,
             expiry=expiry, expiry_months=em, expiry_month=emonth, expiry_min_age=eage,
             automatic=p.enrolment.mode == "automatic",
             fee=fee.amount if fee else 0.0, fee_months=(12 if fee.period == "year" else 1) if fee else 12,
@@ -267,5 +272,5 @@ class CompiledProgram:
             setup=p.costs.setup.amount + extra_setup, amortisation_months=p.costs.setup.amortisation_months,
             running_per_year=p.costs.running_per_year + extra_running,
             per_member_per_year=p.costs.per_member_per_year + extra_per_member,
-            value_per_point=vpp,
+            value_per_point=vpp, cost_per_point=cpp,
         )

@@ -289,6 +289,103 @@ def _poisson(u, la):
     return n
 
 
+@njit(cache=True, nogil=True)
+def opening_history(lo, hi, agents, join_off, segment, past_cum, rate_mult, basket_mult, birthday, rate, season, cal_month,
+                    basket_mean, basket_sigma, net_factor, ppu, rounding, min_order, category_factor, em0, cap_month,
+                    bonus_enrolment, bonus_first, bonus_birthday, cashback_threshold, ladder, goal, redeem_prop,
+                    pending, expiry, keys, age, out_earned, out_consumed, out_snaps, out_first_pending):
+    """Members lo .. hi-1 of ``agents`` live their history under a running program
+    (mechanisms/history.py): history month o = 0 .. age-1 is month o - age; ``join_off`` is
+    the join month + age; ``keys[o]`` the (purchases, basket, redemption, segment) stream keys;
+    ``past_cum`` the cumulative rows of the time-reversed segment chain."""
+    hist = np.zeros(age + 1, dtype=np.int64)  # earned at the end of history month o
+    segs = np.zeros(age + 1, dtype=np.int64)  # segment in history month o
+    S = past_cum.shape[0]
+    kind, e_months, e_month, e_age = expiry[0], expiry[1], expiry[2], expiry[3]
+    L1 = out_snaps.shape[0]
+    for j in range(lo, hi):
+        i = agents[j]
+        j0 = join_off[j]
+        s = np.int64(segment[i])  # the segment at the start; the months before, walking back
+        for o in range(age - 1, j0 - 1, -1):
+            u = _unit(keys[o, 3] + np.uint64(i) * _GOLDEN)
+            nxt = 0
+            while nxt < S - 1 and past_cum[s, nxt] < u:
+                nxt += 1
+            s = nxt
+            segs[o] = s
+        earned = np.int64(0)
+        consumed = np.int64(0)
+        first_pending = True
+        since = 0
+        for o in range(age):
+            if o < j0:
+                hist[o] = 0
+                continue
+            if o == j0:
+                earned += bonus_enrolment
+            s = segs[o]
+            mu = basket_mean[s] * basket_mult[i]
+            sg = basket_sigma[s]
+            la = rate[s] * rate_mult[i] * season[o]
+            n = _poisson(_unit(keys[o, 0] + np.uint64(i) * _GOLDEN), la)
+            pts = np.int64(0)
+            for k in range(n):
+                uk = _unit(keys[o, 1] + np.uint64(i) * _GOLDEN + np.uint64(k) * _K_STEP)
+                a = mu * math.exp(sg * norm_ppf(uk) - 0.5 * sg * sg)
+                if a >= min_order:
+                    pts += _round_points(ppu * a * net_factor * category_factor * em0, rounding)
+            if cap_month >= 0:
+                pts = min(pts, cap_month)
+            bonus = np.int64(0)
+            if n > 0:
+                if first_pending:
+                    bonus += bonus_first
+                first_pending = False
+                since = 0
+            else:
+                since += 1
+            if birthday[i] == cal_month[o]:
+                bonus += bonus_birthday
+            earned += pts + bonus
+            # redemption of the spendable balance
+            if pending > 0:
+                avail = hist[o - pending] if o - pending >= 0 else np.int64(0)
+            else:
+                avail = earned
+            balance = max(avail - consumed, 0)
+            if cashback_threshold > 0 and balance >= cashback_threshold:
+                conv = (balance // cashback_threshold) * cashback_threshold
+                consumed += conv
+                balance -= conv
+            if ladder.shape[0] > 0 and balance >= goal:
+                if _unit(keys[o, 2] + np.uint64(i) * _GOLDEN) < redeem_prop[s]:
+                    r = ladder.shape[0] - 1
+                    while r >= 0 and ladder[r] > balance:
+                        r -= 1
+                    if r >= 0:
+                        consumed += ladder[r]
+            # expiry at the end of the month, oldest first
+            back = -1
+            if kind == 1:
+                back = e_months
+            elif kind == 3 and cal_month[o] == e_month:
+                back = e_age
+            if back == 0:
+                consumed = earned
+            elif back > 0 and o - back >= 0:
+                consumed = max(consumed, hist[o - back])
+            if kind == 2 and since >= e_months:
+                consumed = earned
+            hist[o] = earned
+        out_earned[j] = earned
+        out_consumed[j] = consumed
+        out_first_pending[j] = first_pending
+        for b in range(1, L1 + 1):
+            out_snaps[b - 1, j] = hist[age - b] if age - b >= 0 else 0
+    return 0
+
+
 #: Basket amounts kept per agent of a block for the design (step_both).
 BLOCK_AMOUNTS = 8
 

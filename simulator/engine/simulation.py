@@ -29,7 +29,7 @@ from simulator.engine import kernels
 from simulator.engine.calendar import Calendar
 from simulator.engine.compiled import CENTI, EXPIRY_FIXED, EXPIRY_NEVER, CompiledMarket, CompiledProgram
 from simulator.engine.mechanisms import campaigns as camp
-from simulator.engine.mechanisms import enrolment, expiry, fees, rewards, transitions
+from simulator.engine.mechanisms import enrolment, expiry, fees, history, rewards, transitions
 from simulator.engine.population import INIT_STREAMS, InitialAgents, Population, referral_capacity
 from simulator.engine.state import NEVER, RunState
 from simulator.engine.streams import Streams, seed_key
@@ -38,7 +38,7 @@ from simulator.specs.playbook import Mechanisms
 
 #: Every random stream of a replication (one per decision point).
 STREAMS = INIT_STREAMS + (
-    "init.members", "init.balance", "init.billing", "purchases", "basket", "enrolment", "redemption",
+    "init.members", *history.STREAMS, "purchases", "basket", "enrolment", "redemption",
     "voucher", "transitions", "referral", "renewal",
 )
 
@@ -50,7 +50,7 @@ SCALED = (
     "points_redeemed", "points_redeemed_rewards", "points_redeemed_migration", "points_expired",
     "points_outstanding", "points_opening", "redemptions", "vouchers_issued", "vouchers_used",
     "reward_cost", "reward_face_value", "benefit_cost", "campaign_cost", "enrolment_cost", "member_cost", "fee_income", "upgrades", "demotions", "campaign_contacts", "referrals",
-    "sales_with_points",
+    "sales_with_points", "fee_revenue", "fee_unearned", "points_voucher_lapsed",
 )
 
 
@@ -163,6 +163,8 @@ class Simulation:
         for name in ("design", "baseline"):
             prog = self.base_prog  # both runs start with the program running today, if any
             ring = prog.ring if prog else 1
+            if prog is not None and pb.migration.converted_points == "keep_dates":
+                ring = max(ring, self.design.ring)  # the old points' dates, as far back as the design looks
             window = prog.window_months if prog and prog.window == 0 else 1
             self.runs[name] = RunState.new(name, self.pop, ring, window, S)
             if not any(p.fee > 0 for p in programs):
@@ -181,6 +183,8 @@ class Simulation:
         self._opening: dict[str, int | None] = {name: None for name in self.runs}  # outstanding at the last close
         self._end = _MonthEnd()  # the month-end phases waiting for the month-end pass
         self.pending_referrals: dict[str, int] = {"design": 0, "baseline": 0}
+        # membership fees received, by the month they are earned in (fees.py)
+        self._fee_schedule = {name: np.zeros(self.H + 12) for name in self.runs}
         self.tier_names = tuple(dict.fromkeys(self.design.tier_names + (self.base_prog.tier_names if self.base_prog else ())))
         self.cal = Calendar(self.H)
         self._progress: Callable[[int], None] | None = None
@@ -197,8 +201,9 @@ class Simulation:
         return self.base_prog
 
     def _start_running_program(self, prog: CompiledProgram, age: int) -> None:
-        """A program already running at the start: members, opening balances, billing. Both
-        runs start from the same agents and draws, so the states are drawn once and copied."""
+        """A program already running at the start: members, their join months, their balances
+        with the months they were earned in (mechanisms/history.py), billing. Both runs start
+        from the same agents and draws, so the states are drawn once and copied."""
         first, second = self.runs["design"], self.runs["baseline"]
         first.program = prog
         idx = np.flatnonzero(first.exists)
@@ -206,15 +211,29 @@ class Simulation:
         is_member = enrolment.initial_members(prog, self.pop, self.market, first.segment, idx, age, u,
                                               self.mech.self_selection)
         mem = idx[is_member]
+        p_month = enrolment.monthly_join_probability(prog, self.pop, self.market, first.segment, mem,
+                                                     self.mech.self_selection)
+        join = history.join_months(p_month, age, self.streams.uniform("init.join", -1, mem))
         first.member[mem] = True
-        first.enrol_month[mem] = -1 - np.floor(self.streams.uniform("init.billing", -1, mem, k=1) * 12).astype(np.int32)
+        first.enrol_month[mem] = join
         first.reach[mem] |= self.pop.opt_in_on_join[mem]
-        first.earned[mem] = rewards.opening_balance(prog, self.streams.uniform("init.balance", -1, mem))
-        first.fill_snapshots()
+        ring = first.snap.shape[0]
+        earned, consumed, snaps, pending = history.replay(
+            prog, self.market, self.streams, mem, join, first.segment,
+            self.P_member if self.mech.transitions else self.market.P, self.pop.rate_mult, self.pop.basket_mult,
+            self.pop.birthday, self.start.month, age, ring)
+        first.earned[mem] = earned
+        first.consumed[mem] = consumed
+        first.first_pending[mem] = pending
+        first.give_rows(first.earned != 0)
+        has = first.row[mem] >= 0
+        rows = first.row[mem][has]
+        for b in range(1, ring):  # month -b's snapshot of earned points
+            first.snap[(-b) % ring, rows] = snaps[b - 1][has].astype(np.uint32)
         if prog.fee > 0:
-            first.next_bill[mem] = np.floor(self.streams.uniform("init.billing", -1, mem) * prog.fee_months).astype(np.int32)
+            first.next_bill[mem] = history.first_bill(join, prog)
         second.program = prog
-        for name in ("member", "enrol_month", "reach", "earned", "next_bill", "row", "rows"):
+        for name in ("member", "enrol_month", "reach", "earned", "consumed", "first_pending", "next_bill", "row", "rows"):
             getattr(second, name)[:] = getattr(first, name)
         second.snap[:, : int(first.rows[0])] = first.snap[:, : int(first.rows[0])]
 
@@ -287,16 +306,14 @@ class Simulation:
         old = run.program
         new = self.design
         rec = self.scratch["design"].rec
-        outstanding = run.outstanding()
         if old is not None:
             # Members of the current program move to the new design (if it is free to join);
-            # balances convert at value: new points = old points * old value / new value.
-            holders = np.flatnonzero(outstanding > 0)
-            converted = (np.floor(outstanding[holders] / CENTI * old.value_per_point / new.value_per_point) * CENTI).astype(np.int64)
-            rec["points_redeemed_migration"] = float(outstanding[holders].sum())
-            rec["points_issued_migration"] = float(converted.sum())
-            run.debit(outstanding[holders], holders, "redeemed")
-            run.credit(converted, holders, "issued")
+            # balances convert at value, new points = floor(old points * old value / new
+            # value), dated as the playbook says (history.convert).
+            redeemed, issued = history.convert(run, old, new, t,
+                                               self.scenario.playbook.migration.converted_points == "keep_dates")
+            rec["points_redeemed_migration"] = float(redeemed)
+            rec["points_issued_migration"] = float(issued)
             if new.fee > 0:
                 run.member[:] = False
                 run.next_bill[:] = -1
@@ -304,8 +321,9 @@ class Simulation:
                 mem = np.flatnonzero(run.member)
                 run.next_bill[mem] = -1
                 run.enrol_month[mem] = t
+        else:
+            run.reset_points_window(new)
         run.program = new
-        run.reset_points_window(new)
 
     def _enrol(self, run: RunState, prog: CompiledProgram, t: int, new: np.ndarray, rec: dict[str, float]) -> None:
         run.member[new] = True
@@ -507,7 +525,7 @@ class Simulation:
                 cost = face = 0.0
                 if ints[K.N_VOUCHERS_ISSUED]:
                     used = int(ints[K.N_VOUCHERS_USED])
-                    cost += used * prog.voucher_value * prog.voucher_cost_ratio
+                    cost += used * prog.voucher_cost
                     face += used * prog.voucher_value
                 for ti in range(prog.n_tiers):
                     if by_tier_reward[ti].any():
@@ -569,8 +587,11 @@ class Simulation:
                 continue
             paid, left = fees.bill(run, prog, self.market, t, lambda due: self.streams.uniform("renewal", t, due))
             rec = self.scratch[name].rec
-            rec["fee_income"] = paid * prog.fee
+            cash = paid * prog.fee * self.market.net_factor  # net of VAT
+            rec["fee_income"] = cash
             rec["left_members"] = float(left)
+            # earned over the period the fee pays for (fees.recognition)
+            self._fee_schedule[name][t: t + prog.fee_months] += cash / prog.fee_months
 
     def _transitions(self, t: int) -> None:
         self._end.transitions = True
@@ -684,7 +705,13 @@ class Simulation:
                 raise RuntimeError(f"month {t} ({name}): per-agent flows {issued, redeemed, expired} differ from the "
                                    f"recorded totals {recorded}")
         prog = self.program_of(name, t)
+        rec["fee_revenue"] = float(self._fee_schedule[name][t])
+        rec["fee_unearned"] = float(self._fee_schedule[name][t + 1:].sum())
+        if prog is not None and prog.cashback_threshold and rec.get("vouchers_issued"):
+            lapsed = rec["vouchers_issued"] - rec.get("vouchers_used", 0.0)
+            rec["points_voucher_lapsed"] = lapsed * prog.cashback_threshold
         rec["value_per_point"] = prog.value_per_point if prog is not None else 0.0
+        rec["cost_per_point"] = prog.cost_per_point if prog is not None else 0.0
         rec["program_active"] = 1.0 if prog is not None else 0.0
         self.records[name].append(rec)
 

@@ -226,17 +226,16 @@ class RunState:
     def close_month(self, t: int) -> None:
         self.set_snapshot(t, self.earned)
 
-    def fill_snapshots(self) -> None:
-        """Every snapshot = today's earned (a program running before the start, or a new ring)."""
-        self.give_rows(self.earned != 0)
-        has = self.row >= 0
-        self.snap[:, self.row[has]] = self.earned[has].astype(np.uint32)[None, :]
-
-    def reset_points_window(self, program: CompiledProgram) -> None:
-        """Resize the snapshot ring and tier window for a new program (at a migration)."""
+    def reset_points_window(self, program: CompiledProgram, snap: np.ndarray | None = None) -> None:
+        """A new program's snapshot ring (``snap``, or every past month = today's earned, which
+        dates every point outstanding in the current month) and tier window (at a launch)."""
         N = self.earned.shape[0]
-        self.snap = lazy_zeros((program.ring, N), np.uint32)
-        self.fill_snapshots()
+        if snap is None:
+            self.give_rows(self.earned != 0)
+            snap = lazy_zeros((program.ring, N), np.uint32)
+            has = self.row >= 0
+            snap[:, self.row[has]] = self.earned[has].astype(np.uint32)[None, :]
+        self.snap = snap
         W = program.window_months if program.window == WINDOW_ROLLING else 1
         self.qual_ring = lazy_zeros((N, W), np.float32)
         self.qual_off[:] = kernels.NO_ROW

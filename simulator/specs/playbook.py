@@ -120,6 +120,16 @@ class Accounting(Spec):
                                           json_schema_extra={"unit": "currency per point"})
 
 
+class Migration(Spec):
+    """How the balances of the program running today move to the design at launch."""
+
+    converted_points: Literal["keep_dates", "new_issue"] = Field(
+        "keep_dates", description="dating of the points a member's balance converts into: 'keep_dates' -- each "
+        "converted point keeps the earn month of the point it replaces, so the design's expiry counts from the "
+        "original purchase; 'new_issue' -- the conversion is a new issue, every converted point dated in the launch "
+        "month")
+
+
 class Playbook(Spec):
     """The local plan: which design, on which market, when, and with what activation."""
 
@@ -137,6 +147,7 @@ class Playbook(Spec):
     costs: LocalCosts = Field(default_factory=LocalCosts)
     mechanisms: Mechanisms = Field(default_factory=Mechanisms)
     baseline_age_months: Months = Field(24, description="how long the baseline program has been running at the start: its members at the start are those who would have joined in that time, holding part of a reward's worth of points")
+    migration: Migration = Field(default_factory=Migration)
     accounting: Accounting = Field(default_factory=Accounting)
 
     def issues(self) -> Iterator[tuple[tuple, str]]:

@@ -76,18 +76,25 @@ def join_probability(program: CompiledProgram, h: np.ndarray, bought: np.ndarray
     return 1.0 - stay_out
 
 
-def initial_members(program: CompiledProgram, pop: Population, market: CompiledMarket, segment: np.ndarray,
-                    idx: np.ndarray, age_months: int, u: np.ndarray, self_selection: bool) -> np.ndarray:
-    """Which of ``idx`` are members of a program that has already run ``age_months``."""
+def monthly_join_probability(program: CompiledProgram, pop: Population, market: CompiledMarket, segment: np.ndarray,
+                             idx: np.ndarray, self_selection: bool) -> np.ndarray:
+    """The chance that ``idx`` join in a month of a running program: ``h_i (1 - e^{-lambda_i})``
+    (a purchase at the till), every buyer for an automatic program, none by invitation only."""
     s = segment[idx]
     lam = market.rate[s] * pop.rate_mult[idx]
     p_buy = 1.0 - np.exp(-lam)
     if program.automatic:
-        p_month = p_buy
-    elif program.invite_only:
-        p_month = np.zeros(idx.shape)
-    else:
-        p_month = np.minimum(hazard(program, pop, market, segment, idx, self_selection), 1.0) * p_buy
+        return p_buy
+    if program.invite_only:
+        return np.zeros(idx.shape)
+    return np.minimum(hazard(program, pop, market, segment, idx, self_selection), 1.0) * p_buy
+
+
+def initial_members(program: CompiledProgram, pop: Population, market: CompiledMarket, segment: np.ndarray,
+                    idx: np.ndarray, age_months: int, u: np.ndarray, self_selection: bool) -> np.ndarray:
+    """Which of ``idx`` are members of a program that has already run ``age_months``."""
+    p_month = monthly_join_probability(program, pop, market, segment, idx, self_selection)
     p = 1.0 - (1.0 - p_month) ** age_months
+    s = segment[idx]
     ok = pop.identified[idx] & program.eligible_segments[s]
     return ok & (u < p)

@@ -20,7 +20,10 @@ the rate is multiplied by ``1 + r_s * 2^(-months since redemption / half_life_s)
 
 Redemption. Cash-back: when the spendable balance reaches the threshold, whole blocks are
 converted into vouchers at once; a share ``voucher_use_rate`` of vouchers is used (stochastic
-rounding per member), each costing ``voucher_value * voucher_cost_ratio``. Catalogue: a
+rounding per member), each costing ``voucher_value * voucher_cost_ratio`` net of VAT (``/ (1 + vat)`` when prices
+include it: a voucher is a price reduction, and revenue is net). A catalogue reward of kind
+``voucher`` costs its ``cost`` net of VAT likewise; products, experiences and partner rewards
+cost what they cost. Catalogue: a
 member whose spendable balance affords a reward of their tier redeems with probability
 ``redemption_propensity_s`` per month, taking the most expensive reward they can afford
 (one per month). Points leave oldest first.
@@ -91,7 +94,7 @@ def redeem(program: CompiledProgram, spendable: np.ndarray, tier: np.ndarray, pr
             pts += conv
             balance -= conv
             cb_pts = int(conv.sum())
-            cost += used * program.voucher_value * program.voucher_cost_ratio
+            cost += used * program.voucher_cost
             face += used * program.voucher_value
     by_reward = np.zeros(len(program.prices), dtype=np.int64)
     cat_pts = 0
@@ -118,9 +121,3 @@ def redeem(program: CompiledProgram, spendable: np.ndarray, tier: np.ndarray, pr
     redeemed = pts > 0
     return Redemptions(pts, cb_pts, cat_pts, cost, face, issued, used, by_reward, redeemed)
 
-
-def opening_balance(program: CompiledProgram, u: np.ndarray) -> np.ndarray:
-    """Balance of a member of a program already running: uniform on [0, goal) (the residual
-    progress of a renewal process), in whole points."""
-    goal = int(program.goal[0]) // CENTI
-    return (np.floor(u * goal) * CENTI).astype(np.int64)

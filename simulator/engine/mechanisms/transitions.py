@@ -73,3 +73,31 @@ def next_segment(segment: np.ndarray, u: np.ndarray, use_member: np.ndarray | No
     member = use_member if use_member is not None else np.zeros(0, dtype=bool)
     return kernels.next_segment(segment, u, member, use_member is not None, keys, dest, S,
                                 np.empty(segment.shape[0], dtype=np.int16))
+
+
+def stationary(P: np.ndarray, iterations: int = 10_000, tol: float = 1e-13) -> np.ndarray:
+    """The stationary distribution pi = pi P of a monthly matrix (power iteration from the
+    uniform distribution; for a chain with several closed classes, the one reached from it)."""
+    pi = np.full(P.shape[0], 1.0 / P.shape[0])
+    for _ in range(iterations):
+        nxt = pi @ P
+        nxt /= nxt.sum()
+        if np.abs(nxt - pi).max() < tol:
+            return nxt
+        pi = nxt
+    return pi
+
+
+def reversed_matrix(P: np.ndarray) -> np.ndarray:
+    """The time-reversed chain, ``P*[i, j] = pi_j P[j, i] / pi_i`` (Kelly 1979, *Reversibility
+    and Stochastic Networks*, 1.7): the segment a customer in segment i was in the month
+    before, for a chain in its stationary state. A segment the stationary chain never visits
+    (pi_i = 0) is given its own past (P*[i, i] = 1)."""
+    pi = stationary(P)
+    S = P.shape[0]
+    out = np.eye(S)
+    for i in range(S):
+        if pi[i] > 1e-15:
+            row = pi * P[:, i] / pi[i]
+            out[i] = row / row.sum()
+    return out
