@@ -4,15 +4,23 @@ strategist reads first, and the files scripts rely on.
 Definitions (the same in README and ``docs/model.md``):
 
 * program cost (P&L) = reward + benefit + campaign + enrolment-drive + fixed (running and
-  amortised set-up) + per-member costs - membership fees;
+  amortised set-up) + per-member costs + the movement of the provision for bonus points
+  (:mod:`simulator.finance.ifrs15`) - membership fees earned (net of VAT, over the months they
+  pay for);
 * program cash cost = the same with the set-up paid when the program launches instead of
-  amortised;
+  amortised, rewards when redeemed (no provision) and fees when received (net of VAT);
+* obligation left at the horizon (:mod:`simulator.finance.obligation`) = expected cost of
+  redeeming the points still outstanding + fees received for months after the horizon;
 * incremental X = X(design) - X(baseline), month by month, on the same agents;
-* incremental cash flow = incremental gross margin - incremental program cash cost;
-* ROI = (incremental gross margin - incremental program cost) / incremental program cost;
+* incremental cash flow = incremental gross margin - incremental program cash cost, less the
+  incremental obligation left at the horizon in the last month;
 * NPV, payback month and peak cash need of the incremental cash flow (see
   :mod:`simulator.finance.metrics`), at the market's discount rate;
-* breakage rate = points expired / (points redeemed for rewards + points expired), design run;
+* ROI = (sum of the incremental cash flow) / (incremental program cash cost + incremental
+  obligation left at the horizon): NPV's flows, undiscounted, so it counts the whole set-up
+  even when the horizon is shorter than its amortisation, and the points still owed;
+* breakage rate = points never redeemed (expired, or in cash-back vouchers never used) /
+  (points redeemed for rewards + points expired), design run, months of the design;
 * true lift = what the design's members spent in the design run minus what the same
   customers spent in the baseline run; naive member uplift = members' spend minus what they
   would spend at the non-members' average; self-selection = naive uplift - true lift
@@ -28,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from simulator.engine.simulation import ReplicationResult
-from simulator.finance import ifrs15, metrics
+from simulator.finance import ifrs15, metrics, obligation
 from simulator.scenario import Scenario
 
 #: Column order of monthly.csv (README documents each, in this order); tier columns follow members.
@@ -42,39 +50,92 @@ MONTHLY_COLUMNS = (
     "points_outstanding", "points_closing", "redemptions", "vouchers_issued", "vouchers_used",
     "reward_cost", "reward_face_value", "benefit_cost", "campaign_cost", "campaign_contacts", "enrolment_cost",
     "fixed_cost", "setup_amortisation", "setup_cash", "member_cost", "fee_income", "program_cost", "program_cash_cost",
-    "sales_with_points", "value_per_point", "expected_breakage",
-    "liability_opening", "liability_deferred", "liability_recognised", "liability_recognised_redemption",
-    "liability_recognised_breakage", "liability_closing", "cash_flow", "cumulative_cash_flow",
+    "fee_revenue", "fee_unearned", "points_voucher_lapsed",
+    "sales_with_points", "value_per_point", "cost_per_point", "expected_breakage",
+    "liability_opening", "liability_deferred", "liability_converted_in", "liability_converted_out",
+    "liability_recognised", "liability_recognised_redemption", "liability_recognised_breakage", "liability_closing",
+    "provision_opening", "provision_charged", "provision_used", "provision_remeasured", "provision_closing",
+    "obligation_points", "obligation_fees", "horizon_obligation", "cash_flow", "cumulative_cash_flow",
 )
 
 COST_GROUPS = ("reward_cost", "benefit_cost", "campaign_cost", "enrolment_cost", "fixed_cost", "member_cost")
-QUANTILES = (10, 50, 90)
 
 
-def simulated_breakage(df: pd.DataFrame) -> float:
-    """Points expired / (points redeemed for rewards + points expired) over the run."""
-    redeemed, expired = float(df["points_redeemed_rewards"].sum()), float(df["points_expired"].sum())
-    return expired / (redeemed + expired) if redeemed + expired > 0 else 0.0
+def _phases(df: pd.DataFrame, phase: np.ndarray) -> list[np.ndarray]:
+    """Month masks of each program phase (the programs a run goes through, in order)."""
+    return [phase == p for p in dict.fromkeys(phase.tolist()) if p >= 0]
 
 
-def add_finance(df: pd.DataFrame, *, expected_breakage: float | None, value_per_point: float | None) -> pd.DataFrame:
-    """Program cost, cash cost and the IFRS 15 liability roll-forward of one run's table.
+def simulated_breakage(df: pd.DataFrame, months: np.ndarray | None = None) -> float:
+    """Points that are never redeemed / points consumed, over the run (or ``months``):
+    (expired + in cash-back vouchers never used) / (redeemed for rewards + expired)."""
+    d = df if months is None else df[months]
+    redeemed, expired = float(d["points_redeemed_rewards"].sum()), float(d["points_expired"].sum())
+    lapsed = float(d["points_voucher_lapsed"].sum()) if "points_voucher_lapsed" in d else 0.0
+    return (expired + lapsed) / (redeemed + expired) if redeemed + expired > 0 else 0.0
 
-    ``expected_breakage`` None uses the run's own simulated breakage (the projection is the
-    entity's estimate)."""
+
+def realised_per_point(df: pd.DataFrame, months: np.ndarray) -> tuple[float, float]:
+    """Face value and cost (net of VAT) per point redeemed for rewards taken, over ``months``;
+    the program's nominal figures where nothing was redeemed."""
+    d = df[months]
+    taken = float(d["points_redeemed_rewards"].sum() - d["points_voucher_lapsed"].sum())
+    if taken > 0:
+        return float(d["reward_face_value"].sum()) / taken, float(d["reward_cost"].sum()) / taken
+    return float(d["value_per_point"].iloc[0]), float(d["cost_per_point"].iloc[0])
+
+
+def add_finance(df: pd.DataFrame, *, phase: np.ndarray, expected_breakage: float | None = None,
+                value_per_point: float | None = None, design_phase: int = 1,
+                opening_ssp: float | None = None) -> pd.DataFrame:
+    """Program cost, cash cost, the IFRS 15 liability and bonus-points provision, and the
+    obligation left at the horizon of one run's table.
+
+    ``phase`` gives each month's program (-1 none, 0 the program running at the start, 1 the
+    design). Per phase, the value and cost of a point are what its redemptions realise and the
+    expected breakage is the phase's simulated breakage; ``expected_breakage`` and
+    ``value_per_point`` (the playbook's accounting assumptions) replace them for the design.
+    ``opening_ssp`` values the points held at the start (those of the program running then,
+    the same in both runs; default the first month's program)."""
     df = df.copy()
-    if expected_breakage is None:
-        expected_breakage = simulated_breakage(df)
-    df["expected_breakage"] = expected_breakage
-    df["program_cost"] = df[list(COST_GROUPS)].sum(axis=1) - df["fee_income"]
-    df["program_cash_cost"] = df["program_cost"] - df["setup_amortisation"] + df["setup_cash"]
-    vpp = df["value_per_point"].to_numpy() if value_per_point is None else np.full(len(df), value_per_point)
-    bonus = df["points_issued_bonus"].to_numpy()
-    roll = ifrs15.roll_forward(df["sales_with_points"].to_numpy(), df["points_issued_purchase"].to_numpy(), bonus,
-                               df["points_redeemed_rewards"].to_numpy(), vpp, expected_breakage,
-                               opening_points=float(df["points_opening"].iloc[0]) if len(df) else 0.0)
-    for k, v in roll.items():
-        df[k] = v
+    T = len(df)
+    if "points_voucher_lapsed" not in df:
+        df["points_voucher_lapsed"] = 0.0
+    b = np.zeros(T)
+    v = np.zeros(T)
+    c = np.zeros(T)
+    for months in _phases(df, phase):
+        is_design = int(phase[months][0]) == design_phase
+        vp, cp = realised_per_point(df, months)
+        b[months] = expected_breakage if is_design and expected_breakage is not None else simulated_breakage(df, months)
+        v[months] = value_per_point if is_design and value_per_point is not None else vp
+        c[months] = cp
+    df["value_per_point"] = v
+    df["cost_per_point"] = c
+    df["expected_breakage"] = b
+    roll = ifrs15.roll_forward(
+        sales_with_points=df["sales_with_points"].to_numpy(), purchase_points=df["points_issued_purchase"].to_numpy(),
+        bonus_points=df["points_issued_bonus"].to_numpy(),
+        redeemed=(df["points_redeemed_rewards"] - df["points_voucher_lapsed"]).to_numpy(),
+        lapsed=df["points_voucher_lapsed"].to_numpy(), expired=df["points_expired"].to_numpy(),
+        converted_out=df["points_redeemed_migration"].to_numpy(), converted_in=df["points_issued_migration"].to_numpy(),
+        value_per_point=v, cost_per_point=c, expected_breakage=b,
+        opening_points=float(df["points_opening"].iloc[0]) if T else 0.0, opening_ssp=opening_ssp)
+    for k, col in roll.items():
+        df[k] = col
+    # P&L: set-up amortised, fees as earned, bonus points expensed when granted (the provision's
+    # movement); cash: set-up when paid, fees when received, rewards when redeemed
+    groups = df[list(COST_GROUPS)].sum(axis=1)
+    df["program_cost"] = groups + (df["provision_closing"] - df["provision_opening"]) - df["fee_revenue"]
+    df["program_cash_cost"] = groups - df["setup_amortisation"] + df["setup_cash"] - df["fee_income"]
+    df["obligation_points"] = 0.0
+    df["obligation_fees"] = 0.0
+    if T:
+        last = df.index[-1]
+        df.loc[last, "obligation_points"] = obligation.horizon_obligation(
+            float(df["points_outstanding"].iloc[-1]), b[-1], c[-1])
+        df.loc[last, "obligation_fees"] = float(df["fee_unearned"].iloc[-1])
+    df["horizon_obligation"] = df["obligation_points"] + df["obligation_fees"]
     df["points_closing"] = df["points_outstanding"]
     return df
 
@@ -90,19 +151,34 @@ class RunResult:
 
     def __post_init__(self) -> None:
         acc = self.scenario.playbook.accounting
+        phase_d, phase_b = self.phases()
         self.frames: list[dict[str, pd.DataFrame]] = []
         for rep in self.replications:
-            d = add_finance(rep.design, expected_breakage=acc.expected_breakage, value_per_point=acc.value_per_point)
-            b = add_finance(rep.baseline, expected_breakage=acc.expected_breakage, value_per_point=acc.value_per_point)
+            b = add_finance(rep.baseline, phase=phase_b)
+            # the points held at the start are the running program's, in both runs: one value
+            opening = float(b["value_per_point"].iloc[0] * (1 - b["expected_breakage"].iloc[0])) if len(b) else None
+            d = add_finance(rep.design, phase=phase_d, expected_breakage=acc.expected_breakage,
+                            value_per_point=acc.value_per_point, opening_ssp=opening)
             cols = [c for c in d.columns if c not in ("month", "period") and pd.api.types.is_numeric_dtype(d[c])]
             diff = d[["month", "period"]].copy()
             diff[cols] = d[cols].to_numpy() - b.reindex(columns=cols, fill_value=0.0).to_numpy()
-            diff["cash_flow"] = diff["gross_margin"] - diff["program_cash_cost"]
+            diff["cash_flow"] = diff["gross_margin"] - diff["program_cash_cost"] - diff["horizon_obligation"]
             diff["cumulative_cash_flow"] = diff["cash_flow"].cumsum()
             for f in (d, b):
                 f["cash_flow"] = 0.0
                 f["cumulative_cash_flow"] = 0.0
             self.frames.append({"design": d, "baseline": b, "difference": diff})
+
+    def phases(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each month's program in the design and the baseline run: -1 none, 0 the program
+        running at the start (the baseline design), 1 the design (from its launch)."""
+        pb = self.scenario.playbook
+        H = pb.horizon_months
+        start = pb.start or pb.launch
+        launch = (pb.launch.year - start.year) * 12 + pb.launch.month - start.month
+        before = 0 if self.scenario.baseline is not None else -1
+        design = np.where(np.arange(H) >= launch, 1, before)
+        return design, np.full(H, before)
 
     # ------------------------------------------------------------------ tables
     def monthly_all(self) -> pd.DataFrame:
@@ -135,14 +211,16 @@ class RunResult:
     # ------------------------------------------------------------------ summary
     def replication_metrics(self) -> list[dict[str, Any]]:
         rate = self.scenario.market.economics.discount_rate
+        live = self.phases()[0] == 1  # the design's months
         out = []
         for fr in self.frames:
             d, diff = fr["design"], fr["difference"]
             inc_margin = float(diff["gross_margin"].sum())
-            inc_cost = float(diff["program_cost"].sum())
+            inc_obligation = float(diff["horizon_obligation"].sum())
+            # what NPV counts, undiscounted: set-up when paid, fees when received, the
+            # obligation left at the horizon
+            inc_cost = float(diff["program_cash_cost"].sum()) + inc_obligation
             cf = diff["cash_flow"].to_numpy()
-            redeemed = float(d["points_redeemed_rewards"].sum())
-            expired = float(d["points_expired"].sum())
             members = d["members"].to_numpy()
             nonmembers = d["nonmembers"].to_numpy()
             nonmember_avg = np.divide(d["nonmember_revenue"].to_numpy(), nonmembers, out=np.zeros(len(d)), where=nonmembers > 0)
@@ -159,20 +237,27 @@ class RunResult:
                 "npv": metrics.npv(cf, rate),
                 "payback_month": metrics.payback_month(cf),
                 "peak_cash_need": metrics.peak_cash_need(cf),
-                "breakage_rate": expired / (redeemed + expired) if redeemed + expired > 0 else None,
-                "expected_breakage_used": float(d["expected_breakage"].iloc[0]) if len(d) else None,
+                "incremental_horizon_obligation": inc_obligation,
+                "incremental_pnl_cost": float(diff["program_cost"].sum()),
+                "breakage_rate": (simulated_breakage(d, live) if float(d["points_redeemed_rewards"][live].sum()
+                                                                      + d["points_expired"][live].sum()) > 0 else None),
+                "expected_breakage_used": float(d["expected_breakage"].iloc[-1]) if len(d) else None,
+                "value_per_point_used": float(d["value_per_point"].iloc[-1]) if len(d) else None,
                 "reward_cost_pct_sales": float(d["reward_cost"].sum()) / rev if rev > 0 else None,
                 "reward_cost_pct_member_sales": float(d["reward_cost"].sum()) / mrev if mrev > 0 else None,
                 "members_end": float(members[-1]) if len(members) else 0.0,
                 "points_outstanding_end": float(d["points_outstanding"].iloc[-1]) if len(d) else 0.0,
-                "liability_end": float(d["liability_closing"].iloc[-1]) if len(d) else 0.0,
-                "peak_liability": float(d["liability_closing"].max()) if len(d) else 0.0,
+                "liability_end": float(d["liability_closing"].iloc[-1] + d["provision_closing"].iloc[-1]) if len(d) else 0.0,
+                "peak_liability": float((d["liability_closing"] + d["provision_closing"]).max()) if len(d) else 0.0,
                 "member_true_lift_revenue": true_lift,
                 "member_naive_uplift_revenue": naive,
                 "member_self_selection_revenue": naive - true_lift,
             }
             for g in COST_GROUPS + ("fee_income",):
                 row[f"incremental_{g}"] = float(diff[g].sum())
+            # the cost groups as NPV counts them: the set-up when paid (in full, even when the
+            # horizon is shorter than its amortisation)
+            row["incremental_fixed_cost"] = float((diff["fixed_cost"] - diff["setup_amortisation"] + diff["setup_cash"]).sum())
             out.append(row)
         for row, rep in zip(out, self.replications):
             row["parameters"] = dict(rep.parameters)
@@ -186,18 +271,13 @@ class RunResult:
             if key == "payback_month":
                 # a replication that never pays back is later than any month: it counts, as
                 # infinity, and a percentile that lands on it is null ("never")
-                arr = np.array([np.inf if v is None else v for v in vals], dtype=float)
-                entry = {"never": int(np.isinf(arr).sum())}
-                for q in QUANTILES:
-                    v = float(np.percentile(arr, q, method="inverted_cdf"))
-                    entry[f"p{q}"] = None if np.isinf(v) else v
+                entry = {"never": sum(v is None for v in vals)}
+                entry.update({k: v for k, v in metrics.quantiles(vals, none_is_inf=True).items() if k != "mean"})
                 stats[key] = entry
                 continue
-            num = np.array([v for v in vals if v is not None], dtype=float)
-            entry: dict[str, Any] = {"missing": len(vals) - len(num)}
-            if len(num):
-                entry.update({f"p{q}": float(np.percentile(num, q)) for q in QUANTILES})
-                entry["mean"] = float(num.mean())
+            entry: dict[str, Any] = {"missing": sum(v is None for v in vals)}
+            if entry["missing"] < len(vals):
+                entry.update(metrics.quantiles(vals))
             stats[key] = entry
         npvs = np.array([r["npv"] for r in reps])
         sc = self.scenario

@@ -135,6 +135,7 @@ def summary_text(summary: dict[str, Any]) -> str:
         ("  enrolment drives", money("incremental_enrolment_cost")),
         ("  running + set-up", money("incremental_fixed_cost")),
         ("  per-member", money("incremental_member_cost")),
+        ("  obligation left at horizon", money("incremental_horizon_obligation")),
         ("  fees received (-)", money("incremental_fee_income")),
         ("Net incremental margin", money("incremental_net_margin")),
         ("ROI", pct("roi")),

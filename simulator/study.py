@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import pandas as pd
 
 from simulator.errors import InputError, InputErrors
 from simulator.executor import Executor
@@ -215,20 +216,33 @@ def breakeven(cell: StudyCell, study: Study, base: RunResult, progress: Progress
             meaning = ("multiple of the assumed behavioural response (every lift) at which NPV reaches zero: below 1 the "
                        "design still pays with a weaker response than assumed")
     out.append({"parameter": "behavioural response (all lifts)", "value": value, "meaning": meaning})
-    # reward cost: linear in NPV
+    # reward cost: linear in NPV (cost changes no behaviour); the design's rewards in its own
+    # months and the cost of its points still owed at the horizon both scale with it
     npvs, pvs = [], []
+    live = base.phases()[0] == 1
     for fr in base.frames:
         d = fr["design"]
-        pvs.append(metrics.npv(d["reward_cost"].to_numpy(), rate))
+        pvs.append(reward_cost_pv(d, live, rate))
         npvs.append(metrics.npv(fr["difference"]["cash_flow"].to_numpy(), rate))
     pv, npv = float(np.mean(pvs)), float(np.mean(npvs))
     if pv > 0:
         mult = 1 + npv / pv
         pct = base.summary()["metrics"]["reward_cost_pct_sales"].get("mean")
-        out.append({"parameter": "reward cost", "value": mult,
-                    "meaning": "highest multiple of the design's reward cost at which NPV is still zero"
-                               + (f" (reward cost {100 * pct * mult:.2f}% of sales instead of {100 * pct:.2f}%)" if pct else "")})
+        if mult <= 0:
+            out.append({"parameter": "reward cost", "value": None,
+                        "meaning": "none: NPV is negative even if the design's rewards cost nothing"})
+        else:
+            out.append({"parameter": "reward cost", "value": mult,
+                        "meaning": "highest multiple of the design's reward cost at which NPV is still zero"
+                                   + (f" (reward cost {100 * pct * mult:.2f}% of sales instead of {100 * pct:.2f}%)" if pct else "")})
     return out
+
+
+def reward_cost_pv(design: pd.DataFrame, live: np.ndarray, rate: float) -> float:
+    """Present value of the design's reward cost: rewards redeemed in the design's months and
+    the cost of its points still owed at the horizon (finance.obligation)."""
+    flows = np.where(live, design["reward_cost"].to_numpy(), 0.0) + design["obligation_points"].to_numpy() * live
+    return metrics.npv(flows, rate)
 
 
 def run_study(study: Study, cells: list[StudyCell], out: Path, *, force: bool, progress: Progress | None = None,

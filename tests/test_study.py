@@ -92,8 +92,9 @@ def test_response_breakeven_gives_zero_npv(small_study):
 
 
 def test_reward_cost_enters_npv_linearly(small_study):
-    """The reward-cost break-even assumes NPV(c x cost) = NPV - (c - 1) PV(reward cost): check
-    it by running the design with every reward cost doubled."""
+    """The reward-cost break-even assumes NPV(c x cost) = NPV - (c - 1) PV(reward cost), the
+    cost of the points still owed at the horizon included: check it by running the design with
+    every reward cost doubled (doubling lowers NPV by exactly the discounted extra cost)."""
     from simulator.engine.simulation import Simulation
     from simulator.finance import metrics
     from simulator.results import RunResult
@@ -109,8 +110,17 @@ def test_reward_cost_enters_npv_linearly(small_study):
     rate = sc.market.economics.discount_rate
     npv1 = base.replication_metrics()[0]["npv"]
     npv2 = twice.replication_metrics()[0]["npv"]
-    pv = metrics.npv(base.frames[0]["design"]["reward_cost"].to_numpy(), rate)
-    assert npv1 - npv2 == pytest.approx(pv, rel=1e-9)
+    from simulator.study import reward_cost_pv
+
+    d1, d2 = base.frames[0]["design"], twice.frames[0]["design"]
+    live = base.phases()[0] == 1
+    # the extra cost: the rewards redeemed, and the points still owed at the horizon
+    extra = (metrics.npv(d2["reward_cost"].to_numpy() - d1["reward_cost"].to_numpy(), rate)
+             + (d2["obligation_points"].iloc[-1] - d1["obligation_points"].iloc[-1])
+             / (1 + rate) ** (len(d1) / 12))
+    assert d1["obligation_points"].iloc[-1] > 0
+    assert npv1 - npv2 == pytest.approx(extra, rel=1e-9)
+    assert npv1 - npv2 == pytest.approx(reward_cost_pv(d1, live, rate), rel=1e-9)
 
 
 def test_reproduce_a_study_scenario_with_a_swapped_design(small_study, tmp_path):

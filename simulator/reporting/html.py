@@ -333,7 +333,7 @@ def _sensitivity(study: Study) -> str:
     if be:
         out.append("<h3>Break-even values</h3>")
         out.append(table(["Scenario", "Parameter", "Break-even value", "Meaning"],
-                         [[e(sid), e(b.parameter), "n/a" if b.value is None else f"{b.value:g}", f"<td>{e(b.meaning)}</td>"]
+                         [[e(sid), e(b.parameter), "none" if b.value is None else f"{b.value:.2f}", f"<td>{e(b.meaning)}</td>"]
                           for sid, b in be], num_from=2))
     if study.uncertain_parameters:
         out.append("<h3>Uncertain parameters</h3>")

@@ -18,11 +18,13 @@ SECTIONS = (
     ("Rewards, goal gradient and rewarded behaviour", "simulator.engine.mechanisms.rewards"),
     ("Tiers and status", "simulator.engine.mechanisms.tiers"),
     ("Expiry", "simulator.engine.mechanisms.expiry"),
+    ("A program already running at the start", "simulator.engine.mechanisms.history"),
     ("Campaigns and enrolment drives", "simulator.engine.mechanisms.campaigns"),
     ("Paid membership", "simulator.engine.mechanisms.fees"),
     ("Segment transitions", "simulator.engine.mechanisms.transitions"),
     ("The points ledger", "simulator.engine.state"),
     ("Points liability (IFRS 15)", "simulator.finance.ifrs15"),
+    ("The obligation left at the horizon", "simulator.finance.obligation"),
     ("NPV, ROI, payback", "simulator.finance.metrics"),
     ("What a run reports", "simulator.results"),
 )

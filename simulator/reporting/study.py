@@ -25,9 +25,10 @@ Conventions
   bar carries its own ``"currency"``; the ranking in ``study.json`` is in the reporting
   currency. When ``ranking`` is missing or empty, scenarios are ranked by NPV P50 in the
   reporting currency (highest first, ties by id).
-* P10/P50/P90 are percentiles over replications with linear interpolation, as in
-  ``summary.json``. Payback month quantiles count a replication that never pays back as
-  "never" (later than any month) instead of dropping it.
+* P10/P50/P90 are percentiles over replications by the one rule of
+  :func:`simulator.finance.metrics.quantiles` (the replication nearest the rank), as in
+  ``summary.json`` and the terminal. Payback month quantiles count a replication that never
+  pays back as "never" (later than any month) instead of dropping it.
 * Roll-up (:func:`rollup`): the group total of a metric is computed replication by
   replication: for replication r, the total is the sum over markets of replication r's value
   converted to the reporting currency, and P10/P50/P90 are taken over these totals. Summing
@@ -52,8 +53,7 @@ import numpy as np
 import pandas as pd
 
 from simulator.errors import InputErrors
-
-QUANTILES = (10, 50, 90)
+from simulator.finance.metrics import QUANTILES, quantiles  # noqa: F401  (the one percentile rule)
 
 #: Metric -> unit kind: ``money`` (market currency), ``pct`` (a share, 0.25 = 25 %), ``months``,
 #: ``count`` (customers), ``points``. Metrics not listed are plain numbers.
@@ -84,6 +84,9 @@ METRIC_UNITS: dict[str, str] = {
     "incremental_fixed_cost": "money",
     "incremental_member_cost": "money",
     "incremental_fee_income": "money",
+    "incremental_horizon_obligation": "money",
+    "incremental_pnl_cost": "money",
+    "value_per_point_used": "number",
 }
 
 #: Human labels of the summary metrics (order = order of display).
@@ -102,6 +105,7 @@ METRIC_LABELS: dict[str, str] = {
     "incremental_enrolment_cost": "  enrolment drives",
     "incremental_fixed_cost": "  running + set-up",
     "incremental_member_cost": "  per-member costs",
+    "incremental_horizon_obligation": "  obligation left at the horizon",
     "incremental_fee_income": "  fees received (subtracted)",
     "incremental_net_margin": "Net incremental margin",
     "member_naive_uplift_revenue": "Members' extra spend, naive",
@@ -113,6 +117,8 @@ METRIC_LABELS: dict[str, str] = {
     "peak_liability": "Peak points liability",
     "breakage_rate": "Breakage (simulated)",
     "expected_breakage_used": "Expected breakage used (IFRS 15)",
+    "value_per_point_used": "Value of a point used (IFRS 15)",
+    "incremental_pnl_cost": "Incremental program cost, P&L view",
     "reward_cost_pct_sales": "Reward cost / sales",
     "reward_cost_pct_member_sales": "Reward cost / members' sales",
 }
@@ -125,6 +131,7 @@ COST_GROUPS: tuple[tuple[str, str], ...] = (
     ("incremental_enrolment_cost", "enrolment drives"),
     ("incremental_fixed_cost", "running + set-up"),
     ("incremental_member_cost", "per-member costs"),
+    ("incremental_horizon_obligation", "obligation left at the horizon"),
 )
 FEE_INCOME = "incremental_fee_income"
 
@@ -151,33 +158,6 @@ def ordered_metrics(names: Iterable[str]) -> list[str]:
     names = set(names)
     known = [m for m in METRIC_LABELS if m in names]
     return known + sorted(names - set(known))
-
-
-def quantiles(values: Sequence[float | None], *, none_is_inf: bool = False) -> dict[str, float | None]:
-    """P10/P50/P90 and mean of per-replication values.
-
-    ``None`` values are dropped, or with ``none_is_inf`` counted as +inf (a payback that never
-    happens); a quantile that lands on +inf is returned as None ("never")."""
-    if none_is_inf:
-        arr = np.array([math.inf if v is None else float(v) for v in values], dtype=float)
-    else:
-        arr = np.array([float(v) for v in values if v is not None], dtype=float)
-    if arr.size == 0:
-        return {"p10": None, "p50": None, "p90": None, "mean": None}
-    out: dict[str, float | None] = {}
-    srt = np.sort(arr)
-    for q in QUANTILES:
-        # numpy's "linear" percentile, written out so that +inf neighbours give None, not nan
-        h = (srt.size - 1) * q / 100.0
-        lo, hi = int(math.floor(h)), int(math.ceil(h))
-        w = h - lo
-        a, b = srt[lo], srt[hi]
-        if not np.isfinite(a) or (w > 0 and not np.isfinite(b)):
-            out[f"p{q}"] = None
-        else:
-            out[f"p{q}"] = float(np.percentile(srt, q)) if np.isfinite(srt).all() else float(a + (b - a) * w)
-    out["mean"] = float(arr.mean()) if np.isfinite(arr).all() else None
-    return out
 
 
 # ----------------------------------------------------------------------------- typed objects

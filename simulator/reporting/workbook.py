@@ -276,7 +276,9 @@ PNL_LOCAL = (
     ("benefit_cost", "Tier benefit cost"), ("campaign_cost", "Campaign cost"), ("enrolment_cost", "Enrolment drive cost"),
     ("fixed_cost", "Running + amortised set-up"), ("setup_amortisation", "of which set-up amortisation"),
     ("setup_cash", "Set-up paid (cash view)"), ("member_cost", "Per-member cost"), ("fee_income", "Membership fees received"),
+    ("fee_revenue", "Membership fees earned"), ("provision_closing", "Bonus-points provision"),
     ("program_cost", "Program cost (P&L)"), ("program_cash_cost", "Program cash cost"),
+    ("horizon_obligation", "Obligation left at the horizon"),
 )
 PNL_REPORTING = (("revenue", "Revenue"), ("gross_margin", "Gross margin"), ("program_cost", "Program cost (P&L)"),
                  ("program_cash_cost", "Program cash cost"))
@@ -319,6 +321,7 @@ POINTS_COLS = (
 )
 LIABILITY_COLS = (
     ("liability_opening", "Liability opening"), ("liability_deferred", "Deferred (revenue allocated to points issued)"),
+    ("liability_converted_in", "Converted in (migration)"), ("liability_converted_out", "Converted out (migration)"),
     ("liability_recognised_redemption", "Recognised on redemption"), ("liability_recognised_breakage", "Recognised as breakage"),
     ("liability_recognised", "Recognised, total"), ("liability_closing", "Liability closing"),
 )
@@ -330,7 +333,7 @@ def _liability(ws: Worksheet, study: Study) -> None:
     head = ["Scenario", "Market", "Run", "Month", "Period", "Currency", f"FX to {cur}"]
     head += [label for _, label in POINTS_COLS] + ["Points check: opening + issued - redeemed - expired - closing"]
     head += [f"{label} (local currency)" for _, label in LIABILITY_COLS]
-    head += ["Liability check: opening + deferred - recognised - closing (local currency)"]
+    head += ["Liability check: opening + deferred + converted in - converted out - recognised - closing (local currency)"]
     head += [f"{label} ({cur})" for _, label in LIABILITY_COLS]
     head += ["Expected breakage (IFRS 15)", "Value per point (local currency)"]
     sh.header(head)
@@ -342,7 +345,8 @@ def _liability(ws: Worksheet, study: Study) -> None:
                 pts = [rec[c] for c, _ in POINTS_COLS]
                 pcheck = rec["points_opening"] + rec["points_issued"] - rec["points_redeemed"] - rec["points_expired"] - rec["points_closing"]
                 liab = [rec[c] for c, _ in LIABILITY_COLS]
-                lcheck = rec["liability_opening"] + rec["liability_deferred"] - rec["liability_recognised"] - rec["liability_closing"]
+                lcheck = (rec["liability_opening"] + rec["liability_deferred"] + rec["liability_converted_in"]
+                          - rec["liability_converted_out"] - rec["liability_recognised"] - rec["liability_closing"])
                 row = [s.id, s.market, run, rec["month"], rec["period"], s.currency, fx, *pts, pcheck, *liab, lcheck,
                        *[v * fx for v in liab], rec.get("expected_breakage"), rec.get("value_per_point")]
                 fmts = ([None] * 6 + [RATE] + [COUNT] * (len(POINTS_COLS) + 1) + [MONEY] * (2 * len(LIABILITY_COLS) + 1)

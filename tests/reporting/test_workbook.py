@@ -82,7 +82,8 @@ def test_monthly_pnl_formats_and_cash_flow(wb, study_dir):
             assert cf.number_format == MONEY
             gm = r[header["Gross margin (local currency)"]].value
             cash_cost = r[header["Program cash cost (local currency)"]].value
-            assert cf.value == pytest.approx(gm - cash_cost, rel=1e-9, abs=1e-6)
+            owed = r[header["Obligation left at the horizon (local currency)"]].value
+            assert cf.value == pytest.approx(gm - cash_cost - owed, rel=1e-9, abs=1e-6)
     # the last difference month's cumulative cash flow is the monthly mean's
     for sid in PLAYBOOKS:
         sc = study.scenario(sid)
