@@ -209,11 +209,20 @@ class RunResult:
         return g.sort_values(["scenario", "month"], key=lambda s: s.map(order) if s.name == "scenario" else s).reset_index(drop=True)
 
     # ------------------------------------------------------------------ summary
-    def replication_metrics(self) -> list[dict[str, Any]]:
+    def discount_rate(self, r: int) -> float:
+        """The annual discount rate of replication r (drawn when the market gives a range)."""
         rate = self.scenario.market.economics.discount_rate
+        if isinstance(rate, (int, float)):
+            return float(rate)
+        name = f"{self.scenario.market.name}.economics.discount_rate"
+        return float(self.replications[r].parameters.get(name, rate.central))
+
+    def replication_metrics(self) -> list[dict[str, Any]]:
         live = self.phases()[0] == 1  # the design's months
+        tax = self.scenario.playbook.accounting.tax_rate
         out = []
-        for fr in self.frames:
+        for r, fr in enumerate(self.frames):
+            rate = self.discount_rate(r)
             d, diff = fr["design"], fr["difference"]
             inc_margin = float(diff["gross_margin"].sum())
             inc_obligation = float(diff["horizon_obligation"].sum())
@@ -235,6 +244,9 @@ class RunResult:
                 "incremental_net_margin": inc_margin - inc_cost,
                 "roi": metrics.roi(inc_margin, inc_cost),
                 "npv": metrics.npv(cf, rate),
+                "discount_rate": rate,
+                "npv_rate_minus_2pt": metrics.npv(cf, max(rate - 0.02, 0.0)),
+                "npv_rate_plus_2pt": metrics.npv(cf, rate + 0.02),
                 "payback_month": metrics.payback_month(cf),
                 "peak_cash_need": metrics.peak_cash_need(cf),
                 "incremental_horizon_obligation": inc_obligation,
@@ -253,6 +265,11 @@ class RunResult:
                 "member_naive_uplift_revenue": naive,
                 "member_self_selection_revenue": naive - true_lift,
             }
+            if tax is not None:
+                # tax on each month's incremental P&L result (the obligation at the horizon is
+                # deductible as the costs it stands for will be); a loss saves tax
+                taxable = (diff["gross_margin"] - diff["program_cost"] - diff["horizon_obligation"]).to_numpy()
+                row["npv_after_tax"] = metrics.npv(cf - tax * taxable, rate)
             for g in COST_GROUPS + ("fee_income",):
                 row[f"incremental_{g}"] = float(diff[g].sum())
             # the cost groups as NPV counts them: the set-up when paid (in full, even when the

@@ -50,7 +50,7 @@ class Economics(Spec):
     gross_margin: Uncertain(Probability) = Field(description="gross margin on net sales (share)")
     vat_rate: float = Field(0.0, ge=0, le=1, description="sales tax/VAT rate")
     prices_include_tax: bool = Field(True, description="whether basket amounts include tax (then net sales = amount / (1 + vat_rate))")
-    discount_rate: float = Field(0.08, ge=0, le=1, description="annual discount rate for NPV", json_schema_extra={"unit": "per year"})
+    discount_rate: Uncertain(Probability) = Field(0.08, description="annual discount rate for NPV (a range puts it in the P10/P90 and the tornado)", json_schema_extra={"unit": "per year"})
 
 
 class Reachability(Spec):

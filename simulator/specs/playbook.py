@@ -113,11 +113,13 @@ class Mechanisms(Spec):
 
 
 class Accounting(Spec):
-    """Assumptions finance sets for the IFRS 15 points liability."""
+    """Assumptions finance sets: the IFRS 15 points liability, the fiscal year, tax."""
 
     expected_breakage: Probability | None = Field(None, description="share of points expected never to be redeemed, used to price a point and to recognise breakage in proportion to redemptions; default: the breakage the simulation projects for the design (expired / (redeemed + expired) over the horizon). US programs see a third or more (Colloquy 2011)")
     value_per_point: float | None = Field(None, gt=0, description="value of one point to the member (standalone selling price before breakage); default from the rewards: cashback voucher value per point, else the mean face value per point of the catalogue",
                                           json_schema_extra={"unit": "currency per point"})
+    fiscal_year_start: int = Field(1, ge=1, le=12, description="calendar month the fiscal year starts in (the P&L by year); 1 = calendar years")
+    tax_rate: Probability | None = Field(None, description="corporate income tax rate: when given, the summary adds the NPV after tax (tax on the incremental P&L result of each month, a loss saving tax against the group's other profits)")
 
 
 class Migration(Spec):
