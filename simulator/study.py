@@ -251,6 +251,7 @@ def run_study(study: Study, cells: list[StudyCell], out: Path, *, force: bool, p
     doc: dict[str, Any] = {"name": study.name, "description": study.description, "source": source,
                            "reporting_currency": study.reporting_currency, "seed": study.seed,
                            "replications": study.replications, "agents": study.agents,
+                           "sensitivity_replications": study.sensitivity_replications,
                            "scenarios": [], "uncertain_parameters": [], "tornado": {}, "breakeven": {}, "ranking": []}
     with staged_directory(out, force) as tmp:
         seen_params: set[str] = set()

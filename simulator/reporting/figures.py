@@ -55,7 +55,7 @@ PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F
 
 COST_COLOURS = {"rewards": "#0072B2", "tier benefits": "#56B4E9", "campaigns": "#E69F00",
                 "enrolment drives": "#F0E442", "running + set-up": "#999999", "per-member costs": "#CC79A7",
-                "fees received": "#009E73"}
+                "obligation left at the horizon": "#D55E00", "fees received": "#009E73"}
 
 
 @contextlib.contextmanager
@@ -327,11 +327,13 @@ def migration_heatmaps(segments: Sequence[str], design: np.ndarray, baseline: np
     return fig
 
 
-def tornado(bars: pd.DataFrame, currency: str, title: str) -> Figure:
-    """NPV when each uncertain parameter is at its low or high value, the others at base;
-    widest swing on top (``bars``: parameter, low, high, npv_low, npv_high, npv_base)."""
+def tornado(bars: pd.DataFrame, currency: str, title: str, headline: float | None = None) -> Figure:
+    """NPV when each uncertain parameter is at its low or high value, the others at their
+    central value; widest swing on top (``bars``: parameter, low, high, npv_low, npv_high,
+    npv_base). The solid line is the base (every uncertain parameter central), the dashed line
+    the headline NPV P50 when given: a different figure (every parameter drawn)."""
     with styled():
-        fig = _new(8.0, 1.2 + 0.42 * max(len(bars), 1))
+        fig = _new(8.0, 1.5 + 0.42 * max(len(bars), 1))
         if bars.empty:
             return _empty(fig, "no sensitivity analysis")
         ax = fig.add_subplot()
@@ -345,11 +347,16 @@ def tornado(bars: pd.DataFrame, currency: str, title: str) -> Figure:
                 ha = "right" if x < base else "left"
                 ax.annotate(f"{val:.3g}", (x, y), xytext=(-3 if ha == "right" else 3, 0), textcoords="offset points",
                             ha=ha, va="center", fontsize=7)
-        ax.axvline(base, color="#333333", linewidth=0.9)
-        ax.axvline(0.0, color="#aa0000", linewidth=0.8, linestyle=":")
+        ax.axvline(base, color="#333333", linewidth=0.9, label="base: every uncertain parameter at its central value")
+        lines = [base]
+        if headline is not None:
+            ax.axvline(headline, color="#333333", linewidth=0.9, linestyle="--", label="headline NPV P50 (every parameter drawn)")
+            lines.append(headline)
+        ax.axvline(0.0, color="#aa0000", linewidth=0.8, linestyle=":", label="NPV = 0")
         ax.set_yticks(ys, list(b["parameter"]))
         ax.grid(axis="y", visible=False)
-        _money_axis(ax.xaxis, np.concatenate([b["npv_low"], b["npv_high"], [base]]), currency, "NPV")
-        ax.set_title(f"{title}\nNPV at each parameter's low (orange) and high (blue) value", fontsize=9)
+        _money_axis(ax.xaxis, np.concatenate([b["npv_low"], b["npv_high"], lines]), currency, "NPV")
+        ax.set_title(f"{title}\nNPV at each parameter's low (orange) and high (blue) value, the others central", fontsize=9)
         ax.margins(x=0.15)
+        fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=3, fontsize=7)
     return fig

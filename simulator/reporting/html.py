@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -58,8 +59,9 @@ footer{margin-top:40px;border-top:1px solid #ccc;padding-top:10px;color:#666;fon
 
 CAPTIONS = {
     "cash-flow": "Read each line as the typical (P50) running total of extra gross margin minus extra program cash "
-                 "cost since launch, in {cur}; the shaded band holds the middle 80% of replications (P10 to P90), and "
-                 "the month from which a line stays above zero is the payback month.",
+                 "cost since launch, less the obligation left at the horizon in the last month, in {cur}; the shaded "
+                 "band holds the middle 80% of replications (P10 to P90), and the month from which a line stays above "
+                 "zero is the payback month.",
     "npv": "Each dot is one replication's NPV in {cur}, the box spans P10 to P90 and the thick bar is the median: the "
            "further right of the red zero line and the narrower the box, the safer the design.",
     "members-by-tier": "Each panel stacks one design's members at month end by tier (mean over replications): the "
@@ -68,8 +70,9 @@ CAPTIONS = {
                         "{cur}; solid lines are the design run and dashed lines the baseline program in the baseline "
                         "run, so the gap is the extra liability the design puts on the balance sheet.",
     "cost-breakdown": "Each bar splits the extra program cost over the horizon (design minus baseline, mean over "
-                      "replications, {cur}) into its groups; parts left of zero are savings against the baseline or "
-                      "fees received, and the black diamond is the net cost.",
+                      "replications, {cur}) into its groups, the obligation left at the horizon (points still owed, "
+                      "fees received for months after it) as its own; parts left of zero are savings against the "
+                      "baseline or fees received, and the black diamond is the net cost.",
     "margin-sources": "Each bar is members' apparent extra spend compared with non-members; only the green part (what "
                       "the same customers spend more than in the baseline run, the true lift) is made by the program "
                       "and counted in the incremental margin, the grey part is self-selection of customers who spent "
@@ -78,19 +81,25 @@ CAPTIONS = {
                  "middle the same customers under the baseline, right the difference in percentage points (blue: more "
                  "customers make that move with the design, red: fewer).",
     "tornado": "Each bar shows the NPV in {cur} when one uncertain parameter moves to its low (orange) or high (blue) "
-               "value with the others at base; the widest bars, at the top, are the assumptions to check first, and the "
+               "value with the others at their central value; the widest bars, at the top, are the assumptions to check "
+               "first. The solid line is the base: {base}, {base_value} {cur}. It is not the headline NPV P50 "
+               "({headline} {cur}, dashed line), which is over the study's replications with every parameter drawn. The "
                "dotted red line is NPV = 0.",
 }
 
 DEFINITIONS = (
     ("incremental X", "X in the design run minus X in the baseline run, on the same customers with the same luck (common random numbers)."),
-    ("incremental cash flow", "incremental gross margin minus incremental program cash cost (set-up paid at launch)."),
-    ("NPV", "of the monthly incremental cash flow at the market's annual discount rate, flows at month end."),
-    ("ROI", "(incremental gross margin - incremental program cost) / incremental program cost, undiscounted; none when the design costs no more than the baseline."),
-    ("payback month", "first month from which the cumulative incremental cash flow stays non-negative; a replication that never pays back counts as later than any month."),
+    ("incremental cash flow", "incremental gross margin minus incremental program cash cost (set-up when paid, rewards when redeemed, fees when received, net of VAT), less the incremental obligation left at the horizon in the last month."),
+    ("obligation left at the horizon", "the expected cost of redeeming the points still outstanding at the horizon (net of expected breakage) plus membership fees received for months after it; charged in the last month, it enters NPV, ROI, payback and P(NPV < 0)."),
+    ("NPV", "of the monthly incremental cash flow, obligation left at the horizon included, at the market's annual discount rate (stated in the ranking; drawn in each replication when the market gives a range), flows at month end; also shown at the rate -2 and +2 points and, when the playbook sets a tax rate, after tax."),
+    ("ROI", "undiscounted sum of the incremental cash flow / (incremental program cash cost + incremental obligation left at the horizon): NPV's flows, so it counts the whole set-up even when the horizon is shorter than its amortisation, and the points still owed; none when the design costs no more than the baseline."),
+    ("payback month", "first month from which the cumulative incremental cash flow stays non-negative, in whole months; \"never\" when it does not within the horizon, and a replication that never pays back counts as later than any month."),
+    ("points liability (IFRS 15)", "points earned with a sale are a separate performance obligation: part of the sale is deferred at the standalone selling price of a point, the value its redemptions realise (face value of the rewards taken per point redeemed) times the probability it is redeemed, and recognised as points are redeemed."),
+    ("bonus-points provision (IAS 37)", "points given without a sale (welcome, birthday, referral, campaign bonuses) are no revenue: the expected cost of redeeming them is a marketing expense when granted, held as a provision and re-measured every month."),
+    ("tornado base", "NPV with every uncertain parameter at its central value, mean of the sensitivity replications with the study's seeds; not the headline NPV P50."),
     ("true lift", "members' revenue in the design run minus the same customers' revenue in the baseline run."),
     ("self-selection", "naive member uplift (members' spend minus what they would spend at the non-members' average) minus true lift."),
-    ("P10 / P50 / P90", "percentiles over replications; 80% of replications fall between P10 and P90."),
+    ("P10 / P50 / P90", "percentiles over replications by one rule everywhere (report, workbook, summary.json, terminal): the replication nearest the percentile's rank, so each is a figure some replication produced and a payback percentile is a whole month; 80% of replications fall between P10 and P90."),
     ("roll-up total", "summed replication by replication across markets in the reporting currency, then percentiles of the totals."),
 )
 
@@ -116,7 +125,8 @@ def fmt(v: Any, unit: str) -> str:
     if unit == "pct":
         return pct(v)
     if unit == "months":
-        return f"{v:.1f}".rstrip("0").rstrip(".")
+        # whole months (the percentile rule gives them; a fraction from an older run is rounded up)
+        return f"month {math.ceil(v - 1e-9)}"
     if unit in ("money", "count", "points"):
         return money(v)
     return f"{v:,.4g}"
@@ -154,6 +164,55 @@ def figure(fig: Any, alt: str, caption: str) -> str:
             f"<figcaption>{e(caption)}</figcaption></figure>")
 
 
+# ----------------------------------------------------------------------------- finance
+def discount_rate(s: ScenarioRun) -> str:
+    """The annual discount rate of a scenario's NPV: the P50 over replications, with its P10
+    and P90 when the market gives a range (drawn in each replication)."""
+    q = s.stat("discount_rate")
+    if q["p50"] is None:
+        return "n/a (the run does not record it)"
+    if q["p10"] == q["p90"]:
+        return pct(q["p50"])
+    return f"{pct(q['p50'])} (P50; drawn from a range, P10 {pct(q['p10'])} to P90 {pct(q['p90'])})"
+
+
+def p50_reporting(s: ScenarioRun, metric: str) -> float | None:
+    """P50 of a money metric of a scenario in the reporting currency (converted here, so also
+    for metrics :data:`simulator.reporting.study.METRIC_UNITS` does not list)."""
+    v = s.stat(metric)["p50"]
+    return None if v is None else v * s.fx_to_reporting
+
+
+def breakeven_cells(b: S.BreakEven) -> tuple[str, str]:
+    """(value, reason) of a break-even as the report shows it: the multiple with 2 decimals,
+    or "none" and why when it has no meaning (no value, or a negative multiple)."""
+    if b.value is not None and b.value >= 0:
+        return f"{b.value:.2f}", b.meaning
+    reason = b.meaning if b.value is None else "NPV is negative even with this parameter at zero"
+    return "none", reason.removeprefix("none:").strip()
+
+
+def _finance(study: Study) -> str:
+    cur = study.reporting_currency
+    rates = {s.market: discount_rate(s) for s in reversed(study.ranked_scenarios)}  # each market's best-ranked
+    out = ["<h3>Discount rate, tax and the obligation at the horizon</h3>",
+           "<p>Discount rate (annual; P50 of the rate the replications used): "
+           + "; ".join(f"{e(m)} {e(rates[m])}" for m in study.markets if m in rates) + ".</p>"]
+    taxed = any(s.stat("npv_after_tax")["p50"] is not None for s in study.ranked_scenarios)
+    rows = []
+    for s in study.ranked_scenarios:
+        metrics = ["npv_rate_minus_2pt", "npv", "npv_rate_plus_2pt"] + (["npv_after_tax"] if taxed else [])
+        rows.append([e(s.id), f"<td>{e(discount_rate(s))}</td>"]
+                    + [mcell(p50_reporting(s, m)) for m in metrics + ["incremental_horizon_obligation"]])
+    head = ["Scenario", "Discount rate", f"NPV P50 at rate -2 pt ({cur})", f"NPV P50 ({cur})",
+            f"NPV P50 at rate +2 pt ({cur})"] + ([f"NPV after tax P50 ({cur})"] if taxed else [])
+    out.append(table(head + [f"Obligation left at the horizon P50 ({cur})"], rows, num_from=2))
+    out.append("<p class=note>NPV at the discount rate 2 points lower (not below 0%) and higher, and after tax where "
+               "the playbook sets a tax rate (n/a: none set). The obligation left at the horizon (points still owed, "
+               "fees received for months after the horizon) is charged in the last month, in NPV, ROI and payback.</p>")
+    return "\n".join(out)
+
+
 # ----------------------------------------------------------------------------- reasons
 def cost_shares(s: ScenarioRun) -> list[tuple[str, float]]:
     """(group, mean amount in the reporting currency) of the incremental cost, largest
@@ -178,7 +237,7 @@ def reasons(study: Study, s: ScenarioRun) -> str:
     pneg = s.summary.get("probability_npv_negative")
     parts = [f"NPV P50 {money(npv['p50'])} {cur} (P10 {money(npv['p10'])} to P90 {money(npv['p90'])}), "
              f"probability of a negative NPV {pct(pneg, 0)}; ROI P50 {pct(roi)}; payback "
-             f"{'never within the horizon' if pay is None else 'month ' + fmt(pay, 'months')} (P50)."]
+             f"{'never within the horizon' if pay is None else fmt(pay, 'months')} (P50)."]
     share = f"{tl / naive:.0%}" if naive else "n/a"
     parts.append(f"Margin (means over replications): incremental gross margin {money(gm)} {cur} on incremental "
                  f"revenue {money(rev)} {cur}. "
@@ -208,7 +267,8 @@ def _ranking(study: Study) -> str:
                      pct(s.stat("roi")["p50"]), fmt(s.stat("payback_month")["p50"], "months"),
                      mcell(s.stat("incremental_net_margin", reporting=True)["p50"])])
     out.append(table(["Rank", "Scenario", f"NPV P10 ({cur})", f"NPV P50 ({cur})", f"NPV P90 ({cur})", "P(NPV<0)",
-                      "ROI P50", "Payback month P50", f"Net incr. margin P50 ({cur})"], rows, num_from=2))
+                      "ROI P50", "Payback P50", f"Net incr. margin P50 ({cur})"], rows, num_from=2))
+    out.append(_finance(study))
     out.append("<h3>Where the margin comes from</h3>")
     rows = []
     for s in study.ranked_scenarios:
@@ -228,8 +288,9 @@ def _ranking(study: Study) -> str:
         cells += [mcell(-s.mean(S.FEE_INCOME, reporting=True)), mcell(s.mean("incremental_program_cost", reporting=True))]
         rows.append(cells)
     out.append(table(["Scenario"] + [f"{label} ({cur})" for _, label in S.COST_GROUPS] + [f"fees received ({cur})", f"Total ({cur})"], rows))
-    out.append("<p class=note>Incremental cost over the horizon, mean over replications; rewards can be negative when the "
-               "design gives back less than the baseline program.</p>")
+    out.append("<p class=note>Incremental cost over the horizon as NPV counts it (set-up when paid, the obligation left "
+               "at the horizon as its own line), mean over replications; rewards can be negative when the design gives "
+               "back less than the baseline program.</p>")
     out.append("<h3>Reasons</h3><ol class=reasons>")
     for s in study.ranked_scenarios:
         out.append(f"<li><b>{e(s.id)}</b>: {reasons(study, s)}</li>")
@@ -286,7 +347,7 @@ def _figure_section(sid: str, title: str, body: str) -> str:
 def _figures(study: Study) -> list[str]:
     cur = study.reporting_currency
     order = [r.scenario for r in study.ranking]
-    cap = {k: v.format(cur=cur) for k, v in CAPTIONS.items()}
+    cap = {k: v.format(cur=cur) for k, v in CAPTIONS.items() if k != "tornado"}
     out = [
         _figure_section("cash-flow", "Cumulative incremental cash flow",
                         figure(F.cumulative_cash_flow(S.cash_flow_bands(study), cur, order), "cumulative incremental cash flow", cap["cash-flow"])),
@@ -315,26 +376,35 @@ def _figures(study: Study) -> list[str]:
 def _sensitivity(study: Study) -> str:
     cur = study.reporting_currency
     out = ['<section id="sensitivity"><h2>Sensitivity</h2>']
+    n = study.sensitivity_replications()
+    base = ("NPV with every uncertain parameter at its central value, mean of "
+            + (f"{n} replication{'s' if n != 1 else ''}" if n else "the sensitivity replications")
+            + " with the study's seeds" + ("" if study.seed is None else f" (seed {study.seed})"))
     any_tornado = False
     for s in study.ranked_scenarios:
         bars = S.tornado_frame(study, s.id)
         if bars.empty:
             continue
         any_tornado = True
-        out.append(f"<h3>{e(s.id)}</h3>" + figure(F.tornado(bars, cur, s.id), f"tornado {s.id}", CAPTIONS["tornado"].format(cur=cur)))
+        headline = s.stat("npv", reporting=True)["p50"]
+        caption = CAPTIONS["tornado"].format(cur=cur, base=base, base_value=money(float(bars["npv_base"].iloc[0])),
+                                             headline=money(headline))
+        out.append(f"<h3>{e(s.id)}</h3>" + figure(F.tornado(bars, cur, s.id, headline), f"tornado {s.id}", caption))
         dist = {b.parameter: b.distribution for b in study.tornado.get(s.id, [])}
         rows = [[e(b.parameter), f"<td>{e(dist.get(b.parameter, ''))}</td>", f"{b.low:.4g}", f"{b.high:.4g}", mcell(b.npv_low),
                  mcell(b.npv_base), mcell(b.npv_high), mcell(abs(b.npv_high - b.npv_low))] for b in bars.itertuples(index=False)]
-        out.append(table(["Parameter", "Distribution", "Low", "High", f"NPV at low ({cur})", f"NPV at base ({cur})",
-                          f"NPV at high ({cur})", f"Swing ({cur})"], rows, num_from=2))
+        out.append(table(["Parameter", "Distribution", "Low", "High", f"NPV at low ({cur})",
+                          f"Base: all central ({cur})", f"NPV at high ({cur})", f"Swing ({cur})"], rows, num_from=2))
     if not any_tornado:
         out.append("<p>This study has no tornado analysis.</p>")
     be = [(sid, b) for sid in [r.scenario for r in study.ranking] for b in study.breakeven.get(sid, [])]
     if be:
         out.append("<h3>Break-even values</h3>")
-        out.append(table(["Scenario", "Parameter", "Break-even value", "Meaning"],
-                         [[e(sid), e(b.parameter), "none" if b.value is None else f"{b.value:.2f}", f"<td>{e(b.meaning)}</td>"]
-                          for sid, b in be], num_from=2))
+        rows = []
+        for sid, b in be:
+            value, reason = breakeven_cells(b)
+            rows.append([e(sid), e(b.parameter), value, f"<td>{e(reason)}</td>"])
+        out.append(table(["Scenario", "Parameter", "Break-even value", "Meaning"], rows, num_from=2))
     if study.uncertain_parameters:
         out.append("<h3>Uncertain parameters</h3>")
         out.append(table(["Parameter", "Distribution", "Source"],
@@ -352,6 +422,7 @@ def _scenarios(study: Study) -> str:
         out.append(f'<h3 id="scenario-{e(s.id)}">{e(s.id)}</h3>')
         facts = [("Playbook", s.playbook), ("Design", s.design), ("Baseline", s.baseline), ("Market", s.market),
                  ("Currency", f"{s.currency} (1 {s.currency} = {s.fx_to_reporting:g} {cur})"),
+                 ("Discount rate", discount_rate(s)),
                  ("Horizon", f"{sm.get('horizon_months', 'n/a')} months from {sm.get('start', 'n/a')}"),
                  ("Simulation", f"{sm.get('agents', 'n/a'):,} agents x {s.n_replications} replications, seed {sm.get('seed', 'n/a')}"
                   if isinstance(sm.get("agents"), int) else f"{s.n_replications} replications"),

@@ -86,12 +86,20 @@ METRIC_UNITS: dict[str, str] = {
     "incremental_fee_income": "money",
     "incremental_horizon_obligation": "money",
     "incremental_pnl_cost": "money",
+    "discount_rate": "pct",
+    "npv_rate_minus_2pt": "money",
+    "npv_rate_plus_2pt": "money",
+    "npv_after_tax": "money",
     "value_per_point_used": "number",
 }
 
 #: Human labels of the summary metrics (order = order of display).
 METRIC_LABELS: dict[str, str] = {
     "npv": "NPV of incremental cash flow",
+    "discount_rate": "Discount rate (annual)",
+    "npv_rate_minus_2pt": "  NPV at the discount rate -2 points",
+    "npv_rate_plus_2pt": "  NPV at the discount rate +2 points",
+    "npv_after_tax": "  NPV after tax",
     "probability_npv_negative": "Probability NPV < 0",
     "roi": "ROI",
     "payback_month": "Payback month",
@@ -380,6 +388,12 @@ class Study:
             out.append(TornadoBar(b.parameter, b.low, b.high, b.npv_low * k, b.npv_high * k, b.npv_base * k,
                                   self.reporting_currency, b.distribution))
         return sorted(out, key=lambda b: (-b.swing, b.parameter))
+
+    def sensitivity_replications(self) -> int | None:
+        """Replications per point of the tornado and break-even searches, when ``study.json``
+        records them (``sensitivity_replications``); None otherwise."""
+        n = _read_json(self.path / "study.json").get("sensitivity_replications")
+        return None if n is None else int(n)
 
 
 # ----------------------------------------------------------------------------- loading

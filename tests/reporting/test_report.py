@@ -8,6 +8,7 @@ playbooks (two markets, two currencies) at 1,000 agents x 3 replications, run wi
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 import shutil
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 
 from simulator.reporting import study as S
-from simulator.reporting.html import SECTIONS, write_report
+from simulator.reporting.html import SECTIONS, money, render, write_report
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,9 +56,12 @@ def write_study_json(study_dir: Path, run_dirs: dict[str, Path], *, ranking: lis
              "npv_low": base - 4.0e6, "npv_high": base + 3.5e6, "npv_base": base},
         ]
         breakeven[sid] = [{"parameter": f"{summary['market']}.response.goal_gradient", "value": 0.12,
-                           "meaning": "lowest goal-gradient strength at which NPV reaches zero"}]
+                           "meaning": "lowest goal-gradient strength at which NPV reaches zero"},
+                          {"parameter": "reward cost", "value": None,
+                           "meaning": "none: NPV is negative even if the design's rewards cost nothing"}]
     data = {"name": NAME, "description": "Points + tiers against the cagnotte & a premium club, France and USA.",
-            "reporting_currency": "EUR", "seed": SEED, "replications": REPLICATIONS, "scenarios": scenarios,
+            "reporting_currency": "EUR", "seed": SEED, "replications": REPLICATIONS, "sensitivity_replications": 2,
+            "scenarios": scenarios,
             "uncertain_parameters": [{"name": "france.response.goal_gradient", "distribution": "triangular(0.1, 0.25, 0.35)",
                                       "source": "markets/france/market.yaml:47"}],
             "tornado": bars if tornado else {}, "breakeven": breakeven if tornado else {}}
@@ -105,6 +109,26 @@ def _section(text: str, sid: str) -> str:
     m = re.search(rf'<section id="{re.escape(sid)}">(.*?)</section>', text, flags=re.S)
     assert m, f"section {sid} missing"
     return m.group(1)
+
+
+def _rows(fragment: str) -> list[list[str]]:
+    """Every table row of an HTML fragment as the text of its cells (tags dropped, unescaped)."""
+    return [[html.unescape(re.sub(r"<[^>]+>", " ", c)).strip() for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", tr, flags=re.S)]
+            for tr in re.findall(r"<tr[^>]*>(.*?)</tr>", fragment, flags=re.S)]
+
+
+def _records(fragment: str, header: str) -> list[dict[str, str]]:
+    """The rows (header -> cell text) of every table of ``fragment`` with a column ``header``."""
+    out = []
+    for table in re.findall(r"<table>.*?</table>", fragment, flags=re.S):
+        head, *rows = _rows(table)
+        if header in head:
+            out += [dict(zip(head, r)) for r in rows]
+    return out
+
+
+def _column(fragment: str, header: str) -> list[str]:
+    return [r[header] for r in _records(fragment, header)]
 
 
 # ----------------------------------------------------------------------------- report
@@ -231,3 +255,88 @@ def test_missing_study_json_is_an_input_error(tmp_path):
 
     with pytest.raises(InputErrors, match="study.json"):
         S.load_study(tmp_path)
+
+
+# ----------------------------------------------------------------------------- finance-grade figures
+def test_report_states_the_discount_rate_and_npv_at_other_rates(study_dir, report):
+    study = S.load_study(study_dir)
+    ranking = _section(report.read_text(encoding="utf-8"), "ranking")
+    rates = {r["Scenario"]: r["Discount rate"] for r in _records(ranking, "Discount rate")}
+    assert sorted(rates) == sorted(PLAYBOOKS)
+    for s in study.scenarios:
+        rate = s.stat("discount_rate")
+        assert rate["p50"] is not None
+        assert f"{s.market} {100 * rate['p50']:.1f}%" in html.unescape(ranking), s.market
+        assert rates[s.id].startswith(f"{100 * rate['p50']:.1f}%")
+        assert ("drawn from a range" in rates[s.id]) == (rate["p10"] != rate["p90"])
+    for header, metric in (("NPV P50 at rate -2 pt (EUR)", "npv_rate_minus_2pt"), ("NPV P50 at rate +2 pt (EUR)", "npv_rate_plus_2pt")):
+        cells = _column(ranking, header)
+        assert cells == [money(s.stat(metric)["p50"] * s.fx_to_reporting) for s in study.ranked_scenarios], header
+
+
+def test_report_shows_the_obligation_left_at_the_horizon(study_dir, report):
+    from simulator.reporting import figures as F
+
+    study = S.load_study(study_dir)
+    text = report.read_text(encoding="utf-8")
+    label = "obligation left at the horizon"
+    assert "incremental_horizon_obligation" in dict(S.COST_GROUPS)
+    assert all(g in F.COST_COLOURS for _, g in S.COST_GROUPS)
+    cost = _column(_section(text, "ranking"), f"{label} (EUR)")
+    assert cost == [money(s.mean("incremental_horizon_obligation", reporting=True))
+                    for s in study.ranked_scenarios]
+    details = [r for r in _rows(_section(text, "scenarios")) if r and r[0] == label]
+    assert len(details) == len(study.scenarios)
+    assert label in _section(text, "cost-breakdown")
+
+
+def test_report_breakeven_is_never_a_negative_multiple(study_dir, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(study_dir, copy)
+    doc = json.loads((copy / "study.json").read_text(encoding="utf-8"))
+    doc["breakeven"]["fr_points_tiers"].append({"parameter": "reward cost (older study)", "value": -0.8512,
+                                                "meaning": "highest multiple of the design's reward cost at which NPV is still zero"})
+    (copy / "study.json").write_text(json.dumps(doc), encoding="utf-8")
+    table = re.search(r"Break-even values</h3>\s*(<table>.*?</table>)", render(S.load_study(copy)), flags=re.S).group(1)
+    rows = {(r[0], r[1]): r[2:] for r in _rows(table)[1:]}
+    assert rows[("fr_points_tiers", "reward cost (older study)")] == ["none", "NPV is negative even with this parameter at zero"]
+    assert rows[("fr_points_tiers", "reward cost")] == ["none", "NPV is negative even if the design's rewards cost nothing"]
+    assert rows[("fr_points_tiers", "france.response.goal_gradient")][0] == "0.12"
+    for value, _meaning in rows.values():
+        assert value == "none" or re.fullmatch(r"\d+\.\d\d", value), value
+
+
+def test_report_payback_is_in_whole_months(study_dir, report, tmp_path):
+    pattern = re.compile(r"month \d+|never")
+    text = report.read_text(encoding="utf-8")
+    cells = _column(_section(text, "ranking"), "Payback P50")
+    cells += [c for r in _rows(_section(text, "scenarios")) if r and r[0] == "Payback month" for c in r[1:4]]
+    assert len(cells) == 4 * len(PLAYBOOKS)
+    assert all(pattern.fullmatch(c) for c in cells), cells
+    # a run whose paybacks are fractions (an older percentile rule) still reads in whole months,
+    # and a market that draws its discount rate says so
+    copy = tmp_path / "copy"
+    shutil.copytree(study_dir, copy)
+    path = copy / "scenarios" / "fr_points_tiers" / "summary.json"
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    for rep, month, rate in zip(summary["per_replication"], (12.5, 30.5, 40.2), (0.07, 0.08, 0.095)):
+        rep["payback_month"], rep["discount_rate"] = month, rate
+    path.write_text(json.dumps(summary), encoding="utf-8")
+    text = render(S.load_study(copy))
+    row = next(r for r in _rows(_section(text, "scenarios")) if r and r[0] == "Payback month")
+    assert row[1:4] == ["month 13", "month 31", "month 41"]
+    assert "payback month 31 (P50)" in text
+    assert "8.0% (P50; drawn from a range, P10 7.0% to P90 9.5%)" in html.unescape(_section(text, "ranking"))
+
+
+def test_report_labels_the_tornado_base(study_dir, report):
+    study = S.load_study(study_dir)
+    sens = _section(report.read_text(encoding="utf-8"), "sensitivity")
+    captions = [html.unescape(c) for c in re.findall(r"<figcaption>(.*?)</figcaption>", sens, flags=re.S)]
+    assert len(captions) == len(PLAYBOOKS)
+    for s, cap in zip(study.ranked_scenarios, captions):
+        base = money(study.tornado_in_reporting(s.id)[0].npv_base)
+        assert (f"The solid line is the base: NPV with every uncertain parameter at its central value, mean of 2 "
+                f"replications with the study's seeds (seed {SEED}), {base} EUR.") in cap
+        assert f"headline NPV P50 ({money(s.stat('npv', reporting=True)['p50'])} EUR" in cap
+    assert _column(sens, "Base: all central (EUR)") and "NPV at base" not in sens
