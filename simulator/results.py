@@ -41,7 +41,7 @@ from simulator.scenario import Scenario
 
 #: Column order of monthly.csv (README documents each, in this order); tier columns follow members.
 MONTHLY_COLUMNS = (
-    "scenario", "month", "period", "program_active",
+    "scenario", "month", "period", "currency", "program_active",
     "customers", "active", "purchases", "revenue", "gross_margin",
     "members", "new_members", "left_members", "referrals", "nonmembers", "member_revenue",
     "member_revenue_counterfactual", "nonmember_revenue", "upgrades", "demotions",
@@ -189,6 +189,7 @@ class RunResult:
                 f = fr[name].copy()
                 f.insert(0, "scenario", name)
                 f.insert(0, "replication", r)
+                f.insert(4, "currency", self.scenario.market.currency)  # of every money column
                 parts.append(f)
         allf = pd.concat(parts, ignore_index=True).fillna(0.0)
         tiers = [c for c in allf.columns if c.startswith("members_tier_")]
@@ -203,8 +204,9 @@ class RunResult:
     def monthly(self) -> pd.DataFrame:
         """Mean over replications for each (scenario, month)."""
         allf = self.monthly_all()
-        num = [c for c in allf.columns if c not in ("replication", "scenario", "month", "period")]
-        g = allf.groupby(["scenario", "month", "period"], sort=False)[num].mean().reset_index()
+        keys = ["scenario", "month", "period", "currency"]
+        num = [c for c in allf.columns if c not in ["replication"] + keys]
+        g = allf.groupby(keys, sort=False)[num].mean().reset_index()
         order = {"design": 0, "baseline": 1, "difference": 2}
         return g.sort_values(["scenario", "month"], key=lambda s: s.map(order) if s.name == "scenario" else s).reset_index(drop=True)
 

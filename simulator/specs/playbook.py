@@ -81,7 +81,7 @@ class CashbackOverride(Spec):
 class Overrides(Spec):
     """Local changes to the design, in local currency (applied after FX conversion)."""
 
-    points_per_unit: float | None = Field(None, gt=0, description="spendable points per local currency unit", json_schema_extra={"unit": "points per currency unit"})
+    points_per_unit: float | None = Field(None, gt=0, description="spendable points per local currency unit: a re-based local point; the design's event bonuses and monthly cap are rescaled with it (k = this / the design's rate after FX) so they keep their worth in spend, unless enrolment_bonus sets the welcome points", json_schema_extra={"unit": "points per currency unit"})
     minimum_order: Money | None = None
     tier_thresholds: dict[Name, float] = Field(default_factory=dict, description="tier name -> local threshold")
     rewards: dict[Name, RewardOverride] = Field(default_factory=dict, description="reward name -> local price, value or cost")
