@@ -37,6 +37,7 @@ import pandas as pd
 
 from simulator.engine.simulation import ReplicationResult
 from simulator.finance import ifrs15, metrics, obligation
+from simulator.finance.statements import COST_GROUPS
 from simulator.scenario import Scenario
 
 #: Column order of monthly.csv (README documents each, in this order); tier columns follow members.
@@ -55,10 +56,9 @@ MONTHLY_COLUMNS = (
     "liability_opening", "liability_deferred", "liability_converted_in", "liability_converted_out",
     "liability_recognised", "liability_recognised_redemption", "liability_recognised_breakage", "liability_closing",
     "provision_opening", "provision_charged", "provision_used", "provision_remeasured", "provision_closing",
-    "obligation_points", "obligation_fees", "horizon_obligation", "cash_flow", "cumulative_cash_flow",
+    "obligation_points", "obligation_fees", "horizon_obligation", "horizon_charge", "cash_flow", "cumulative_cash_flow",
 )
 
-COST_GROUPS = ("reward_cost", "benefit_cost", "campaign_cost", "enrolment_cost", "fixed_cost", "member_cost")
 
 
 def _phases(df: pd.DataFrame, phase: np.ndarray) -> list[np.ndarray]:
@@ -136,6 +136,10 @@ def add_finance(df: pd.DataFrame, *, phase: np.ndarray, expected_breakage: float
             float(df["points_outstanding"].iloc[-1]), b[-1], c[-1])
         df.loc[last, "obligation_fees"] = float(df["fee_unearned"].iloc[-1])
     df["horizon_obligation"] = df["obligation_points"] + df["obligation_fees"]
+    # the P&L's view: bonus points are provided for already, fees received for later months
+    # were never booked as revenue; what is left to charge is the cost of the points earned
+    # with sales still to be redeemed
+    df["horizon_charge"] = df["obligation_points"] - np.where(df.index == df.index[-1], df["provision_closing"], 0.0) if T else 0.0
     df["points_closing"] = df["points_outstanding"]
     return df
 
@@ -268,9 +272,9 @@ class RunResult:
                 "member_self_selection_revenue": naive - true_lift,
             }
             if tax is not None:
-                # tax on each month's incremental P&L result (the obligation at the horizon is
-                # deductible as the costs it stands for will be); a loss saves tax
-                taxable = (diff["gross_margin"] - diff["program_cost"] - diff["horizon_obligation"]).to_numpy()
+                # tax on each month's incremental P&L result (the points still to be redeemed at
+                # the horizon are deductible as the costs they stand for will be); a loss saves tax
+                taxable = (diff["gross_margin"] - diff["program_cost"] - diff["horizon_charge"]).to_numpy()
                 row["npv_after_tax"] = metrics.npv(cf - tax * taxable, rate)
             for g in COST_GROUPS + ("fee_income",):
                 row[f"incremental_{g}"] = float(diff[g].sum())

@@ -9,6 +9,11 @@ Files of a run directory (documented in README):
 ``monthly.csv`` / ``.parquet``  one row per (scenario, month), scenario in design / baseline /
                             difference, mean over replications
 ``monthly_replications.parquet``  the same for every replication
+``pnl_by_year.csv``         the P&L by fiscal year of design, baseline and difference (mean
+                            monthly table; :mod:`simulator.finance.statements`), with the
+                            playbook's fiscal year start and tax rate, and a ``currency`` column
+``ifrs15_by_year.csv``      the IFRS 15 liability and bonus-points provision roll-forwards and
+                            IFRS 15 revenue by fiscal year, design and baseline
 ``events.csv``              the calendar's event log of replication 0
 ``manifest.json``           inputs and their SHA-256, resolved parameters, version, seed,
                             agents, replications, and the SHA-256 of every output file
@@ -30,11 +35,13 @@ from simulator import __version__
 from simulator.engine.simulation import Simulation
 from simulator.executor import Executor, tasks_for
 from simulator.errors import InputError, InputErrors
+from simulator.finance import statements
 from simulator.output import staged_directory
 from simulator.results import RunResult
 from simulator.scenario import Scenario, resolve, sha256, with_design
 
-RESULT_FILES = ("summary.json", "summary.txt", "monthly.csv", "monthly.parquet", "monthly_replications.parquet", "events.csv")
+RESULT_FILES = ("summary.json", "summary.txt", "monthly.csv", "monthly.parquet", "monthly_replications.parquet", "events.csv",
+                "pnl_by_year.csv", "ifrs15_by_year.csv")
 
 
 def simulate(scenario: Scenario, *, agents: int, seed: int, replications: int,
@@ -125,40 +132,61 @@ def summary_text(summary: dict[str, Any]) -> str:
         e = m[key]
         return [f"{format(e[f'p{q}'], fmt):>16}" if e.get(f"p{q}") is not None else f"{'never':>16}" for q in (10, 50, 90)]
 
-    rows = [
-        ("Incremental revenue", money("incremental_revenue")),
-        ("Incremental gross margin", money("incremental_gross_margin")),
-        ("Incremental program cost", money("incremental_program_cost")),
-        ("  rewards", money("incremental_reward_cost")),
-        ("  tier benefits", money("incremental_benefit_cost")),
-        ("  campaigns", money("incremental_campaign_cost")),
-        ("  enrolment drives", money("incremental_enrolment_cost")),
-        ("  running + set-up", money("incremental_fixed_cost")),
-        ("  per-member", money("incremental_member_cost")),
-        ("  obligation left at horizon", money("incremental_horizon_obligation")),
-        ("  fees received (-)", money("incremental_fee_income")),
-        ("Net incremental margin", money("incremental_net_margin")),
-        ("ROI", pct("roi")),
-        ("NPV", money("npv")),
-        ("Payback month", num("payback_month")),
-        ("Peak cash need", money("peak_cash_need")),
-        ("Members at end", num("members_end")),
-        ("Breakage (simulated)", pct("breakage_rate")),
-        ("Reward cost / sales", pct("reward_cost_pct_sales")),
-        ("Points liability at end", money("liability_end")),
-        ("Members' extra spend: naive", money("member_naive_uplift_revenue")),
-        ("  of which true lift", money("member_true_lift_revenue")),
-        ("  of which self-selection", money("member_self_selection_revenue")),
+    rows = [  # (label, format, metric); a metric the summary lacks (NPV after tax without a tax rate) is left out
+        ("Incremental revenue", money, "incremental_revenue"),
+        ("Incremental gross margin", money, "incremental_gross_margin"),
+        ("Incremental program cost", money, "incremental_program_cost"),
+        ("  rewards", money, "incremental_reward_cost"),
+        ("  tier benefits", money, "incremental_benefit_cost"),
+        ("  campaigns", money, "incremental_campaign_cost"),
+        ("  enrolment drives", money, "incremental_enrolment_cost"),
+        ("  running + set-up", money, "incremental_fixed_cost"),
+        ("  per-member", money, "incremental_member_cost"),
+        ("  obligation left at horizon", money, "incremental_horizon_obligation"),
+        ("  fees received (-)", money, "incremental_fee_income"),
+        ("Net incremental margin", money, "incremental_net_margin"),
+        ("ROI", pct, "roi"),
+        ("NPV", money, "npv"),
+        ("NPV at rate -2 pts", money, "npv_rate_minus_2pt"),
+        ("NPV at rate +2 pts", money, "npv_rate_plus_2pt"),
+        ("NPV after tax", money, "npv_after_tax"),
+        ("Payback month", num, "payback_month"),
+        ("Peak cash need", money, "peak_cash_need"),
+        ("Members at end", num, "members_end"),
+        ("Breakage (simulated)", pct, "breakage_rate"),
+        ("Reward cost / sales", pct, "reward_cost_pct_sales"),
+        ("Points liability at end", money, "liability_end"),
+        ("Members' extra spend: naive", money, "member_naive_uplift_revenue"),
+        ("  of which true lift", money, "member_true_lift_revenue"),
+        ("  of which self-selection", money, "member_self_selection_revenue"),
     ]
     head = (f"{summary['playbook']}: {summary['design']} against {summary['baseline']} on {summary['market']} "
             f"({cur}), {summary['horizon_months']} months from {summary['start']}\n"
             f"{summary['agents']:,} agents x {summary['replications']} replication(s), seed {summary['seed']}; "
             f"{summary['scaling']}\n")
-    lines = [head, f"{'':30s}{'P10':>16}{'P50':>16}{'P90':>16}"]
-    lines += [f"{label:30s}{''.join(vals)}" for label, vals in rows]
+    lines = [head, f"{f'(money in {cur})':30s}{'P10':>16}{'P50':>16}{'P90':>16}"]
+    lines += [f"{label:30s}{''.join(fmt(key))}" for label, fmt, key in rows if key in m]
+    rate = m.get("discount_rate", {})
+    if rate.get("p50") is not None:
+        spread = f" (P10 {100 * rate['p10']:.1f}%, P90 {100 * rate['p90']:.1f}%)" if rate["p10"] != rate["p90"] else ""
+        lines.append(f"\nDiscount rate used: {100 * rate['p50']:.1f}% a year, P50 over replications{spread}; "
+                     "monthly flows discounted at (1 + rate)^(month / 12)")
     lines.append(f"\nProbability that NPV < 0: {summary['probability_npv_negative']:.0%}   "
                  f"(money in {cur}; incremental = design minus baseline on the same customers)")
     return "\n".join(lines) + "\n"
+
+
+def by_year(monthly: pd.DataFrame, statement: Callable[[pd.DataFrame], pd.DataFrame], runs: tuple[str, ...],
+            currency: str) -> pd.DataFrame:
+    """A statement by fiscal year (:mod:`simulator.finance.statements`) of each run of the
+    monthly table: columns ``scenario``, ``currency``, then the statement's."""
+    parts = []
+    for run in runs:
+        f = statement(monthly[monthly["scenario"] == run])
+        f.insert(0, "currency", currency)
+        f.insert(0, "scenario", run)
+        parts.append(f)
+    return pd.concat(parts, ignore_index=True)
 
 
 def write_run(result: RunResult, out: str | Path, *, force: bool) -> dict[str, Any]:
@@ -173,6 +201,11 @@ def write_run(result: RunResult, out: str | Path, *, force: bool) -> dict[str, A
         monthly.to_parquet(tmp / "monthly.parquet", index=False)
         result.monthly_all().to_parquet(tmp / "monthly_replications.parquet", index=False)
         pd.DataFrame(result.replications[0].events, columns=["month", "phase", "event"]).to_csv(tmp / "events.csv", index=False)
+        acc, cur = result.scenario.playbook.accounting, result.scenario.market.currency
+        by_year(monthly, lambda d: statements.pnl_by_year(d, acc.fiscal_year_start, acc.tax_rate),
+                ("design", "baseline", "difference"), cur).to_csv(tmp / "pnl_by_year.csv", index=False)
+        by_year(monthly, lambda d: statements.ifrs15_by_year(d, acc.fiscal_year_start),
+                ("design", "baseline"), cur).to_csv(tmp / "ifrs15_by_year.csv", index=False)
         man["outputs"] = {f: hashlib.sha256((tmp / f).read_bytes()).hexdigest() for f in RESULT_FILES}
         (tmp / "manifest.json").write_text(_json(man), encoding="utf-8")
     return summary

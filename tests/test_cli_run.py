@@ -3,14 +3,18 @@ bad input, bit-for-bit reproduction from the manifest."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+
+from simulator.runner import RESULT_FILES
 
 ROOT = Path(__file__).resolve().parents[1]
 PLAYBOOK = "markets/usa/cagnotte_launch.yaml"
@@ -30,9 +34,21 @@ def run_dir(tmp_path_factory) -> Path:
     return out
 
 
+def playbook_copy(tmp_path: Path, *replace: tuple[str, str]) -> Path:
+    """The test playbook copied to ``tmp_path`` (its design and market by absolute path), with
+    text replacements."""
+    text = (ROOT / PLAYBOOK).read_text().replace("market: market.yaml", f"market: {ROOT / 'markets/usa/market.yaml'}") \
+        .replace("design: ../../programs/cagnotte.yaml", f"design: {ROOT / 'programs/cagnotte.yaml'}")
+    for old, new in replace:
+        text = text.replace(old, new)
+    out = tmp_path / "playbook.yaml"
+    out.write_text(text)
+    return out
+
+
 def test_run_writes_the_documented_files(run_dir):
     for f in ("summary.json", "summary.txt", "monthly.csv", "monthly.parquet", "monthly_replications.parquet",
-              "events.csv", "manifest.json"):
+              "events.csv", "pnl_by_year.csv", "ifrs15_by_year.csv", "manifest.json"):
         assert (run_dir / f).is_file(), f
     assert not any(p.name.startswith(".") for p in run_dir.parent.iterdir()), "temporary files left behind"
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -55,6 +71,57 @@ def test_run_writes_the_documented_files(run_dir):
     man = json.loads((run_dir / "manifest.json").read_text())
     assert man["arguments"]["seed"] == 9 and man["version"]
     assert set(man["inputs"]) == {PLAYBOOK, "programs/cagnotte.yaml", "markets/usa/market.yaml"}
+    assert set(man["outputs"]) == set(RESULT_FILES) >= {"pnl_by_year.csv", "ifrs15_by_year.csv"}
+    for f, digest in man["outputs"].items():
+        assert hashlib.sha256((run_dir / f).read_bytes()).hexdigest() == digest, f
+
+
+def test_pnl_and_ifrs15_by_year(run_dir):
+    monthly = pd.read_csv(run_dir / "monthly.csv")
+    pnl = pd.read_csv(run_dir / "pnl_by_year.csv")
+    assert list(pnl.columns[:3]) == ["scenario", "currency", "fiscal_year"] and "tax" not in pnl
+    assert set(pnl["currency"]) == {"USD"}
+    assert pnl["fiscal_year"].drop_duplicates().tolist() == ["FY2027", "FY2028", "FY2029", "FY2030"]
+    for run in ("design", "baseline", "difference"):
+        p, m = pnl[pnl.scenario == run], monthly[monthly.scenario == run]
+        assert p["months"].tolist() == [8, 12, 12, 4] and p["partial"].tolist() == [True, False, False, True]
+        for col in ("revenue", "gross_margin", "program_cost", "horizon_charge", "fee_revenue", "reward_cost"):
+            assert p[col].sum() == pytest.approx(m[col].sum(), rel=1e-12, abs=1e-6), (run, col)
+        assert np.allclose(p["operating_result"], p["gross_margin"] - p["program_cost"])
+        assert p["horizon_charge"].iloc[:-1].abs().max() == 0  # charged in the last month's year
+    ifrs = pd.read_csv(run_dir / "ifrs15_by_year.csv")
+    assert set(ifrs["scenario"]) == {"design", "baseline"} and set(ifrs["currency"]) == {"USD"}
+    for run in ("design", "baseline"):
+        y, m = ifrs[ifrs.scenario == run], monthly[monthly.scenario == run]
+        moved = (y["liability_opening"] + y["liability_deferred"] + y["liability_converted_in"] - y["liability_converted_out"]
+                 - y["liability_recognised_redemption"] - y["liability_recognised_breakage"])
+        assert np.allclose(moved, y["liability_closing"], rtol=1e-9, atol=1e-3)
+        assert np.allclose(y["provision_opening"] + y["provision_charged"] - y["provision_used"] + y["provision_remeasured"],
+                           y["provision_closing"], rtol=1e-9, atol=1e-3)
+        assert y["liability_closing"].iloc[-1] == pytest.approx(m["liability_closing"].iloc[-1])
+
+
+def test_summary_text_rates_and_currency(run_dir):
+    text = (run_dir / "summary.txt").read_text()
+    rate = json.loads((run_dir / "summary.json").read_text())["metrics"]["discount_rate"]["p50"]
+    assert "NPV at rate -2 pts" in text and "NPV at rate +2 pts" in text and "NPV after tax" not in text
+    assert f"Discount rate used: {100 * rate:.1f}% a year" in text
+    assert "(money in USD)" in text
+
+
+def test_fiscal_year_and_tax_from_the_playbook(tmp_path):
+    pb = playbook_copy(tmp_path, ("horizon_months: 36",
+                                  "horizon_months: 14\naccounting: {fiscal_year_start: 4, tax_rate: 0.25}"))
+    out = tmp_path / "out"
+    res = cli("run", "--playbook", str(pb), "--agents", "300", "--replications", "1", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    assert "NPV after tax" in res.stdout
+    pnl = pd.read_csv(out / "pnl_by_year.csv")
+    d = pnl[pnl.scenario == "difference"]
+    assert d["fiscal_year"].tolist() == ["FY2027/28", "FY2028/29"] and d["months"].tolist() == [11, 3]
+    assert np.allclose(d["tax"], 0.25 * d["result_before_tax"])
+    assert np.allclose(d["result_after_tax"], d["result_before_tax"] - d["tax"])
+    assert set(pd.read_csv(out / "ifrs15_by_year.csv")["fiscal_year"]) == {"FY2027/28", "FY2028/29"}
 
 
 def test_existing_output_refused_without_force(run_dir):
@@ -66,10 +133,7 @@ def test_existing_output_refused_without_force(run_dir):
 
 
 def test_bad_playbook_one_line_exit_2_nothing_written(tmp_path):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text((ROOT / PLAYBOOK).read_text().replace("market: market.yaml", f"market: {ROOT / 'markets/usa/market.yaml'}")
-                   .replace("design: ../../programs/cagnotte.yaml", f"design: {ROOT / 'programs/cagnotte.yaml'}")
-                   .replace("uplift: 1.0", "uplift: lots"))
+    bad = playbook_copy(tmp_path, ("uplift: 1.0", "uplift: lots"))
     out = tmp_path / "out"
     res = cli("run", "--playbook", str(bad), "--agents", "300", "--out", str(out))
     assert res.returncode == 2
@@ -82,7 +146,7 @@ def test_reproduce_bit_for_bit(run_dir, tmp_path):
     res = cli("reproduce", str(run_dir), "--out", str(tmp_path / "again"))
     assert res.returncode == 0, res.stdout + res.stderr
     assert "reproduced bit for bit" in res.stdout
-    for f in ("summary.json", "monthly.csv", "monthly.parquet"):
+    for f in ("summary.json", "monthly.csv", "monthly.parquet", "pnl_by_year.csv", "ifrs15_by_year.csv"):
         assert (run_dir / f).read_bytes() == (tmp_path / "again" / f).read_bytes()
 
 

@@ -26,6 +26,7 @@ SECTIONS = (
     ("Points liability (IFRS 15)", "simulator.finance.ifrs15"),
     ("The obligation left at the horizon", "simulator.finance.obligation"),
     ("NPV, ROI, payback", "simulator.finance.metrics"),
+    ("Statements by fiscal year", "simulator.finance.statements"),
     ("What a run reports", "simulator.results"),
 )
 

@@ -29,6 +29,21 @@ totals (expired points, demotions) where 5 SE would exceed 5 %.
 
 The comparison can fail: with the oracle's goal-gradient strength or redemption propensity
 doubled, it does (``test_comparison_detects_perturbation``).
+
+A program running at the start, a migration, fees. ``playbook_running.yaml`` starts with the
+cash-back kitty of ``running.yaml`` two years old (each member's opening balance drawn from
+its history, batch by batch with their earn months) and migrates it to the test design in
+month 4 (balances converted at value, keeping their earn months); ``playbook_new_issue.yaml``
+starts with a catalogue program and migrates it at once to a cash-back design, converted points
+dated in the launch month; ``playbook_paid.yaml`` launches a paid design, and
+``playbook_paid_migration.yaml`` migrates the kitty to it. Each compares the design run, the
+first two the baseline run too, by the same rule (K_E_OTHER engine and K_O_OTHER oracle runs,
+12 months); the oracle's history months draw each member's segment back along the
+time-reversed member chain, as the engine's rule says (``HISTORY_SEGMENTS``; "start" keeps the
+starting segment). A wrong opening history (every point dated in month -1, or every past snapshot
+equal to today's total, the old rule) fails on month-1 points_expired; new_issue dating
+against the engine's keep_dates fails in the launch month; a doubled fee sensitivity fails on
+left_members.
 """
 
 from __future__ import annotations
@@ -53,6 +68,10 @@ K_E = 40                      # engine replications (about 0.15 s each)
 K_O = 12                      # oracle runs (about 2 s each)
 K_E_CASHBACK, K_O_CASHBACK = 30, 8
 K_PERTURBED = 3               # oracle runs with a perturbed parameter
+K_E_OTHER, K_O_OTHER = 60, 10  # running program, migration and fee scenarios (12 months)
+#: Segments of the oracle's history months (tests/engine/oracle.py PASTS): "start", the starting
+#: segment held fixed, as the opening-history rule was specified for the oracle.
+HISTORY_SEGMENTS = "reversed"
 ENGINE_SEED = 20240601
 ORACLE_SEEDS = tuple(range(101, 101 + K_O))
 Z = 5.0
@@ -60,28 +79,35 @@ FLOOR = 0.5
 REL_TOL = 0.05
 
 METRICS = (
-    "customers", "members", "new_members", "active", "purchases", "revenue", "member_revenue",
-    "points_issued", "points_issued_purchase", "points_issued_bonus", "points_redeemed", "points_expired",
+    "customers", "members", "new_members", "left_members", "active", "purchases", "revenue", "member_revenue",
+    "points_issued", "points_issued_purchase", "points_issued_bonus", "points_issued_migration",
+    "points_redeemed", "points_redeemed_migration", "points_expired",
     "points_outstanding", "redemptions", "reward_cost", "reward_face_value", "vouchers_issued", "vouchers_used",
-    "upgrades", "demotions",
+    "upgrades", "demotions", "fee_income",
 )
 
 
 # ---------------------------------------------------------------------------- running
+def _tiers(program) -> list[str]:
+    return [t.name for t in program.tiers.levels] if program.tiers else ["member"]
+
+
 def _metrics(scenario: Scenario) -> list[str]:
-    tiers = [t.name for t in scenario.program.tiers.levels] if scenario.program.tiers else ["member"]
-    return list(METRICS) + [f"members_tier_{t}" for t in tiers]
+    tiers = _tiers(scenario.program) + (_tiers(scenario.baseline) if scenario.baseline is not None else [])
+    return list(METRICS) + [f"members_tier_{t}" for t in dict.fromkeys(tiers)]
 
 
-def _engine_run(args: tuple[Scenario, int]) -> np.ndarray:
-    scenario, replication = args
-    df = Simulation(scenario, agents=AGENTS, seed=ENGINE_SEED, replication=replication).run().design
-    return df[_metrics(scenario)].to_numpy(float)
+def _engine_run(args: tuple[Scenario, int, tuple[str, ...]]) -> np.ndarray:
+    """[runs, months, metrics] of one replication (runs: "design", "baseline")."""
+    scenario, replication, runs = args
+    result = Simulation(scenario, agents=AGENTS, seed=ENGINE_SEED, replication=replication).run()
+    return np.stack([getattr(result, run)[_metrics(scenario)].to_numpy(float) for run in runs])
 
 
-def _oracle_run(args: tuple[Scenario, int, dict | None]) -> np.ndarray:
-    scenario, seed, perturb = args
-    df = Oracle(scenario, agents=AGENTS, seed=seed, perturb=perturb).run()
+def _oracle_run(args: tuple[Scenario, int, dict | None, str, str]) -> np.ndarray:
+    scenario, seed, perturb, run, opening = args
+    df = Oracle(scenario, agents=AGENTS, seed=seed, perturb=perturb, run=run, opening=opening,
+                past=HISTORY_SEGMENTS).run()
     return df[_metrics(scenario)].to_numpy(float)
 
 
@@ -94,14 +120,18 @@ def _map(fn, args: list) -> list:
         return list(pool.map(fn, args))
 
 
-def engine_runs(scenario: Scenario, k: int = K_E) -> np.ndarray:
-    """[k runs, months, metrics]"""
-    return np.stack(_map(_engine_run, [(scenario, r) for r in range(k)]))
+def engine_runs(scenario: Scenario, k: int = K_E,
+                runs: tuple[str, ...] = ("design",)) -> np.ndarray | dict[str, np.ndarray]:
+    """[k runs, months, metrics] of the design run; with several ``runs``, {run: that array}
+    (one replication gives both runs)."""
+    out = np.stack(_map(_engine_run, [(scenario, r, runs) for r in range(k)]))
+    return out[:, 0] if runs == ("design",) else {run: out[:, j] for j, run in enumerate(runs)}
 
 
-def oracle_runs(scenario: Scenario, seeds=ORACLE_SEEDS, perturb: dict | None = None) -> np.ndarray:
-    """[runs, months, metrics]"""
-    return np.stack(_map(_oracle_run, [(scenario, s, perturb) for s in seeds]))
+def oracle_runs(scenario: Scenario, seeds=ORACLE_SEEDS, perturb: dict | None = None, run: str = "design",
+                opening: str = "batches") -> np.ndarray:
+    """[runs, months, metrics] of the oracle's ``run``."""
+    return np.stack(_map(_oracle_run, [(scenario, s, perturb, run, opening) for s in seeds]))
 
 
 # ---------------------------------------------------------------------------- comparing
@@ -250,3 +280,164 @@ def test_enrolment_bonus_qualifies(points_scenario):
     cmp = compare(e, o, _metrics(scenario))
     print("\n" + _report("include_bonuses: true", cmp))
     assert not cmp.failures(), "engine and oracle differ:\n" + "\n".join(cmp.failures()[:20])
+
+
+# ---------------------------------------------------------------------------- a program running at the start,
+# migrations, fees
+OTHER_SEEDS = tuple(range(601, 601 + K_O_OTHER))
+PERTURBED_SEEDS = tuple(range(951, 951 + K_PERTURBED))
+
+
+def _scenario(name: str) -> Scenario:
+    return resolve(FIXTURES / name)
+
+
+def _with_migration(scenario: Scenario, converted_points: str) -> Scenario:
+    pb = scenario.playbook
+    migration = pb.migration.model_copy(update={"converted_points": converted_points})
+    return dataclasses.replace(scenario, playbook=pb.model_copy(update={"migration": migration}))
+
+
+def _assert_match(title: str, cmp: Comparison, keys: tuple[str, ...]) -> None:
+    """Months and totals pass (module docstring); the totals of ``keys``, the metrics the
+    scenario is about, have a relative SE small enough for REL_TOL to mean something."""
+    print("\n" + _report(title, cmp))
+    rel_se = cmp.totals.loc[list(keys), "rel_se"]
+    noisy = rel_se[rel_se >= REL_TOL / 2.5]
+    assert noisy.empty, f"{title}: totals too noisy for REL_TOL:\n{noisy}"
+    assert not cmp.failures(), f"{title}: engine and oracle differ:\n" + "\n".join(cmp.failures()[:30])
+
+
+def _assert_ledger(scenario: Scenario, runs: np.ndarray) -> None:
+    """The oracle's own books, migration included: issued - redeemed - expired = change in
+    outstanding, each month after the first (the first opens on the history's balance)."""
+    m = pd.DataFrame(runs[0], columns=_metrics(scenario))
+    change = m["points_outstanding"].diff().iloc[1:]
+    balance = (m["points_issued"] - m["points_redeemed"] - m["points_expired"]).iloc[1:]
+    np.testing.assert_allclose(change, balance, atol=1e-6)
+    np.testing.assert_allclose(m["points_issued"], m["points_issued_purchase"] + m["points_issued_bonus"]
+                               + m["points_issued_migration"], atol=1e-6)
+
+
+POINTS_KEYS = ("members", "points_issued", "points_redeemed", "points_expired", "points_outstanding")
+
+
+@pytest.fixture(scope="module")
+def running_scenario() -> Scenario:
+    return _scenario("playbook_running.yaml")
+
+
+@pytest.fixture(scope="module")
+def running_engine(running_scenario) -> dict[str, np.ndarray]:
+    return engine_runs(running_scenario, k=K_E_OTHER, runs=("design", "baseline"))
+
+
+@pytest.fixture(scope="module")
+def running_oracle(running_scenario) -> dict[str, np.ndarray]:
+    return {run: oracle_runs(running_scenario, seeds=OTHER_SEEDS, run=run) for run in ("design", "baseline")}
+
+
+def test_running_fixture_exercises_history_and_migration(running_scenario, running_oracle):
+    """The fixture does what the comparisons rely on: the opening balance is spread over the
+    past (month 1 expires part of it, not all), the migration converts it in month 4 and the
+    design's shorter expiry takes the old converted batches at once."""
+    metrics = _metrics(running_scenario)
+    base = pd.DataFrame(running_oracle["baseline"].mean(axis=0), columns=metrics, index=range(1, 13))
+    design = pd.DataFrame(running_oracle["design"].mean(axis=0), columns=metrics, index=range(1, 13))
+    assert base.loc[1, "members"] > 1000
+    assert 0 < base.loc[1, "points_expired"] < 0.05 * base.loc[1, "points_outstanding"]
+    assert design.loc[4, "points_redeemed_migration"] > 0.9 * design.loc[3, "points_outstanding"]
+    assert design.loc[4, "points_issued_migration"] > 0
+    assert design.loc[4, "points_expired"] > 4 * base.loc[4, "points_expired"]
+    assert (design[["points_issued_migration", "points_redeemed_migration"]].drop(index=4) == 0).all().all()
+    for run in ("design", "baseline"):
+        _assert_ledger(running_scenario, running_oracle[run])
+
+
+@pytest.mark.parametrize("run", ["baseline", "design"])
+def test_running_program_matches(running_scenario, running_engine, running_oracle, run):
+    """Both runs start from the kitty's history; the baseline run keeps it for the horizon,
+    the design run migrates in month 4 (keep_dates)."""
+    cmp = compare(running_engine[run], running_oracle[run], _metrics(running_scenario))
+    keys = POINTS_KEYS + (("points_issued_migration", "points_redeemed_migration") if run == "design" else ())
+    _assert_match(f"running kitty, {run} run", cmp, keys)
+
+
+@pytest.mark.parametrize("opening", ["last_month", "snapshot_today"])
+def test_wrong_opening_history_is_detected(running_scenario, running_engine, opening):
+    """Every opening point dated in month -1 (nothing expires in month 1), or every past
+    snapshot equal to today's total (everything expires in month 1): month 1's expired points
+    tell either from the engine."""
+    wrong = oracle_runs(running_scenario, seeds=PERTURBED_SEEDS, run="baseline", opening=opening)
+    cmp = compare(running_engine["baseline"], wrong, _metrics(running_scenario))
+    print("\n" + _report(f"opening dated by {opening}", cmp))
+    assert cmp.monthly_fail.loc[1, "points_expired"], \
+        f"an opening history dated by {opening} went unnoticed (month 1 z = {cmp.z.loc[1, 'points_expired']:+.1f})"
+
+
+def test_migration_dating_is_detected(running_scenario, running_engine):
+    """Converted points all dated in the launch month (new_issue) where the playbook keeps
+    their earn months: the launch month's expired points tell."""
+    wrong = oracle_runs(_with_migration(running_scenario, "new_issue"), seeds=PERTURBED_SEEDS)
+    cmp = compare(running_engine["design"], wrong, _metrics(running_scenario))
+    print("\n" + _report("migration dated as new_issue", cmp))
+    launch = running_scenario.playbook.launch.month - running_scenario.playbook.start.month + 1
+    assert cmp.monthly_fail.loc[launch, "points_expired"], "new_issue dating went unnoticed in the launch month"
+
+
+def test_new_issue_migration_matches():
+    """A catalogue program (never expiring) running at the start, migrated at once to a
+    cash-back design, converted points dated in the launch month; both runs."""
+    scenario = _scenario("playbook_new_issue.yaml")
+    assert scenario.playbook.migration.converted_points == "new_issue"
+    e = engine_runs(scenario, k=K_E_OTHER, runs=("design", "baseline"))
+    metrics = _metrics(scenario)
+    for run in ("baseline", "design"):
+        o = oracle_runs(scenario, seeds=OTHER_SEEDS, run=run)
+        _assert_ledger(scenario, o)
+        m = pd.DataFrame(o.mean(axis=0), columns=metrics)
+        assert m["redemptions"].iloc[0] > 0 and m["points_outstanding"].iloc[0] > 0
+        keys = POINTS_KEYS if run == "design" else ("members", "points_issued", "points_redeemed", "points_outstanding")
+        _assert_match(f"catalogue program migrated at once (new_issue), {run} run", compare(e[run], o, metrics), keys)
+
+
+@pytest.fixture(scope="module")
+def paid_scenario() -> Scenario:
+    return _scenario("playbook_paid.yaml")
+
+
+@pytest.fixture(scope="module")
+def paid_engine(paid_scenario) -> np.ndarray:
+    return engine_runs(paid_scenario, k=K_E_OTHER)
+
+
+def test_paid_design_matches(paid_scenario, paid_engine):
+    """A monthly fee after two free months: who joins (the fee factor), fee income, who
+    leaves at renewal."""
+    o = oracle_runs(paid_scenario, seeds=OTHER_SEEDS)
+    cmp = compare(paid_engine, o, _metrics(paid_scenario))
+    assert cmp.totals.loc["fee_income", "oracle"] > 0 and cmp.totals.loc["left_members", "oracle"] > 0
+    _assert_match("paid design", cmp, ("members", "new_members", "left_members", "fee_income", "points_issued"))
+
+
+def test_fee_sensitivity_is_detected(paid_scenario, paid_engine):
+    wrong = oracle_runs(paid_scenario, seeds=PERTURBED_SEEDS, perturb={"fee_sensitivity": 2.0})
+    cmp = compare(paid_engine, wrong, _metrics(paid_scenario))
+    print("\n" + _report("oracle with fee_sensitivity x 2", cmp))
+    failing = set(cmp.monthly_fail.columns[cmp.monthly_fail.any()]) | set(cmp.totals.index[cmp.totals.fail])
+    assert {"left_members", "fee_income"} <= failing, f"fee_sensitivity x 2 went unnoticed (failing: {sorted(failing)})"
+
+
+def test_migration_to_paid_design_matches():
+    """The kitty migrated to a paid design: nobody is a member at the launch, balances are
+    converted and kept (with their earn months) until spent after joining again, or expired."""
+    scenario = _scenario("playbook_paid_migration.yaml")
+    e = engine_runs(scenario, k=K_E_OTHER)
+    o = oracle_runs(scenario, seeds=OTHER_SEEDS)
+    _assert_ledger(scenario, o)
+    cmp = compare(e, o, _metrics(scenario))
+    launch = scenario.playbook.launch.month - scenario.playbook.start.month
+    m = pd.DataFrame(o.mean(axis=0), columns=_metrics(scenario))
+    assert m["members"].iloc[launch] < 0.2 * m["members"].iloc[launch - 1]
+    _assert_match("kitty migrated to a paid design", cmp,
+                  POINTS_KEYS + ("points_issued_migration", "left_members", "fee_income"))
