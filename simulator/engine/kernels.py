@@ -293,16 +293,17 @@ def _poisson(u, la):
 def opening_history(lo, hi, agents, join_off, segment, past_cum, rate_mult, basket_mult, birthday, rate, season, cal_month,
                     basket_mean, basket_sigma, net_factor, ppu, rounding, min_order, category_factor, em0, cap_month,
                     bonus_enrolment, bonus_first, bonus_birthday, cashback_threshold, ladder, goal, redeem_prop,
-                    pending, expiry, keys, age, out_earned, out_consumed, out_snaps, out_first_pending):
+                    pending, expiry, keys, age, out_earned, out_consumed, snap, row, out_first_pending):
     """Members lo .. hi-1 of ``agents`` live their history under a running program
     (mechanisms/history.py): history month o = 0 .. age-1 is month o - age; ``join_off`` is
     the join month + age; ``keys[o]`` the (purchases, basket, redemption, segment) stream keys;
-    ``past_cum`` the cumulative rows of the time-reversed segment chain."""
+    ``past_cum`` the cumulative rows of the time-reversed segment chain. Month -b's snapshot of
+    earned points goes to ``snap[L - b, row[i]]`` (b = 1 .. L-1, zeros left unwritten)."""
     hist = np.zeros(age + 1, dtype=np.int64)  # earned at the end of history month o
     segs = np.zeros(age + 1, dtype=np.int64)  # segment in history month o
     S = past_cum.shape[0]
     kind, e_months, e_month, e_age = expiry[0], expiry[1], expiry[2], expiry[3]
-    L1 = out_snaps.shape[0]
+    L = snap.shape[0]
     for j in range(lo, hi):
         i = agents[j]
         j0 = join_off[j]
@@ -381,8 +382,9 @@ def opening_history(lo, hi, agents, join_off, segment, past_cum, rate_mult, bask
         out_earned[j] = earned
         out_consumed[j] = consumed
         out_first_pending[j] = first_pending
-        for b in range(1, L1 + 1):
-            out_snaps[b - 1, j] = hist[age - b] if age - b >= 0 else 0
+        for b in range(1, min(L, age + 1)):
+            if hist[age - b] != 0:
+                snap[L - b, row[i]] = np.uint32(hist[age - b] & 0xFFFFFFFF)
     return 0
 
 

@@ -27,7 +27,7 @@ import pandas as pd
 
 from simulator.engine import kernels
 from simulator.engine.calendar import Calendar
-from simulator.engine.compiled import CENTI, EXPIRY_FIXED, EXPIRY_NEVER, CompiledMarket, CompiledProgram
+from simulator.engine.compiled import CENTI, EXPIRY_AFTER, EXPIRY_FIXED, EXPIRY_NEVER, CompiledMarket, CompiledProgram
 from simulator.engine.mechanisms import campaigns as camp
 from simulator.engine.mechanisms import enrolment, expiry, fees, history, rewards, transitions
 from simulator.engine.population import INIT_STREAMS, InitialAgents, Population, referral_capacity
@@ -163,7 +163,7 @@ class Simulation:
         for name in ("design", "baseline"):
             prog = self.base_prog  # both runs start with the program running today, if any
             ring = prog.ring if prog else 1
-            if prog is not None and pb.migration.converted_points == "keep_dates":
+            if name == "design" and prog is not None and self._dates_beyond_ring(prog, pb):
                 ring = max(ring, self.design.ring)  # the old points' dates, as far back as the design looks
             window = prog.window_months if prog and prog.window == 0 else 1
             self.runs[name] = RunState.new(name, self.pop, ring, window, S)
@@ -195,6 +195,13 @@ class Simulation:
             self._start_running_program(self.base_prog, pb.baseline_age_months)
 
     # ---------------------------------------------------------------- set-up
+    @staticmethod
+    def _dates_beyond_ring(prog: CompiledProgram, pb) -> bool:
+        """Whether the design run must keep the running program's snapshots further back than
+        that program does, to date its points at a migration (keep_dates): only when they can
+        be older than its ring (no expiry after a fixed age: never, inactivity, fixed date)."""
+        return pb.migration.converted_points == "keep_dates" and prog.expiry != EXPIRY_AFTER
+
     def program_of(self, run: str, t: int) -> CompiledProgram | None:
         if run == "design" and t >= self.launch_t:
             return self.design
@@ -217,25 +224,18 @@ class Simulation:
         first.member[mem] = True
         first.enrol_month[mem] = join
         first.reach[mem] |= self.pop.opt_in_on_join[mem]
-        ring = first.snap.shape[0]
-        earned, consumed, snaps, pending = history.replay(
-            prog, self.market, self.streams, mem, join, first.segment,
-            self.P_member if self.mech.transitions else self.market.P, self.pop.rate_mult, self.pop.basket_mult,
-            self.pop.birthday, self.start.month, age, ring)
-        first.earned[mem] = earned
-        first.consumed[mem] = consumed
-        first.first_pending[mem] = pending
-        first.give_rows(first.earned != 0)
-        has = first.row[mem] >= 0
-        rows = first.row[mem][has]
-        for b in range(1, ring):  # month -b's snapshot of earned points
-            first.snap[(-b) % ring, rows] = snaps[b - 1][has].astype(np.uint32)
+        history.replay(prog, self.market, self.streams, first, mem, join,
+                       self.P_member if self.mech.transitions else self.market.P, self.pop.rate_mult,
+                       self.pop.basket_mult, self.pop.birthday, self.start.month, age)
         if prog.fee > 0:
             first.next_bill[mem] = history.first_bill(join, prog)
         second.program = prog
         for name in ("member", "enrol_month", "reach", "earned", "consumed", "first_pending", "next_bill", "row", "rows"):
             getattr(second, name)[:] = getattr(first, name)
-        second.snap[:, : int(first.rows[0])] = first.snap[:, : int(first.rows[0])]
+        rows = int(first.rows[0])
+        L1, L2 = first.snap.shape[0], second.snap.shape[0]  # the design's ring may reach further back
+        for b in range(1, min(L1, L2)):
+            second.snap[L2 - b, :rows] = first.snap[L1 - b, :rows]
 
     def _schedule(self) -> None:
         c = self.cal

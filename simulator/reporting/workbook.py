@@ -78,7 +78,7 @@ _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 PCT = "0.0%"
 COUNT = "#,##0"
-MONTHS = "0.0"
+MONTHS = "0"  # payback: whole months
 NUMBER = "#,##0.0###"
 RATE = "0.######"
 DISCOUNT_RATE = "0.00%"
@@ -590,9 +590,10 @@ def _ifrs15_by_year(ws: Worksheet, study: Study) -> None:
 def _sensitivity(ws: Worksheet, study: Study) -> None:
     sh = _Sheet(ws)
     cur = study.reporting_currency
+    base = "NPV at base: every parameter central, mean of the sensitivity replications, not the headline P50"
     first = sh.header(["Scenario", "Parameter", "Distribution", "Low", "High", "Local currency", "NPV at low (local currency)",
-                       "NPV at base (local currency)", "NPV at high (local currency)", f"NPV at low ({cur})",
-                       f"NPV at base ({cur})", f"NPV at high ({cur})", f"Swing ({cur})"])
+                       f"{base} (local currency)", "NPV at high (local currency)", f"NPV at low ({cur})",
+                       f"{base} ({cur})", f"NPV at high ({cur})", f"Swing ({cur})"])
     rows = 0
     for r in study.ranking:
         s = study.scenario(r.scenario)
@@ -613,7 +614,9 @@ def _sensitivity(ws: Worksheet, study: Study) -> None:
     n = 0
     for r in study.ranking:
         for b in study.breakeven.get(r.scenario, []):
-            sh.put([r.scenario, b.parameter, b.value, b.meaning], [None, None, NUMBER, None])
+            meaningless = b.value is None or b.value < 0  # e.g. a negative multiple of reward cost
+            sh.put([r.scenario, b.parameter, "none" if meaningless else b.value, b.meaning],
+                   [None, None, None if meaningless else "0.00", None])
             n += 1
     if not n:
         sh.put(["(none)"])

@@ -408,9 +408,13 @@ def test_sensitivity_rows(wb, study):
     tornado = [r for r in rows if r[header["Scenario"]].value in PLAYBOOKS and r[header["Parameter"]].value]
     assert len([r for r in tornado if r[header["NPV at low (EUR)"]].value is not None]) == sum(len(v) for v in study.tornado.values())
     r = tornado[0]
-    assert r[header["NPV at base (EUR)"]].number_format == money("EUR")
+    base = "NPV at base: every parameter central, mean of the sensitivity replications, not the headline P50 (EUR)"
+    assert r[header[base]].number_format == money("EUR")  # the tornado's base says what it is
     texts = {c.value for row in wb["Sensitivity"].iter_rows() for c in row if isinstance(c.value, str)}
     assert "Break-even values" in texts and "lowest goal-gradient strength at which NPV reaches zero" in texts
+    # a break-even without meaning (None or a negative multiple) reads "none", never a number
+    values = [row[2].value for row in wb["Sensitivity"].iter_rows() if row[1].value == "reward cost"]
+    assert values and all(v == "none" or (isinstance(v, float) and v >= 0) for v in values)
 
 
 def test_workbook_is_byte_identical(study_dir, xlsx, tmp_path):

@@ -79,13 +79,13 @@ def first_bill(join: np.ndarray, program: CompiledProgram) -> np.ndarray:
     return due
 
 
-def replay(program: CompiledProgram, market: CompiledMarket, streams, members: np.ndarray, join: np.ndarray,
-           segment: np.ndarray, P: np.ndarray, rate_mult: np.ndarray, basket_mult: np.ndarray, birthday: np.ndarray,
-           start_month: int, age: int, ring: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Each member's history (module docstring). Returns, per member: cumulative earned and
-    consumed points at the start (int64 hundredths), the snapshots of earned at the end of
-    months -1 .. -(ring-1) (``[ring - 1, n]``, row b-1 for month -b) and whether the
-    first-purchase bonus is still pending."""
+def replay(program: CompiledProgram, market: CompiledMarket, streams, run, members: np.ndarray, join: np.ndarray,
+           P: np.ndarray, rate_mult: np.ndarray, basket_mult: np.ndarray, birthday: np.ndarray, start_month: int,
+           age: int) -> None:
+    """Each member's history (module docstring), into ``run`` (a RunState): cumulative earned
+    and consumed points at the start, the snapshots of earned at the end of months -1 ..
+    -(ring-1) (every member is given a snapshot row) and whether the first-purchase bonus is
+    still pending."""
     n = members.shape[0]
     months = np.arange(-age, 0)
     cal = (start_month - 1 + months) % 12  # 0-based calendar month of each history month
@@ -97,19 +97,22 @@ def replay(program: CompiledProgram, market: CompiledMarket, streams, members: n
     expiry = (program.expiry, program.expiry_months, program.expiry_month, program.expiry_min_age)
     earned = np.zeros(n, dtype=np.int64)
     consumed = np.zeros(n, dtype=np.int64)
-    snaps = np.zeros((max(ring - 1, 0), n), dtype=np.int64)
     pending = np.zeros(n, dtype=np.bool_)
+    need = np.zeros(run.member.shape[0], dtype=bool)
+    need[members] = True
+    run.give_rows(need)
     past = np.cumsum(transitions.reversed_matrix(P), axis=1)
-    kernels._threaded(kernels.opening_history, n, None, members, join + age, segment, past, rate_mult, basket_mult, birthday,
-                      market.rate, season, cal + 1, market.basket_mean, market.basket_sigma, market.net_factor,
+    kernels._threaded(kernels.opening_history, n, None, members, join + age, run.segment, past, rate_mult, basket_mult,
+                      birthday, market.rate, season, cal + 1, market.basket_mean, market.basket_sigma, market.net_factor,
                       float(program.ppu), int(program.rounding), float(program.min_order),
                       float(program.category_factor), float(program.earn_mult[0]), int(program.cap_month),
                       int(program.bonus_enrolment), int(program.bonus_first), int(program.bonus_birthday),
                       int(program.cashback_threshold), ladder, goal, market.response["redemption_propensity"],
                       int(program.pending_months), np.array(expiry, dtype=np.int64), keys, age, earned, consumed,
-                      snaps, pending)
-    return earned, consumed, snaps, pending
-
+                      run.snap, run.row, pending)
+    run.earned[members] = earned
+    run.consumed[members] = consumed
+    run.first_pending[members] = pending
 
 
 def convert(run, old: CompiledProgram, new: CompiledProgram, t: int, keep_dates: bool) -> tuple[int, int]:
@@ -133,18 +136,21 @@ def convert(run, old: CompiledProgram, new: CompiledProgram, t: int, keep_dates:
     old_points = out[holders]
     new_points = at_value(old_points)
     L, L_old = new.ring, run.snap.shape[0]
-    consumed = run.consumed[holders]
-    dated = [at_value(np.maximum(run.earned_until(t, b, holders) - consumed, 0)) if keep_dates and b < L_old
-             else np.zeros(holders.size, dtype=np.int64) for b in range(1, L)]
-    earned_before = run.earned[holders].copy()
-    run.debit(old_points, holders, "redeemed")
-    run.credit(new_points, holders, "issued")
-    run.give_rows(run.earned != 0)
+    earned, consumed = run.earned[holders], run.consumed[holders]
+    # the new ring, written before the conversion while the old one still dates the points:
+    # nothing outstanding is older than its month's value (consumed, for a holder its earned
+    # before the conversion), plus the converted points of batches up to that month
     snap = lazy_zeros((L, run.earned.shape[0]), np.uint32)
-    has = run.row >= 0
-    snap[:, run.row[has]] = run.consumed[has].astype(np.uint32)[None, :]  # nothing outstanding is older
+    has = np.flatnonzero(run.row >= 0)
+    floor = run.consumed[has]
+    floor[np.isin(has, holders, assume_unique=True)] = run.earned[has][np.isin(has, holders, assume_unique=True)]
+    snap[:, run.row[has]] = floor.astype(np.uint32)[None, :]
     rows = run.row[holders]
     for b in range(1, L):
-        snap[(t - b) % L, rows] = (earned_before + dated[b - 1]).astype(np.uint32)
+        if keep_dates and b < L_old:
+            dated = at_value(np.maximum(run.earned_until(t, b, holders) - consumed, 0))
+            snap[(t - b) % L, rows] = (earned + dated).astype(np.uint32)
+    run.debit(old_points, holders, "redeemed")
+    run.credit(new_points, holders, "issued")
     run.reset_points_window(new, snap)
     return int(old_points.sum()), int(new_points.sum())
