@@ -153,3 +153,34 @@ def test_never_paying_replications_count_in_payback_percentiles():
     fake.transition_matrices = lambda: {}
     m = fake.summary()["metrics"]["payback_month"]
     assert m["never"] == 2 and m["p10"] == 3 and m["p50"] is None and m["p90"] is None
+
+
+def test_a_discount_rate_range_reaches_the_percentiles_and_the_tornado(tmp_path):
+    """economics.discount_rate as a range: each replication discounts its cash flow at its own
+    draw (so the NPV's P10/P90 carry it), and the tornado moves it like any uncertain parameter."""
+    import yaml
+
+    from simulator.finance import metrics
+    from simulator.results import RunResult
+    from simulator.engine.simulation import Simulation
+
+    market = yaml.safe_load((ROOT / "markets/usa/market.yaml").read_text())
+    market["economics"]["discount_rate"] = {"uniform": [0.04, 0.16]}
+    (tmp_path / "market.yaml").write_text(yaml.safe_dump(market))
+    pb = yaml.safe_load((ROOT / "markets/usa/cagnotte_launch.yaml").read_text())
+    pb.update(market="market.yaml", design=str(ROOT / "programs/cagnotte.yaml"), horizon_months=12)
+    (tmp_path / "pb.yaml").write_text(yaml.safe_dump(pb, sort_keys=False))
+    study, cells = study_from_playbooks([tmp_path / "pb.yaml"], [], replications=3, seed=2, agents=500)
+    sc = cells[0].scenario
+    reps = [Simulation(sc, agents=500, seed=2, replication=r).run() for r in range(3)]
+    rr = RunResult(sc, reps, 500, 2)
+    rates = [rr.discount_rate(r) for r in range(3)]
+    assert len(set(rates)) == 3 and all(0.04 <= x <= 0.16 for x in rates)
+    for r, m in enumerate(rr.replication_metrics()):
+        assert m["discount_rate"] == rates[r]
+        assert m["npv"] == pytest.approx(metrics.npv(rr.frames[r]["difference"]["cash_flow"].to_numpy(), rates[r]))
+    study = study.model_copy(update={"sensitivity_replications": 1})
+    doc = run_study(study, cells, tmp_path / "out", force=False)
+    bars = {b["parameter"]: b for b in doc["tornado"][cells[0].id]}
+    bar = bars["usa.economics.discount_rate"]
+    assert bar["npv_low"] != bar["npv_high"]
