@@ -29,7 +29,7 @@ from simulator.engine import kernels
 from simulator.engine.calendar import Calendar
 from simulator.engine.compiled import CENTI, EXPIRY_AFTER, EXPIRY_FIXED, EXPIRY_NEVER, CompiledMarket, CompiledProgram
 from simulator.engine.mechanisms import campaigns as camp
-from simulator.engine.mechanisms import enrolment, expiry, fees, history, rewards, transitions
+from simulator.engine.mechanisms import enrolment, expiry, fees, history, transitions
 from simulator.engine.population import INIT_STREAMS, InitialAgents, Population, referral_capacity
 from simulator.engine.state import NEVER, RunState
 from simulator.engine.streams import Streams, seed_key

@@ -47,8 +47,9 @@ from __future__ import annotations
 import numpy as np
 
 from simulator.engine import kernels
-from simulator.engine.compiled import CompiledMarket, CompiledProgram
+from simulator.engine.compiled import CENTI, CompiledMarket, CompiledProgram
 from simulator.engine.mechanisms import transitions
+from simulator.engine.state import RunState, lazy_zeros
 
 #: Streams of the history (period = months before the start, 1 .. A).
 STREAMS = ("init.join", "init.history.purchases", "init.history.basket", "init.history.redemption",
@@ -79,7 +80,7 @@ def first_bill(join: np.ndarray, program: CompiledProgram) -> np.ndarray:
     return due
 
 
-def replay(program: CompiledProgram, market: CompiledMarket, streams, run, members: np.ndarray, join: np.ndarray,
+def replay(program: CompiledProgram, market: CompiledMarket, streams, run: RunState, members: np.ndarray, join: np.ndarray,
            P: np.ndarray, rate_mult: np.ndarray, basket_mult: np.ndarray, birthday: np.ndarray, start_month: int,
            age: int) -> None:
     """Each member's history (module docstring), into ``run`` (a RunState): cumulative earned
@@ -115,7 +116,7 @@ def replay(program: CompiledProgram, market: CompiledMarket, streams, run, membe
     run.first_pending[members] = pending
 
 
-def convert(run, old: CompiledProgram, new: CompiledProgram, t: int, keep_dates: bool) -> tuple[int, int]:
+def convert(run: RunState, old: CompiledProgram, new: CompiledProgram, t: int, keep_dates: bool) -> tuple[int, int]:
     """A migration at the opening of month ``t``: every balance O_i of the old program becomes
     ``floor(O_i v_old / v_new)`` whole points of the new one (v: value per point), at value.
     With ``keep_dates`` the new points keep the earn months of the old: the new points
@@ -123,9 +124,6 @@ def convert(run, old: CompiledProgram, new: CompiledProgram, t: int, keep_dates:
     the old points outstanding from batches up to m (oldest first); otherwise the conversion is
     a new issue, every new point dated in month t. The design's ring of snapshots replaces the
     old one. Returns (old points converted, new points issued), in hundredths."""
-    from simulator.engine.compiled import CENTI
-    from simulator.engine.state import lazy_zeros
-
     factor = old.value_per_point / new.value_per_point
 
     def at_value(points: np.ndarray) -> np.ndarray:

@@ -20,13 +20,13 @@ the rate is multiplied by ``1 + r_s * 2^(-months since redemption / half_life_s)
 
 Redemption. Cash-back: when the spendable balance reaches the threshold, whole blocks are
 converted into vouchers at once; a share ``voucher_use_rate`` of vouchers is used (stochastic
-rounding per member), each costing ``voucher_value * voucher_cost_ratio`` net of VAT (``/ (1 + vat)`` when prices
-include it: a voucher is a price reduction, and revenue is net). A catalogue reward of kind
-``voucher`` costs its ``cost`` net of VAT likewise; products, experiences and partner rewards
-cost what they cost. Catalogue: a
-member whose spendable balance affords a reward of their tier redeems with probability
-``redemption_propensity_s`` per month, taking the most expensive reward they can afford
-(one per month). Points leave oldest first.
+rounding per member), each costing ``voucher_value * voucher_cost_ratio`` net of VAT
+(``/ (1 + vat)`` when prices include it: a voucher is a price reduction, and revenue is net);
+the points of vouchers never used are breakage, not redemptions, for IFRS 15. A catalogue
+reward of kind ``voucher`` costs its ``cost`` net of VAT likewise; products, experiences and
+partner rewards cost what they cost. Catalogue: a member whose spendable balance affords a
+reward of their tier redeems with probability ``redemption_propensity_s`` per month, taking the
+most expensive reward they can afford (one per month). Points leave oldest first.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.engine.compiled import CENTI, CompiledProgram
+from simulator.engine.compiled import CompiledProgram
 
 
 def progress(program: CompiledProgram, spendable: np.ndarray, tier: np.ndarray) -> np.ndarray:
