@@ -38,13 +38,24 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         raise
 
 
+#: Files that mark a directory as a previous loyalty-sim output (a run or a back-test writes
+#: ``manifest.json``, a study ``study.json``): only such a directory may be replaced.
+MARKERS = ("manifest.json", "study.json")
+
+
 def check_destination(out: str | Path, force: bool) -> Path:
-    """Refuse an existing output directory unless ``force`` (checked before any work)."""
+    """Refuse an existing output directory unless ``force`` (checked before any work), and even
+    with ``force`` unless it is empty or holds a previous loyalty-sim output: replacing a
+    directory deletes what is in it, and a folder the user keeps other files in is not ours."""
     out = Path(out)
     if out.exists() and not force:
         raise InputErrors.one(str(out), "output directory already exists (use --force to replace it, or choose another --out)")
     if out.exists() and not out.is_dir():
         raise InputErrors.one(str(out), "exists and is not a directory (expected a directory for the run's results)")
+    if out.exists() and any(out.iterdir()) and not any((out / m).is_file() for m in MARKERS):
+        raise InputErrors.one(str(out), "--force replaces only a previous loyalty-sim output, and this directory holds "
+                                        f"other files (no {' or '.join(MARKERS)}): nothing was deleted; choose another "
+                                        "--out or empty it yourself")
     return out
 
 

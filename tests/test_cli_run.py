@@ -156,3 +156,19 @@ def test_force_replaces(run_dir, tmp_path):
     res = cli("run", "--playbook", PLAYBOOK, "--agents", "400", "--out", str(target), "--force")
     assert res.returncode == 0
     assert json.loads((target / "summary.json").read_text())["agents"] == 400
+
+
+def test_force_never_deletes_a_folder_that_is_not_a_loyalty_sim_output(tmp_path):
+    """--force replaces a previous output (it has a manifest) or an empty folder, never a folder
+    of the user's own files: refused with the reason, exit code 2, every file still there."""
+    mine = tmp_path / "finance"
+    mine.mkdir()
+    (mine / "budget.xlsx").write_bytes(b"the user's budget")
+    res = cli("run", "--playbook", PLAYBOOK, "--agents", "300", "--out", str(mine), "--force")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "replaces only a previous loyalty-sim output" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert (mine / "budget.xlsx").read_bytes() == b"the user's budget" and len(list(mine.iterdir())) == 1
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli("run", "--playbook", PLAYBOOK, "--agents", "300", "--out", str(empty), "--force").returncode == 0
+    assert (empty / "manifest.json").is_file()
