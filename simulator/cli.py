@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from pathlib import Path
-from typing import Annotated, Callable, Iterator, List, Optional
+from typing import Annotated, Iterator, List, Optional
 
 import typer
 
@@ -77,15 +77,11 @@ def reference(
         typer.echo(f"wrote {out}")
 
 
-@contextlib.contextmanager
-def _progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar over simulated months (silent when stderr is not a terminal)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+def _progress(total: int, label: str, unit: str = "months"):
+    """Progress of a long command: a bar on a terminal, plain lines elsewhere (simulator.progress)."""
+    from simulator.progress import progress
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  transient=True, disable=not sys.stderr.isatty()) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda months: bar.advance(task, months)
+    return progress(total, label, unit)
 
 
 @contextlib.contextmanager
@@ -370,7 +366,7 @@ def backtest(
         source = _log_source(transactions, fmt, customer_col, date_col, amount_col, date_format, on_bad_rows, merge_same_day)
         seg = segmentation_from(segments, recency_months=recency_months, rate_tiers=rate_tiers, lapse_tiers=lapse_tiers,
                                 lapsed_from=min(6, recency_months))
-        with _progress(replications, "back-test") as tick:
+        with _progress(replications, "back-test", "replications") as tick:
             result = backtest_file(source, out, calibration_end=calibration_end, holdout_end=holdout_end, agents=agents,
                                    replications=replications, seed=seed, segmentation=seg, force=force, progress=tick,
                                    arguments={"format": fmt})

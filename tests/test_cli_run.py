@@ -31,6 +31,7 @@ def run_dir(tmp_path_factory) -> Path:
     res = cli("run", "--playbook", PLAYBOOK, "--agents", "800", "--replications", "2", "--seed", "9", "--out", str(out))
     assert res.returncode == 0, res.stderr
     assert "Incremental revenue" in res.stdout and "NPV" in res.stdout
+    (out.parent / "run.stderr").write_text(res.stderr)
     return out
 
 
@@ -156,6 +157,12 @@ def test_force_replaces(run_dir, tmp_path):
     res = cli("run", "--playbook", PLAYBOOK, "--agents", "400", "--out", str(target), "--force")
     assert res.returncode == 0
     assert json.loads((target / "summary.json").read_text())["agents"] == 400
+
+
+def test_progress_lines_when_not_a_terminal(run_dir):
+    """The module fixture's run printed plain progress lines to a pipe (stderr is not a tty)."""
+    log = (run_dir.parent / "run.stderr").read_text()
+    assert "months (100%)" in log and "elapsed" in log
 
 
 def test_force_never_deletes_a_folder_that_is_not_a_loyalty_sim_output(tmp_path):
