@@ -22,6 +22,7 @@ app = typer.Typer(
     help="Simulate a retail loyalty program before launching it: engagement, reward cost, "
          "points liability and incremental ROI against a counterfactual.",
     no_args_is_help=True,
+    rich_markup_mode=None,  # plain click help: wraps at the terminal width, never cuts an option name
     add_completion=False,
     pretty_exceptions_enable=False,
 )
@@ -46,11 +47,18 @@ def _root(
     """loyalty-sim: design a loyalty program and know what it will do before launching it."""
 
 
-@app.command()
+@app.command(short_help="Check designs, markets and playbooks.")
 def validate(
     paths: List[Path] = typer.Argument(..., help="Design, market or playbook files, or directories of them (a playbook is checked with the design and market it names)."),
 ) -> None:
-    """Check designs, markets and playbooks; print OK or every error found."""
+    """Check designs, markets and playbooks; print OK or every error found.
+
+    Examples:
+
+    \b
+    loyalty-sim validate markets/france/points_tiers_launch.yaml
+    loyalty-sim validate programs markets
+    """
     from simulator.scenario import validate_paths
 
     errors = validate_paths(paths)
@@ -59,12 +67,19 @@ def validate(
     typer.echo(f"OK: {', '.join(str(p) for p in paths)}")
 
 
-@app.command()
+@app.command(short_help="The reference of every field, or the model's equations.")
 def reference(
     out: Optional[Path] = typer.Option(None, "--out", help="Write the Markdown reference to this file instead of printing it."),
     model: bool = typer.Option(False, "--model", help="The model's equations and sources (docs/model.md) instead of the field reference."),
 ) -> None:
-    """Print the reference of every field of designs, markets and playbooks (generated from the typed models), or with --model the model's equations."""
+    """Print the reference of every field of designs, markets and playbooks (generated from the typed models), or with --model the model's equations.
+
+    Examples:
+
+    \b
+    loyalty-sim reference --out docs/reference.md
+    loyalty-sim reference --model
+    """
     from simulator.output import write_text_atomic
     from simulator.reporting.fields import field_reference
     from simulator.reporting.model_doc import model_document
@@ -103,7 +118,7 @@ Scheduler = Annotated[Optional[str], typer.Option("--scheduler", help=(
 Force = Annotated[bool, typer.Option("--force", help="Replace an existing output directory.")]
 
 
-@app.command()
+@app.command(short_help="Simulate a playbook's design against its baseline.")
 def run(
     playbook: Path = typer.Option(..., "--playbook", help="Market playbook to run (it names the design and the market)."),
     out: Path = typer.Option(..., "--out", help="Directory for the results (refused if it exists, unless --force)."),
@@ -115,7 +130,16 @@ def run(
     workers: Workers = None,
     scheduler: Scheduler = None,
 ) -> None:
-    """Simulate a playbook's design against its baseline; write the monthly table, summary and manifest."""
+    """Simulate a playbook's design against its baseline; write the monthly table, summary and manifest.
+
+    Examples:
+
+    \b
+    loyalty-sim run --playbook markets/france/points_tiers_launch.yaml \\
+        --out runs/fr
+    loyalty-sim run --playbook markets/usa/cagnotte_launch.yaml --baseline none \\
+        --agents 100000 --replications 20 --out runs/us --force
+    """
     from simulator.output import check_destination
     from simulator.runner import simulate, summary_text, write_run
     from simulator.scenario import resolve
@@ -133,7 +157,7 @@ def run(
     typer.echo(f"results: {out}")
 
 
-@app.command()
+@app.command(short_help="Re-run a run from its manifest; check it is identical.")
 def reproduce(
     run_dir: Path = typer.Argument(..., help="Directory of an earlier run (with its manifest.json)."),
     out: Path = typer.Option(..., "--out", help="Directory for the re-run."),
@@ -141,7 +165,13 @@ def reproduce(
     workers: Workers = None,
     scheduler: Scheduler = None,
 ) -> None:
-    """Re-run a run from its manifest and check every result file is bit-for-bit identical."""
+    """Re-run a run from its manifest and check every result file is bit-for-bit identical.
+
+    Examples:
+
+    \b
+    loyalty-sim reproduce runs/fr --out runs/fr-again
+    """
     from simulator.output import check_destination
     from simulator.runner import reproduce as _reproduce
 
@@ -160,7 +190,7 @@ def reproduce(
     typer.echo(f"reproduced bit for bit: {out}")
 
 
-@app.command()
+@app.command(short_help="Compare designs across markets: report and workbook.")
 def compare(
     study_file: Optional[Path] = typer.Argument(None, help="Study file (studies/*.yaml): scenarios, replications, seed. Or give --playbook (and --design)."),
     out: Path = typer.Option(..., "--out", help="Directory for the study (refused if it exists, unless --force)."),
@@ -173,7 +203,15 @@ def compare(
     workers: Workers = None,
     scheduler: Scheduler = None,
 ) -> None:
-    """Compare designs across markets: P10/P50/P90, tornado, break-even, HTML report and Excel workbook."""
+    """Compare designs across markets: P10/P50/P90, tornado, break-even, HTML report and Excel workbook.
+
+    Examples:
+
+    \b
+    loyalty-sim compare studies/demo.yaml --out runs/study
+    loyalty-sim compare --playbook markets/france/points_tiers_launch.yaml \\
+        --design programs/premium_club.yaml --out runs/fr-designs
+    """
     from simulator.output import check_destination
     from simulator.study import load_study, study_from_playbooks
 
@@ -222,7 +260,7 @@ def _ranking_text(doc: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-@app.command()
+@app.command(short_help="Run every shipped playbook: summaries, ranking, report.")
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Directory for the demo's results."),
     study_file: Path = typer.Option(Path("studies/demo.yaml"), "--study", help="The study the demo runs."),
@@ -230,7 +268,14 @@ def demo(
     workers: Workers = None,
     scheduler: Scheduler = None,
 ) -> None:
-    """Run the shipped designs on the shipped markets (studies/demo.yaml): each playbook's summary, the ranking, the report."""
+    """Run the shipped designs on the shipped markets (studies/demo.yaml): each playbook's summary, the ranking, the report.
+
+    Examples:
+
+    \b
+    loyalty-sim demo
+    loyalty-sim demo --out runs/demo --force
+    """
     from simulator.output import check_destination
     from simulator.study import load_study
 
@@ -278,7 +323,7 @@ def _cleaning_text(report) -> str:
             f"merged {r.rows_merged:,} same-day rows")
 
 
-@app.command()
+@app.command(short_help="Write a market file from a transaction log.")
 def calibrate(
     transactions: Path = typer.Argument(..., help="Transaction log: CSV (.csv, .txt, optionally .gz) or Parquet, at least customer id, date and amount."),
     out: Path = typer.Option(..., "--out", help="Market file to write, markets/<market>/market.yaml; the calibration report goes beside it."),
@@ -307,7 +352,16 @@ def calibrate(
     rate_tiers: RateTiers = 4,
     lapse_tiers: LapseTiers = 2,
 ) -> None:
-    """Calibrate a market from a transaction log: segments, transitions, baskets, seasonality, arrivals, potential score."""
+    """Calibrate a market from a transaction log: segments, transitions, baskets, seasonality, arrivals, potential score.
+
+    Examples:
+
+    \b
+    loyalty-sim calibrate transactions.csv --out markets/spain/market.yaml \\
+        --currency EUR --gross-margin 0.28 --vat-rate 0.21
+    loyalty-sim calibrate data/cdnow/CDNOW_sample.txt --format cdnow \\
+        --out markets/cdnow/market.yaml --currency USD --gross-margin 0.3
+    """
     from simulator.calibration.pipeline import calibrate_file, segmentation_from
 
     try:
@@ -337,7 +391,7 @@ def calibrate(
     typer.echo(f"report: {done.report_path}")
 
 
-@app.command()
+@app.command(short_help="Check a calibration against what customers then did.")
 def backtest(
     transactions: Path = typer.Argument(..., help="Transaction log: CSV (.csv, .txt, optionally .gz) or Parquet, at least customer id, date and amount."),
     calibration_end: str = typer.Option(..., "--calibration-end", help="Last day of the calibration window, YYYY-MM-DD (moved back to a month end)."),
@@ -359,7 +413,14 @@ def backtest(
     rate_tiers: RateTiers = 4,
     lapse_tiers: LapseTiers = 2,
 ) -> None:
-    """Calibrate up to a date, simulate the known customers through the holdout, compare with what they did and with BG/NBD + Gamma-Gamma."""
+    """Calibrate up to a date, simulate the known customers through the holdout, compare with what they did and with BG/NBD + Gamma-Gamma.
+
+    Examples:
+
+    \b
+    loyalty-sim backtest data/cdnow/CDNOW_sample.txt --format cdnow \\
+        --calibration-end 1997-09-30 --holdout-end 1998-06-30 --out runs/backtest
+    """
     from simulator.calibration.pipeline import backtest_file, segmentation_from
 
     try:
