@@ -1346,7 +1346,7 @@ def _calibrate_states(panel: MonthlyPanel, seg: RFMStates, season_fixed: np.ndar
     prof = ", ".join(f"{r:.3f}: {ll:.1f}" for r, ll in model.profile)
     notes.append(f"lapse-and-return model: r={model.r:.4g}, alpha={model.alpha:.4g} (mean active rate "
                  f"{model.mean_rate:.3g}/month), a={model.a:.4g}, b={model.b:.4g} (mean lapse {model.mean_lapse:.3f}), "
-                 f"rho={model.rho:.4g}; log-likelihood {model.log_likelihood:.1f} over {model.customers} customers")
+                 f"rho={model.rho:.4g}; log-likelihood {model.log_likelihood:.1f} over {model.customers:,} customers")
     notes.append(f"profile log-likelihood of rho (monthly return probability of lapsed customers): {prof}")
     return _Fit(names=tuple(names), descriptions=descriptions, shares=shares, rates=rates,
                 shapes=np.full(S, HOMOGENEOUS_SHAPE), baskets=baskets, lapsed=lapsed, transitions=trans,

@@ -55,16 +55,21 @@ def _png(fig) -> str:
 
 
 def _table(df: pd.DataFrame, floats: str = "{:,.3f}", index: bool = False) -> str:
+    """An HTML table: floats as ``floats``, integers (counts) whole with thousands separators."""
     def fmt(v):
+        if isinstance(v, (bool, np.bool_)):
+            return str(v)
+        if isinstance(v, (int, np.integer)):
+            return f"{v:,}"
         if isinstance(v, (float, np.floating)):
             return "" if not np.isfinite(v) else floats.format(v)
         return html.escape(str(v))
 
     cols = ([df.index.name or ""] if index else []) + [str(c) for c in df.columns]
-    rows = []
-    for idx, row in df.iterrows():
-        cells = ([html.escape(str(idx))] if index else []) + [fmt(v) for v in row.to_numpy()]
-        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    # by column, so that an integer column stays integer (a row of numbers would be upcast to floats)
+    cells = ([[html.escape(str(i)) for i in df.index]] if index else []) + [[fmt(v) for v in df[c].tolist()]
+                                                                          for c in df.columns]
+    rows = ["<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in zip(*cells)]
     head = "<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cols) + "</tr>"
     return f"<table>{head}{''.join(rows)}</table>"
 
@@ -76,6 +81,29 @@ def _plt():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _whole(expected: np.ndarray, total: int) -> np.ndarray:
+    """Whole customers in proportion to ``expected`` that add up to ``total`` (largest-remainder rounding)."""
+    x = np.asarray(expected, dtype=np.float64)
+    if x.sum() <= 0:
+        return np.zeros(len(x), dtype=np.int64)
+    x = x * (total / x.sum())
+    out = np.floor(x).astype(np.int64)
+    out[np.argsort(out - x, kind="stable")[: total - out.sum()]] += 1
+    return out
+
+
+def _segment_sizes(cm: "CalibratedMarket") -> pd.DataFrame:
+    """Segment sizes with ``customers`` (shares times the customers at the calibration end, i.e. expected
+    numbers) in whole customers that add up to them."""
+    sizes = cm.diagnostics.segment_sizes
+    return sizes.assign(customers=_whole(sizes["customers"].to_numpy(), int(cm.panel.n_customers)))
+
+
+def _arrivals(per_month: float) -> str:
+    """New customers per month (an expected number): whole customers, or two digits below one."""
+    return f"{per_month:,.0f}" if per_month >= 1 or per_month == 0 else f"{per_month:.2g}"
 
 
 def _state_grid(cm: "CalibratedMarket", values: np.ndarray) -> pd.DataFrame:
@@ -110,19 +138,20 @@ def _grid_heatmap(grid: pd.DataFrame, *, cmap: str, fmt: str, min_shown: float, 
 
 def _segments_section(cm: "CalibratedMarket") -> str:
     plt = _plt()
-    d = cm.diagnostics
-    sizes = d.segment_sizes
-    out = ["<h2>Segments</h2>"]
+    sizes = _segment_sizes(cm)
+    out = ["<h2>Segments</h2>",
+           f"<p class='note'>Customers at the calibration end: each segment's share of the {cm.panel.n_customers:,} "
+           "customers, rounded to whole customers that add up to them (largest remainders).</p>"]
     if cm.types is not None:
         counts = _state_grid(cm, sizes["customers"].to_numpy())
-        out.append(_grid_heatmap(counts, cmap="Blues", fmt="{:.0f}", min_shown=0.5, dark_when_high=True,
+        out.append(_grid_heatmap(counts, cmap="Blues", fmt="{:,}", min_shown=1, dark_when_high=True,
                                  label="customers",
-                                 title="Customers at the calibration end by frequency tier and recency (expected numbers)"))
+                                 title="Customers at the calibration end by frequency tier and recency"))
         tiers = pd.DataFrame({"tier": cm.types.names, "active rate / month": cm.types.rate,
                               "lapse after a purchase month": cm.types.lapse, "weight among new customers": cm.types.weight,
                               "customers now": counts.sum(axis=1).to_numpy()})
         out.append("<p>Frequency tiers (types of the lapse-and-return model):</p>" + _table(tiers))
-        shown = sizes[sizes["customers"] >= 0.5]
+        shown = sizes[sizes["customers"] > 0]
     else:
         fig, ax = plt.subplots(figsize=(10, 0.6 + 0.32 * len(sizes)))
         ax.barh(sizes["segment"][::-1], sizes["customers"][::-1], color="tab:blue")
@@ -214,7 +243,7 @@ def _fit_section(cm: "CalibratedMarket") -> str:
     fig.tight_layout()
     out.append(_png(fig))
     out.append(_table(m, floats="{:,.1f}"))
-    out.append(_table(r, floats="{:.4f}"))
+    out.append(_table(r.assign(observations=r["observations"].round().astype(np.int64)), floats="{:.4f}"))
     return "\n".join(out)
 
 
@@ -248,7 +277,7 @@ def _potential_section(cm: "CalibratedMarket") -> str:
     out.append(_table(coef, floats="{:.4f}", index=True))
     if d.potential_mix is not None:
         mix = d.potential_mix.dropna()
-        mix = mix[(cm.diagnostics.segment_sizes.set_index("segment")["customers"].reindex(mix.index) >= 0.5)]
+        mix = mix[_segment_sizes(cm).set_index("segment")["customers"].reindex(mix.index) > 0]
         out.append("<p>Share of each segment's customers in each potential band at the calibration end:</p>")
         out.append(_table(mix, floats="{:.3f}", index=True))
     return "\n".join(out)
@@ -313,7 +342,7 @@ def _backtest_section(bt: "BacktestResult") -> str:
     tx = bt.summary["transactions"]
     return "\n".join([
         "<h2>Backtest</h2>",
-        f"<p>Calibrated to {bt.summary['calibration_end']}; the {bt.summary['customers']} customers known then simulated "
+        f"<p>Calibrated to {bt.summary['calibration_end']}; the {bt.summary['customers']:,} customers known then simulated "
         f"through {bt.summary['holdout']['first_month']}..{bt.summary['holdout']['last_month']} "
         f"({bt.summary['replications']} replications), against BG/NBD (+ Gamma-Gamma). Correlation across customers of "
         f"holdout transactions: simulation {tx['forecast_customer_correlation']:.3f}, reference "
@@ -333,7 +362,7 @@ def report_html(cm: "CalibratedMarket", *, backtest: "BacktestResult | None" = N
         f"<p>Source: <b>{html.escape(src)}</b>" + (f" (SHA-256 <code>{sha}</code>)" if sha else "") +
         f". Calibration window {panel.months[0]}..{panel.months[-1]} (ending {cm.calibration_end.date()}), "
         f"{panel.n_customers:,} customers, {int(panel.counts.sum()):,} transactions, revenue {panel.spend.sum():,.2f} "
-        f"{market.currency}. Arrivals {market.acquisition.per_month:g} per month into '{market.acquisition.segment}'. "
+        f"{market.currency}. Arrivals {_arrivals(market.acquisition.per_month)} per month into '{market.acquisition.segment}'. "
         f"loyalty-sim {__version__}.</p>",
         "<ul class='notes'>" + "".join(f"<li>{html.escape(n)}</li>" for n in d.notes) + "</ul>",
         "<p>Seasonality (January..December): " + ", ".join(f"{v:.3f}" for v in market.seasonality) + "</p>",

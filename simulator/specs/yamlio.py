@@ -8,8 +8,9 @@ bombs. This module parses with PyYAML's event parser but builds the data itself:
 * plain scalars follow the YAML 1.2 core schema (``true``/``false``, ``null``, decimal
   numbers) plus ``YYYY-MM-DD`` dates and ``_`` digit separators in numbers;
 * the YAML 1.1 booleans (``yes``/``no``/``on``/``off``/``y``/``n``), leading-zero integers,
-  ``.nan``/``.inf``, explicit tags, anchors and aliases, duplicate keys, several documents,
-  empty files, non-UTF-8 files and files over :data:`MAX_BYTES` are all rejected;
+  ``.nan``/``.inf``, explicit tags, anchors and aliases (never expanded; a bomb of them is one
+  line), nesting deeper than :data:`MAX_DEPTH`, duplicate keys, several documents, empty files,
+  non-UTF-8 files and files over :data:`MAX_BYTES` are all rejected;
 * sequences become tuples (the typed models are frozen) and every value's line is kept in a
   :class:`LineMap` so that later validation errors can name ``file:line: field``.
 """
@@ -28,6 +29,10 @@ from simulator.errors import InputError, InputErrors
 
 #: Largest accepted file. Designs, markets and playbooks are small hand-written files.
 MAX_BYTES = 1024 * 1024
+#: Anchors and aliases of a file listed one by one; more (an alias bomb) are reported as one line.
+MAX_REUSE_LINES = 4
+#: Deepest nesting of lists and mappings (deeper would exhaust the recursion of the reader).
+MAX_DEPTH = 100
 
 _NULL = {"", "~", "null", "Null", "NULL"}
 _TRUE = {"true", "True", "TRUE"}
@@ -169,25 +174,51 @@ class _Builder:
 
 
 def _check_events(text: str, path: str) -> list[InputError]:
-    """Reject anchors, aliases, explicit tags and multiple documents (all plain-data rules)."""
+    """Reject anchors, aliases, explicit tags, deep nesting and multiple documents (plain-data rules).
+
+    Aliases are never expanded. Up to :data:`MAX_REUSE_LINES` anchors and aliases are listed one
+    by one; more (an alias bomb) are one line, at the first of them, with the counts.
+    """
     errors: list[InputError] = []
-    docs = 0
+    reuse: list[tuple[int | None, str]] = []  # the first anchors and aliases: (line, "anchor &a")
+    counts = {"&": 0, "*": 0}
+    first_alias: int | None = None
+    docs = depth = 0
     for ev in yaml.parse(text, Loader=yaml.SafeLoader):
         line = ev.start_mark.line + 1 if ev.start_mark else None
         if isinstance(ev, yaml.DocumentStartEvent):
             docs += 1
             if docs == 2:
                 errors.append(_err(path, line, "", "more than one YAML document (expected one document per file)"))
-        elif isinstance(ev, yaml.AliasEvent):
-            errors.append(_err(path, line, "", f"alias *{ev.anchor} is not allowed (expected plain data: write values out)"))
-        elif isinstance(ev, (yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+        elif isinstance(ev, yaml.CollectionEndEvent):
+            depth -= 1
+        elif isinstance(ev, yaml.NodeEvent):  # a scalar, the start of a list or mapping, or an alias
+            depth += isinstance(ev, yaml.CollectionStartEvent)
+            if depth > MAX_DEPTH:
+                errors.append(_err(path, line, "", f"lists and mappings nested {depth} deep "
+                                                   f"(expected at most {MAX_DEPTH} levels)"))
+                break
             if ev.anchor is not None:
-                errors.append(_err(path, line, "", f"anchor &{ev.anchor} is not allowed (expected plain data)"))
-            tag = ev.tag
-            explicit = tag is not None and tag != "!"
-            if explicit:
+                sign = "*" if isinstance(ev, yaml.AliasEvent) else "&"
+                counts[sign] += 1
+                if sign == "*" and first_alias is None:
+                    first_alias = line
+                if len(reuse) <= MAX_REUSE_LINES:
+                    reuse.append((line, f"{'alias' if sign == '*' else 'anchor'} {sign}{ev.anchor}"))
+            tag = getattr(ev, "tag", None)
+            if tag is not None and tag != "!":
                 errors.append(_err(path, line, "", f"tag {tag} is not allowed (expected plain data: text, numbers, lists, mappings)"))
-    return errors
+    if len(reuse) > MAX_REUSE_LINES:  # an alias bomb: one line for the file
+        line, what = reuse[0]
+        n_anchor, n_alias = counts["&"], counts["*"]
+        many = f"{n_anchor:,} anchor{'s' * (n_anchor != 1)} and {n_alias:,} alias{'es' * (n_alias != 1)}"
+        where = f", the first alias on line {first_alias}" if first_alias else ""
+        errors.append(_err(path, line, "", f"{what} is not allowed, nor are the others ({many} in all{where}; "
+                                           "expected plain data without anchors or aliases: write values out)"))
+    else:
+        errors += [_err(path, line, "", f"{what} is not allowed (expected plain data: write values out)")
+                   for line, what in reuse]
+    return sorted(errors, key=lambda e: e.line or 0)
 
 
 def read_yaml(path: str | Path, *, display: str | None = None) -> Document:

@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -210,3 +211,20 @@ def test_cli_relative_paths_stay_relative():
     assert proc.returncode == 2
     assert proc.stderr.startswith("tests/specs/bad/playbook_override_unknown_tier.yaml:12: overrides.tier_thresholds.silvr: ")
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("name", ["design_billion_laughs.yaml", "design_alias_bomb_lines.yaml"])
+def test_cli_reports_an_alias_bomb_as_one_line(tmp_path: Path, name: str):
+    """A "billion laughs" file: one line for the file (not one per alias), exit 2, never expanded."""
+    path = BAD / name
+    start = time.perf_counter()
+    assert len(validate_paths([path])) == 1
+    elapsed = time.perf_counter() - start  # a few milliseconds
+    assert elapsed < 10, elapsed
+    proc = run_cli(str(path), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    (line,) = proc.stderr.splitlines()
+    expect, at = expectations(path)
+    assert line.startswith(f"{path}:{at}: ") and all(w in line for w in expect), line
+    assert "expected plain data without anchors or aliases" in line

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import time
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from simulator.errors import InputErrors
-from simulator.specs.yamlio import LineMap, dump_yaml, parse_yaml, read_yaml
+from simulator.specs.yamlio import MAX_BYTES, LineMap, dump_yaml, parse_yaml, read_yaml
 
 
 def read(text: str) -> Any:
@@ -89,8 +90,31 @@ def test_alias_bomb_is_not_expanded():
     for i, name in enumerate("bcdefghij"):
         prev = "abcdefghij"[i]
         lines.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
-    found = errors("\n".join(lines) + "\n")
-    assert any("alias *a is not allowed" in e for e in found)
+    (found,) = errors("\n".join(lines) + "\n")  # one line for the file, not one per alias
+    assert found.startswith("t.yaml:1: anchor &a is not allowed, nor are the others "
+                            "(10 anchors and 81 aliases in all, the first alias on line 2; expected plain data")
+
+
+def test_largest_alias_bomb_is_one_line_and_fast():
+    """A file of the largest size made of aliases, each on its own line: one line, read in linear time."""
+    text = "a: &a [lol]\nb:\n" + "  - *a\n" * ((MAX_BYTES - 20) // 7)
+    start = time.perf_counter()
+    (found,) = errors(text)
+    elapsed = time.perf_counter() - start
+    assert found.startswith("t.yaml:1: anchor &a is not allowed") and "149,793 aliases" in found
+    assert elapsed < 10, elapsed  # about 2 s: parsed once, never expanded
+
+
+def test_a_few_anchors_and_aliases_are_listed_one_by_one():
+    found = errors("a: &x 1\nb: *x\nc: *x\n")
+    assert [e.split(": ", 1)[0] for e in found] == ["t.yaml:1", "t.yaml:2", "t.yaml:3"]
+    assert "alias *x is not allowed (expected plain data" in found[1]
+
+
+@pytest.mark.parametrize("text", ["a: " + "[" * 5000 + "]" * 5000, "a:\n" + "".join(" " * i + "- \n" for i in range(1, 300))])
+def test_deep_nesting_is_rejected_not_a_crash(text: str):
+    (found,) = errors(text + "\n")
+    assert "nested 101 deep (expected at most 100 levels)" in found
 
 
 def test_invalid_utf8_names_the_line():
