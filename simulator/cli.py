@@ -234,7 +234,7 @@ def compare(
 def _run_and_print(study, cells, out: Path, *, force: bool, workers: int | None, scheduler: str | None,
                    source: str | None, summaries: bool) -> None:
     """Run a study with a progress bar; print each scenario's summary (optionally), the
-    ranking and where the report is."""
+    verdict, the ranking of each market and baseline, and where the report is."""
     from simulator.study import run_study
 
     units = sum(c.scenario.playbook.horizon_months for c in cells) * study.replications
@@ -243,20 +243,26 @@ def _run_and_print(study, cells, out: Path, *, force: bool, workers: int | None,
     if summaries:
         for s in doc["scenarios"]:
             typer.echo((out / s["dir"] / "summary.txt").read_text(encoding="utf-8"))
-    typer.echo(_ranking_text(doc))
+    typer.echo(_verdict_text(out))
     for name in ("report.html", "workbook.xlsx"):
         if (out / name).exists():
             typer.echo(f"{name}: {out / name}")
     typer.echo(f"results: {out}")
 
 
-def _ranking_text(doc: dict) -> str:
-    cur = doc["reporting_currency"]
-    lines = [f"{doc['name']}: {len(doc['scenarios'])} scenarios, {doc['replications']} replications, seed {doc['seed']}",
-             f"{'rank':<5}{'scenario':<38}{'NPV P10':>14}{'NPV P50':>14}{'NPV P90':>14}{'P(NPV<0)':>10}   ({cur})"]
-    for i, r in enumerate(doc["ranking"], 1):
-        lines.append(f"{i:<5}{r['scenario']:<38}{r['npv_p10']:>14,.0f}{r['npv_p50']:>14,.0f}{r['npv_p90']:>14,.0f}"
-                     f"{r['probability_npv_negative']:>10.0%}")
+def _verdict_text(study_dir: Path) -> str:
+    """The verdict (the report's lines), then one ranking per market and baseline: NPVs against
+    different baselines are never ranked together."""
+    from simulator.reporting import study as S
+
+    st = S.load_study(study_dir)
+    lines = [f"{st.name}: {len(st.scenarios)} scenarios, {st.replications} replications, seed {st.seed}", "",
+             *S.verdict_lines(st)]
+    for g in S.baseline_groups(st):
+        lines += ["", f"{S.market_words(g.market)}, against {S.baseline_words(g.baseline)} ({st.reporting_currency})",
+                  f"{'rank':<5}{'scenario':<38}{'NPV P10':>10}{'NPV P50':>10}{'NPV P90':>10}{'P(NPV<0)':>10}"]
+        lines += [f"{r.rank:<5}{r.scenario:<38}" + "".join(f"{S.short_money(v):>10}" for v in (r.npv_p10, r.npv_p50, r.npv_p90))
+                  + f"{S.chance(r.probability_npv_negative):>10}" for r in g.ranking]
     return "\n".join(lines) + "\n"
 
 

@@ -276,6 +276,7 @@ def run_study(study: Study, cells: list[StudyCell], out: Path, *, force: bool, p
                 doc["breakeven"][cell.id] = breakeven(cell, study, result, progress, executor)
             npv = summary["metrics"]["npv"]
             doc["ranking"].append({"scenario": cell.id, "market": sc.market.name, "design": sc.program.name,
+                                   "baseline": sc.baseline.name if sc.baseline else "none",
                                    "npv_p10": npv["p10"] * fx, "npv_p50": npv["p50"] * fx, "npv_p90": npv["p90"] * fx,
                                    "probability_npv_negative": summary["probability_npv_negative"]})
         doc["ranking"].sort(key=lambda r: -r["npv_p50"])

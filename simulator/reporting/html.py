@@ -7,7 +7,10 @@ dpi without metadata (:func:`simulator.reporting.figures.png_bytes`), iteration 
 study's order or sorted keys, there is no timestamp and no random id, and the footer names the
 loyalty-sim version recorded in the runs' manifests rather than the time of writing.
 
-Sections (each an element with the given id): ``ranking``, ``rollup``, ``cash-flow``,
+The report opens with the verdict: one line per market and baseline, then the group plan
+(:func:`simulator.reporting.study.verdict_lines`, the same lines the terminal prints).
+
+Sections (each an element with the given id): ``verdict``, ``ranking``, ``rollup``, ``cash-flow``,
 ``npv``, ``members-by-tier``, ``points-liability``, ``cost-breakdown``, ``margin-sources``,
 ``migration``, ``sensitivity``, ``scenarios``, ``assumptions``.
 """
@@ -25,7 +28,8 @@ from simulator.reporting import study as S
 from simulator.reporting.study import Rollup, ScenarioRun, Study
 
 SECTIONS = (
-    ("ranking", "Designs ranked"),
+    ("verdict", "Verdict"),
+    ("ranking", "Designs ranked by market and baseline"),
     ("rollup", "Multi-market roll-up"),
     ("cash-flow", "Cumulative incremental cash flow"),
     ("npv", "NPV distributions"),
@@ -158,6 +162,11 @@ def mcell(v: float | None) -> str:
     return _td(money(v), True, v)
 
 
+def scell(v: float | None) -> str:
+    """A money cell in the short form (954k, 1.7M)."""
+    return _td(S.short_money(v), True, v)
+
+
 def figure(fig: Any, alt: str, caption: str) -> str:
     data = base64.b64encode(F.png_bytes(fig)).decode("ascii")
     return (f'<figure><img src="data:image/png;base64,{data}" alt="{e(alt)}">'
@@ -253,21 +262,34 @@ def reasons(study: Study, s: ScenarioRun) -> str:
 
 
 # ----------------------------------------------------------------------------- sections
+def _verdict(study: Study) -> str:
+    items = [e(line) for line in S.verdict_lines(study)]
+    plan = len(S.baseline_groups(study))  # the group plan's line, after one line per group
+    items[plan] = f"<b>{items[plan]}</b>"
+    return ('<section id="verdict"><h2>Verdict</h2><ul>' + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
+            f"<p class=note>One line per market and baseline: NPV (P50, in {e(study.reporting_currency)}) is incremental "
+            "to that baseline, so designs measured against different baselines are never ranked together. A market "
+            "whose best design has NPV P50 below zero keeps what runs today. The group plan's NPV and probability of "
+            "a loss are summed replication by replication over the markets' choices (a market that keeps adds 0).</p>"
+            "</section>")
+
+
 def _ranking(study: Study) -> str:
     cur = study.reporting_currency
-    out = ['<section id="ranking"><h2>Designs ranked</h2>',
-           f"<p>Scenarios ranked by NPV P50 of the incremental cash flow in {e(cur)} "
-           f"({'order given by the study' if study.ranking_source == 'study.json' else 'computed from each run'}). "
-           f"Incremental means design minus baseline on the same customers; money in {e(cur)}.</p>"]
-    rows = []
-    for r in study.ranking:
-        s = study.scenario(r.scenario)
-        rows.append([str(r.rank), f"<td><b>{e(s.id)}</b><br><span class=note>{e(s.title)}</span></td>",
-                     mcell(r.npv_p10), mcell(r.npv_p50), mcell(r.npv_p90), pct(r.probability_npv_negative, 0),
-                     pct(s.stat("roi")["p50"]), fmt(s.stat("payback_month")["p50"], "months"),
-                     mcell(s.stat("incremental_net_margin", reporting=True)["p50"])])
-    out.append(table(["Rank", "Scenario", f"NPV P10 ({cur})", f"NPV P50 ({cur})", f"NPV P90 ({cur})", "P(NPV<0)",
-                      "ROI P50", "Payback P50", f"Net incr. margin P50 ({cur})"], rows, num_from=2))
+    out = ['<section id="ranking"><h2>Designs ranked by market and baseline</h2>',
+           f"<p>In each market, the scenarios measured against the same baseline, ranked by NPV P50 of the incremental "
+           f"cash flow in {e(cur)} (thousands k, millions M; the tables further down give full figures). Incremental "
+           f"means design minus baseline on the same customers.</p>"]
+    for g in S.baseline_groups(study):
+        rows = []
+        for r, s in zip(g.ranking, g.runs):
+            rows.append([str(r.rank), f"<td><b>{e(s.id)}</b><br><span class=note>{e(s.title)}</span></td>",
+                         scell(r.npv_p10), scell(r.npv_p50), scell(r.npv_p90), S.chance(r.probability_npv_negative),
+                         pct(s.stat("roi")["p50"]), fmt(s.stat("payback_month")["p50"], "months"),
+                         scell(s.stat("incremental_net_margin", reporting=True)["p50"])])
+        out.append(f"<h3>{e(S.market_words(g.market))}, against {e(S.baseline_words(g.baseline))}</h3>")
+        out.append(table(["Rank", "Scenario", f"NPV P10 ({cur})", f"NPV P50 ({cur})", f"NPV P90 ({cur})", "P(NPV<0)",
+                          "ROI P50", "Payback P50", f"Net incr. margin P50 ({cur})"], rows, num_from=2))
     out.append(_finance(study))
     out.append("<h3>Where the margin comes from</h3>")
     rows = []
@@ -306,7 +328,7 @@ def _rollup_table(r: Rollup) -> str:
     rows, classes = [], []
     for line in (*r.markets, r.total):
         npv = line.stat("npv")
-        cells = [e(line.label), e(", ".join(line.scenarios)) if line.label != "Total" else "",
+        cells = [e(line.label), e(line.keep or ", ".join(line.scenarios)) if line.label != "Total" else "",
                  e(line.currency), "" if line.fx_to_reporting is None else f"{line.fx_to_reporting:g}",
                  mcell(npv["p10"]), mcell(npv["p50"]), mcell(npv["p90"]), pct(line.probability_npv_negative, 0)]
         for m in ("incremental_gross_margin", "incremental_program_cost", "incremental_net_margin", "liability_end"):
@@ -325,7 +347,9 @@ def _rollup(study: Study) -> str:
     out = ['<section id="rollup"><h2>Multi-market roll-up</h2>',
            f"<p>Each market's figures converted to {e(cur)} at its FX rate (reporting units per local unit). "
            f"The total is summed replication by replication across markets, then P10/P50/P90 are taken over the "
-           f"totals (so the total's P50 is not the sum of the markets' P50s).</p>"]
+           f"totals (so the total's P50 is not the sum of the markets' P50s). The group plan takes each market's "
+           f"verdict: its best design when it pays, else nothing (the market keeps what runs today and adds 0 in "
+           f"every replication).</p>"]
     main = S.rollup(study)
     out.append(_rollup_table(main))
     shown = {tuple(line.scenarios for line in main.markets)}
@@ -346,7 +370,7 @@ def _figure_section(sid: str, title: str, body: str) -> str:
 
 def _figures(study: Study) -> list[str]:
     cur = study.reporting_currency
-    order = [r.scenario for r in study.ranking]
+    order = [s.id for s in study.ranked_scenarios]
     cap = {k: v.format(cur=cur) for k, v in CAPTIONS.items() if k != "tornado"}
     out = [
         _figure_section("cash-flow", "Cumulative incremental cash flow",
@@ -397,7 +421,7 @@ def _sensitivity(study: Study) -> str:
                           f"Base: all central ({cur})", f"NPV at high ({cur})", f"Swing ({cur})"], rows, num_from=2))
     if not any_tornado:
         out.append("<p>This study has no tornado analysis.</p>")
-    be = [(sid, b) for sid in [r.scenario for r in study.ranking] for b in study.breakeven.get(sid, [])]
+    be = [(s.id, b) for s in study.ranked_scenarios for b in study.breakeven.get(s.id, [])]
     if be:
         out.append("<h3>Break-even values</h3>")
         rows = []
@@ -500,7 +524,7 @@ def render(study: Study) -> str:
     body = [_ranking(study), _rollup(study), *_figures(study), _sensitivity(study), _scenarios(study), _assumptions(study)]
     foot = (f"<footer>Made by loyalty-sim {e(study.version)} from study <code>{e(study.name)}</code> "
             f"(seed {e(', '.join(seeds))}). The same study directory gives this file byte for byte.</footer>")
-    return "\n".join([head, *intro, nav, *body, foot, "</body>\n</html>\n"])
+    return "\n".join([head, *intro, _verdict(study), nav, *body, foot, "</body>\n</html>\n"])
 
 
 def write_report(study_dir: str | Path, out_path: str | Path) -> Path:

@@ -38,6 +38,13 @@ Conventions
   markets are distinct customer bases, so the pairing adds no spurious correlation either.
   When scenarios have different numbers of replications, the first ``min`` are used and the
   roll-up says so in its notes.
+* Verdict (:func:`verdict_lines`): NPV is incremental to a scenario's baseline, so scenarios
+  are ranked only within a (market, baseline) group (:func:`baseline_groups`), one verdict
+  line each. A group whose best design has NPV P50 < 0 says to keep what runs today. The
+  group plan (:func:`plan_groups`, the default :func:`rollup`) takes in each market the group
+  against the program running today (else against no program) and launches its best design
+  only when it pays; a market that keeps adds 0 to the total in every replication, so the
+  plan's P(NPV < 0) follows from these choices.
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -320,6 +327,7 @@ class RollupLine:
     currency: str
     fx_to_reporting: float | None
     values: dict[str, np.ndarray]
+    keep: str = ""  #: a market that launches nothing: what it keeps ("no program", "keep the running X")
 
     def stat(self, metric: str) -> dict[str, float | None]:
         return quantiles(list(self.values[metric]))
@@ -367,7 +375,10 @@ class Study:
 
     @property
     def ranked_scenarios(self) -> list[ScenarioRun]:
-        return [self.scenario(r.scenario) for r in self.ranking]
+        """Scenarios in the order of :func:`baseline_groups` (by market, then baseline, best
+        NPV P50 first): every listing uses it, so designs measured against different
+        baselines are never ranked in one list."""
+        return [self.scenario(r.scenario) for g in baseline_groups(self) for r in g.ranking]
 
     @property
     def markets(self) -> list[str]:
@@ -517,9 +528,142 @@ def load_study(study_dir: str | Path) -> Study:
                  ranking=ranking, ranking_source=source, notes=notes)
 
 
+# ----------------------------------------------------------------------------- verdict
+def in_words(name: str) -> str:
+    """A design's or program's name as words (``premium_club`` -> "premium club")."""
+    return name.replace("_", " ")
+
+
+def market_words(name: str) -> str:
+    """A market's name as words, capitalised; a name of up to 3 letters is an acronym (USA)."""
+    return name.upper() if len(name) <= 3 else in_words(name).title()
+
+
+def baseline_words(baseline: str) -> str:
+    return "no program" if baseline == "none" else f"the running {in_words(baseline)}"
+
+
+def short_money(v: float | None, currency: str = "") -> str:
+    """Money with 2-3 significant digits and at most one decimal: 640, 9.5k, 95.4k, 954k,
+    1.7M, 12.3M, 1.2B; with the currency first when given ("EUR 1.7M", "-EUR 954k")."""
+    if v is None or not math.isfinite(v):
+        return "n/a"
+    for div, unit in ((1.0, ""), (1e3, "k"), (1e6, "M"), (1e9, "B")):
+        x = abs(v) / div
+        text = f"{x:.0f}" if not unit or x >= 99.95 else f"{x:.1f}"
+        if float(text) < 1000:
+            break
+    sign = "-" if v < 0 and float(text) else ""
+    return f"{sign}{currency + ' ' if currency else ''}{text}{unit}"
+
+
+def chance(p: float | None) -> str:
+    """A probability in whole percent, never rounded to a certainty it is not (<1%, >99%)."""
+    if p is None:
+        return "n/a"
+    r = round(100 * p)
+    if r == 0 and p > 0:
+        return "<1%"
+    return ">99%" if r == 100 and p < 1 else f"{r}%"
+
+
+def npv_words(p50: float | None, p10: float | None, p90: float | None, p_loss: float | None, currency: str) -> str:
+    """"EUR 1.7M NPV (P10 1.0M, P90 2.3M), probability of a loss 0%"."""
+    return (f"{short_money(p50, currency)} NPV (P10 {short_money(p10)}, P90 {short_money(p90)}), "
+            f"probability of a loss {chance(p_loss)}")
+
+
+@dataclass(frozen=True)
+class BaselineGroup:
+    """A market's scenarios measured against one baseline ("none" or the running program's
+    name), ranked by NPV P50 in the reporting currency (ranks from 1 within the group)."""
+
+    market: str
+    baseline: str
+    ranking: tuple[RankEntry, ...]
+    runs: tuple[ScenarioRun, ...]  #: the ranking's scenarios, same order
+
+    @property
+    def best(self) -> RankEntry:
+        return self.ranking[0]
+
+    @property
+    def pays(self) -> bool:
+        """The best design's NPV P50 is not negative (otherwise the market keeps its baseline)."""
+        return self.best.npv_p50 is not None and self.best.npv_p50 >= 0
+
+    @property
+    def keep(self) -> str:
+        return "no program" if self.baseline == "none" else f"keep {baseline_words(self.baseline)}"
+
+    @property
+    def choice(self) -> str:
+        """What the market does: its best design in words, or what it keeps."""
+        return in_words(self.runs[0].design) if self.pays else self.keep
+
+    def verdict(self, currency: str) -> str:
+        b, design = self.best, in_words(self.runs[0].design)
+        if self.pays:
+            return (f"{market_words(self.market)}: {design} beats {baseline_words(self.baseline)} by "
+                    + npv_words(b.npv_p50, b.npv_p10, b.npv_p90, b.probability_npv_negative, currency))
+        return (f"{market_words(self.market)}: no design pays: keep {baseline_words(self.baseline)} "
+                f"(best: {design}, NPV P50 {short_money(b.npv_p50, currency)}, "
+                f"probability of a loss {chance(b.probability_npv_negative)})")
+
+
+def baseline_groups(study: Study) -> list[BaselineGroup]:
+    """The scenarios grouped by (market, baseline): markets in order of first appearance, a
+    market's baselines likewise; within a group, highest NPV P50 first (a missing P50 last,
+    ties in the study's ranking order). NPVs against different baselines answer different
+    questions, so they are only ranked within a group."""
+    keys: dict[tuple[str, str], list[RankEntry]] = {(s.market, s.baseline): [] for s in study.scenarios}
+    for r in study.ranking:
+        s = study.scenario(r.scenario)
+        keys[(s.market, s.baseline)].append(r)
+    out = []
+    for (market, baseline), entries in sorted(keys.items(), key=lambda kv: study.markets.index(kv[0][0])):
+        if not entries:  # a scenario left out of the ranking
+            continue
+        entries = sorted(entries, key=lambda r: (r.npv_p50 is None, -(r.npv_p50 or 0.0)))
+        out.append(BaselineGroup(market, baseline, tuple(replace(r, rank=i + 1) for i, r in enumerate(entries)),
+                                 tuple(study.scenario(r.scenario) for r in entries)))
+    return out
+
+
+def plan_groups(study: Study) -> list[BaselineGroup]:
+    """Each market's group for the group plan: the one against the program running today (the
+    first running-program baseline studied in that market), else the one against no program."""
+    plan: dict[str, BaselineGroup] = {}
+    for g in baseline_groups(study):
+        if g.market not in plan or (plan[g.market].baseline == "none" and g.baseline != "none"):
+            plan[g.market] = g
+    return list(plan.values())
+
+
+def verdict_lines(study: Study) -> list[str]:
+    """The verdict: one line per (market, baseline) group, then the group plan (its NPV summed
+    replication by replication over the markets' choices), then which baseline the plan takes
+    where a market was studied against several."""
+    cur = study.reporting_currency
+    groups, chosen = baseline_groups(study), plan_groups(study)
+    lines = [g.verdict(cur) for g in groups]
+    plan = rollup(study)
+    npv = plan.total.stat("npv")
+    choices = "; ".join(f"{market_words(g.market)}: {g.choice}" for g in chosen)
+    lines.append(f"Group plan ({choices}): " + (
+        npv_words(npv["p50"], npv["p10"], npv["p90"], plan.total.probability_npv_negative, cur) if plan.total.scenarios
+        else "nothing to launch, no change to NPV"))
+    today = {g.market: g.baseline for g in chosen}
+    for g in groups:
+        if g.baseline != today[g.market]:
+            lines.append(f"{market_words(g.market)} against {baseline_words(g.baseline)} is not in the group plan, "
+                         f"which takes its verdict against {baseline_words(today[g.market])}.")
+    return lines
+
+
 # ----------------------------------------------------------------------------- roll-up
 def _line(label: str, runs: Sequence[ScenarioRun], n: int, metrics: Sequence[str], currency: str,
-          fx: float | None) -> RollupLine:
+          fx: float | None, keep: str = "") -> RollupLine:
     values = {}
     for m in metrics:
         total = np.zeros(n)
@@ -527,40 +671,39 @@ def _line(label: str, runs: Sequence[ScenarioRun], n: int, metrics: Sequence[str
             v = s.values(m, reporting=True)[:n]
             total += np.array([0.0 if x is None else x for x in v], dtype=float)
         values[m] = total
-    return RollupLine(label, tuple(s.id for s in runs), currency, fx, values)
+    return RollupLine(label, tuple(s.id for s in runs), currency, fx, values, keep)
 
 
 def rollup(study: Study, scenario_ids: Sequence[str] | None = None, *, title: str | None = None,
            metrics: Sequence[str] = ROLLUP_METRICS) -> Rollup:
     """Per-market lines and the group total in the reporting currency.
 
-    ``scenario_ids`` picks one scenario per market; by default each market's best-ranked
-    scenario (the group plan "each market launches its best design"). The total is summed
-    replication by replication (see the module docstring), so its P10/P50/P90 are those of
-    the group total, not sums of the markets' quantiles.
+    ``scenario_ids`` picks one scenario per market; by default the group plan: each market's
+    verdict (:func:`plan_groups`), its best design when that pays, else nothing (the market
+    keeps what runs today and adds 0 to the total in every replication). The total is summed
+    replication by replication (see the module docstring), so its P10/P50/P90 and P(NPV < 0)
+    are those of the group total, not sums of the markets' figures.
     """
-    rank = {r.scenario: r.rank for r in study.ranking}
     if scenario_ids is None:
-        best: dict[str, ScenarioRun] = {}
-        for s in sorted(study.scenarios, key=lambda s: (rank.get(s.id, 10**9), s.id)):
-            best.setdefault(s.market, s)
-        runs = [best[m] for m in study.markets if m in best]
-        title = title or "Group plan: each market's best-ranked design"
+        groups = plan_groups(study)
+        picks = [(g.runs[0], "" if g.pays else g.keep) for g in groups]
+        title = title or "Group plan: each market's verdict (its best design when it pays, else what runs today)"
     else:
-        runs = [study.scenario(i) for i in scenario_ids]
-        markets = [s.market for s in runs]
+        picks = [(study.scenario(i), "") for i in scenario_ids]
+        markets = [s.market for s, _ in picks]
         if len(set(markets)) != len(markets):
             raise ValueError("a roll-up takes one scenario per market")
         title = title or "Roll-up"
+    runs = [s for s, keep in picks if not keep]
     notes = []
-    counts = sorted({s.n_replications for s in runs})
+    counts = sorted({s.n_replications for s in runs or study.scenarios})
     n = counts[0] if counts else 0
     if len(counts) > 1:
         notes.append(f"scenarios have {', '.join(map(str, counts))} replications; the total uses the first {n} of each")
     seeds = sorted({str((s.manifest.get("arguments") or {}).get("seed")) for s in runs})
     if len(seeds) > 1:
         notes.append(f"scenarios were run with different seeds ({', '.join(seeds)}); replication r of each is still one draw per market")
-    lines = tuple(_line(s.market, [s], n, metrics, s.currency, s.fx_to_reporting) for s in runs)
+    lines = tuple(_line(s.market, [] if keep else [s], n, metrics, s.currency, s.fx_to_reporting, keep) for s, keep in picks)
     total = _line("Total", runs, n, metrics, study.reporting_currency, None)
     return Rollup(title, study.reporting_currency, lines, total, n, tuple(metrics), tuple(notes))
 

@@ -282,19 +282,19 @@ def _ranking(ws: Worksheet, study: Study) -> None:
                                                                         f"Incremental program cost, mean ({cur})",
                                                                         f"Net incremental margin P50 ({cur})"]
     sh.header(head)
-    for r in study.ranking:
-        s = study.scenario(r.scenario)
-        naive = s.mean("member_naive_uplift_revenue", reporting=True)
-        tl = s.mean("member_true_lift_revenue", reporting=True)
-        row = [r.rank, s.id, s.market, s.design, s.baseline, r.npv_p10, r.npv_p50, r.npv_p90, r.probability_npv_negative,
-               s.stat("roi")["p50"], s.stat("payback_month")["p50"], s.mean("incremental_revenue", reporting=True),
-               s.mean("incremental_gross_margin", reporting=True), naive, tl,
-               s.mean("member_self_selection_revenue", reporting=True), tl / naive if naive else None]
-        row += [s.mean(m, reporting=True) for m, _ in S.COST_GROUPS]
-        row += [-s.mean(S.FEE_INCOME, reporting=True), s.mean("incremental_program_cost", reporting=True),
-                s.stat("incremental_net_margin", reporting=True)["p50"]]
-        fmts = [None] * 5 + [money(cur)] * 3 + [PCT, PCT, MONTHS] + [money(cur)] * 5 + [PCT] + [money(cur)] * (len(S.COST_GROUPS) + 3)
-        sh.put(row, fmts)
+    for g in S.baseline_groups(study):  # ranked within each market and baseline, never across
+        for r, s in zip(g.ranking, g.runs):
+            naive = s.mean("member_naive_uplift_revenue", reporting=True)
+            tl = s.mean("member_true_lift_revenue", reporting=True)
+            row = [r.rank, s.id, s.market, s.design, s.baseline, r.npv_p10, r.npv_p50, r.npv_p90, r.probability_npv_negative,
+                   s.stat("roi")["p50"], s.stat("payback_month")["p50"], s.mean("incremental_revenue", reporting=True),
+                   s.mean("incremental_gross_margin", reporting=True), naive, tl,
+                   s.mean("member_self_selection_revenue", reporting=True), tl / naive if naive else None]
+            row += [s.mean(m, reporting=True) for m, _ in S.COST_GROUPS]
+            row += [-s.mean(S.FEE_INCOME, reporting=True), s.mean("incremental_program_cost", reporting=True),
+                    s.stat("incremental_net_margin", reporting=True)["p50"]]
+            fmts = [None] * 5 + [money(cur)] * 3 + [PCT, PCT, MONTHS] + [money(cur)] * 5 + [PCT] + [money(cur)] * (len(S.COST_GROUPS) + 3)
+            sh.put(row, fmts)
     sh.finish(freeze="C2")
 
 
@@ -309,7 +309,7 @@ def _rollup(ws: Worksheet, study: Study) -> None:
         for line in (*r.markets, r.total):
             for m in r.metrics:
                 st = line.stat(m)
-                sh.put([r.title, line.label, ", ".join(line.scenarios), line.currency, line.fx_to_reporting, S.metric_label(m).strip(),
+                sh.put([r.title, line.label, line.keep or ", ".join(line.scenarios), line.currency, line.fx_to_reporting, S.metric_label(m).strip(),
                         st["p10"], st["p50"], st["p90"], st["mean"],
                         line.probability_npv_negative if m == "npv" else None, r.replications, "; ".join(r.notes)],
                        [None] * 4 + [RATE, None] + [unit_format(S.metric_unit(m), cur)] * 4 + [PCT, None, None])

@@ -395,7 +395,7 @@ def test_text_starting_with_equals_is_not_a_formula(tmp_path):
 
 def test_ranking_and_rollup(wb, study):
     header, rows = _table(wb["Ranking"])
-    assert [r[header["Scenario"]].value for r in rows] == [x.scenario for x in study.ranking]
+    assert [r[header["Scenario"]].value for r in rows] == [s.id for s in study.ranked_scenarios]
     assert rows[0][header["NPV P50 (EUR)"]].number_format == money("EUR")
     assert rows[0][header["P(NPV<0)"]].number_format == PCT
     header, rows = _table(wb["Roll-up"])
