@@ -235,14 +235,16 @@ def _run_and_print(study, cells, out: Path, *, force: bool, workers: int | None,
                    source: str | None, summaries: bool) -> None:
     """Run a study with a progress bar; print each scenario's summary (optionally), the
     verdict, the ranking of each market and baseline, and where the report is."""
+    from simulator.runner import summary_text
     from simulator.study import run_study
+
+    def show(scenario: str, summary: dict) -> None:  # each summary as soon as its runs are done
+        if summaries:
+            typer.echo(summary_text(summary))
 
     units = sum(c.scenario.playbook.horizon_months for c in cells) * study.replications
     with _progress(units, f"study {study.name}") as tick, _executor(workers, scheduler, out) as ex:
-        doc = run_study(study, cells, out, force=force, progress=tick, executor=ex, source=source)
-    if summaries:
-        for s in doc["scenarios"]:
-            typer.echo((out / s["dir"] / "summary.txt").read_text(encoding="utf-8"))
+        run_study(study, cells, out, force=force, progress=tick, executor=ex, source=source, done=show)
     typer.echo(_verdict_text(out))
     for name in ("report.html", "workbook.xlsx"):
         if (out / name).exists():

@@ -246,8 +246,11 @@ def reward_cost_pv(design: pd.DataFrame, live: np.ndarray, rate: float) -> float
 
 
 def run_study(study: Study, cells: list[StudyCell], out: Path, *, force: bool, progress: Progress | None = None,
-              source: str | None = None, executor: Executor | None = None) -> dict[str, Any]:
-    """Run every scenario, the sensitivity analyses, and write the study directory."""
+              source: str | None = None, executor: Executor | None = None,
+              done: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Run every scenario, the sensitivity analyses, and write the study directory.
+    ``done(scenario id, summary)`` is called as soon as a scenario's own runs are written (before
+    its sensitivity analyses), so a first result can be shown while the rest runs."""
     doc: dict[str, Any] = {"name": study.name, "description": study.description, "source": source,
                            "reporting_currency": study.reporting_currency, "seed": study.seed,
                            "replications": study.replications, "agents": study.agents,
@@ -260,6 +263,8 @@ def run_study(study: Study, cells: list[StudyCell], out: Path, *, force: bool, p
             result = simulate(sc, agents=study.agents, seed=study.seed, replications=study.replications,
                               progress=progress, executor=executor)
             summary = write_run(result, tmp / "scenarios" / cell.id, force=False)
+            if done is not None:
+                done(cell.id, summary)
             fx = sc.market.fx_to_reporting
             doc["scenarios"].append({"id": cell.id, "dir": f"scenarios/{cell.id}", "playbook": cell.playbook_path,
                                      "design": sc.program.name, "baseline": sc.baseline.name if sc.baseline else "none",

@@ -184,3 +184,18 @@ def test_a_discount_rate_range_reaches_the_percentiles_and_the_tornado(tmp_path)
     bars = {b["parameter"]: b for b in doc["tornado"][cells[0].id]}
     bar = bars["usa.economics.discount_rate"]
     assert bar["npv_low"] != bar["npv_high"]
+
+
+def test_each_scenario_is_reported_as_soon_as_its_runs_are_done(tmp_path):
+    """run_study hands each scenario's summary over before the next scenario (and before the
+    sensitivity analyses), so the terminal shows a first result while the rest runs."""
+    study, cells = study_from_playbooks([ROOT / "markets/usa/cagnotte_launch.yaml"],
+                                        [ROOT / "programs/cagnotte.yaml", ROOT / "programs/points_tiers.yaml"],
+                                        replications=1, seed=1, agents=300)
+    cells = [dataclasses.replace(c, scenario=c.scenario.with_horizon(6)) for c in cells]
+    seen: list[tuple[str, bool]] = []
+    out = tmp_path / "s"
+    run_study(study, cells, out, force=False,
+              done=lambda sid, summary: seen.append((sid, (out / "study.json").exists() or "npv" not in summary["metrics"])))
+    assert [sid for sid, _ in seen] == [c.id for c in cells]
+    assert not any(flag for _, flag in seen)  # each came with its summary, before the study was written
