@@ -6,7 +6,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
 OUT    ?= runs/demo
 
-.PHONY: venv demo test test-all bench docs notebooks clean
+.PHONY: venv demo test test-all browser bench docs notebooks clean
 
 venv: $(STAMP)
 
@@ -19,11 +19,17 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/loyalty-sim demo --out $(OUT) --force
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
-test-all: $(STAMP)
+test-all: $(STAMP) browser
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -m ''
+
+# The report's browser test drives headless Chromium: Debian's package, installed once
+# (apt-get, as root: the project's machines and CI run as root).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { echo "installing chromium for the report's browser test (once)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/engine_speed.py

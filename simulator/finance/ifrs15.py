@@ -85,6 +85,13 @@ def allocate(sales: float, points: float, ssp: float) -> float:
     return sales * value / (sales + value)
 
 
+def _left(held: float, gone: float) -> float:
+    """Points left in a pool, none when what is left is rounding dust of what was held (a pool
+    emptied by shares computed in floating point must be empty, or its liability would stay)."""
+    left = held - gone
+    return left if left > 1e-10 * held else 0.0
+
+
 def roll_forward(*, sales_with_points: np.ndarray, purchase_points: np.ndarray, bonus_points: np.ndarray,
                  redeemed: np.ndarray, lapsed: np.ndarray, expired: np.ndarray, converted_out: np.ndarray,
                  converted_in: np.ndarray, value_per_point: np.ndarray, cost_per_point: np.ndarray,
@@ -129,8 +136,8 @@ def roll_forward(*, sales_with_points: np.ndarray, purchase_points: np.ndarray, 
         r_sale = float(redeemed[t]) * share
         gone_sale = float(lapsed[t] + expired[t]) * share
         r_bonus = float(redeemed[t]) - r_sale
-        sale = max(sale - r_sale - gone_sale, 0.0)
-        bonus = max(bonus - r_bonus - float(lapsed[t] + expired[t]) * (1.0 - share), 0.0)
+        sale = _left(sale, r_sale + gone_sale)
+        bonus = _left(bonus, r_bonus + float(lapsed[t] + expired[t]) * (1.0 - share))
         done += r_sale
         now = recognised_to_date(allocated, done, done + sale * (1.0 - b))
         rec = now - recognised

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 from typing import Iterator, Sequence
 
 import matplotlib
@@ -327,36 +328,77 @@ def migration_heatmaps(segments: Sequence[str], design: np.ndarray, baseline: np
     return fig
 
 
+def param_value(v: float) -> str:
+    """A parameter's value with 3 significant digits and no exponent (0.0447, 0.3, 12.5),
+    whole with thousands separators from 1,000 on."""
+    if abs(v) >= 999.5:
+        return f"{v:,.0f}"
+    return np.format_float_positional(float(v), precision=3, unique=False, fractional=False, trim="-")
+
+
+def wrap_name(name: str, width: int = 22) -> str:
+    """A parameter name on lines of at most ``width`` characters, broken after a ``.``, else
+    (a part longer than a line) after a ``_`` or a space, else cut:
+    ``india.response.goal_gradient`` -> ``india.response.`` / ``goal_gradient``."""
+    lines: list[str] = []
+
+    def add(piece: str) -> None:
+        if lines and len(lines[-1]) + len(piece) <= width:
+            lines[-1] += piece
+        else:
+            lines.append(piece)
+
+    for part in re.findall(r"[^.]+\.*|\.+", str(name)):
+        for piece in [part] if len(part) <= width else re.findall(r"[^_ ]+[_ ]*|[_ ]+", part):
+            while len(piece) > width:
+                add(piece[:width])
+                piece = piece[width:]
+            add(piece)
+    return "\n".join(lines) or str(name)
+
+
 def tornado(bars: pd.DataFrame, currency: str, title: str, headline: float | None = None) -> Figure:
     """NPV when each uncertain parameter is at its low or high value, the others at their
     central value; widest swing on top (``bars``: parameter, low, high, npv_low, npv_high,
-    npv_base). The solid line is the base (every uncertain parameter central), the dashed line
-    the headline NPV P50 when given: a different figure (every parameter drawn)."""
+    npv_base). Each parameter has two half-height bars from the base, low value (orange) above
+    high value (blue), each labelled with the parameter's value at its outer end, so no label
+    meets another even when both NPVs fall on the same side of the base; parameter names are
+    wrapped and the figure grows with the number of bars and lines. The solid line is the base
+    (every uncertain parameter central), the dashed line the headline NPV P50 when given: a
+    different figure (every parameter drawn)."""
+    names = [wrap_name(p) for p in bars["parameter"]]
+    lines_per_bar = max((n.count("\n") + 1 for n in names), default=1)
+    row = max(0.5, 0.16 * lines_per_bar + 0.2)  # inches per parameter
     with styled():
-        fig = _new(8.0, 1.5 + 0.42 * max(len(bars), 1))
+        fig = _new(8.0, 1.7 + row * max(len(bars), 1))
         if bars.empty:
             return _empty(fig, "no sensitivity analysis")
         ax = fig.add_subplot()
         b = bars.reset_index(drop=True)
         ys = np.arange(len(b))[::-1]
         base = float(b["npv_base"].iloc[0])
-        for y, row in zip(ys, b.itertuples(index=False)):
-            ax.barh(y, row.npv_low - base, left=base, height=0.6, color="#D55E00")
-            ax.barh(y, row.npv_high - base, left=base, height=0.6, color="#0072B2")
-            for val, x in ((row.low, row.npv_low), (row.high, row.npv_high)):
-                ha = "right" if x < base else "left"
-                ax.annotate(f"{val:.3g}", (x, y), xytext=(-3 if ha == "right" else 3, 0), textcoords="offset points",
-                            ha=ha, va="center", fontsize=7)
-        ax.axvline(base, color="#333333", linewidth=0.9, label="base: every uncertain parameter at its central value")
+        handles = []  # legend: bars, then lines
+        for side, colour, dy in (("low", "#D55E00", 0.19), ("high", "#0072B2", -0.19)):
+            npvs = b[f"npv_{side}"].to_numpy(dtype=float)
+            handles.append(ax.barh(ys + dy, npvs - base, left=base, height=0.36, color=colour,
+                                   label=f"parameter at its {side} value"))
+            for y, val, x in zip(ys + dy, b[side], npvs):
+                right = x >= base
+                ax.annotate(param_value(val), (x, y), xytext=(3 if right else -3, 0), textcoords="offset points",
+                            ha="left" if right else "right", va="center", fontsize=7,
+                            bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.8})
+        handles.append(ax.axvline(base, color="#333333", linewidth=0.9, label="base: every uncertain parameter central"))
         lines = [base]
         if headline is not None:
-            ax.axvline(headline, color="#333333", linewidth=0.9, linestyle="--", label="headline NPV P50 (every parameter drawn)")
+            handles.append(ax.axvline(headline, color="#333333", linewidth=0.9, linestyle="--",
+                                      label="headline NPV P50 (every parameter drawn)"))
             lines.append(headline)
-        ax.axvline(0.0, color="#aa0000", linewidth=0.8, linestyle=":", label="NPV = 0")
-        ax.set_yticks(ys, list(b["parameter"]))
+        handles.append(ax.axvline(0.0, color="#aa0000", linewidth=0.8, linestyle=":", label="NPV = 0"))
+        ax.set_yticks(ys, names)
+        ax.set_ylim(-0.6, len(b) - 0.4)
         ax.grid(axis="y", visible=False)
         _money_axis(ax.xaxis, np.concatenate([b["npv_low"], b["npv_high"], lines]), currency, "NPV")
         ax.set_title(f"{title}\nNPV at each parameter's low (orange) and high (blue) value, the others central", fontsize=9)
-        ax.margins(x=0.15)
-        fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=3, fontsize=7)
+        ax.margins(x=0.18)
+        fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=7)
     return fig

@@ -8,7 +8,12 @@ study's order or sorted keys, there is no timestamp and no random id, and the fo
 loyalty-sim version recorded in the runs' manifests rather than the time of writing.
 
 The report opens with the verdict: one line per market and baseline, then the group plan
-(:func:`simulator.reporting.study.verdict_lines`, the same lines the terminal prints).
+(:func:`simulator.reporting.study.verdict_lines`, the same lines the terminal prints). The ranking
+gives each scenario's reason in two short sentences (:func:`reason`) and money in k/M with
+:func:`simulator.reporting.study.short_money`; the paragraphs of figures behind it are in a
+``<details>`` element, full figures in Scenario details. Every table sits in a
+``div.table-wrap`` that scrolls sideways when the table is wider than the page, so the page
+itself never does at 1280 px (tests/reporting/test_browser.py checks it in Chromium).
 
 Sections (each an element with the given id): ``verdict``, ``ranking``, ``rollup``, ``cash-flow``,
 ``npv``, ``members-by-tier``, ``points-liability``, ``cost-breakdown``, ``margin-sources``,
@@ -48,15 +53,16 @@ body{font-family:"DejaVu Sans",Helvetica,Arial,sans-serif;font-size:14px;color:#
 h1{font-size:26px;margin:28px 0 6px}h2{font-size:20px;border-bottom:2px solid #0072B2;padding-bottom:4px;margin-top:38px}
 h3{font-size:16px;margin-top:26px}p.meta,.note{color:#555;font-size:13px}
 nav ol{columns:2;font-size:13px}a{color:#0072B2}
-table{border-collapse:collapse;margin:10px 0 16px;font-size:12.5px}
+.table-wrap{max-width:100%;overflow-x:auto;margin:10px 0 16px}
+table{border-collapse:collapse;font-size:12.5px}
 th,td{border-bottom:1px solid #ddd;padding:4px 8px;vertical-align:top}
 th{background:#f3f6f9;text-align:left;font-weight:600}
-td.num,th.num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}td.num{white-space:nowrap}
 tr.total td{font-weight:700;border-top:2px solid #888}
 td.neg{color:#b00000}
 figure{margin:14px 0 22px}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:13px;color:#444;margin-top:6px;max-width:900px}
-.reasons li{margin-bottom:8px}code,.hash{font-family:"DejaVu Sans Mono",Menlo,Consolas,monospace;font-size:11.5px}
+.reasons li{margin-bottom:8px}code,.hash{font-family:"DejaVu Sans Mono",Menlo,Consolas,monospace;font-size:11.5px;overflow-wrap:anywhere}
 details{margin:8px 0}summary{cursor:pointer;color:#0072B2}
 footer{margin-top:40px;border-top:1px solid #ccc;padding-top:10px;color:#666;font-size:12px}
 """
@@ -84,11 +90,11 @@ CAPTIONS = {
     "migration": "Each row says where the design's members in a segment stand the next month; left with the design, "
                  "middle the same customers under the baseline, right the difference in percentage points (blue: more "
                  "customers make that move with the design, red: fewer).",
-    "tornado": "Each bar shows the NPV in {cur} when one uncertain parameter moves to its low (orange) or high (blue) "
-               "value with the others at their central value; the widest bars, at the top, are the assumptions to check "
-               "first. The solid line is the base: {base}, {base_value} {cur}. It is not the headline NPV P50 "
-               "({headline} {cur}, dashed line), which is over the study's replications with every parameter drawn. The "
-               "dotted red line is NPV = 0.",
+    "tornado": "Each parameter has two bars: the NPV in {cur} when it moves to its low (orange, upper bar) or high "
+               "(blue, lower bar) value, the number at the bar's end, with the other uncertain parameters at their "
+               "central value; the widest bars, at the top, are the assumptions to check first. The solid line is "
+               "the base: {base}, {base_value}. It is not the headline NPV P50 ({headline}, dashed line), which is "
+               "over the study's replications with every parameter drawn. The dotted red line is NPV = 0.",
 }
 
 DEFINITIONS = (
@@ -147,15 +153,16 @@ def _td(text: str, num: bool = False, value: float | None = None) -> str:
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[str]], num_from: int = 1, row_classes: Sequence[str] | None = None) -> str:
-    """An HTML table; ``rows`` hold already-escaped cell HTML (``<td>`` added here unless a
-    cell starts with ``<td``)."""
+    """An HTML table in a ``div.table-wrap`` (a table wider than the page scrolls inside it, the
+    page never does); ``rows`` hold already-escaped cell HTML (``<td>`` added here unless a cell
+    starts with ``<td``)."""
     head = "".join(f'<th{" class=num" if i >= num_from else ""}>{e(h)}</th>' for i, h in enumerate(headers))
     body = []
     for k, r in enumerate(rows):
         cls = f' class="{row_classes[k]}"' if row_classes and row_classes[k] else ""
         cells = "".join(c if c.startswith("<td") else _td(c, i >= num_from) for i, c in enumerate(r))
         body.append(f"<tr{cls}>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
 def mcell(v: float | None) -> str:
@@ -212,7 +219,7 @@ def _finance(study: Study) -> str:
     for s in study.ranked_scenarios:
         metrics = ["npv_rate_minus_2pt", "npv", "npv_rate_plus_2pt"] + (["npv_after_tax"] if taxed else [])
         rows.append([e(s.id), f"<td>{e(discount_rate(s))}</td>"]
-                    + [mcell(p50_reporting(s, m)) for m in metrics + ["incremental_horizon_obligation"]])
+                    + [scell(p50_reporting(s, m)) for m in metrics + ["incremental_horizon_obligation"]])
     head = ["Scenario", "Discount rate", f"NPV P50 at rate -2 pt ({cur})", f"NPV P50 ({cur})",
             f"NPV P50 at rate +2 pt ({cur})"] + ([f"NPV after tax P50 ({cur})"] if taxed else [])
     out.append(table(head + [f"Obligation left at the horizon P50 ({cur})"], rows, num_from=2))
@@ -231,9 +238,33 @@ def cost_shares(s: ScenarioRun) -> list[tuple[str, float]]:
     return sorted(items, key=lambda t: (-abs(t[1]), t[0]))
 
 
-def reasons(study: Study, s: ScenarioRun) -> str:
-    """Why a scenario ranks where it does, in a few plain sentences (escaped HTML)."""
+def reason(study: Study, s: ScenarioRun) -> str:
+    """Why a scenario ranks where it does, in two short sentences a strategist can paste
+    (escaped HTML): extra margin against extra cost and its largest item, then how much of
+    members' extra spend the program makes."""
     cur = study.reporting_currency
+    gm = s.mean("incremental_gross_margin", reporting=True)
+    cost = s.mean("incremental_program_cost", reporting=True)
+    tl, naive = s.mean("member_true_lift_revenue", reporting=True), s.mean("member_naive_uplift_revenue", reporting=True)
+    margin = f"Extra gross margin of {S.short_money(gm, cur)}"
+    if cost > 0:
+        label, v = max(cost_shares(s), key=lambda kv: kv[1])
+        first = (f"{margin} {'covers' if gm >= cost else 'does not cover'} the extra program cost of "
+                 f"{S.short_money(cost, cur)} (largest item: {label}, {S.short_money(v, cur)}).")
+    else:
+        first = f"{margin}, and the design costs {S.short_money(-cost, cur)} less to run than the baseline."
+    second = (f"{tl / naive:.0%} of members' extra spend is true lift made by the program, the rest self-selection."
+              if naive > 0 else "Members spend no more than non-members.")
+    return e(f"{first} {second}")
+
+
+def reasons(study: Study, s: ScenarioRun) -> str:
+    """Why a scenario ranks where it does, every figure behind it (escaped HTML)."""
+    cur = study.reporting_currency
+
+    def m(v: float | None) -> str:
+        return S.short_money(v, cur)
+
     npv = s.stat("npv", reporting=True)
     gm = s.mean("incremental_gross_margin", reporting=True)
     rev = s.mean("incremental_revenue", reporting=True)
@@ -244,18 +275,16 @@ def reasons(study: Study, s: ScenarioRun) -> str:
     roi = s.stat("roi")["p50"]
     pay = s.stat("payback_month")["p50"]
     pneg = s.summary.get("probability_npv_negative")
-    parts = [f"NPV P50 {money(npv['p50'])} {cur} (P10 {money(npv['p10'])} to P90 {money(npv['p90'])}), "
-             f"probability of a negative NPV {pct(pneg, 0)}; ROI P50 {pct(roi)}; payback "
+    parts = [f"NPV P50 {m(npv['p50'])} (P10 {S.short_money(npv['p10'])} to P90 {S.short_money(npv['p90'])}), "
+             f"probability of a negative NPV {S.chance(pneg)}; ROI P50 {pct(roi)}; payback "
              f"{'never within the horizon' if pay is None else fmt(pay, 'months')} (P50)."]
     share = f"{tl / naive:.0%}" if naive else "n/a"
-    parts.append(f"Margin (means over replications): incremental gross margin {money(gm)} {cur} on incremental "
-                 f"revenue {money(rev)} {cur}. "
-                 f"Members look {money(naive)} {cur} better than non-members, but only {money(tl)} {cur} ({share}) is "
-                 f"true lift made by the program; {money(ss)} {cur} is self-selection and is not counted.")
-    shares = cost_shares(s)
-    listed = [f"{label} {money(v)}" + (f" ({v / cost:.0%})" if cost and abs(cost) > 1e-9 else "")
-              for label, v in shares if abs(v) >= 0.005 * max(abs(cost), 1.0)]
-    parts.append(f"Cost: incremental program cost {money(cost)} {cur} (mean), of which "
+    parts.append(f"Margin (means over replications): incremental gross margin {m(gm)} on incremental revenue {m(rev)}. "
+                 f"Members look {m(naive)} better than non-members, but only {m(tl)} ({share}) is true lift made by "
+                 f"the program; {m(ss)} is self-selection and is not counted.")
+    listed = [f"{label} {S.short_money(v)}" + (f" ({v / cost:.0%})" if cost and abs(cost) > 1e-9 else "")
+              for label, v in cost_shares(s) if abs(v) >= 0.005 * max(abs(cost), 1.0)]
+    parts.append(f"Cost: incremental program cost {m(cost)} (mean), of which "
                  + ("; ".join(listed) if listed else "nothing material")
                  + ". Negative amounts are savings against the baseline or fees received.")
     return " ".join(e(p) for p in parts)
@@ -278,8 +307,9 @@ def _ranking(study: Study) -> str:
     cur = study.reporting_currency
     out = ['<section id="ranking"><h2>Designs ranked by market and baseline</h2>',
            f"<p>In each market, the scenarios measured against the same baseline, ranked by NPV P50 of the incremental "
-           f"cash flow in {e(cur)} (thousands k, millions M; the tables further down give full figures). Incremental "
-           f"means design minus baseline on the same customers.</p>"]
+           f"cash flow in {e(cur)} (k thousands, M millions, B billions; Scenario details and the Excel workbook give "
+           f"full figures), each with why in two sentences. Incremental means design minus baseline on the same "
+           f"customers.</p>"]
     for g in S.baseline_groups(study):
         rows = []
         for r, s in zip(g.ranking, g.runs):
@@ -290,14 +320,15 @@ def _ranking(study: Study) -> str:
         out.append(f"<h3>{e(S.market_words(g.market))}, against {e(S.baseline_words(g.baseline))}</h3>")
         out.append(table(["Rank", "Scenario", f"NPV P10 ({cur})", f"NPV P50 ({cur})", f"NPV P90 ({cur})", "P(NPV<0)",
                           "ROI P50", "Payback P50", f"Net incr. margin P50 ({cur})"], rows, num_from=2))
+        out.append("<ul class=reasons>" + "".join(f"<li><b>{e(s.id)}</b>: {reason(study, s)}</li>" for s in g.runs) + "</ul>")
     out.append(_finance(study))
     out.append("<h3>Where the margin comes from</h3>")
     rows = []
     for s in study.ranked_scenarios:
         tl, ss = s.mean("member_true_lift_revenue", reporting=True), s.mean("member_self_selection_revenue", reporting=True)
         naive = s.mean("member_naive_uplift_revenue", reporting=True)
-        rows.append([e(s.id), mcell(s.mean("incremental_revenue", reporting=True)),
-                     mcell(s.mean("incremental_gross_margin", reporting=True)), mcell(naive), mcell(tl), mcell(ss),
+        rows.append([e(s.id), scell(s.mean("incremental_revenue", reporting=True)),
+                     scell(s.mean("incremental_gross_margin", reporting=True)), scell(naive), scell(tl), scell(ss),
                      pct(tl / naive if naive else None, 0)])
     out.append(table(["Scenario", f"Incr. revenue ({cur})", f"Incr. gross margin ({cur})", f"Members' naive uplift ({cur})",
                       f"True lift ({cur})", f"Self-selection ({cur})", "True lift share"], rows))
@@ -306,17 +337,16 @@ def _ranking(study: Study) -> str:
     out.append("<h3>Where the cost goes</h3>")
     rows = []
     for s in study.ranked_scenarios:
-        cells = [e(s.id)] + [mcell(s.mean(m, reporting=True)) for m, _ in S.COST_GROUPS]
-        cells += [mcell(-s.mean(S.FEE_INCOME, reporting=True)), mcell(s.mean("incremental_program_cost", reporting=True))]
-        rows.append(cells)
+        amounts = [s.mean(m, reporting=True) for m, _ in S.COST_GROUPS]
+        amounts += [-s.mean(S.FEE_INCOME, reporting=True), s.mean("incremental_program_cost", reporting=True)]
+        rows.append([e(s.id)] + [scell(v) for v in amounts])
     out.append(table(["Scenario"] + [f"{label} ({cur})" for _, label in S.COST_GROUPS] + [f"fees received ({cur})", f"Total ({cur})"], rows))
     out.append("<p class=note>Incremental cost over the horizon as NPV counts it (set-up when paid, the obligation left "
                "at the horizon as its own line), mean over replications; rewards can be negative when the design gives "
                "back less than the baseline program.</p>")
-    out.append("<h3>Reasons</h3><ol class=reasons>")
-    for s in study.ranked_scenarios:
-        out.append(f"<li><b>{e(s.id)}</b>: {reasons(study, s)}</li>")
-    out.append("</ol>")
+    out.append("<details><summary>Reasons in figures, scenario by scenario</summary><ol class=reasons>"
+               + "".join(f"<li><b>{e(s.id)}</b>: {reasons(study, s)}</li>" for s in study.ranked_scenarios)
+               + "</ol></details>")
     for n in study.notes:
         out.append(f"<p class=note>{e(n)}</p>")
     out.append("</section>")
@@ -330,9 +360,9 @@ def _rollup_table(r: Rollup) -> str:
         npv = line.stat("npv")
         cells = [e(line.label), e(line.keep or ", ".join(line.scenarios)) if line.label != "Total" else "",
                  e(line.currency), "" if line.fx_to_reporting is None else f"{line.fx_to_reporting:g}",
-                 mcell(npv["p10"]), mcell(npv["p50"]), mcell(npv["p90"]), pct(line.probability_npv_negative, 0)]
+                 scell(npv["p10"]), scell(npv["p50"]), scell(npv["p90"]), S.chance(line.probability_npv_negative)]
         for m in ("incremental_gross_margin", "incremental_program_cost", "incremental_net_margin", "liability_end"):
-            cells.append(mcell(line.stat(m)["p50"]))
+            cells.append(scell(line.stat(m)["p50"]))
         rows.append(cells)
         classes.append("total" if line.label == "Total" else "")
     head = ["Market", "Scenario", "Local currency", f"FX to {cur}", f"NPV P10 ({cur})", f"NPV P50 ({cur})",
@@ -411,12 +441,12 @@ def _sensitivity(study: Study) -> str:
             continue
         any_tornado = True
         headline = s.stat("npv", reporting=True)["p50"]
-        caption = CAPTIONS["tornado"].format(cur=cur, base=base, base_value=money(float(bars["npv_base"].iloc[0])),
-                                             headline=money(headline))
+        caption = CAPTIONS["tornado"].format(cur=cur, base=base, base_value=S.short_money(float(bars["npv_base"].iloc[0]), cur),
+                                             headline=S.short_money(headline, cur))
         out.append(f"<h3>{e(s.id)}</h3>" + figure(F.tornado(bars, cur, s.id, headline), f"tornado {s.id}", caption))
         dist = {b.parameter: b.distribution for b in study.tornado.get(s.id, [])}
-        rows = [[e(b.parameter), f"<td>{e(dist.get(b.parameter, ''))}</td>", f"{b.low:.4g}", f"{b.high:.4g}", mcell(b.npv_low),
-                 mcell(b.npv_base), mcell(b.npv_high), mcell(abs(b.npv_high - b.npv_low))] for b in bars.itertuples(index=False)]
+        rows = [[e(b.parameter), f"<td>{e(dist.get(b.parameter, ''))}</td>", F.param_value(b.low), F.param_value(b.high), scell(b.npv_low),
+                 scell(b.npv_base), scell(b.npv_high), scell(abs(b.npv_high - b.npv_low))] for b in bars.itertuples(index=False)]
         out.append(table(["Parameter", "Distribution", "Low", "High", f"NPV at low ({cur})",
                           f"Base: all central ({cur})", f"NPV at high ({cur})", f"Swing ({cur})"], rows, num_from=2))
     if not any_tornado:
@@ -496,7 +526,8 @@ def _assumptions(study: Study) -> str:
         kv = [(f"argument {k}", v) for k, v in args.items()] + [("loyalty-sim version", man.get("version"))]
         kv += [(f"environment {k}", v) for k, v in env.items()]
         kv.append(("FX design currency to local", (man.get("resolved") or {}).get("fx_design_to_local")))
-        out.append(table(["Manifest", "Value"], [[e(k), f"<td>{e(v)}</td>"] for k, v in kv], num_from=9))
+        out.append(table(["Manifest", "Value"], [[e(k), f"<td>{e(f'{v:.6g}' if isinstance(v, float) else v)}</td>"]
+                                                 for k, v in kv], num_from=9))
         outputs = man.get("outputs") or {}
         if outputs:
             out.append("<details><summary>Result files of the run (SHA-256)</summary>"

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from simulator.reporting import study as S
-from simulator.reporting.html import SECTIONS, money, render, write_report
+from simulator.reporting.html import SECTIONS, render, write_report
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -268,7 +268,7 @@ def test_report_states_the_discount_rate_and_npv_at_other_rates(study_dir, repor
         assert ("drawn from a range" in rates[s.id]) == (rate["p10"] != rate["p90"])
     for header, metric in (("NPV P50 at rate -2 pt (EUR)", "npv_rate_minus_2pt"), ("NPV P50 at rate +2 pt (EUR)", "npv_rate_plus_2pt")):
         cells = _column(ranking, header)
-        assert cells == [money(s.stat(metric)["p50"] * s.fx_to_reporting) for s in study.ranked_scenarios], header
+        assert cells == [S.short_money(s.stat(metric)["p50"] * s.fx_to_reporting) for s in study.ranked_scenarios], header
 
 
 def test_report_shows_the_obligation_left_at_the_horizon(study_dir, report):
@@ -280,7 +280,7 @@ def test_report_shows_the_obligation_left_at_the_horizon(study_dir, report):
     assert "incremental_horizon_obligation" in dict(S.COST_GROUPS)
     assert all(g in F.COST_COLOURS for _, g in S.COST_GROUPS)
     cost = _column(_section(text, "ranking"), f"{label} (EUR)")
-    assert cost == [money(s.mean("incremental_horizon_obligation", reporting=True))
+    assert cost == [S.short_money(s.mean("incremental_horizon_obligation", reporting=True))
                     for s in study.ranked_scenarios]
     details = [r for r in _rows(_section(text, "scenarios")) if r and r[0] == label]
     assert len(details) == len(study.scenarios)
@@ -294,7 +294,7 @@ def test_report_breakeven_is_never_a_negative_multiple(study_dir, tmp_path):
     doc["breakeven"]["fr_points_tiers"].append({"parameter": "reward cost (older study)", "value": -0.8512,
                                                 "meaning": "highest multiple of the design's reward cost at which NPV is still zero"})
     (copy / "study.json").write_text(json.dumps(doc), encoding="utf-8")
-    table = re.search(r"Break-even values</h3>\s*(<table>.*?</table>)", render(S.load_study(copy)), flags=re.S).group(1)
+    table = re.search(r'Break-even values</h3>\s*<div class="table-wrap">(<table>.*?</table>)', render(S.load_study(copy)), flags=re.S).group(1)
     rows = {(r[0], r[1]): r[2:] for r in _rows(table)[1:]}
     assert rows[("fr_points_tiers", "reward cost (older study)")] == ["none", "NPV is negative even with this parameter at zero"]
     assert rows[("fr_points_tiers", "reward cost")] == ["none", "NPV is negative even if the design's rewards cost nothing"]
@@ -332,8 +332,127 @@ def test_report_labels_the_tornado_base(study_dir, report):
     captions = [html.unescape(c) for c in re.findall(r"<figcaption>(.*?)</figcaption>", sens, flags=re.S)]
     assert len(captions) == len(PLAYBOOKS)
     for s, cap in zip(study.ranked_scenarios, captions):
-        base = money(study.tornado_in_reporting(s.id)[0].npv_base)
+        base = S.short_money(study.tornado_in_reporting(s.id)[0].npv_base, "EUR")
         assert (f"The solid line is the base: NPV with every uncertain parameter at its central value, mean of 2 "
-                f"replications with the study's seeds (seed {SEED}), {base} EUR.") in cap
-        assert f"headline NPV P50 ({money(s.stat('npv', reporting=True)['p50'])} EUR" in cap
+                f"replications with the study's seeds (seed {SEED}), {base}.") in cap
+        assert f"headline NPV P50 ({S.short_money(s.stat('npv', reporting=True)['p50'], 'EUR')}, dashed line)" in cap
     assert _column(sens, "Base: all central (EUR)") and "NPV at base" not in sens
+
+
+# ----------------------------------------------------------------------------- what each user sees first
+#: a long figure: 4+ digits in a row, a thousands separator or 3+ decimals
+LONG_FIGURE = re.compile(r"\d{4}|\d,\d|\.\d{3}")
+
+
+def test_every_table_scrolls_inside_its_own_box(report):
+    """A table wider than the page scrolls (or wraps) inside its box; the page never scrolls sideways
+    (the browser check is in test_browser.py)."""
+    text = report.read_text(encoding="utf-8")
+    assert re.search(r"\.table-wrap\{[^}]*overflow-x:auto", text)
+    assert text.count("<table>") == text.count('<div class="table-wrap"><table>') > 20
+    assert text.count("</table></div>") == text.count("<table>")
+
+
+def test_ranking_reads_as_short_sentences(study_dir, report):
+    """Each group's table is followed by one short reason per scenario, two sentences without a
+    long figure; the paragraphs of figures are in a closed <details>; the ranking and roll-up
+    tables show money in k/M."""
+    study = S.load_study(study_dir)
+    ranking = _section(report.read_text(encoding="utf-8"), "ranking")
+    up_front, details = ranking.split("<details>")
+    lists = re.findall(r"</table></div>\s*<ul class=reasons>(.*?)</ul>", up_front, flags=re.S)
+    assert len(lists) == len(S.baseline_groups(study))
+    for items, g in zip(lists, S.baseline_groups(study)):
+        reasons = [html.unescape(re.sub(r"<[^>]+>", "", li)) for li in re.findall(r"<li>(.*?)</li>", items)]
+        assert [r.split(":")[0] for r in reasons] == [s.id for s in g.runs]
+        for r in reasons:
+            assert len(re.findall(r"\.(?:\s|$)", r)) == 2 and len(r) < 320, r
+            assert "Extra gross margin of EUR" in r and "true lift" in r, r
+            assert not LONG_FIGURE.search(r), r
+    long = re.findall(r"<li>(.*?)</li>", details.split("</details>")[0], flags=re.S)
+    assert details.startswith("<summary>Reasons in figures") and len(long) == len(study.scenarios)
+    assert "<ol class=reasons>" not in up_front
+    text = report.read_text(encoding="utf-8")
+    for sid in ("ranking", "rollup"):
+        cells = [v for r in _records(_section(text, sid).split("<details>")[0], "Scenario") for k, v in r.items()
+                 if k != "Scenario" and not k.startswith("FX")]  # an FX rate may be 0.011
+        assert len(cells) > 50 and not [c for c in cells if LONG_FIGURE.search(c)], sid
+
+
+def test_short_reason_when_the_design_saves_cost(study_dir, tmp_path):
+    """A design cheaper than its baseline says so instead of "covers the extra cost"."""
+    from simulator.reporting.html import reason
+
+    copy = tmp_path / "copy"
+    shutil.copytree(study_dir, copy)
+    path = copy / "scenarios" / "fr_points_tiers" / "summary.json"
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    for rep in summary["per_replication"]:
+        rep["incremental_program_cost"], rep["incremental_gross_margin"] = -250_000.0, 1_234_567.0
+        rep["member_naive_uplift_revenue"] = 0.0
+    path.write_text(json.dumps(summary), encoding="utf-8")
+    study = S.load_study(copy)
+    assert html.unescape(reason(study, study.scenario("fr_points_tiers"))) == (
+        "Extra gross margin of EUR 1.2M, and the design costs EUR 250k less to run than the baseline. "
+        "Members spend no more than non-members.")
+
+
+def _text_boxes(fig) -> list:  # noqa: ANN001
+    """(text, window extent) of the tornado's value labels and parameter names, as drawn."""
+    from simulator.reporting import figures as F
+
+    F.png_bytes(fig)
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    texts = list(ax.texts) + [t for t in ax.get_yticklabels() if t.get_text()]
+    return [(t.get_text(), t.get_window_extent(renderer)) for t in texts]
+
+
+def test_tornado_labels_never_overlap(study_dir):
+    """Parameter names and value labels never overlap, also with both NPVs on one side of the base,
+    swings too small to see, long names and many bars; names are wrapped; every label is inside the figure."""
+    import itertools
+
+    import pandas as pd
+
+    from simulator.reporting import figures as F
+
+    shapes = [(-3e6, 2e6), (1e5, 2e5), (-10.0, 10.0), (-2e5, -1e5)]  # around the base; same side; tiny; same side
+    names = ["x", "india.response.an_extremely_long_parameter_name_indeed", "usa.economics.gross_margin",
+             "reward cost multiple of the design"]
+    bars = pd.DataFrame([{"parameter": f"{names[i % 4]}{i}", "low": 0.0123456 * (i + 1), "high": 123456.7 * (i + 1),
+                          "npv_low": -1e6 + shapes[i % 4][0] / (i + 1), "npv_high": -1e6 + shapes[i % 4][1] / (i + 1),
+                          "npv_base": -1e6} for i in range(14)])
+    study = S.load_study(study_dir)
+    cases = [(bars, 5e5), (bars.head(1), None)] + [(S.tornado_frame(study, s.id), s.stat("npv", reporting=True)["p50"])
+                                                   for s in study.ranked_scenarios]
+    for frame, headline in cases:
+        fig = F.tornado(frame, "EUR", "t", headline)
+        boxes = _text_boxes(fig)
+        assert len(boxes) == 3 * len(frame)
+        clashes = [(a, b) for (a, ba), (b, bb) in itertools.combinations(boxes, 2) if ba.overlaps(bb)]
+        assert not clashes
+        width = fig.get_figwidth() * fig.dpi
+        assert all(0 <= box.x0 and box.x1 <= width for _, box in boxes)
+        assert all(len(line) <= 22 for text, _ in boxes for line in text.splitlines())
+        assert not [text for text, _ in boxes if "e+" in text or "e-" in text]
+
+
+@pytest.mark.parametrize("name, wrapped", [
+    ("x", "x"), ("france.response.rewarded_behaviour", "france.response.\nrewarded_behaviour"),
+    ("usa.economics.gross_margin", "usa.economics.\ngross_margin"),
+    ("a_very_long_parameter_name_without_dots", "a_very_long_parameter_\nname_without_dots"),
+    ("abcdefghijklmnopqrstuvwxyz", "abcdefghijklmnopqrstuv\nwxyz"),
+])
+def test_parameter_names_wrap(name, wrapped):
+    from simulator.reporting.figures import wrap_name
+
+    assert wrap_name(name) == wrapped
+
+
+@pytest.mark.parametrize("value, text", [(0.3, "0.3"), (0.04472, "0.0447"), (0.16123, "0.161"), (12.345, "12.3"),
+                                         (2.0, "2"), (1234.5, "1,234"), (-123456.7, "-123,457"), (0.0000123456, "0.0000123")])
+def test_parameter_values_have_three_digits_and_no_exponent(value, text):
+    from simulator.reporting.figures import param_value
+
+    assert param_value(value) == text
