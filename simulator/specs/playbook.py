@@ -115,8 +115,8 @@ class Mechanisms(Spec):
 class Accounting(Spec):
     """Assumptions finance sets: the IFRS 15 points liability, the fiscal year, tax."""
 
-    expected_breakage: Probability | None = Field(None, description="share of points expected never to be redeemed, used to price a point and to recognise breakage in proportion to redemptions; default: the breakage the simulation projects for the design (expired / (redeemed + expired) over the horizon). US programs see a third or more (Colloquy 2011)")
-    value_per_point: float | None = Field(None, gt=0, description="value of one point to the member (standalone selling price before breakage); default from the rewards: cashback voucher value per point, else the mean face value per point of the catalogue",
+    expected_breakage: Probability | None = Field(None, description="share of the design's points expected never to be redeemed, used to price a point (SSP = value x (1 - breakage)), to recognise breakage in proportion to redemptions and to cost the points owed at the horizon; default: the breakage the simulation projects for the design (points expired or in cash-back vouchers never used / points redeemed or expired, over the design's months). US programs see a third or more (Colloquy 2011)")
+    value_per_point: float | None = Field(None, gt=0, description="value of one of the design's points to the member (standalone selling price before breakage); default: what the design's redemptions realise, the face value of the rewards taken (vouchers used) per point redeemed for them (the nominal value when nothing is redeemed)",
                                           json_schema_extra={"unit": "currency per point"})
     fiscal_year_start: int = Field(1, ge=1, le=12, description="calendar month the fiscal year starts in (the P&L by year); 1 = calendar years")
     tax_rate: Probability | None = Field(None, description="corporate income tax rate: when given, the summary adds the NPV after tax (tax on the incremental P&L result of each month, a loss saving tax against the group's other profits)")
@@ -148,7 +148,7 @@ class Playbook(Spec):
     overrides: Overrides = Field(default_factory=Overrides)
     costs: LocalCosts = Field(default_factory=LocalCosts)
     mechanisms: Mechanisms = Field(default_factory=Mechanisms)
-    baseline_age_months: Months = Field(24, description="how long the baseline program has been running at the start: its members at the start are those who would have joined in that time, holding part of a reward's worth of points")
+    baseline_age_months: Months = Field(24, description="how long the baseline program has been running at the start: its members at the start are those who would have joined in that time, each with its join month and the balance its history under the program's rules leaves, every batch dated by the month it was earned in (engine/mechanisms/history.py)")
     migration: Migration = Field(default_factory=Migration)
     accounting: Accounting = Field(default_factory=Accounting)
 
