@@ -87,7 +87,8 @@ def realised_per_point(df: pd.DataFrame, months: np.ndarray) -> tuple[float, flo
 
 def add_finance(df: pd.DataFrame, *, phase: np.ndarray, expected_breakage: float | None = None,
                 value_per_point: float | None = None, design_phase: int = 1,
-                opening_ssp: float | None = None) -> pd.DataFrame:
+                opening_ssp: float | None = None,
+                known: dict[int, tuple[float, float, float]] | None = None) -> pd.DataFrame:
     """Program cost, cash cost, the IFRS 15 liability and bonus-points provision, and the
     obligation left at the horizon of one run's table.
 
@@ -96,7 +97,9 @@ def add_finance(df: pd.DataFrame, *, phase: np.ndarray, expected_breakage: float
     expected breakage is the phase's simulated breakage; ``expected_breakage`` and
     ``value_per_point`` (the playbook's accounting assumptions) replace them for the design.
     ``opening_ssp`` values the points held at the start (those of the program running then,
-    the same in both runs; default the first month's program)."""
+    the same in both runs; default the first month's program); ``known`` gives a phase's
+    (value, cost, breakage) estimated elsewhere (the running program's, from the baseline run,
+    which runs it over the whole horizon: one estimate for one program in both runs)."""
     df = df.copy()
     T = len(df)
     if "points_voucher_lapsed" not in df:
@@ -105,7 +108,11 @@ def add_finance(df: pd.DataFrame, *, phase: np.ndarray, expected_breakage: float
     v = np.zeros(T)
     c = np.zeros(T)
     for months in _phases(df, phase):
-        is_design = int(phase[months][0]) == design_phase
+        p = int(phase[months][0])
+        if known and p in known:
+            v[months], c[months], b[months] = known[p]
+            continue
+        is_design = p == design_phase
         vp, cp = realised_per_point(df, months)
         b[months] = expected_breakage if is_design and expected_breakage is not None else simulated_breakage(df, months)
         v[months] = value_per_point if is_design and value_per_point is not None else vp
@@ -159,10 +166,13 @@ class RunResult:
         self.frames: list[dict[str, pd.DataFrame]] = []
         for rep in self.replications:
             b = add_finance(rep.baseline, phase=phase_b)
-            # the points held at the start are the running program's, in both runs: one value
-            opening = float(b["value_per_point"].iloc[0] * (1 - b["expected_breakage"].iloc[0])) if len(b) else None
+            # the points held at the start, and the months before the launch, are the running
+            # program's in both runs: one value, cost and breakage for it
+            running = {0: tuple(float(b[k].iloc[0]) for k in ("value_per_point", "cost_per_point", "expected_breakage"))
+                       } if len(b) and phase_b[0] == 0 else None
+            opening = running[0][0] * (1 - running[0][2]) if running else None
             d = add_finance(rep.design, phase=phase_d, expected_breakage=acc.expected_breakage,
-                            value_per_point=acc.value_per_point, opening_ssp=opening)
+                            value_per_point=acc.value_per_point, opening_ssp=opening, known=running)
             cols = [c for c in d.columns if c not in ("month", "period") and pd.api.types.is_numeric_dtype(d[c])]
             diff = d[["month", "period"]].copy()
             diff[cols] = d[cols].to_numpy() - b.reindex(columns=cols, fill_value=0.0).to_numpy()

@@ -312,3 +312,20 @@ def test_month_one_expiry_of_a_steady_program_looks_like_any_other_month(design,
     later = b[1:]
     assert later.mean() > 0
     assert abs(b[0] - later.mean()) <= 4 * later.std(ddof=1) + 1e-9
+
+
+def test_months_before_the_launch_are_the_same_program_in_both_runs():
+    """A playbook that starts before its launch: until the launch both runs run the program of
+    today on the same customers with the same draws, valued at one estimate (the baseline run's,
+    over the whole horizon), so every incremental figure of those months is exactly zero."""
+    from simulator.runner import simulate
+    from simulator.scenario import resolve
+
+    sc = resolve("markets/france/points_tiers_launch.yaml")
+    sc = dataclasses.replace(sc, playbook=sc.playbook.model_copy(update={"start": dt.date(2027, 1, 1),
+                                                                          "horizon_months": 6}))
+    diff = simulate(sc, agents=2000, seed=1, replications=1).frames[0]["difference"]
+    design_only = ["member_revenue_counterfactual", "nonmember_revenue", "nonmembers"]  # not kept for the baseline
+    before = diff.iloc[:2].drop(columns=["month", "period", *design_only])
+    assert (before.to_numpy() == 0).all(), before.loc[:, (before != 0).any()].columns.tolist()
+    assert (diff["liability_closing"].iloc[2:] != 0).any()
