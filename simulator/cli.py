@@ -226,21 +226,25 @@ def compare(
         else:
             raise InputErrors.one("(command line)", "nothing to compare (expected a study file or --playbook)")
         _run_and_print(study, cells, out, force=force, workers=workers, scheduler=scheduler,
-                       source=str(study_file) if study_file else None, summaries=False)
+                       source=str(study_file) if study_file else None)
     except InputErrors as exc:
         _fail(exc)
 
 
 def _run_and_print(study, cells, out: Path, *, force: bool, workers: int | None, scheduler: str | None,
-                   source: str | None, summaries: bool) -> None:
-    """Run a study with a progress bar; print each scenario's summary (optionally), the
-    verdict, the ranking of each market and baseline, and where the report is."""
-    from simulator.runner import summary_text
+                   source: str | None) -> None:
+    """Run a study with a progress bar; print each scenario's result in one line as it is done,
+    then the verdict, the ranking of each market and baseline, and where the report is."""
+    from simulator.reporting.study import short_money
     from simulator.study import run_study
 
-    def show(scenario: str, summary: dict) -> None:  # each summary as soon as its runs are done
-        if summaries:
-            typer.echo(summary_text(summary))
+    def show(scenario: str, summary: dict) -> None:
+        """Each scenario as soon as its runs are done, in one line (its table is in summary.txt)."""
+        npv, cur = summary["metrics"]["npv"], summary["currency"]
+        typer.echo(f"{scenario}: {summary['design']} against {summary['baseline']} on {summary['market']}: NPV P50 "
+                   f"{short_money(npv.get('p50'), cur)} (P10 {short_money(npv.get('p10'), cur)}, P90 "
+                   f"{short_money(npv.get('p90'), cur)}), probability of a loss "
+                   f"{summary['probability_npv_negative']:.0%}; details: {out / 'scenarios' / scenario / 'summary.txt'}")
 
     units = sum(c.scenario.playbook.horizon_months for c in cells) * study.replications
     with _progress(units, f"study {study.name}") as tick, _executor(workers, scheduler, out) as ex:
@@ -268,7 +272,7 @@ def _verdict_text(study_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-@app.command(short_help="Run every shipped playbook: summaries, ranking, report.")
+@app.command(short_help="Run every shipped playbook: a verdict per market, the report.")
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Directory for the demo's results."),
     study_file: Path = typer.Option(Path("studies/demo.yaml"), "--study", help="The study the demo runs."),
@@ -276,7 +280,7 @@ def demo(
     workers: Workers = None,
     scheduler: Scheduler = None,
 ) -> None:
-    """Run the shipped designs on the shipped markets (studies/demo.yaml): each playbook's summary, the ranking, the report.
+    """Run the shipped designs on the shipped markets (studies/demo.yaml): each scenario's result as it is done, a verdict per market and baseline, the rankings, the report.
 
     Examples:
 
@@ -290,8 +294,7 @@ def demo(
     try:
         check_destination(out, force)
         study, cells = load_study(study_file)
-        _run_and_print(study, cells, out, force=force, workers=workers, scheduler=scheduler, source=str(study_file),
-                       summaries=True)
+        _run_and_print(study, cells, out, force=force, workers=workers, scheduler=scheduler, source=str(study_file))
     except InputErrors as exc:
         _fail(exc)
 

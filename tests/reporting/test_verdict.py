@@ -83,7 +83,7 @@ def test_terminal_prints_the_verdict_then_one_table_per_group(won, monkeypatch, 
     monkeypatch.setattr(simulator.study, "run_study", lambda *a, **k: {"scenarios": []})
     monkeypatch.setattr(cli, "_executor", lambda *a: contextlib.nullcontext())
     cli._run_and_print(SimpleNamespace(name="s", replications=3), [], won.path, force=False, workers=None,
-                       scheduler=None, source=None, summaries=False)
+                       scheduler=None, source=None)
     out = capsys.readouterr().out
     verdict = S.verdict_lines(won)
     assert all(line in out for line in verdict)
