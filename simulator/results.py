@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from simulator.engine.simulation import ReplicationResult
+from simulator.engine.simulation import ReplicationResult, month_index
 from simulator.finance import ifrs15, metrics, obligation
 from simulator.finance.statements import COST_GROUPS
 from simulator.scenario import Scenario
@@ -66,13 +66,14 @@ def _phases(df: pd.DataFrame, phase: np.ndarray) -> list[np.ndarray]:
     return [phase == p for p in dict.fromkeys(phase.tolist()) if p >= 0]
 
 
-def simulated_breakage(df: pd.DataFrame, months: np.ndarray | None = None) -> float:
+def simulated_breakage(df: pd.DataFrame, months: np.ndarray | None = None) -> float | None:
     """Points that are never redeemed / points consumed, over the run (or ``months``):
-    (expired + in cash-back vouchers never used) / (redeemed for rewards + expired)."""
+    (expired + in cash-back vouchers never used) / (redeemed for rewards + expired); None when
+    no point was consumed."""
     d = df if months is None else df[months]
     redeemed, expired = float(d["points_redeemed_rewards"].sum()), float(d["points_expired"].sum())
-    lapsed = float(d["points_voucher_lapsed"].sum()) if "points_voucher_lapsed" in d else 0.0
-    return (expired + lapsed) / (redeemed + expired) if redeemed + expired > 0 else 0.0
+    lapsed = float(d["points_voucher_lapsed"].sum())
+    return (expired + lapsed) / (redeemed + expired) if redeemed + expired > 0 else None
 
 
 def realised_per_point(df: pd.DataFrame, months: np.ndarray) -> tuple[float, float]:
@@ -87,7 +88,6 @@ def realised_per_point(df: pd.DataFrame, months: np.ndarray) -> tuple[float, flo
 
 def add_finance(df: pd.DataFrame, *, phase: np.ndarray, expected_breakage: float | None = None,
                 value_per_point: float | None = None, design_phase: int = 1,
-                opening_ssp: float | None = None,
                 known: dict[int, tuple[float, float, float]] | None = None) -> pd.DataFrame:
     """Program cost, cash cost, the IFRS 15 liability and bonus-points provision, and the
     obligation left at the horizon of one run's table.
@@ -96,14 +96,12 @@ def add_finance(df: pd.DataFrame, *, phase: np.ndarray, expected_breakage: float
     design). Per phase, the value and cost of a point are what its redemptions realise and the
     expected breakage is the phase's simulated breakage; ``expected_breakage`` and
     ``value_per_point`` (the playbook's accounting assumptions) replace them for the design.
-    ``opening_ssp`` values the points held at the start (those of the program running then,
-    the same in both runs; default the first month's program); ``known`` gives a phase's
-    (value, cost, breakage) estimated elsewhere (the running program's, from the baseline run,
-    which runs it over the whole horizon: one estimate for one program in both runs)."""
+    ``known`` gives a phase's (value, cost, breakage) estimated elsewhere (the running
+    program's, from the baseline run, which runs it over the whole horizon: one estimate for
+    one program in both runs). The points held at the start are the running program's, valued
+    at its SSP (the first month's program when no estimate is given)."""
     df = df.copy()
     T = len(df)
-    if "points_voucher_lapsed" not in df:
-        df["points_voucher_lapsed"] = 0.0
     b = np.zeros(T)
     v = np.zeros(T)
     c = np.zeros(T)
@@ -114,7 +112,8 @@ def add_finance(df: pd.DataFrame, *, phase: np.ndarray, expected_breakage: float
             continue
         is_design = p == design_phase
         vp, cp = realised_per_point(df, months)
-        b[months] = expected_breakage if is_design and expected_breakage is not None else simulated_breakage(df, months)
+        b[months] = expected_breakage if is_design and expected_breakage is not None else (
+            simulated_breakage(df, months) or 0.0)
         v[months] = value_per_point if is_design and value_per_point is not None else vp
         c[months] = cp
     df["value_per_point"] = v
@@ -127,7 +126,8 @@ def add_finance(df: pd.DataFrame, *, phase: np.ndarray, expected_breakage: float
         lapsed=df["points_voucher_lapsed"].to_numpy(), expired=df["points_expired"].to_numpy(),
         converted_out=df["points_redeemed_migration"].to_numpy(), converted_in=df["points_issued_migration"].to_numpy(),
         value_per_point=v, cost_per_point=c, expected_breakage=b,
-        opening_points=float(df["points_opening"].iloc[0]) if T else 0.0, opening_ssp=opening_ssp)
+        opening_points=float(df["points_opening"].iloc[0]) if T else 0.0,
+        opening_ssp=known[0][0] * (1.0 - known[0][2]) if known and 0 in known else None)
     for k, col in roll.items():
         df[k] = col
     # P&L: set-up amortised, fees as earned, bonus points expensed when granted (the provision's
@@ -135,18 +135,17 @@ def add_finance(df: pd.DataFrame, *, phase: np.ndarray, expected_breakage: float
     groups = df[list(COST_GROUPS)].sum(axis=1)
     df["program_cost"] = groups + (df["provision_closing"] - df["provision_opening"]) - df["fee_revenue"]
     df["program_cash_cost"] = groups - df["setup_amortisation"] + df["setup_cash"] - df["fee_income"]
-    df["obligation_points"] = 0.0
-    df["obligation_fees"] = 0.0
+    for col in ("obligation_points", "obligation_fees", "horizon_charge"):
+        df[col] = 0.0
     if T:
         last = df.index[-1]
-        df.loc[last, "obligation_points"] = obligation.horizon_obligation(
-            float(df["points_outstanding"].iloc[-1]), b[-1], c[-1])
+        points = obligation.horizon_obligation(float(df["points_outstanding"].iloc[-1]), b[-1], c[-1])
+        df.loc[last, "obligation_points"] = points
         df.loc[last, "obligation_fees"] = float(df["fee_unearned"].iloc[-1])
+        # the P&L's view: bonus points are provided for already, fees received for later
+        # months were never booked as revenue; left to charge: the points earned with sales
+        df.loc[last, "horizon_charge"] = points - float(df["provision_closing"].iloc[-1])
     df["horizon_obligation"] = df["obligation_points"] + df["obligation_fees"]
-    # the P&L's view: bonus points are provided for already, fees received for later months
-    # were never booked as revenue; what is left to charge is the cost of the points earned
-    # with sales still to be redeemed
-    df["horizon_charge"] = df["obligation_points"] - np.where(df.index == df.index[-1], df["provision_closing"], 0.0) if T else 0.0
     df["points_closing"] = df["points_outstanding"]
     return df
 
@@ -170,9 +169,8 @@ class RunResult:
             # program's in both runs: one value, cost and breakage for it
             running = {0: tuple(float(b[k].iloc[0]) for k in ("value_per_point", "cost_per_point", "expected_breakage"))
                        } if len(b) and phase_b[0] == 0 else None
-            opening = running[0][0] * (1 - running[0][2]) if running else None
             d = add_finance(rep.design, phase=phase_d, expected_breakage=acc.expected_breakage,
-                            value_per_point=acc.value_per_point, opening_ssp=opening, known=running)
+                            value_per_point=acc.value_per_point, known=running)
             cols = [c for c in d.columns if c not in ("month", "period") and pd.api.types.is_numeric_dtype(d[c])]
             diff = d[["month", "period"]].copy()
             diff[cols] = d[cols].to_numpy() - b.reindex(columns=cols, fill_value=0.0).to_numpy()
@@ -188,8 +186,7 @@ class RunResult:
         running at the start (the baseline design), 1 the design (from its launch)."""
         pb = self.scenario.playbook
         H = pb.horizon_months
-        start = pb.start or pb.launch
-        launch = (pb.launch.year - start.year) * 12 + pb.launch.month - start.month
+        launch = month_index(pb.start or pb.launch, pb.launch)
         before = 0 if self.scenario.baseline is not None else -1
         design = np.where(np.arange(H) >= launch, 1, before)
         return design, np.full(H, before)
@@ -267,8 +264,7 @@ class RunResult:
                 "peak_cash_need": metrics.peak_cash_need(cf),
                 "incremental_horizon_obligation": inc_obligation,
                 "incremental_pnl_cost": float(diff["program_cost"].sum()),
-                "breakage_rate": (simulated_breakage(d, live) if float(d["points_redeemed_rewards"][live].sum()
-                                                                      + d["points_expired"][live].sum()) > 0 else None),
+                "breakage_rate": simulated_breakage(d, live),
                 "expected_breakage_used": float(d["expected_breakage"].iloc[-1]) if len(d) else None,
                 "value_per_point_used": float(d["value_per_point"].iloc[-1]) if len(d) else None,
                 "reward_cost_pct_sales": float(d["reward_cost"].sum()) / rev if rev > 0 else None,

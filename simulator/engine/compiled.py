@@ -229,12 +229,14 @@ class CompiledProgram:
             if cb is not None:
                 ps = np.unique(np.append(ps[ps < cb.threshold_points * CENTI], cb.threshold_points * CENTI))
             ladder.append(ps.astype(np.int64))
+        cost = np.array([r.cost * (net if r.kind == "voucher" else 1.0) for r in cat], dtype=float)
+        voucher_cost = cb.voucher_value * cb.voucher_cost_ratio * net if cb else 0.0
         if cb is not None:
             vpp = cb.voucher_value / cb.threshold_points
-            cpp = cb.voucher_value * cb.voucher_cost_ratio * net / cb.threshold_points
+            cpp = voucher_cost / cb.threshold_points
         else:
             vpp = float(np.mean([r.face_value / r.points_price for r in cat]))
-            cpp = float(np.mean([r.cost * (net if r.kind == "voucher" else 1.0) / r.points_price for r in cat]))
+            cpp = float(np.mean(cost / np.array([r.points_price for r in cat])))
         x = p.expiry
         if isinstance(x, ExpireAfterMonths):
             expiry, em, emonth, eage = EXPIRY_AFTER, x.months, 0, 0
@@ -258,11 +260,11 @@ class CompiledProgram:
             window=window, window_months=window_months, downgrade=downgrade, grace=grace,
             benefit_member_month=bmm, benefit_per_purchase=bpp,
             prices=prices, face=np.array([r.face_value for r in cat], dtype=float),
-            cost=np.array([r.cost * (net if r.kind == "voucher" else 1.0) for r in cat], dtype=float), reward_names=tuple(r.name for r in cat),
+            cost=cost, reward_names=tuple(r.name for r in cat),
             eligible=eligible, goal=goal, ladder=tuple(ladder),
             cashback_threshold=cb.threshold_points * CENTI if cb else 0,
             voucher_value=cb.voucher_value if cb else 0.0, voucher_use_rate=cb.voucher_use_rate if cb else 0.0,
-            voucher_cost=cb.voucher_value * cb.voucher_cost_ratio * net if cb else 0.0,
+            voucher_cost=voucher_cost,
             expiry=expiry, expiry_months=em, expiry_month=emonth, expiry_min_age=eage,
             automatic=p.enrolment.mode == "automatic",
             fee=fee.amount if fee else 0.0, fee_months=(12 if fee.period == "year" else 1) if fee else 12,

@@ -590,7 +590,7 @@ class Simulation:
             cash = paid * prog.fee * self.market.net_factor  # net of VAT
             rec["fee_income"] = cash
             rec["left_members"] = float(left)
-            # earned over the period the fee pays for (fees.recognition)
+            # earned over the months the fee pays for (fees.py)
             self._fee_schedule[name][t: t + prog.fee_months] += cash / prog.fee_months
 
     def _transitions(self, t: int) -> None:

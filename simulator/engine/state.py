@@ -227,15 +227,11 @@ class RunState:
         self.set_snapshot(t, self.earned)
 
     def reset_points_window(self, program: CompiledProgram, snap: np.ndarray | None = None) -> None:
-        """A new program's snapshot ring (``snap``, or every past month = today's earned, which
-        dates every point outstanding in the current month) and tier window (at a launch)."""
+        """A new program's snapshot ring and tier window (at a launch): ``snap``, the converted
+        points dated (mechanisms/history.convert), or an empty ring when no program ran before
+        (no points yet)."""
         N = self.earned.shape[0]
-        if snap is None:
-            self.give_rows(self.earned != 0)
-            snap = lazy_zeros((program.ring, N), np.uint32)
-            has = self.row >= 0
-            snap[:, self.row[has]] = self.earned[has].astype(np.uint32)[None, :]
-        self.snap = snap
+        self.snap = lazy_zeros((program.ring, N), np.uint32) if snap is None else snap
         W = program.window_months if program.window == WINDOW_ROLLING else 1
         self.qual_ring = lazy_zeros((N, W), np.float32)
         self.qual_off[:] = kernels.NO_ROW

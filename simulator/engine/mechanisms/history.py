@@ -59,15 +59,12 @@ STREAMS = ("init.join", "init.history.purchases", "init.history.basket", "init.h
 def join_months(p: np.ndarray, age: int, u: np.ndarray) -> np.ndarray:
     """Join month (-age .. -1) of members with monthly join probability ``p`` (module
     docstring), by inverse CDF of ``u``."""
-    p = np.clip(p, 0.0, 1.0)
-    out = np.full(p.shape, -age, dtype=np.int64)
-    mid = (p > 0) & (p < 1)
+    out = np.full(p.shape, -age, dtype=np.int64)  # a sure joiner (p >= 1) joins in the first month
+    mid = (p > 0) & (p < 1)  # (p = 0 cannot be a member)
     if mid.any():
         q = 1.0 - p[mid]
         k = np.floor(np.log1p(-u[mid] * (1.0 - q ** age)) / np.log(q))
         out[mid] = -age + np.clip(k, 0, age - 1).astype(np.int64)
-    zero = p <= 0  # cannot join: the uniform over the months (only reached by given members)
-    out[zero] = -age + np.minimum(np.floor(u[zero] * age), age - 1).astype(np.int64)
     return out
 
 
