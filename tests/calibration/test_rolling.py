@@ -196,6 +196,19 @@ def test_the_terminal_shows_each_split_the_table_and_a_verdict_per_metric(rollin
     assert lines[-1] == f"results: {out}"
 
 
+def test_same_log_and_seed_same_files(rolling_dir, tmp_path):
+    out, _ = rolling_dir
+    again = tmp_path / "again"
+    res = _invoke(str(CDNOW_PATH), "--format", "cdnow", "--rolling", "--holdout-end", "1997-12-31", *SMALL,
+                  "--out", str(again))
+    assert res.exit_code == 0, res.stderr
+    files = ["rolling.csv", "rolling.json", "rolling.png", "manifest.json",
+             *(f"splits/{d}/{f}" for d in ("1997-03-31", "1997-06-30")
+               for f in ("backtest.csv", "backtest.json", "customers.csv", "manifest.json"))]
+    for f in files:
+        assert (again / f).read_bytes() == (out / f).read_bytes(), f
+
+
 def test_rolling_refuses_an_existing_directory(rolling_dir):
     out, _ = rolling_dir
     res = _invoke(str(CDNOW_PATH), "--format", "cdnow", "--rolling", *SMALL, "--out", str(out))
