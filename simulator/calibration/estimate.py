@@ -298,18 +298,6 @@ class BasketFit:
     zero_share: float
 
 
-def _transactions_until(log: TransactionLog | pd.DataFrame, end: pd.Timestamp, customers: np.ndarray) -> pd.DataFrame:
-    frame = log.transactions if isinstance(log, TransactionLog) else log
-    days = pd.to_datetime(frame["date"]).dt.normalize()
-    keep = (days <= end).to_numpy()
-    out = pd.DataFrame({"customer_id": frame["customer_id"].astype(str).to_numpy()[keep],
-                        "date": days.to_numpy()[keep], "amount": frame["amount"].to_numpy(dtype=np.float64)[keep]})
-    out = out.groupby(["customer_id", "date"], sort=True)["amount"].sum().reset_index()
-    idx = pd.Index(customers).get_indexer(out["customer_id"])
-    out["row"] = idx
-    return out[idx >= 0]
-
-
 def _fit_baskets(tx: pd.DataFrame) -> tuple[BasketFit, pd.DataFrame]:
     """Pooled basket fit and per-customer (n, mean, mean log) of positive amounts."""
     pos = tx[tx["amount"] > 0]
@@ -828,14 +816,14 @@ def calibrate(
     if first_day > end:
         raise ValueError(f"no complete calendar month to calibrate on: the calibration window ends on {end.date()} "
                          f"(the end of the last complete month) but the log starts on {first_day.date()}")
-    panel = monthly_panel(log, end)
+    panel = monthly_panel(log, end, visits=True)
     notes: list[str] = []
     if calibration_end is not None and pd.Timestamp(calibration_end).normalize() != end:
         notes.append(f"calibration end moved from {pd.Timestamp(calibration_end).date()} to {end.date()}, "
                      "the end of the last complete month")
     T = panel.n_months
     optional = optional_columns(log, end, panel, burn_in=acquisition_burn_in)
-    tx = _transactions_until(log, end, panel.customers)
+    tx = panel.visits
     basket, per_customer = _fit_baskets(tx)
     bmult = basket_multipliers(per_customer, basket, panel.n_customers)
     acquisition, note = _acquisition(panel, acquisition_burn_in)

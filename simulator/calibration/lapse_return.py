@@ -32,9 +32,13 @@ Beta distributions as weights) is fixed, so for a given :math:`\rho` the likelih
 by a damped Newton method with the exact gradient and Hessian in the weights (their derivatives in
 :math:`\theta` by finite differences of the 44 cell probabilities: one pass over :math:`L` per
 iteration). :math:`\rho` is profiled over a grid and refined by one parabolic step in
-:math:`\sqrt\rho`; on a large log the grid is first scanned on a random subset of the distinct
-rows, and only the best grid value and its neighbours are fitted on every row. Standard errors
-come from the inverse Hessian (delta method back to the natural scale).
+:math:`\sqrt\rho`, scanning the grid from its middle outward until the best value is bracketed
+(the profile is unimodal). On a large log the grid is first scanned on a subset of the distinct
+rows (the heaviest with certainty, a uniform sample of the others with inverse-probability
+weights), and only the best grid value, its neighbours and the refinement are fitted on every row,
+each starting from the subset's estimate and iterating with the subset's Hessian (a chord
+method). Standard errors come from the inverse Hessian of the chosen fit (delta method back to
+the natural scale).
 """
 
 from __future__ import annotations
@@ -401,15 +405,13 @@ def _newton(L: np.ndarray, mult: np.ndarray, grid: _Grid, theta0: np.ndarray, lo
 
     Stops when the Newton step's predicted gain, or an accepted step's gain, is below
     ``1e-10 * |f|`` (the L-BFGS-B ``ftol`` it replaces was ``1e-11``), or no step gains. With
-    ``hessian`` given (a subset's, near this optimum) the iterations use it instead of computing
-    one (a chord method: each pass over ``L`` is three times cheaper), and the exact Hessian is
-    computed once at the end."""
+    ``hessian`` given (a subset's at this rho, scaled to stand for every row) the iterations use it
+    instead of computing one (a chord method: each pass over ``L`` is three times cheaper), and it
+    is the Hessian returned."""
     if hessian is not None:
         theta = np.clip(theta0, lo, hi)
         f, g, _ = _objective(L, mult, grid, theta, hessian=False)
-        f, theta, _ = _iterate(L, mult, grid, theta, f, g, hessian, lo, hi, max_iter, fixed=True)
-        f, _, H = _objective(L, mult, grid, theta)
-        return f, theta, H
+        return _iterate(L, mult, grid, theta, f, g, hessian, lo, hi, max_iter, fixed=True)
     theta = np.clip(theta0, lo, hi)
     f, g, H = _objective(L, mult, grid, theta)
     return _iterate(L, mult, grid, theta, f, g, H, lo, hi, max_iter)
@@ -545,6 +547,40 @@ class LapseReturnModel:
         return Types(R.ravel(), np.clip(P.ravel(), 1e-9, 1 - 1e-9), W.ravel(), names)
 
 
+def _subset(rows: _Rows, size: int) -> _Rows:
+    """``size`` rows standing for all: the heaviest rows (most customers) with certainty, up to
+    half of ``size``, and a uniform sample of the others weighted by the inverse of their sampling
+    probability (an unbiased log-likelihood whose variance the heavy rows no longer dominate)."""
+    rng = np.random.default_rng(20240601 + rows.n)
+    order = np.argsort(-rows.weight, kind="stable")
+    sure = order[: size // 2]
+    rest = order[size // 2:]
+    drawn = rng.choice(rest, size=size - len(sure), replace=False)
+    pick = np.concatenate([sure, drawn])
+    weight = rows.weight[pick].copy()
+    weight[len(sure):] *= len(rest) / len(drawn)
+    keep = np.argsort(pick)
+    return rows.subset(pick[keep], weight[keep])
+
+
+def _scan(profile, grid: tuple[float, ...]) -> list[float]:
+    """The profile over the grid, from the middle outward, until the best value has a worse
+    value on each side (the profile of rho is unimodal): the first fit (from the fixed starts)
+    sits where the data put rho, away from the degenerate edge rho = 0, each next fit starts from
+    its neighbour's estimate, and grid values beyond the bracket are not fitted (``inf``)."""
+    vals: dict[int, float] = {}
+    k = len(grid) // 2
+    while True:
+        for j in (k, k - 1, k + 1):
+            if 0 <= j < len(grid) and j not in vals:
+                vals[j] = profile(grid[j])
+        best = min(vals, key=vals.get)
+        if best == k:
+            break
+        k = best
+    return [vals.get(j, math.inf) for j in range(len(grid))]
+
+
 def fit_lapse_return(panel: MonthlyPanel, *, seasonality: np.ndarray | None = None,
                      rho_grid: tuple[float, ...] = (0.0, 0.005, 0.015, 0.03, 0.06, 0.12),
                      subset_rows: int = SUBSET_ROWS, rough: bool = False) -> LapseReturnModel:
@@ -595,10 +631,9 @@ def fit_lapse_return(panel: MonthlyPanel, *, seasonality: np.ndarray | None = No
                 tries = [warm[rho][1]]            # the subset's estimate and Hessian at this rho
                 fixed = warm[rho][2]
             elif results:
-                # the best estimate so far, and the fixed starts: the likelihood has a ridge toward
-                # large a, b (no spread of lapse probabilities) that a warm start can follow
-                near = results[max(results, key=lambda k: results[k][0])][1]
-                tries = [near] if use.n > subset_rows else [near, *starts]
+                # from the estimate at the nearest rho fitted so far (the profile is smooth in rho)
+                near = results[min(results, key=lambda k: (abs(math.sqrt(k) - math.sqrt(rho)), k))][1]
+                tries = [near]
             else:
                 tries = starts
             best = None
@@ -630,11 +665,9 @@ def fit_lapse_return(panel: MonthlyPanel, *, seasonality: np.ndarray | None = No
         return rho
 
     if rows.n > subset_rows:
-        rng = np.random.default_rng(20240601 + rows.n)
-        pick = np.sort(rng.choice(rows.n, size=subset_rows, replace=False))
-        sub = rows.subset(pick, rows.weight[pick] * (rows.weight.sum() / rows.weight[pick].sum()))
+        sub = _subset(rows, subset_rows)
         sub_results, sub_profile = fitter(sub, np.float64)
-        sub_vals = [sub_profile(r) for r in rho_grid]
+        sub_vals = _scan(sub_profile, rho_grid)
         i = int(np.argmin(sub_vals))
     if rows.n > subset_rows and rough:
         results = sub_results
@@ -644,18 +677,18 @@ def fit_lapse_return(panel: MonthlyPanel, *, seasonality: np.ndarray | None = No
         # the best grid value and its neighbours on every row (moving on if the best is at an edge)
         vals = {}
         while True:
-            for k in (i - 1, i, i + 1):
+            for k in (i, i - 1, i + 1):
                 if 0 <= k < len(rho_grid) and k not in vals:
                     vals[k] = profile(rho_grid[k])
             j = min(vals, key=vals.get)
             if j == i:
                 break
             i = j
-        full = [vals.get(k, np.inf) for k in range(len(rho_grid))]
+        full = [vals.get(k, math.inf) for k in range(len(rho_grid))]
         rho = refine(results, profile, full, i)
     else:
         results, profile = fitter(rows, dtype)
-        vals = [profile(r) for r in rho_grid]
+        vals = _scan(profile, rho_grid)
         i = int(np.argmin(vals))
         rho = refine(results, profile, vals, i)
     ll, theta, H = results[rho]

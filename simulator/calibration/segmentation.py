@@ -57,7 +57,7 @@ customer has a segment. Errors name the file, line and field.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -123,6 +123,10 @@ class MonthlyPanel:
         int64 index (into ``months``) of the month of the first transaction.
     end : pandas.Timestamp
         Last day the panel covers (transactions after it are left out).
+    visits : pandas.DataFrame, optional
+        One row per customer-day (``row``: the customer's index, ``date``, ``amount``), sorted by
+        customer then day, when asked for (:func:`monthly_panel` with ``visits=True``); not carried
+        by :meth:`restrict` and :meth:`truncate`.
     """
 
     customers: np.ndarray
@@ -132,6 +136,7 @@ class MonthlyPanel:
     first_date: np.ndarray
     first_month: np.ndarray
     end: pd.Timestamp
+    visits: pd.DataFrame | None = field(default=None, repr=False)
 
     @property
     def n_customers(self) -> int:
@@ -191,7 +196,8 @@ def calibration_month_end(log: TransactionLog | pd.DataFrame, calibration_end: s
     return end
 
 
-def monthly_panel(log: TransactionLog | pd.DataFrame, end: str | pd.Timestamp | None = None) -> MonthlyPanel:
+def monthly_panel(log: TransactionLog | pd.DataFrame, end: str | pd.Timestamp | None = None, *,
+                  visits: bool = False) -> MonthlyPanel:
     """Monthly transactions and spend of every customer up to ``end`` (inclusive).
 
     Parameters
@@ -202,6 +208,8 @@ def monthly_panel(log: TransactionLog | pd.DataFrame, end: str | pd.Timestamp | 
     end : date-like, optional
         Last day covered; default the log's last day. Customers first seen after it are left
         out.
+    visits : bool
+        Keep the customer-day table (:attr:`MonthlyPanel.visits`).
 
     Raises
     ------
@@ -244,7 +252,10 @@ def monthly_panel(log: TransactionLog | pd.DataFrame, end: str | pd.Timestamp | 
     starts = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
     first_date = day[starts]
     first_month = np.argmax(counts > 0, axis=1).astype(np.int64)
-    return MonthlyPanel(customers.astype(str), months, counts, spend, first_date, first_month, stop)
+    table = None
+    if visits:
+        table = pd.DataFrame({"row": row, "date": day.astype("datetime64[ns]"), "amount": amount})
+    return MonthlyPanel(customers.astype(str), months, counts, spend, first_date, first_month, stop, table)
 
 
 # --------------------------------------------------------------------------------------
