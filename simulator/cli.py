@@ -374,6 +374,7 @@ def calibrate(
         --out markets/cdnow/market.yaml --currency USD --gross-margin 0.3
     """
     from simulator.calibration.pipeline import calibrate_file, segmentation_from
+    from simulator.progress import steps
 
     try:
         source = _log_source(transactions, fmt, customer_col, date_col, amount_col, date_format, on_bad_rows, merge_same_day)
@@ -381,11 +382,12 @@ def calibrate(
             raise InputErrors.one("(command line)", f"{seasonality!r} is not a choice (expected auto or flat)", field="--seasonality")
         seg = segmentation_from(segments, recency_months=recency_months, rate_tiers=rate_tiers, lapse_tiers=lapse_tiers,
                                 lapsed_from=min(6, recency_months))
-        done = calibrate_file(source, out, name=name, currency=currency, gross_margin=gross_margin,
-                              calibration_end=calibration_end, segmentation=seg, vat_rate=vat_rate,
-                              prices_include_tax=prices_include_tax, reporting_currency=reporting_currency,
-                              fx_to_reporting=fx_to_reporting, discount_rate=discount_rate, seasonality=seasonality,
-                              potential_months=potential_months, report=report, force=force)
+        with steps("calibrate") as step:
+            done = calibrate_file(source, out, name=name, currency=currency, gross_margin=gross_margin,
+                                  calibration_end=calibration_end, segmentation=seg, vat_rate=vat_rate,
+                                  prices_include_tax=prices_include_tax, reporting_currency=reporting_currency,
+                                  fx_to_reporting=fx_to_reporting, discount_rate=discount_rate, seasonality=seasonality,
+                                  potential_months=potential_months, report=report, force=force, step=step)
     except InputErrors as exc:
         _fail(exc)
     cm = done.calibrated

@@ -81,3 +81,73 @@ def progress(total: int, label: str, unit: str = "months", stream: TextIO | None
                   TimeRemainingColumn(), transient=True, console=Console(file=stream)) as bar:
         task = bar.add_task(label, total=total)
         yield lambda n: bar.advance(task, n)
+
+
+class PlainSteps:
+    """Steps of a long command as plain lines: ``label: name (m:ss elapsed)`` for a step still
+    running ``after`` seconds after it started (so a command that fails at once on bad input
+    prints only its error), and ``label: done in m:ss`` at the end if any step was shown."""
+
+    def __init__(self, label: str, stream: TextIO, now: Callable[[], float] = time.monotonic, after: float = 2.0,
+                 timer: Callable[[float, Callable[[], None]], object] | None = None):
+        self.label, self.stream, self.now, self.after = label, stream, now, after
+        self.start = now()
+        self.shown = False
+        self.pending = None
+        self.timer = timer or self._thread_timer
+
+    @staticmethod
+    def _thread_timer(delay: float, fn: Callable[[], None]):
+        import threading
+
+        t = threading.Timer(delay, fn)
+        t.daemon = True
+        t.start()
+        return t
+
+    def _show(self, name: str, started: float) -> None:
+        self.shown = True
+        print(f"{self.label}: {name} ({clock(started - self.start)} elapsed)", file=self.stream, flush=True)
+
+    def cancel(self) -> None:
+        if self.pending is not None and hasattr(self.pending, "cancel"):
+            self.pending.cancel()
+        self.pending = None
+
+    def step(self, name: str) -> None:
+        self.cancel()
+        started = self.now()
+        if self.shown:
+            self._show(name, started)
+        else:
+            self.pending = self.timer(self.after, lambda: self._show(name, started))
+
+    def done(self) -> None:
+        self.cancel()
+        if self.shown:
+            print(f"{self.label}: done in {clock(self.now() - self.start)}", file=self.stream, flush=True)
+
+
+@contextlib.contextmanager
+def steps(label: str, stream: TextIO | None = None) -> Iterator[Callable[[str], None]]:
+    """``step(name)`` announces each step of a long command whose steps are not alike (reading a
+    log, fitting, scoring, the report): a status line with a spinner on a terminal, plain lines
+    elsewhere (from the first step that lasts two seconds on); the total time at the end."""
+    stream = sys.stderr if stream is None else stream
+    plain = PlainSteps(label, stream)
+    if not stream.isatty():
+        try:
+            yield plain.step
+        finally:
+            plain.cancel()
+        plain.done()
+        return
+    from rich.console import Console
+
+    console = Console(file=stream)
+    with console.status(label) as status:
+        def step(name: str) -> None:
+            status.update(f"{label}: {name} ({clock(plain.now() - plain.start)} elapsed)")
+
+        yield step
+    console.print(f"{label}: done in {clock(plain.now() - plain.start)}")

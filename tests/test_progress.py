@@ -30,3 +30,29 @@ def test_not_a_terminal_gets_plain_lines():
         for _ in range(3):
             tick(1)
     assert out.getvalue().splitlines()[-1].startswith("run: 3/3 replications (100%)")
+
+
+def test_steps_are_plain_lines_once_a_step_lasts_two_seconds():
+    """A step still running two seconds after it started is shown (and every step after it);
+    a command that ends or fails sooner prints nothing (bad input stays one line)."""
+    from simulator.progress import PlainSteps, steps
+
+    t = [0.0]
+    fired = []
+    out = io.StringIO()
+    p = PlainSteps("calibrate", out, now=lambda: t[0], timer=lambda delay, fn: fired.append(fn) or fn)
+    p.step("reading the log")
+    t[0] += 1.0
+    p.step("monthly panel")           # the first step ended within 2 s: its timer is dropped
+    t[0] += 30.0
+    fired[-1]()                       # the panel is still running 2 s after it started
+    p.step("fitting the lapse-and-return model")
+    t[0] += 44.0
+    p.done()
+    assert out.getvalue().splitlines() == ["calibrate: monthly panel (0:01 elapsed)",
+                                           "calibrate: fitting the lapse-and-return model (0:31 elapsed)",
+                                           "calibrate: done in 1:15"]
+    out = io.StringIO()
+    with steps("calibrate", stream=out) as step:
+        step("quick")
+    assert out.getvalue() == ""

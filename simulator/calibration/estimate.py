@@ -97,7 +97,7 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
 import numpy as np
 import pandas as pd
@@ -257,20 +257,46 @@ def _posterior(panel: MonthlyPanel, model: LapseReturnModel, types: Types, seaso
     return post / post.sum(axis=1, keepdims=True)
 
 
+#: Customers per block of the one-step pass (blocks run on threads; sums add in block order).
+ONE_STEP_BLOCK = 1 << 16
+
+
 def _one_step_fit(panel: MonthlyPanel, types: Types, rho: float, seasonality: np.ndarray | None,
                   max_recency: int) -> tuple[np.ndarray, pd.DataFrame]:
     """One-step-ahead expected purchases per month, and observed vs expected probability of
-    buying next month by recency, under the model's types (in sample)."""
+    buying next month by recency, under the model's types (in sample). Customers are taken in
+    blocks on threads; the blocks' sums are added in block order, so the result does not depend
+    on the number of threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from simulator.engine.kernels import threads
+
     K = max_recency + 1
-    exp_month = np.zeros(panel.n_months)
-    rec = [np.zeros(K) for _ in range(3)]
-    _one_step(panel.counts.astype(np.int64), panel.first_month.astype(np.int64), panel.first_month_fraction(),
-              np.ascontiguousarray(_exposure(panel, seasonality)), np.ascontiguousarray(types.rate, dtype=np.float64),
-              np.ascontiguousarray(types.lapse, dtype=np.float64), float(rho),
-              np.ascontiguousarray(types.weight, dtype=np.float64), exp_month, rec[0], rec[1], rec[2])
+    T = panel.n_months
+    counts = np.ascontiguousarray(panel.counts, dtype=np.int64)
+    first = np.ascontiguousarray(panel.first_month, dtype=np.int64)
+    phi = panel.first_month_fraction()
+    args = (np.ascontiguousarray(_exposure(panel, seasonality)), np.ascontiguousarray(types.rate, dtype=np.float64),
+            np.ascontiguousarray(types.lapse, dtype=np.float64), float(rho),
+            np.ascontiguousarray(types.weight, dtype=np.float64))
+    starts = list(range(0, panel.n_customers, ONE_STEP_BLOCK))
+
+    def block(lo: int) -> tuple[np.ndarray, ...]:
+        hi = min(lo + ONE_STEP_BLOCK, panel.n_customers)
+        out = (np.zeros(T), np.zeros(K), np.zeros(K), np.zeros(K))
+        _one_step(counts[lo:hi], first[lo:hi], phi[lo:hi], *args, *out)
+        return out
+
+    if len(starts) > 1:
+        with ThreadPoolExecutor(max_workers=min(threads(), len(starts))) as pool:
+            parts = list(pool.map(block, starts))
+    else:
+        parts = [block(lo) for lo in starts]
+    exp_month, rec_n, rec_obs, rec_exp = (np.sum([p[k] for p in parts], axis=0) if len(parts) > 1 else parts[0][k]
+                                          for k in range(4))
     with np.errstate(invalid="ignore", divide="ignore"):
-        by_rec = pd.DataFrame({"recency_months": np.arange(K), "observations": rec[0],
-                               "observed": rec[1] / rec[0], "fitted": rec[2] / rec[0]})
+        by_rec = pd.DataFrame({"recency_months": np.arange(K), "observations": rec_n,
+                               "observed": rec_obs / rec_n, "fitted": rec_exp / rec_n})
     return exp_month, by_rec[by_rec["observations"] > 0].reset_index(drop=True)
 
 
@@ -778,6 +804,7 @@ def calibrate(
     potential_horizon: int = 3,
     description: str | None = None,
     source: str | Path | None = None,
+    step: Callable[[str], None] | None = None,
 ) -> CalibratedMarket:
     """Estimate a market from a transaction log (see the module docstring).
 
@@ -808,7 +835,10 @@ def calibrate(
         Months ahead of the potential score (0: no potential score).
     source : path, optional
         The log's file, named (with its SHA-256) in the market file's header.
+    step : callable, optional
+        Called with the name of each long step as it starts (progress).
     """
+    step = step or (lambda name: None)
     segmentation = RFMStates() if segmentation is None else segmentation
     end = calibration_month_end(log, calibration_end)
     frame = log.transactions if isinstance(log, TransactionLog) else log
@@ -816,12 +846,14 @@ def calibrate(
     if first_day > end:
         raise ValueError(f"no complete calendar month to calibrate on: the calibration window ends on {end.date()} "
                          f"(the end of the last complete month) but the log starts on {first_day.date()}")
+    step("monthly panel")
     panel = monthly_panel(log, end, visits=True)
     notes: list[str] = []
     if calibration_end is not None and pd.Timestamp(calibration_end).normalize() != end:
         notes.append(f"calibration end moved from {pd.Timestamp(calibration_end).date()} to {end.date()}, "
                      "the end of the last complete month")
     T = panel.n_months
+    step("baskets and optional columns")
     optional = optional_columns(log, end, panel, burn_in=acquisition_burn_in)
     tx = panel.visits
     basket, per_customer = _fit_baskets(tx)
@@ -835,6 +867,7 @@ def calibrate(
     potential = None
     if potential_horizon:
         try:
+            step("potential score")
             potential = fit_potential(panel, horizon_months=potential_horizon)
         except ValueError as exc:
             notes.append(f"no potential score: {exc}")
@@ -851,8 +884,9 @@ def calibrate(
         raise ValueError(f"seasonality must be 'auto', 'flat' or 12 values, not {seasonality!r}")
 
     if isinstance(segmentation, RFMStates):
-        fit = _calibrate_states(panel, segmentation, season_fixed, auto, seasonality_min_months, tx)
+        fit = _calibrate_states(panel, segmentation, season_fixed, auto, seasonality_min_months, tx, step)
     elif isinstance(segmentation, RuleSet):
+        step("segments by the rule set")
         fit = _calibrate_rules(panel, segmentation, season_fixed, auto, seasonality_min_months, tx)
     else:
         raise TypeError(f"segmentation must be RFMStates or RuleSet, not {type(segmentation).__name__}")
@@ -1014,12 +1048,13 @@ def _simulate_repeat_model(panel: MonthlyPanel, types: Types, rho: float, season
 
 
 def _calibrate_states(panel: MonthlyPanel, seg: RFMStates, season_fixed: np.ndarray | None, auto: bool,
-                      min_months: int, tx: pd.DataFrame) -> _Fit:
+                      min_months: int, tx: pd.DataFrame, step: Callable[[str], None] = lambda name: None) -> _Fit:
     notes: list[str] = []
     R = seg.recency_months
     season = season_fixed
     if season is None and auto:
         if panel.n_months >= min_months:
+            step("seasonality (a first fit of the lapse-and-return model)")
             first = fit_lapse_return(panel, rough=True)
             ty = first.types(8, 3)
             expected, _ = _one_step_fit(panel, ty, first.rho, None, 1)
@@ -1034,8 +1069,10 @@ def _calibrate_states(panel: MonthlyPanel, seg: RFMStates, season_fixed: np.ndar
         notes.append("flat seasonality (month lengths only), as asked")
     else:
         notes.append("seasonality as given")
+    step("fitting the lapse-and-return model")
     model = fit_lapse_return(panel, seasonality=season)
     types = model.types(seg.rate_tiers, seg.lapse_tiers)
+    step("scoring customers (types, states, in-sample fit)")
     post = _posterior(panel, model, types, season)
     rate, buy = state_chain(types, model.rho, R)
     G = len(types.rate)

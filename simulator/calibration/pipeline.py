@@ -170,12 +170,15 @@ def calibrate_file(
     potential_months: int = 3,
     report: str | Path | None = None,
     force: bool = False,
+    step: Callable[[str], None] | None = None,
 ) -> CalibrationOutcome:
     """Calibrate a market from a log file; write the market file and its report beside it.
 
     ``name`` defaults to the market's folder (``markets/<name>/market.yaml``) or the file's
-    stem. Refuses to replace an existing market file or report unless ``force``.
+    stem. Refuses to replace an existing market file or report unless ``force``. ``step`` is
+    called with the name of each long step as it starts (progress).
     """
+    step = step or (lambda name: None)
     out = Path(out)
     if out.suffix.lower() not in (".yaml", ".yml"):
         raise InputErrors.one(str(out), "the market file must end in .yaml (expected markets/<market>/market.yaml)")
@@ -193,17 +196,19 @@ def calibrate_file(
     if not 0.0 < gross_margin < 1.0:
         raise InputErrors.one("(command line)", f"{gross_margin:g} is not a share (expected 0 < margin < 1)", field="--gross-margin")
     end = _date(calibration_end, "--calibration-end")
+    step("reading the log")
     log = source.read()
     try:
         cm = calibrate(log, name=name, currency=currency, gross_margin=gross_margin, calibration_end=end,
                        segmentation=segmentation, vat_rate=vat_rate, prices_include_tax=prices_include_tax,
                        reporting_currency=reporting_currency, fx_to_reporting=fx_to_reporting,
                        discount_rate=discount_rate, seasonality=seasonality, potential_horizon=potential_months,
-                       source=source.path)
+                       source=source.path, step=step)
     except ValueError as exc:
         raise _data_error(source, exc) from None
     text = market_yaml(cm)
     _reads_back(text, out)
+    step("writing the market file and the report")
     write_text_atomic(report_path, report_html(cm))
     write_text_atomic(out, text)
     return CalibrationOutcome(calibrated=cm, log=log, market_path=out, report_path=report_path,
