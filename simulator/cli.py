@@ -34,6 +34,12 @@ def _fail(errors: InputErrors) -> None:
     raise typer.Exit(code=2)
 
 
+def _warn(warnings) -> None:
+    """Valid but likely wrong: one line each on stderr, ``warning: path:line: field: message``."""
+    for w in warnings:
+        typer.echo(f"warning: {w}", err=True)
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"loyalty-sim {__version__}")
@@ -61,9 +67,11 @@ def validate(
     """
     from simulator.scenario import validate_paths
 
-    errors = validate_paths(paths)
+    warnings: list = []
+    errors = validate_paths(paths, warnings)
     if errors:
         _fail(InputErrors(errors))
+    _warn(warnings)
     typer.echo(f"OK: {', '.join(str(p) for p in paths)}")
 
 
@@ -147,6 +155,7 @@ def run(
     try:
         check_destination(out, force)
         scenario = resolve(playbook, baseline=baseline)
+        _warn(scenario.warnings)
         with _progress(replications * scenario.playbook.horizon_months, f"{scenario.playbook.name}") as tick, \
                 _executor(workers, scheduler, out) as ex:
             result = simulate(scenario, agents=agents, seed=seed, replications=replications, progress=tick, executor=ex)
