@@ -105,7 +105,7 @@ import pandas as pd
 from numba import njit
 from scipy import sparse
 
-from simulator.calibration.groups import MIN_SEGMENT_CUSTOMERS, merge_sparse, rule_groups, state_groups
+from simulator.calibration.groups import MIN_SEGMENT_CUSTOMERS, PROJECTION_MONTHS, merge_sparse, rule_groups, state_groups
 from simulator.calibration.lapse_return import LapseReturnModel, Types, fit_lapse_return, type_loglik
 from simulator.calibration.potential import BANDS, PotentialScore, fit_potential
 from simulator.calibration.segmentation import (
@@ -921,6 +921,7 @@ def calibrate(
                           shapes=fit.shapes, baskets=fit.baskets, lapsed=fit.lapsed, transitions=fit.transitions,
                           lifecycle=life, value=val, type_names=fit.types.names, lapse_tiers=segmentation.lapse_tiers,
                           recency_months=R, customers=min(base, panel.n_customers), type_rate=fit.types.rate,
+                          arrivals=acquisition * min(base, panel.n_customers) / base,
                           min_customers=min_segment_customers)
         G = len(fit.types.names)
         states = pd.DataFrame({"state": list(fit.names[1:]), "tier": np.repeat(list(fit.types.names), R + 1),
@@ -931,7 +932,8 @@ def calibrate(
         n_merged = sum(len(m) for m in mg.merged if len(m) > 1)
         if n_merged:
             notes.append(f"{n_merged} of the model's {len(fit.names) - 1} states held fewer than {min_segment_customers:g} "
-                         f"customer each at the calibration end (share x {min(base, panel.n_customers):,} customers): merged "
+                         f"customer each, at the calibration end and in the {PROJECTION_MONTHS} months the chain projects "
+                         f"after it (of {min(base, panel.n_customers):,} customers and the arrivals): merged "
                          f"into {sum(1 for m in mg.merged if len(m) > 1)} segments: a tier holding less merged with an adjacent "
                          "tier recency by recency, then each state with an adjacent recency; transitions lumped with the "
                          "chain's stationary weights (see simulator/calibration/groups.py)")

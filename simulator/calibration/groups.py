@@ -22,9 +22,13 @@ or ``value: [high]`` on any market, hand-written or calibrated:
   for a hand-written market.
 
 **Sparse segments merged** (:func:`merge_sparse`). A segment of the default states must hold at
-least :data:`MIN_SEGMENT_CUSTOMERS` whole customer at the calibration end (share x customers,
-counting the smaller of the log's customers and the market's base: the log's customers are
-the evidence behind a segment, the base is what the market file holds). Two steps:
+least :data:`MIN_SEGMENT_CUSTOMERS` whole customer: at the calibration end or in one of the
+:data:`PROJECTION_MONTHS` months after it, as the chain moves the customers of the calibration
+end and the arrivals (:func:`projected_customers`; counting the smaller of the log's customers and
+the market's base: the log's customers are the evidence behind a segment, the base is what the
+market file holds). The months after matter: a state nobody has reached yet at the end of a
+young log (silent for longer than the log is old) fills as the customers age, and merging it
+would age them wrongly. Two steps:
 
 1. *tiers*: while a frequency tier (or tiers already merged) holds fewer customers in all, it
    is merged with an adjacent tier -- the next frequency tier with the same lapse tier, or the
@@ -66,8 +70,25 @@ __all__ = ["ACTIVE_MONTHS", "MIN_SEGMENT_CUSTOMERS", "Merge", "merge_sparse", "r
 #: Customers silent at most this many months are ``active``; from one more month on, until the
 #: lapsed recency, ``at_risk``.
 ACTIVE_MONTHS = 2
-#: A calibrated segment holds at least this many customers at the calibration end.
+#: A calibrated segment holds at least this many customers, at the calibration end or in one of
+#: the :data:`PROJECTION_MONTHS` after it.
 MIN_SEGMENT_CUSTOMERS = 1.0
+#: Months after the calibration end over which a segment's customers are projected (the
+#: playbooks' default horizon).
+PROJECTION_MONTHS = 36
+
+
+def projected_customers(held: np.ndarray, P: np.ndarray, arrivals: float, months: int) -> np.ndarray:
+    """Expected customers of each segment at the calibration end (``held``) and in each of the
+    ``months`` after it as the chain moves them, with ``arrivals`` a month into segment 0
+    (``new``): ``[months + 1, segments]``."""
+    X = np.zeros((months + 1, len(held)))
+    X[0] = held
+    a = np.zeros(len(held))
+    a[0] = arrivals
+    for t in range(months):
+        X[t + 1] = X[t] @ P + a
+    return X
 
 
 def _stage(recency: float, lapsed: bool) -> str:
@@ -153,8 +174,8 @@ def _label(type_name: str, ks: list[int], R: int) -> str:
 def merge_sparse(*, names: tuple[str, ...], descriptions: list[str], shares: np.ndarray, rates: np.ndarray,
                  shapes: np.ndarray, baskets: np.ndarray, lapsed: np.ndarray, transitions: np.ndarray,
                  lifecycle: list[str], value: list[str], type_names: tuple[str, ...], lapse_tiers: int,
-                 recency_months: int, customers: float, type_rate: np.ndarray,
-                 min_customers: float = MIN_SEGMENT_CUSTOMERS) -> Merge:
+                 recency_months: int, customers: float, type_rate: np.ndarray, arrivals: float = 0.0,
+                 months: int = PROJECTION_MONTHS, min_customers: float = MIN_SEGMENT_CUSTOMERS) -> Merge:
     """Merge the default states' segments holding fewer than ``min_customers`` (share x
     ``customers``) into neighbours (see the module docstring). Segment 0 is ``new`` and is
     kept; segment ``1 + g (R + 1) + k`` is type g at recency k."""
@@ -163,6 +184,7 @@ def merge_sparse(*, names: tuple[str, ...], descriptions: list[str], shares: np.
     shares = np.asarray(shares, dtype=np.float64)
     P = np.asarray(transitions, dtype=np.float64)
     cell = {1 + g * (R + 1) + k: (g, k) for g in range(G) for k in range(R + 1)}
+    X = projected_customers(shares * customers, P, arrivals, months)
     # lumping weights: stationary within each tier, scaled to the tier's customers at the end
     w = np.zeros(S)
     for g in range(G):
@@ -178,7 +200,8 @@ def merge_sparse(*, names: tuple[str, ...], descriptions: list[str], shares: np.
     t_rate = np.asarray(type_rate, dtype=np.float64)
 
     def tier_customers(tid: int) -> float:
-        return float(sum(shares[1 + g * (R + 1): 1 + (g + 1) * (R + 1)].sum() for g in tiers[tid])) * customers
+        cells = [c for g in tiers[tid] for c in range(1 + g * (R + 1), 1 + (g + 1) * (R + 1))]
+        return float(X[:, cells].sum(axis=1).max())
 
     def tier_rate(tid: int) -> float:
         c = np.array([shares[1 + g * (R + 1): 1 + (g + 1) * (R + 1)].sum() for g in tiers[tid]])
@@ -218,7 +241,7 @@ def merge_sparse(*, names: tuple[str, ...], descriptions: list[str], shares: np.
                 group[c] = cells[0]
 
     def size(gid: int) -> float:
-        return float(shares[members[gid]].sum()) * customers
+        return float(X[:, members[gid]].sum(axis=1).max())
 
     def weights(cells: list[int]) -> np.ndarray:
         for x in (w[cells], shares[cells], np.ones(len(cells))):
