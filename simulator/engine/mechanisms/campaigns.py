@@ -7,6 +7,14 @@ purchase rate is multiplied by ``1 + lift`` (campaign effect; Taylor & Neslin 20
 short-term promotional lifts of this order; the default is the market's ``campaign_lift``),
 reached members earn ``multiplier`` times the points, and a ``bonus_points`` campaign credits
 its bonus once per campaign on a reached member's first purchase of at least ``min_spend``.
+
+A target takes an agent when every condition it gives holds: its segment is among those the
+target names (``segments``), in the ``lifecycle`` stages and in the ``value`` bands it lists --
+each segment carries one stage and one band, declared in the market file or derived (a lapsed
+segment is ``lapsed``, others ``active``; bands are thirds of the base by expected spend), so
+these are sets of segments like ``segments`` and work on any market -- its potential band is
+listed, its months since the last purchase are at least ``inactive_months`` (and
+``recency.min``) and at most ``recency.max``, and its membership and tier match.
 """
 
 from __future__ import annotations
