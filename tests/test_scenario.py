@@ -309,3 +309,17 @@ def test_validate_prints_warnings_and_exits_0(tmp_path):
     assert res.exit_code == 0 and res.stdout.startswith("OK")
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"warning: {tmp_path / 'market.yaml'}:6: customers: ")
+
+
+def test_run_prints_the_warnings_and_runs(tmp_path):
+    from typer.testing import CliRunner
+
+    from simulator.cli import app
+
+    pb = _playbook(tmp_path, "costs: {running_per_year: 20000}\n", market=_market(tmp_path))
+    res = CliRunner().invoke(app, ["run", "--playbook", str(pb), "--agents", "100", "--workers", "1",
+                                   "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.stderr
+    assert [ln for ln in res.stderr.splitlines() if ln.startswith("warning: ")] == [
+        ln for ln in res.stderr.splitlines() if "tiny for the costs" in ln]
+    assert "tiny for the costs" in res.stderr and (tmp_path / "run" / "summary.json").exists()

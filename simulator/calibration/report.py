@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from simulator import __version__
-from simulator.calibration.groups import MIN_SEGMENT_CUSTOMERS
+from simulator.calibration.groups import MIN_SEGMENT_CUSTOMERS, PROJECTION_MONTHS
 
 if TYPE_CHECKING:  # pragma: no cover
     from simulator.calibration.backtest import BacktestResult
@@ -179,10 +179,10 @@ def _segments_section(cm: "CalibratedMarket") -> str:
         out.append("<p>Frequency tiers (types of the lapse-and-return model):</p>" + _table(tiers))
         merged = st[st["segment"] != st["state"]]
         if len(merged):
-            out.append(f"<p>{len(merged)} states held fewer than {MIN_SEGMENT_CUSTOMERS:g} whole customer at the "
-                       "calibration end and are merged with neighbours (same tier, adjacent recency; or an adjacent "
-                       f"tier when the whole tier holds less) into {merged['segment'].nunique()} segments of the market "
-                       "file: " + html.escape("; ".join(f"{seg}: {', '.join(g['state'])}" for seg, g in
+            out.append(f"<p>{len(merged)} states held fewer than {MIN_SEGMENT_CUSTOMERS:g} whole customer, at the "
+                       f"calibration end and in each of the {PROJECTION_MONTHS} months the chain projects after it, and "
+                       "are merged with neighbours (a tier holding less with an adjacent tier, recency by recency; then "
+                       f"adjacent recencies) into {merged['segment'].nunique()} segments of the market file: " + html.escape("; ".join(f"{seg}: {', '.join(g['state'])}" for seg, g in
                                                        merged.groupby("segment", sort=False))) + ".</p>")
         shown = sizes
     else:
