@@ -706,7 +706,9 @@ class CalibrationDiagnostics:
     states : pandas.DataFrame or None
         Default segmentation: per state of the model (type ``tier`` at ``recency``), its expected
         ``customers`` at the calibration end, its probability of buying next month
-        (``buy_next_month``) and the market ``segment`` it is in (sparse states merged).
+        (``buy_next_month``), the market ``segment`` it is in (sparse states merged) and the most
+        customers that segment holds, at the end or in the months projected after it
+        (``segment_most_customers``, of the smaller of the log's customers and the base).
     """
 
     segment_sizes: pd.DataFrame
@@ -928,7 +930,8 @@ def calibrate(
                                "recency": np.tile(np.arange(R + 1), G),
                                "customers": fit.shares[1:] * panel.n_customers,
                                "buy_next_month": [fit.transitions[s, 1 + ((s - 1) // (R + 1)) * (R + 1)] for s in range(1, len(fit.names))],
-                               "segment": [mg.names[j] for j in mg.segment_of[1:]]})
+                               "segment": [mg.names[j] for j in mg.segment_of[1:]],
+                               "segment_most_customers": mg.most_customers[mg.segment_of[1:]]})
         n_merged = sum(len(m) for m in mg.merged if len(m) > 1)
         if n_merged:
             notes.append(f"{n_merged} of the model's {len(fit.names) - 1} states held fewer than {min_segment_customers:g} "

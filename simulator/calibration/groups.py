@@ -145,6 +145,7 @@ class Merge:
     lifecycle: list[str]
     value: list[str]
     merged: list[tuple[str, ...]]  # per merged segment: the unmerged names it holds (one: not merged)
+    most_customers: np.ndarray | None = None  # per merged segment: most customers, at the end or projected
 
     @property
     def indicator(self) -> np.ndarray:
@@ -333,6 +334,7 @@ def merge_sparse(*, names: tuple[str, ...], descriptions: list[str], shares: np.
         out_desc.append(desc)
         merged.append(tuple(names[c] for c in cells))
     Q = Q / Q.sum(axis=1, keepdims=True)
+    most = np.array([X[:, cells].sum(axis=1).max() for cells in cells_of])
     return Merge(segment_of=segment_of, names=tuple(out_names), descriptions=out_desc, shares=m_share, rates=m_rate,
                  shapes=m_shape, baskets=m_basket, lapsed=m_lapsed, transitions=Q, lifecycle=life, value=val,
-                 merged=merged)
+                 merged=merged, most_customers=most)
