@@ -34,6 +34,12 @@ def _fail(errors: InputErrors) -> None:
     raise typer.Exit(code=2)
 
 
+def _warn(warnings) -> None:
+    """Valid but likely wrong: one line each on stderr, ``warning: path:line: field: message``."""
+    for w in warnings:
+        typer.echo(f"warning: {w}", err=True)
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"loyalty-sim {__version__}")
@@ -61,9 +67,11 @@ def validate(
     """
     from simulator.scenario import validate_paths
 
-    errors = validate_paths(paths)
+    warnings: list = []
+    errors = validate_paths(paths, warnings)
     if errors:
         _fail(InputErrors(errors))
+    _warn(warnings)
     typer.echo(f"OK: {', '.join(str(p) for p in paths)}")
 
 
@@ -147,6 +155,7 @@ def run(
     try:
         check_destination(out, force)
         scenario = resolve(playbook, baseline=baseline)
+        _warn(scenario.warnings)
         with _progress(replications * scenario.playbook.horizon_months, f"{scenario.playbook.name}") as tick, \
                 _executor(workers, scheduler, out) as ex:
             result = simulate(scenario, agents=agents, seed=seed, replications=replications, progress=tick, executor=ex)
@@ -326,6 +335,24 @@ def _log_source(path: Path, fmt: str, customer_col: str, date_col: str, amount_c
                      date_format=date_format, on_bad_rows=on_bad_rows, merge_same_day=merge_same_day)
 
 
+def _channels(given: list[str]) -> dict[str, float] | None:
+    """``--channel NAME=SHARE`` options as a dict (None: none given)."""
+    if not given:
+        return None
+    out: dict[str, float] = {}
+    for item in given:
+        name, eq, share = item.partition("=")
+        try:
+            value = float(share) if eq else float("nan")
+        except ValueError:
+            value = float("nan")
+        if not name or value != value:
+            raise InputErrors.one("(command line)", f"{item!r} is not a channel share (expected NAME=SHARE, e.g. email=0.4)",
+                                  field="--channel")
+        out[name] = value
+    return out
+
+
 def _cleaning_text(report) -> str:
     r = report
     return (f"read {r.rows_read:,} rows: {r.transactions:,} transactions of {r.customers:,} customers, "
@@ -362,6 +389,8 @@ def calibrate(
     recency_months: RecencyMonths = 12,
     rate_tiers: RateTiers = 4,
     lapse_tiers: LapseTiers = 2,
+    customers: Optional[int] = typer.Option(None, "--customers", min=1, help="The market's whole customer base when the log is a sample or one banner of several (default: the log's customers); shares as estimated, arrivals scaled by N / the log's customers."),
+    channel: List[str] = typer.Option([], "--channel", help="NAME=SHARE: share of customers opted in to a contact channel (repeatable; replaces the defaults email 0.3, sms 0.2, app 0.2 and their member opt-in)."),
 ) -> None:
     """Calibrate a market from a transaction log: segments, transitions, baskets, seasonality, arrivals, potential score.
 
@@ -371,7 +400,8 @@ def calibrate(
     loyalty-sim calibrate transactions.csv --out markets/spain/market.yaml \\
         --currency EUR --gross-margin 0.28 --vat-rate 0.21
     loyalty-sim calibrate data/cdnow/CDNOW_sample.txt --format cdnow \\
-        --out markets/cdnow/market.yaml --currency USD --gross-margin 0.3
+        --out markets/cdnow/market.yaml --currency USD --gross-margin 0.3 \\
+        --customers 250000
     """
     from simulator.calibration.pipeline import calibrate_file, segmentation_from
     from simulator.progress import steps
@@ -387,7 +417,8 @@ def calibrate(
                                   calibration_end=calibration_end, segmentation=seg, vat_rate=vat_rate,
                                   prices_include_tax=prices_include_tax, reporting_currency=reporting_currency,
                                   fx_to_reporting=fx_to_reporting, discount_rate=discount_rate, seasonality=seasonality,
-                                  potential_months=potential_months, report=report, force=force, step=step)
+                                  potential_months=potential_months, report=report, force=force,
+                                  customers=customers, channels=_channels(channel), step=step)
     except InputErrors as exc:
         _fail(exc)
     cm = done.calibrated

@@ -50,6 +50,8 @@ class Scenario:
     #: what a command line or a study changed on top of the playbook (``baseline``,
     #: ``design``, ``horizon_months``); the manifest records it so ``reproduce`` can redo it
     overrides: dict[str, Any] = field(default_factory=dict)
+    #: what is valid but likely wrong (:func:`scenario_warnings`): ``validate`` and ``run`` print them
+    warnings: tuple[InputError, ...] = ()
 
     def with_horizon(self, months: int) -> "Scenario":
         return dataclasses.replace(self, playbook=self.playbook.model_copy(update={"horizon_months": months}),
@@ -170,6 +172,88 @@ def _apply_overrides(data: dict[str, Any], pb: Playbook) -> dict[str, Any]:
     if ov.fee is not None and data["enrolment"].get("fee"):
         data["enrolment"]["fee"] = {**data["enrolment"]["fee"], "amount": ov.fee}
     return data
+
+
+#: ``validate`` warns when a playbook launches more than this many months after the end of the
+#: log its market was calibrated from: behaviour that old is a guess about the launch years.
+LAUNCH_AFTER_LOG_MONTHS = 12
+#: ``validate`` and ``run`` warn when a playbook's fixed costs a year are more than this share of
+#: the base's annual gross margin (:meth:`~simulator.specs.market.Market.annual_gross_margin`).
+#: A program's whole cost is typically 1-2% of sales, i.e. under 10% of a 20-30% gross margin;
+#: fixed costs alone above it need more than a 10% lift in margin to pay back, beyond the
+#: effects published for loyalty programs (a few percent): the base is too small for them --
+#: usually a market calibrated on a sample or one banner without ``calibrate --customers``.
+FIXED_COST_SHARE = 0.10
+
+
+def target_segments(target: Target, market: Market) -> tuple[str, ...] | None:
+    """The market segments a target takes (those named in ``segments``, in a ``lifecycle``
+    stage and in a ``value`` band it lists: every condition given restricts), or None when it
+    restricts none (the engine's campaigns.segment_mask)."""
+    if not (target.segments or target.lifecycle or target.value):
+        return None
+    return tuple(n for n, life, val in zip(market.segment_names, market.lifecycles, market.value_bands)
+                 if (not target.segments or n in target.segments) and (not target.lifecycle or life in target.lifecycle)
+                 and (not target.value or val in target.value))
+
+
+def _central(x: Any) -> float:
+    return float(x) if isinstance(x, (int, float)) else float(x.central)
+
+
+def fixed_costs_per_year(program: Program, pb: Playbook) -> float:
+    """A playbook's fixed costs a year in the market's currency (``program`` localised): the
+    design's and the local set-up amortised over the design's amortisation months, the running
+    costs a year, and the fixed costs of its campaigns and enrolment drives spread over the
+    horizon (distributions at their central values)."""
+    setup = program.costs.setup.amount + _central(pb.costs.setup)
+    fixed = sum(_central(c.cost) for c in pb.campaigns) + sum(_central(d.cost) for d in pb.enrolment_drives)
+    return (setup * 12.0 / program.costs.setup.amortisation_months + program.costs.running_per_year
+            + _central(pb.costs.running_per_year) + fixed * 12.0 / pb.horizon_months)
+
+
+def _months_between(a: Any, b: Any) -> int:
+    return (b.year - a.year) * 12 + b.month - a.month
+
+
+def scenario_warnings(pdoc: Document, pb: Playbook, program: Program, market: Market, mdoc: Document) -> list[InputError]:
+    """What is valid but likely wrong: a target that takes no segment of this market, a launch
+    more than :data:`LAUNCH_AFTER_LOG_MONTHS` after the end of the log the market was calibrated
+    from, fixed costs above :data:`FIXED_COST_SHARE` of the base's annual gross margin."""
+    out: list[InputError] = []
+
+    def add(doc: Document, loc: tuple, message: str) -> None:
+        out.append(InputError(doc.path, doc.lines.line_of(loc), ".".join(map(str, loc)), message))
+
+    actions = [("enrolment_drives", i, d.target) for i, d in enumerate(pb.enrolment_drives)] + \
+              [("campaigns", i, c.target) for i, c in enumerate(pb.campaigns)]
+    for kind, i, t in actions:
+        taken = target_segments(t, market)
+        if taken is not None and not taken:
+            groups = "; ".join(f"{what} {', '.join(wanted)} (the market's: {', '.join(sorted(set(have), key=have.index))})"
+                               for what, wanted, have in (("lifecycle", t.lifecycle, list(market.lifecycles)),
+                                                          ("value", t.value, list(market.value_bands)))
+                               if wanted)
+            add(pdoc, (kind, i, "target"), f"takes no segment of market {market.name}"
+                + (f": {groups}" if groups else "") + " -- it reaches nobody (expected a group the market has)")
+    cal = market.calibration
+    if cal is not None:
+        gap = _months_between(cal.log_end, pb.launch)
+        if gap > LAUNCH_AFTER_LOG_MONTHS:
+            add(pdoc, ("launch",), f"launch {pb.launch} is {gap} months after the end of the log market {market.name} "
+                                   f"was calibrated from ({cal.log_end}): customers may no longer behave as they did "
+                                   f"(expected a launch within {LAUNCH_AFTER_LOG_MONTHS} months of the log's end, or a "
+                                   f"market calibrated on a recent log)")
+    margin = market.annual_gross_margin()
+    costs = fixed_costs_per_year(program, pb)
+    if costs > FIXED_COST_SHARE * margin:
+        share = f"{costs / margin:.0%}" if margin > 0 else "more than all"
+        add(mdoc, ("customers",), f"the base is tiny for the costs it carries: playbook {pb.name}'s fixed costs, "
+                                  f"{costs:,.0f} {market.currency} a year, are {share} of the annual gross margin of "
+                                  f"the base's {market.customers:,} customers ({margin:,.0f} {market.currency}), more "
+                                  f"than {FIXED_COST_SHARE:.0%} (expected the whole base: `loyalty-sim calibrate "
+                                  f"--customers N` sets it when the log is a sample or one banner of several)")
+    return out
 
 
 def _check_target(c: _Collector, doc: Document, loc: tuple, target: Target, market: Market, program: Program | None) -> None:
@@ -384,12 +468,14 @@ def resolve(playbook_path: str | Path, *, baseline: str | None = None) -> Scenar
         inputs[bdoc.path] = sha256(bdoc.raw)
         paths["baseline"] = bdoc.path
     return Scenario(program=local, baseline=blocal, market=market, playbook=pb, fx_design_to_local=rate,
-                    inputs=inputs, paths=paths, overrides={} if baseline is None else {"baseline": baseline})
+                    inputs=inputs, paths=paths, overrides={} if baseline is None else {"baseline": baseline},
+                    warnings=tuple(scenario_warnings(pdoc, pb, local, market, mdoc)))
 
 
-def validate_paths(paths: Iterable[str | Path]) -> list[InputError]:
+def validate_paths(paths: Iterable[str | Path], warnings: list[InputError] | None = None) -> list[InputError]:
     """Validate files (designs, markets, playbooks with what they name) and directories of
-    them; return every error found."""
+    them; return every error found. ``warnings``, when given, receives the playbooks' warnings
+    (:func:`scenario_warnings`), each once."""
     from simulator.specs import KINDS, kind_of
 
     errors: list[InputError] = []
@@ -407,7 +493,9 @@ def validate_paths(paths: Iterable[str | Path]) -> list[InputError]:
             doc = read_yaml(f)
             kind = kind_of(doc)
             if kind == "playbook":
-                resolve(f)
+                found_warnings = resolve(f).warnings
+                if warnings is not None:
+                    warnings.extend(w for w in found_warnings if w not in warnings)
             else:
                 validate_document(KINDS[kind], doc)
         except InputErrors as exc:

@@ -148,6 +148,9 @@ def test_bad_rows_fail_with_their_line_or_are_skipped_and_counted(small_csv, tmp
     (("--seasonality", "monthly"), ["--seasonality", "auto or flat"]),
     (("--on-bad-rows", "ignore"), ["--on-bad-rows", "fail or skip"]),
     (("--amount-col", "value"), ["cdnow.csv", "value"]),
+    (("--channel", "email"), ["--channel", "expected NAME=SHARE"]),
+    (("--channel", "email=1.5"), ["--channel", "not a share"]),
+    (("--channel", "9x=0.3"), ["--channel", "channel name"]),
 ])
 def test_calibrate_bad_input_is_one_line(cdnow_csv, tmp_path, args, words):
     out = tmp_path / "markets" / "x" / "market.yaml"
@@ -247,3 +250,32 @@ def test_backtest_holdout_before_calibration_end_is_one_line(tmp_path):
 def test_help(command):
     res = fast_cli(command, "--help")
     assert res.returncode == 0 and "--on-bad-rows" in res.stdout
+
+
+def test_customers_sets_the_base_and_channels_the_reachability(small_csv, tmp_path):
+    """--customers N: the base is N, shares as estimated, arrivals scaled by N / the log's
+    customers, the log's count kept; --channel replaces the default opt-ins; the report states
+    the base (and warns when it is the log's own customers)."""
+    cols = ("--customer-col", "client", "--date-col", "jour", "--amount-col", "montant", "--date-format", "%d/%m/%Y",
+            "--potential-months", "0", *CAL)
+    own, whole = tmp_path / "own" / "market.yaml", tmp_path / "whole" / "market.yaml"
+    assert cli("calibrate", str(small_csv), "--out", str(own), *cols).returncode == 0
+    res = cli("calibrate", str(small_csv), "--out", str(whole), *cols, "--customers", "40000",
+              "--channel", "email=0.45", "--channel", "sms=0.1")
+    assert res.returncode == 0, res.stderr
+    assert "40,000 customers" in res.stdout and "customer base 40,000 as given" in res.stdout
+    a, b = load_market(own), load_market(whole)
+    assert a.customers == 400 and b.customers == 40_000
+    assert a.calibration.log_customers == b.calibration.log_customers == 400
+    assert [s.share for s in a.segments] == [s.share for s in b.segments]
+    assert b.acquisition.per_month == pytest.approx(a.acquisition.per_month * 100, rel=1e-3)
+    assert dict(a.reachability.channels) == {"email": 0.3, "sms": 0.2, "app": 0.2}
+    assert dict(b.reachability.channels) == {"email": 0.45, "sms": 0.1} and dict(b.reachability.member_opt_in) == {}
+    assert "reachability: DEFAULTS" in own.read_text() and "reachability: DEFAULTS" not in whole.read_text()
+    assert "customers: 40,000, the whole base as given" in whole.read_text()
+    assert str(a.calibration.log_end) == "1998-06-30" and str(a.calibration.log_start) == "1997-01-01"
+    report_own = (own.parent / "calibration_report.html").read_text()
+    report_whole = (whole.parent / "calibration_report.html").read_text()
+    assert "Warning: the base is tiny" in report_own and "Warning: the base is tiny" not in report_whole
+    margin = b.annual_gross_margin()
+    assert f"{margin:,.0f} USD" in report_whole and f"{0.1 * margin:,.0f} USD" in report_whole

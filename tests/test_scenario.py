@@ -232,3 +232,94 @@ def test_design_checked_against_market(tmp_path):
     (e,) = info.value.errors
     assert e.path == str(tmp_path / "d.yaml") and e.field == "enrolment.eligibility.segments.0"
     assert "unknown segment 'champs'" in e.message and "did you mean 'champions'" in e.message
+
+
+# ------------------------------------------------------------------ portable targets and warnings
+FIXTURE_MARKET = ROOT / "tests/specs/fixtures/market.yaml"
+
+
+def _market(tmp_path: Path, customers: int = 1000, extra: str = "", name: str = "market.yaml") -> Path:
+    text = FIXTURE_MARKET.read_text(encoding="utf-8").replace("customers: 1000", f"customers: {customers}")
+    path = tmp_path / name
+    path.write_text(text + extra, encoding="utf-8")
+    return path
+
+
+def test_groups_take_the_segments_of_their_stage_and_band():
+    from simulator.scenario import target_segments
+    from simulator.specs import load_market
+    from simulator.specs.playbook import Target
+
+    fr = load_market(ROOT / "markets/france/market.yaml")
+    assert target_segments(Target(lifecycle=("at_risk",)), fr) == ("at_risk",)
+    assert target_segments(Target(lifecycle=("lapsed",)), fr) == ("lapsed",)          # from the lapsed flag
+    assert target_segments(Target(value=("high",)), fr) == ("champions", "loyal", "regular")
+    assert target_segments(Target(value=("low",), lifecycle=("at_risk", "lapsed")), fr) == ("at_risk", "lapsed")
+    assert target_segments(Target(segments=("loyal", "lapsed"), value=("high",)), fr) == ("loyal",)  # AND
+    assert target_segments(Target(potential=("high",)), fr) is None                   # no segment condition
+
+
+def test_validate_warns_about_a_launch_long_after_the_log(tmp_path):
+    calibration = "calibration: {source: log.csv, log_start: 2025-01-01, log_end: 2026-04-30, log_customers: 1000}\n"
+    market = _market(tmp_path, 10_000_000, extra=calibration)
+    # launch 2027-05-01: 13 months after the log's end -> a warning; 2027-04-01 (12 months) -> none
+    late = _playbook(tmp_path, market=market, name="late.yaml")
+    on_time = _playbook(tmp_path, market=market, name="on_time.yaml")
+    on_time.write_text(on_time.read_text().replace("launch: 2027-05-01", "launch: 2027-04-01"))
+    warnings: list = []
+    assert validate_paths([late, on_time], warnings) == []
+    assert [(w.path, w.field) for w in warnings] == [(str(late), "launch")]
+    assert warnings[0].line == 5 and "13 months after the end of the log" in warnings[0].message
+    assert "2026-04-30" in warnings[0].message and "expected" in warnings[0].message
+
+
+def test_warns_when_the_base_is_tiny_for_the_fixed_costs(tmp_path):
+    from simulator.scenario import FIXED_COST_SHARE, fixed_costs_per_year
+
+    # the fixture market: 1000 customers x (0.4 x 2 x 50 + 0.6 x 0.5 x 30) x 12 x 0.3 margin = 176,400 a year
+    small, big = _market(tmp_path, 1000, name="small.yaml"), _market(tmp_path, 10_000_000, name="big.yaml")
+    costs = "costs: {running_per_year: 20000}\n"
+    sc_small = resolve(_playbook(tmp_path, costs, market=small, name="a.yaml"))
+    sc_big = resolve(_playbook(tmp_path, costs, market=big, name="b.yaml"))
+    assert sc_small.market.annual_gross_margin() == pytest.approx(176_400)
+    fixed = fixed_costs_per_year(sc_small.program, sc_small.playbook)
+    assert fixed > FIXED_COST_SHARE * 176_400
+    (w,) = [w for w in sc_small.warnings if w.field == "customers"]
+    assert w.path == str(small) and w.line == 6 and "tiny for the costs" in w.message and "--customers" in w.message
+    assert not sc_big.warnings
+
+
+def test_warns_when_a_target_takes_no_segment_of_the_market(tmp_path):
+    pb = _playbook(tmp_path, "enrolment_drives:\n  - {name: welcome, start: 2027-06-01, uplift: 0.5, "
+                             "target: {lifecycle: [new]}}\n", market=_market(tmp_path, 10_000_000))
+    warnings: list = []
+    assert validate_paths([pb], warnings) == []
+    (w,) = warnings
+    assert w.field == "enrolment_drives.0.target" and "takes no segment of market mini_market" in w.message
+    assert "lifecycle new (the market's: active)" in w.message
+
+
+def test_validate_prints_warnings_and_exits_0(tmp_path):
+    from typer.testing import CliRunner
+
+    from simulator.cli import app
+
+    pb = _playbook(tmp_path, "costs: {running_per_year: 20000}\n", market=_market(tmp_path))
+    res = CliRunner().invoke(app, ["validate", str(pb)])
+    assert res.exit_code == 0 and res.stdout.startswith("OK")
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"warning: {tmp_path / 'market.yaml'}:6: customers: ")
+
+
+def test_run_prints_the_warnings_and_runs(tmp_path):
+    from typer.testing import CliRunner
+
+    from simulator.cli import app
+
+    pb = _playbook(tmp_path, "costs: {running_per_year: 20000}\n", market=_market(tmp_path))
+    res = CliRunner().invoke(app, ["run", "--playbook", str(pb), "--agents", "100", "--workers", "1",
+                                   "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.stderr
+    assert [ln for ln in res.stderr.splitlines() if ln.startswith("warning: ")] == [
+        ln for ln in res.stderr.splitlines() if "tiny for the costs" in ln]
+    assert "tiny for the costs" in res.stderr and (tmp_path / "run" / "summary.json").exists()

@@ -93,6 +93,7 @@ window:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from dataclasses import dataclass, field
@@ -104,6 +105,7 @@ import pandas as pd
 from numba import njit
 from scipy import sparse
 
+from simulator.calibration.groups import MIN_SEGMENT_CUSTOMERS, PROJECTION_MONTHS, merge_sparse, rule_groups, state_groups
 from simulator.calibration.lapse_return import LapseReturnModel, Types, fit_lapse_return, type_loglik
 from simulator.calibration.potential import BANDS, PotentialScore, fit_potential
 from simulator.calibration.segmentation import (
@@ -146,6 +148,12 @@ UNKNOWN_CATEGORY = "unknown"
 MIN_ENROLMENT_AT_RISK = 100
 #: Channels listed in the calibration note.
 TOP_CHANNELS = 5
+#: Reachability of a calibrated market (a log does not hold it): share of customers opted in to
+#: each contact channel the shipped playbooks use, and share of new members opting in. Round,
+#: mid-range assumptions between the shipped markets' (email 0.10-0.45, sms 0.10-0.60, app
+#: 0.12-0.30): the market file's header says so; replace them with the CRM's figures.
+DEFAULT_CHANNELS: dict[str, float] = {"email": 0.30, "sms": 0.20, "app": 0.20}
+DEFAULT_MEMBER_OPT_IN: dict[str, float] = {"email": 0.35, "app": 0.25}
 
 
 # ======================================================================================
@@ -709,6 +717,12 @@ class CalibrationDiagnostics:
     optional_columns : OptionalColumnsFit or None
         What the optional columns (category, member, channel, store) gave; None when the log
         has none of them.
+    states : pandas.DataFrame or None
+        Default segmentation: per state of the model (type ``tier`` at ``recency``), its expected
+        ``customers`` at the calibration end, its probability of buying next month
+        (``buy_next_month``), the market ``segment`` it is in (sparse states merged) and the most
+        customers that segment holds, at the end or in the months projected after it
+        (``segment_most_customers``, of the smaller of the log's customers and the base).
     """
 
     segment_sizes: pd.DataFrame
@@ -723,6 +737,7 @@ class CalibrationDiagnostics:
     model: LapseReturnModel | None
     notes: list[str] = field(default_factory=list)
     optional_columns: OptionalColumnsFit | None = None
+    states: pd.DataFrame | None = None
 
 
 @dataclass
@@ -745,6 +760,10 @@ class CalibratedMarket:
         (columns ``p_<type>``) for the default segmentation.
     types : Types or None
         The model's types (default segmentation).
+    state_segment : numpy.ndarray or None
+        Default segmentation: the market segment of each of the model's states (index
+        ``1 + g (R + 1) + k`` for type g at recency k, 0 for ``new``), which differs from the
+        state when sparse states were merged.
     """
 
     market: Market
@@ -755,6 +774,7 @@ class CalibratedMarket:
     customers: pd.DataFrame
     types: Types | None
     source: dict[str, str] = field(default_factory=dict)
+    state_segment: np.ndarray | None = None
 
     @property
     def model(self) -> LapseReturnModel | None:
@@ -805,6 +825,10 @@ def calibrate(
     description: str | None = None,
     source: str | Path | None = None,
     step: Callable[[str], None] | None = None,
+    customers: int | None = None,
+    channels: dict[str, float] | None = None,
+    member_opt_in: dict[str, float] | None = None,
+    min_segment_customers: float = MIN_SEGMENT_CUSTOMERS,
 ) -> CalibratedMarket:
     """Estimate a market from a transaction log (see the module docstring).
 
@@ -837,6 +861,18 @@ def calibrate(
         The log's file, named (with its SHA-256) in the market file's header.
     step : callable, optional
         Called with the name of each long step as it starts (progress).
+    customers : int, optional
+        The market's customer base when the log is a sample or one banner of several: the
+        market's ``customers`` is this instead of the log's customers known at the calibration
+        end; segment shares are unchanged and arrivals are scaled by ``customers`` / the log's
+        customers (the log's are kept in ``calibration.log_customers``).
+    channels, member_opt_in : dict, optional
+        The market's ``reachability`` (share opted in to each contact channel; share of new
+        members opting in); a log does not hold them. Default :data:`DEFAULT_CHANNELS` and
+        :data:`DEFAULT_MEMBER_OPT_IN`, stated as assumptions in the market file's header.
+    min_segment_customers : float
+        Default states: segments holding fewer customers at the calibration end are merged
+        (:func:`~simulator.calibration.groups.merge_sparse`; 0: none is).
     """
     step = step or (lambda name: None)
     segmentation = RFMStates() if segmentation is None else segmentation
@@ -891,6 +927,54 @@ def calibrate(
     else:
         raise TypeError(f"segmentation must be RFMStates or RuleSet, not {type(segmentation).__name__}")
     fit.notes.insert(0, f"first month of customers: {new_rate:.3f} transactions on average (the first included)")
+    if customers is not None and customers <= 0:
+        raise ValueError(f"customers must be a positive whole number, got {customers}")
+    base = int(customers) if customers is not None else int(panel.n_customers)
+    if base != panel.n_customers:
+        notes.append(f"customer base {base:,} as given (the log holds {panel.n_customers:,} customers at the calibration "
+                     f"end): segment shares as estimated, arrivals scaled by {base / panel.n_customers:.4g}")
+        acquisition = acquisition * base / panel.n_customers
+
+    # portable groups (lifecycle stage, value band) of each segment, then sparse segments merged
+    states = None
+    segment_of = None
+    if isinstance(segmentation, RFMStates):
+        R = segmentation.recency_months
+        life, val = state_groups(fit.types.rate, fit.baskets[1::R + 1], fit.types.weight, fit.shares, R, fit.lapsed)
+        mg = merge_sparse(names=fit.names, descriptions=fit.descriptions, shares=fit.shares, rates=fit.rates,
+                          shapes=fit.shapes, baskets=fit.baskets, lapsed=fit.lapsed, transitions=fit.transitions,
+                          lifecycle=life, value=val, type_names=fit.types.names, lapse_tiers=segmentation.lapse_tiers,
+                          recency_months=R, customers=min(base, panel.n_customers), type_rate=fit.types.rate,
+                          arrivals=acquisition * min(base, panel.n_customers) / base,
+                          min_customers=min_segment_customers)
+        G = len(fit.types.names)
+        states = pd.DataFrame({"state": list(fit.names[1:]), "tier": np.repeat(list(fit.types.names), R + 1),
+                               "recency": np.tile(np.arange(R + 1), G),
+                               "customers": fit.shares[1:] * panel.n_customers,
+                               "buy_next_month": [fit.transitions[s, 1 + ((s - 1) // (R + 1)) * (R + 1)] for s in range(1, len(fit.names))],
+                               "segment": [mg.names[j] for j in mg.segment_of[1:]],
+                               "segment_most_customers": mg.most_customers[mg.segment_of[1:]]})
+        n_merged = sum(len(m) for m in mg.merged if len(m) > 1)
+        if n_merged:
+            notes.append(f"{n_merged} of the model's {len(fit.names) - 1} states held fewer than {min_segment_customers:g} "
+                         f"customer each, at the calibration end and in the {PROJECTION_MONTHS} months the chain projects "
+                         f"after it (of {min(base, panel.n_customers):,} customers and the arrivals): merged "
+                         f"into {sum(1 for m in mg.merged if len(m) > 1)} segments: a tier holding less merged with an adjacent "
+                         "tier recency by recency, then each state with an adjacent recency; transitions lumped with the "
+                         "chain's stationary weights (see simulator/calibration/groups.py)")
+        segment_of = mg.segment_of
+        fit = dataclasses.replace(fit, names=mg.names, descriptions=mg.descriptions, shares=mg.shares, rates=mg.rates,
+                                  shapes=mg.shapes, baskets=mg.baskets, lapsed=mg.lapsed, transitions=mg.transitions,
+                                  weights=sparse.csr_matrix(fit.weights @ sparse.csr_matrix(mg.indicator)))
+        life, val = mg.lifecycle, mg.value
+    else:
+        own = np.asarray(fit.weights.argmax(axis=1)).ravel()
+        life, val = rule_groups(fit.names, fit.names[0], fit.rates, fit.baskets, fit.shares, fit.lapsed, own,
+                                rfm_arrays(panel, T - 1)["recency_months"])
+        few = [n for n, sh in zip(fit.names[1:], fit.shares[1:]) if sh * panel.n_customers < min_segment_customers]
+        if few:
+            notes.append(f"segments holding fewer than {min_segment_customers:g} customer at the calibration end: "
+                         f"{', '.join(few)} (a rule set's segments are kept as named)")
 
     names = fit.names
     S = len(names)
@@ -919,6 +1003,8 @@ def calibrate(
             "basket": {"mean": _round(max(fit.baskets[s], 0.01), 4), "cv": _round(basket.cv, 4),
                        "individual_cv": _round(basket.individual_cv, 4)},
             "lapsed": bool(fit.lapsed[s]),
+            "lifecycle": life[s],
+            "value": val[s],
             **({"potential": _rounded_row(pot_mix.iloc[s].to_dict())} if pot_mix is not None else {}),
         })
     transitions = {names[s]: _rounded_row({names[j]: fit.transitions[s, j] for j in np.flatnonzero(fit.transitions[s] > 0)})
@@ -935,13 +1021,17 @@ def calibrate(
         "currency": currency,
         "reporting_currency": reporting_currency or currency,
         "fx_to_reporting": float(fx_to_reporting),
-        "customers": int(panel.n_customers),
+        "customers": base,
         "acquisition": {"per_month": _round(acquisition, 3), "segment": names[0]},
         "segments": tuple(segments),
         "transitions": transitions,
         "seasonality": tuple(season_list),
         "economics": {"gross_margin": float(gross_margin), "vat_rate": float(vat_rate),
                       "prices_include_tax": bool(prices_include_tax), "discount_rate": float(discount_rate)},
+        "reachability": {"channels": dict(DEFAULT_CHANNELS if channels is None else channels),
+                         "member_opt_in": dict(DEFAULT_MEMBER_OPT_IN if member_opt_in is None else member_opt_in)},
+        "calibration": {"source": Path(source).name if source is not None else "", "log_start": first_day.date(),
+                        "log_end": end.date(), "log_customers": int(panel.n_customers)},
         **(optional.market_fields() if optional is not None else {}),
     })
 
@@ -965,18 +1055,20 @@ def calibrate(
         "revenue": panel.spend.sum(axis=0),
     })
     sizes = pd.DataFrame({"segment": list(names), "customers": shares * panel.n_customers, "share": shares,
-                          "purchase_rate": fit.rates, "basket_mean": fit.baskets, "lapsed": fit.lapsed})
+                          "purchase_rate": fit.rates, "basket_mean": fit.baskets, "lapsed": fit.lapsed,
+                          "lifecycle": life, "value": val})
     diag = CalibrationDiagnostics(
         segment_sizes=sizes, transitions=pd.DataFrame(fit.transitions, index=list(names), columns=list(names)),
         monthly=monthly, return_by_recency=fit.by_recency, frequency=fit.frequency, basket=basket,
         basket_sample=tx["amount"].to_numpy(), potential=potential, potential_mix=pot_mix, model=fit.model,
-        notes=notes + fit.notes + (optional.notes if optional is not None else []), optional_columns=optional)
+        notes=notes + fit.notes + (optional.notes if optional is not None else []), optional_columns=optional,
+        states=states)
     src: dict[str, str] = {}
     if source is not None:
         raw = Path(source).read_bytes()
         src = {"name": Path(source).name, "sha256": hashlib.sha256(raw).hexdigest()}
     return CalibratedMarket(market=market, diagnostics=diag, panel=panel, calibration_end=end, segmentation=segmentation,
-                            customers=cust, types=fit.types, source=src)
+                            customers=cust, types=fit.types, source=src, state_segment=segment_of)
 
 
 @dataclass
@@ -1287,6 +1379,8 @@ def customer_states(cm: CalibratedMarket, rng: np.random.Generator) -> tuple[np.
         g = (rng.random(len(cust))[:, None] > cum).sum(axis=1)
         k = np.minimum(cust["recency_months"].to_numpy(), R)
         seg = 1 + g * (R + 1) + k
+        if cm.state_segment is not None:
+            seg = cm.state_segment[seg]
     else:
         index = {nm: i for i, nm in enumerate(names)}
         seg = np.array([index[s] for s in cust["segment"]], dtype=np.int64)
@@ -1327,6 +1421,15 @@ def market_yaml(cm: CalibratedMarket, *, source_name: str | None = None, source_
     estimated = opt is not None and opt.enrolment is not None and opt.enrolment.estimate is not None
     if opt is not None and opt.categories is not None:
         lines.append("# categories: share of spend by the log's category column over the calibration window.")
+    m = cm.market
+    if m.calibration is not None and m.customers != m.calibration.log_customers:
+        lines.append(f"# customers: {m.customers:,}, the whole base as given (calibrate --customers); the log holds "
+                     f"{m.calibration.log_customers:,} at the calibration end: shares as estimated, arrivals scaled.")
+    reach = m.reachability
+    if dict(reach.channels) == DEFAULT_CHANNELS and dict(reach.member_opt_in) == DEFAULT_MEMBER_OPT_IN:
+        lines.append("# reachability: DEFAULTS of loyalty-sim calibrate (a log holds no opt-in): "
+                     + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_CHANNELS.items()) + " of customers opted in; replace")
+        lines.append("#   them with the CRM's shares (playbooks reach customers through these channels).")
     lines += [
         "# economics (gross margin, VAT) and response are assumptions, not in a transaction log: check them.",
     ]

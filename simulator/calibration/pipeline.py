@@ -171,12 +171,18 @@ def calibrate_file(
     report: str | Path | None = None,
     force: bool = False,
     step: Callable[[str], None] | None = None,
+    customers: int | None = None,
+    channels: dict[str, float] | None = None,
 ) -> CalibrationOutcome:
     """Calibrate a market from a log file; write the market file and its report beside it.
 
     ``name`` defaults to the market's folder (``markets/<name>/market.yaml``) or the file's
-    stem. Refuses to replace an existing market file or report unless ``force``. ``step`` is
-    called with the name of each long step as it starts (progress).
+    stem. Refuses to replace an existing market file or report unless ``force``.
+    ``customers``: the market's whole base when the log is a sample or one banner of several
+    (shares as estimated, arrivals scaled). ``channels``: share of customers opted in to each
+    contact channel, instead of the defaults
+    (:data:`~simulator.calibration.estimate.DEFAULT_CHANNELS`). ``step`` is called with the name
+    of each long step as it starts (progress).
     """
     step = step or (lambda name: None)
     out = Path(out)
@@ -193,6 +199,15 @@ def calibrate_file(
     currency = _checked(Currency, currency, "--currency", "an ISO 4217 code such as EUR")
     reporting_currency = _checked(Currency, reporting_currency or currency, "--reporting-currency",
                                   "an ISO 4217 code such as EUR")
+    if customers is not None and (isinstance(customers, bool) or not isinstance(customers, int) or customers < 1):
+        raise InputErrors.one("(command line)", f"{customers!r} is not a customer count (expected a whole number >= 1)",
+                              field="--customers")
+    if channels is not None:
+        for ch, share in channels.items():
+            _checked(Name, ch, "--channel", "a channel name: a letter, then letters, digits, _ or -")
+            if not 0.0 <= share <= 1.0:
+                raise InputErrors.one("(command line)", f"{ch}={share:g} is not a share (expected NAME=SHARE with 0 <= SHARE <= 1)",
+                                      field="--channel")
     if not 0.0 < gross_margin < 1.0:
         raise InputErrors.one("(command line)", f"{gross_margin:g} is not a share (expected 0 < margin < 1)", field="--gross-margin")
     end = _date(calibration_end, "--calibration-end")
@@ -203,7 +218,8 @@ def calibrate_file(
                        segmentation=segmentation, vat_rate=vat_rate, prices_include_tax=prices_include_tax,
                        reporting_currency=reporting_currency, fx_to_reporting=fx_to_reporting,
                        discount_rate=discount_rate, seasonality=seasonality, potential_horizon=potential_months,
-                       source=source.path, step=step)
+                       source=source.path, customers=customers, channels=channels,
+                       member_opt_in=None if channels is None else {}, step=step)
     except ValueError as exc:
         raise _data_error(source, exc) from None
     text = market_yaml(cm)

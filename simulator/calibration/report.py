@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from simulator import __version__
+from simulator.calibration.groups import MIN_SEGMENT_CUSTOMERS, PROJECTION_MONTHS
 
 if TYPE_CHECKING:  # pragma: no cover
     from simulator.calibration.backtest import BacktestResult
@@ -101,16 +102,40 @@ def _segment_sizes(cm: "CalibratedMarket") -> pd.DataFrame:
     return sizes.assign(customers=_whole(sizes["customers"].to_numpy(), int(cm.panel.n_customers)))
 
 
+def _base_section(cm: "CalibratedMarket") -> str:
+    """The customer base and the fixed costs it can carry (scenario.FIXED_COST_SHARE of its annual
+    gross margin): a warning when it is the log's own customers."""
+    from simulator.scenario import FIXED_COST_SHARE
+
+    m = cm.market
+    margin = m.annual_gross_margin()
+    cap = FIXED_COST_SHARE * margin
+    log_n = m.calibration.log_customers if m.calibration is not None else cm.panel.n_customers
+    given = m.customers != log_n
+    text = (f"Customer base: <b>{m.customers:,}</b> customers" +
+            (f" as given with <code>--customers</code> (the log holds {log_n:,}; shares as estimated, arrivals scaled)"
+             if given else " (the log's customers at the calibration end)") +
+            f". Its annual gross margin is about {margin:,.0f} {m.currency} (expected purchases x baskets x net "
+            f"factor x gross margin, at the start): <code>run</code> and <code>validate</code> warn when a playbook's "
+            f"fixed costs a year (set-up amortised, running costs, campaigns' and drives' fixed costs) exceed "
+            f"{FIXED_COST_SHARE:.0%} of it, {cap:,.0f} {m.currency}.")
+    if not given:
+        text = (f"<b>Warning: the base is tiny for the costs a program carries if the log is a sample or one banner of "
+                f"several</b>: {m.customers:,} customers carry at most {cap:,.0f} {m.currency} of fixed costs a year. Give "
+                f"the whole base with <code>loyalty-sim calibrate --customers N</code>. " + text)
+    return f"<p>{text}</p>"
+
+
 def _arrivals(per_month: float) -> str:
     """New customers per month (an expected number): whole customers, or two digits below one."""
     return f"{per_month:,.0f}" if per_month >= 1 or per_month == 0 else f"{per_month:.2g}"
 
 
 def _state_grid(cm: "CalibratedMarket", values: np.ndarray) -> pd.DataFrame:
-    """Values of the model's states as a tier x recency table."""
+    """Values of the model's states (``diagnostics.states``, without ``new``) as a tier x recency table."""
     R = cm.segmentation.recency_months
     names = cm.types.names
-    grid = values[1:].reshape(len(names), R + 1)
+    grid = np.asarray(values).reshape(len(names), R + 1)
     cols = [f"{k}" for k in range(R)] + [f"{R}+"]
     return pd.DataFrame(grid, index=pd.Index(names, name="tier"), columns=cols)
 
@@ -142,8 +167,9 @@ def _segments_section(cm: "CalibratedMarket") -> str:
     out = ["<h2>Segments</h2>",
            f"<p class='note'>Customers at the calibration end: each segment's share of the {cm.panel.n_customers:,} "
            "customers, rounded to whole customers that add up to them (largest remainders).</p>"]
-    if cm.types is not None:
-        counts = _state_grid(cm, sizes["customers"].to_numpy())
+    if cm.types is not None and cm.diagnostics.states is not None:
+        st = cm.diagnostics.states
+        counts = _state_grid(cm, _whole(st["customers"].to_numpy(), int(round(st["customers"].sum()))))
         out.append(_grid_heatmap(counts, cmap="Blues", fmt="{:,}", min_shown=1, dark_when_high=True,
                                  label="customers",
                                  title="Customers at the calibration end by frequency tier and recency"))
@@ -151,7 +177,14 @@ def _segments_section(cm: "CalibratedMarket") -> str:
                               "lapse after a purchase month": cm.types.lapse, "weight among new customers": cm.types.weight,
                               "customers now": counts.sum(axis=1).to_numpy()})
         out.append("<p>Frequency tiers (types of the lapse-and-return model):</p>" + _table(tiers))
-        shown = sizes[sizes["customers"] > 0]
+        merged = st[st["segment"] != st["state"]]
+        if len(merged):
+            out.append(f"<p>{len(merged)} states held fewer than {MIN_SEGMENT_CUSTOMERS:g} whole customer, at the "
+                       f"calibration end and in each of the {PROJECTION_MONTHS} months the chain projects after it, and "
+                       "are merged with neighbours (a tier holding less with an adjacent tier, recency by recency; then "
+                       f"adjacent recencies) into {merged['segment'].nunique()} segments of the market file: " + html.escape("; ".join(f"{seg}: {', '.join(g['state'])}" for seg, g in
+                                                       merged.groupby("segment", sort=False))) + ".</p>")
+        shown = sizes
     else:
         fig, ax = plt.subplots(figsize=(10, 0.6 + 0.32 * len(sizes)))
         ax.barh(sizes["segment"][::-1], sizes["customers"][::-1], color="tab:blue")
@@ -168,10 +201,8 @@ def _transitions_section(cm: "CalibratedMarket") -> str:
     P = d.transitions.to_numpy()
     names = list(d.transitions.index)
     out = ["<h2>Monthly transition matrix</h2>"]
-    if cm.types is not None:
-        R = cm.segmentation.recency_months
-        to_zero = np.array([P[s, 1 + ((s - 1) // (R + 1)) * (R + 1)] if s > 0 else 0.0 for s in range(len(names))])
-        buy = _state_grid(cm, to_zero)
+    if cm.types is not None and d.states is not None:
+        buy = _state_grid(cm, d.states["buy_next_month"].to_numpy())
         out.append("<p class='note'>Each state moves only to recency 0 of its tier (a purchase) or to the next recency "
                    "(no purchase): the matrix encodes the probability of buying next month, shown here.</p>")
         out.append(_grid_heatmap(buy, cmap="viridis", fmt="{:.2f}", min_shown=-np.inf, dark_when_high=False,
@@ -367,7 +398,7 @@ def report_html(cm: "CalibratedMarket", *, backtest: "BacktestResult | None" = N
         "<ul class='notes'>" + "".join(f"<li>{html.escape(n)}</li>" for n in d.notes) + "</ul>",
         "<p>Seasonality (January..December): " + ", ".join(f"{v:.3f}" for v in market.seasonality) + "</p>",
     ]
-    parts = head + [_segments_section(cm), _transitions_section(cm), _fit_section(cm), _potential_section(cm)]
+    parts = head + [_base_section(cm), _segments_section(cm), _transitions_section(cm), _fit_section(cm), _potential_section(cm)]
     optional = _optional_section(cm)
     if optional:
         parts.append(optional)

@@ -54,6 +54,8 @@ class CompiledMarket:
     customers: int
     category_share: dict[str, float]
     potential_mix: np.ndarray | None = None  # [S, 3] shares of low, medium, high potential (calibrated), or None
+    lifecycle: tuple[str, ...] = ()  # [S] lifecycle stage of each segment (Market.lifecycles)
+    value: tuple[str, ...] = ()      # [S] value band of each segment (Market.value_bands)
 
     @classmethod
     def from_spec(cls, m: Market) -> "CompiledMarket":
@@ -94,6 +96,8 @@ class CompiledMarket:
             category_share=dict(m.categories),
             potential_mix=(np.array([[s.potential.get(b, 0.0) for b in ("low", "medium", "high")] for s in m.segments])
                            if all(s.potential is not None for s in m.segments) else None),
+            lifecycle=m.lifecycles,
+            value=m.value_bands,
         )
 
 

@@ -265,7 +265,9 @@ def _targeted(c, i, seg_ok, members, tiers_ok, use_tiers, pot_ok, inactive, chan
             return False
     if not pot_ok[c, potential[i]]:
         return False
-    if inactive[c] > 0 and recency[i] < inactive[c]:
+    if inactive[c, 0] > 0 and recency[i] < inactive[c, 0]:
+        return False
+    if inactive[c, 1] >= 0 and recency[i] > inactive[c, 1]:
         return False
     if channel[c] >= 0 and (reach[i] >> channel[c]) & 1 == 0:
         return False

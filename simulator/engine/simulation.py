@@ -382,7 +382,7 @@ class Simulation:
         tiers_ok = np.zeros((C, T), dtype=bool)
         use_tiers = np.zeros(C, dtype=bool)
         pot = np.ones((C, 3), dtype=bool)
-        inactive = np.zeros(C, dtype=np.int64)
+        inactive = np.zeros((C, 2), dtype=np.int64)  # months since the last purchase: at least, at most (-1: any)
         for c, tg in enumerate(targets):
             if tg.segments is not None:
                 seg[c] = tg.segments
@@ -393,7 +393,7 @@ class Simulation:
                 tiers_ok[c, len(tg.tiers):] = tg.tiers[-1]
             if tg.potential is not None:
                 pot[c] = tg.potential
-            inactive[c] = tg.inactive_months
+            inactive[c] = (tg.inactive_months, tg.recent_months)
         return seg, members, tiers_ok, use_tiers, pot, inactive
 
     def _campaign_args(self, run: RunState, active: list[camp.CompiledCampaign]) -> tuple:

@@ -6,6 +6,7 @@ published studies; each field's description names its source (see ``docs/model.m
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Iterator, Literal
 
 from pydantic import Field
@@ -13,6 +14,32 @@ from pydantic import Field
 from simulator.specs.base import (
     Currency, Name, Probability, Share, Spec, Uncertain, check_sum, did_you_mean, unique_names,
 )
+
+
+#: Lifecycle stages a segment is in (playbook targets name them: ``target: {lifecycle: [at_risk]}``).
+Lifecycle = Literal["new", "active", "at_risk", "lapsed"]
+#: Value bands: thirds of the customer base by expected spend.
+ValueBand = Literal["high", "medium", "low"]
+LIFECYCLES: tuple[str, ...] = ("new", "active", "at_risk", "lapsed")
+VALUE_BANDS: tuple[str, ...] = ("high", "medium", "low")
+
+
+def value_thirds(spend: "list[float] | tuple[float, ...]", share: "list[float] | tuple[float, ...]") -> tuple[str, ...]:
+    """Value band of each of a market's groups (segments, or a calibration's types): thirds of the
+    customers ranked by expected spend. The groups are ordered by ``spend`` (expected spend per
+    customer and month), highest first (ties: in the order given); a group's place is the share of
+    customers ranked above it plus half its own share, and it is ``high`` when that is below 1/3,
+    ``medium`` below 2/3, ``low`` otherwise. With no customers at all every group is ``medium``."""
+    total = float(sum(share))
+    out = ["medium"] * len(spend)
+    if total <= 0:
+        return tuple(out)
+    above = 0.0
+    for i in sorted(range(len(spend)), key=lambda j: (-float(spend[j]), j)):
+        mid = (above + float(share[i]) / 2) / total
+        out[i] = "high" if mid < 1 / 3 else "medium" if mid < 2 / 3 else "low"
+        above += float(share[i])
+    return tuple(out)
 
 
 class Basket(Spec):
@@ -34,9 +61,39 @@ class Segment(Spec):
     rate_shape: float = Field(2.0, gt=0, le=1000, description="gamma shape of individual purchase rates around the segment mean (NBD heterogeneity: smaller = more heterogeneous)")
     basket: Basket
     lapsed: bool = Field(False, description="a disengaged segment: the program's transition effect reduces members' moves into it")
+    lifecycle: Lifecycle | None = Field(
+        None, description="lifecycle stage of the segment's customers, which playbook targets can name (`target: {lifecycle: "
+                          "[at_risk]}`) on any market: 'new' (first months after the first purchase), 'active' (buying "
+                          "as usual), 'at_risk' (silent longer than usual, not yet lapsed), 'lapsed' (disengaged). "
+                          "Default: 'lapsed' for a lapsed segment, else 'active'. `loyalty-sim calibrate` writes it from "
+                          "the months since the last purchase: 'new' for the first month, 'active' up to 2 silent months, "
+                          "'at_risk' from 3, 'lapsed' from the lapsed recency on")
+    value: ValueBand | None = Field(
+        None, description="value band of the segment, which playbook targets can name (`target: {value: [high]}`) on any "
+                          "market: thirds of the customer base ranked by expected spend (segments ordered by purchase_rate "
+                          "x basket mean; a segment is 'high' when the customers ranked above it plus half its own are "
+                          "under a third of the base, 'medium' under two thirds, else 'low'). Default: computed so; "
+                          "`loyalty-sim calibrate` ranks its frequency tiers by their active spend instead, so that a "
+                          "tier keeps its band at every recency")
     potential: dict[Literal["low", "medium", "high"], Share] | None = Field(
         None, description="share of this segment's customers in each potential band (written by `loyalty-sim calibrate` from the "
                           "fitted potential score); sums to 1. Without it, bands are thirds of each customer's expected 12-month spend")
+
+
+class Calibration(Spec):
+    """Where a calibrated market comes from (written by `loyalty-sim calibrate`)."""
+
+    source: str = Field("", description="file name of the transaction log")
+    log_start: dt.date = Field(description="first day of the calibration window (the log's first transaction)")
+    log_end: dt.date = Field(description="last day of the calibration window (the end of its last complete month): "
+                                         "`validate` warns when a playbook launches more than 12 months after it")
+    log_customers: int = Field(gt=0, description="customers in the log known at the calibration end; `customers` differs "
+                                                 "when `calibrate --customers` set the whole base",
+                               json_schema_extra={"unit": "customers"})
+
+    def issues(self) -> Iterator[tuple[tuple, str]]:
+        if self.log_end < self.log_start:
+            yield ("log_end",), f"log_end {self.log_end} is before log_start {self.log_start} (expected log_end on or after log_start)"
 
 
 class Acquisition(Spec):
@@ -138,10 +195,32 @@ class Market(Spec):
     reachability: Reachability = Field(default_factory=Reachability)
     response: Response = Field(default_factory=Response)
     identified_share: Probability = Field(1.0, description="share of customers the retailer can identify (enrol) at all")
+    calibration: Calibration | None = Field(None, description="the transaction log a calibrated market comes from (written by `loyalty-sim calibrate`)")
 
     @property
     def segment_names(self) -> tuple[str, ...]:
         return tuple(s.name for s in self.segments)
+
+    def annual_gross_margin(self) -> float:
+        """Gross margin a year of the base at the start: customers x expected purchases a year x
+        basket x net factor x gross margin, over the segments' shares (seasonality averages 1;
+        no churn, no arrivals; a margin given as a distribution at its central value)."""
+        spend = sum(s.share * s.purchase_rate * s.basket.mean for s in self.segments) / max(sum(s.share for s in self.segments), 1e-12)
+        e = self.economics
+        net = 1.0 / (1.0 + e.vat_rate) if e.prices_include_tax else 1.0
+        gm = e.gross_margin if isinstance(e.gross_margin, (int, float)) else e.gross_margin.central
+        return float(self.customers * spend * 12.0 * net * gm)
+
+    @property
+    def lifecycles(self) -> tuple[str, ...]:
+        """Each segment's lifecycle stage: as declared, else 'lapsed' for a lapsed segment and 'active' otherwise."""
+        return tuple(s.lifecycle or ("lapsed" if s.lapsed else "active") for s in self.segments)
+
+    @property
+    def value_bands(self) -> tuple[str, ...]:
+        """Each segment's value band: as declared, else thirds of the base by expected spend (:func:`value_thirds`)."""
+        computed = value_thirds([s.purchase_rate * s.basket.mean for s in self.segments], [s.share for s in self.segments])
+        return tuple(s.value or v for s, v in zip(self.segments, computed))
 
     def issues(self) -> Iterator[tuple[tuple, str]]:
         segs = self.segments

@@ -13,20 +13,40 @@ from typing import Annotated, Iterator, Literal
 from pydantic import Field
 
 from simulator.specs.base import Money, Months, Multiplier, Name, Points, Probability, Spec, Uncertain, unique_names
+from simulator.specs.market import Lifecycle, ValueBand
 from simulator.specs.program import Reward
 
 PotentialBand = Literal["high", "medium", "low"]
 
 
-class Target(Spec):
-    """Who an action is aimed at. Empty lists mean no restriction; conditions combine with AND."""
+class Recency(Spec):
+    """Months since a customer's last purchase, an inclusive range (0: bought this month)."""
 
-    segments: tuple[Name, ...] = Field((), description="market segments")
+    min: int = Field(0, ge=0, le=120, description="at least this many months since the last purchase", json_schema_extra={"unit": "months"})
+    max: int | None = Field(None, ge=0, le=120, description="at most this many months since the last purchase; none = no upper bound", json_schema_extra={"unit": "months"})
+
+    def issues(self) -> Iterator[tuple[tuple, str]]:
+        if self.max is not None and self.max < self.min:
+            yield ("max",), f"max {self.max} is below min {self.min} (expected max >= min)"
+
+
+class Target(Spec):
+    """Who an action is aimed at. Empty lists mean no restriction; conditions combine with AND.
+
+    ``segments`` names a market's own segments (hand-written markets). The portable groups --
+    ``lifecycle``, ``value``, ``potential``, ``recency`` -- exist on every market, hand-written or
+    calibrated, so a playbook that uses only them runs on any market with its ``market:`` line
+    changed. A value x engagement group is ``value`` and ``lifecycle`` together."""
+
+    segments: tuple[Name, ...] = Field((), description="market segments (by name: names differ from market to market; the portable groups below do not)")
+    lifecycle: tuple[Lifecycle, ...] = Field((), description="lifecycle stages of the market's segments (new, active, at_risk, lapsed; each segment's `lifecycle`): the segments in them")
+    value: tuple[ValueBand, ...] = Field((), description="value bands of the market's segments (high, medium, low: thirds of the base by expected spend; each segment's `value`): the segments in them")
     tiers: tuple[Name, ...] = Field((), description="tiers of the design (members only)")
     potential: tuple[PotentialBand, ...] = Field((), description="potential bands (thirds of the customers' potential score)")
     members: Literal["any", "members", "non_members"] = Field("any", description="membership condition")
-    inactive_months: int = Field(0, ge=0, le=120, description="only customers with at least this many months since their last purchase (reactivation)",
+    inactive_months: int = Field(0, ge=0, le=120, description="only customers with at least this many months since their last purchase (reactivation); the same as recency.min",
                                  json_schema_extra={"unit": "months"})
+    recency: Recency | None = Field(None, description="only customers whose months since their last purchase are in this range, e.g. {min: 3, max: 5}")
 
 
 class EnrolmentDrive(Spec):

@@ -249,7 +249,7 @@ def test_calibrated_market_runs_through_the_engine(cdnow_calibration, tmp_path):
         "    start: 1997-10-01\n"
         "    months: 3\n"
         "    uplift: 1.0\n"
-        "    target: {potential: [high], segments: [regular_steady_r00, heavy_steady_r00]}\n",
+        "    target: {potential: [high], value: [high], lifecycle: [active]}\n",
         encoding="utf-8")
     rep = Simulation(resolve(tmp_path / "playbook.yaml"), agents=3000, seed=1).run()
     for frame in (rep.design, rep.baseline):

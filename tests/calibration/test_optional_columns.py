@@ -259,7 +259,10 @@ def test_a_log_without_optional_columns_gives_the_market_as_before(synthetic) ->
     plain = plain_cm.market
     assert plain.categories == {} and plain.response == Response()
     assert plain_cm.diagnostics.optional_columns is None
-    assert cm.market.model_copy(update={"categories": {}, "response": Response()}) == plain
+    # the same market but for what the optional columns give and the log's file name
+    assert cm.market.calibration.source == synthetic["path"].name and plain.calibration.source == ""
+    assert cm.market.model_copy(update={"categories": {}, "response": Response(),
+                                        "calibration": plain.calibration}) == plain
     extra = cm.diagnostics.notes[len(plain_cm.diagnostics.notes):]
     assert cm.diagnostics.notes[: len(plain_cm.diagnostics.notes)] == plain_cm.diagnostics.notes
     assert [n.split(":")[0] for n in extra] == ["category", "member", "channel", "store"]

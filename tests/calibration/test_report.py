@@ -79,3 +79,14 @@ def test_rule_set_segments_hold_whole_customers(cdnow_log, tmp_path):
     cells = [row[1] for row in _table_after(text, ["segment", "customers"])[1:]]
     assert all(re.match(r"^\d{1,3}(,\d{3})*$", c) for c in cells), cells
     assert sum(int(c.replace(",", "")) for c in cells) == cm.panel.n_customers
+
+
+def test_report_lists_the_merged_states_and_the_base(cdnow_calibration, tmp_path):
+    cm = cdnow_calibration
+    text = write_report(cm, tmp_path / "calibration.html").read_text(encoding="utf-8")
+    states = cm.diagnostics.states
+    merged = states[states["segment"] != states["state"]]
+    assert len(merged) and f"{len(merged)} states held fewer than 1 whole customer" in text
+    for seg in merged["segment"].unique():
+        assert seg in text
+    assert "Warning: the base is tiny" in text and f"{cm.market.customers:,}</b> customers" in text

@@ -3,6 +3,7 @@ calendar's event log, and the conservation of points over random designs and mar
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import numpy as np
@@ -217,3 +218,40 @@ def test_points_are_never_created_or_lost(market, design, baseline, start_offset
         flows = df["points_issued"] - df["points_redeemed"] - df["points_expired"]
         assert np.allclose(change, flows, atol=1e-6)
         assert (df["points_outstanding"] >= 0).all()
+
+
+def _with_target(sc: Scenario, campaign: str, **target) -> Scenario:
+    """The scenario with one campaign's target replaced."""
+    from simulator.specs.playbook import Target
+
+    camps = tuple(c.model_copy(update={"target": Target(**target)}) if c.name == campaign else c
+                  for c in sc.playbook.campaigns)
+    return dataclasses.replace(sc, playbook=sc.playbook.model_copy(update={"campaigns": camps}))
+
+
+def test_a_group_target_runs_exactly_as_the_segments_it_takes():
+    """france's winback: lifecycle at_risk takes the segment at_risk; value low takes at_risk
+    and lapsed. The runs are identical to the runs naming those segments."""
+    sc = resolve(PLAYBOOKS[0])
+    for group, named in (({"lifecycle": ("at_risk",)}, ("at_risk",)), ({"value": ("low",)}, ("at_risk", "lapsed"))):
+        a = Simulation(_with_target(sc, "winback_at_risk", inactive_months=3, **group), agents=1_500, seed=3).run()
+        b = Simulation(_with_target(sc, "winback_at_risk", inactive_months=3, segments=named), agents=1_500, seed=3).run()
+        pd.testing.assert_frame_equal(a.design, b.design)
+        assert a.design["campaign_contacts"].sum() > 0
+
+
+def test_a_recency_range_splits_the_customers_a_campaign_reaches():
+    """In the campaign's first month the customers silent at most 2 months and those silent 3 or
+    more are, together, everyone the untargeted campaign reaches (same seed, same state)."""
+    sc = resolve(PLAYBOOKS[0])
+    start = next(c.start for c in sc.playbook.campaigns if c.name == "winback_at_risk")  # no other campaign then
+    month = (start.year - sc.playbook.launch.year) * 12 + start.month - sc.playbook.launch.month
+
+    def contacts(**target) -> float:
+        rep = Simulation(_with_target(sc, "winback_at_risk", **target), agents=1_500, seed=3).run()
+        return float(rep.design["campaign_contacts"].iloc[month])
+
+    recent, silent, everyone = contacts(recency={"max": 2}), contacts(recency={"min": 3}), contacts()
+    assert recent > 0 and silent > 0
+    assert recent + silent == pytest.approx(everyone)
+    assert contacts(inactive_months=3) == silent

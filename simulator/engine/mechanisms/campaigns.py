@@ -7,6 +7,14 @@ purchase rate is multiplied by ``1 + lift`` (campaign effect; Taylor & Neslin 20
 short-term promotional lifts of this order; the default is the market's ``campaign_lift``),
 reached members earn ``multiplier`` times the points, and a ``bonus_points`` campaign credits
 its bonus once per campaign on a reached member's first purchase of at least ``min_spend``.
+
+A target takes an agent when every condition it gives holds: its segment is among those the
+target names (``segments``), in the ``lifecycle`` stages and in the ``value`` bands it lists --
+each segment carries one stage and one band, declared in the market file or derived (a lapsed
+segment is ``lapsed``, others ``active``; bands are thirds of the base by expected spend), so
+these are sets of segments like ``segments`` and work on any market -- its potential band is
+listed, its months since the last purchase are at least ``inactive_months`` (and
+``recency.min``) and at most ``recency.max``, and its membership and tier match.
 """
 
 from __future__ import annotations
@@ -27,17 +35,20 @@ class CompiledTarget:
     tiers: np.ndarray | None        # [T] bool (tiers of the design)
     potential: np.ndarray | None    # [3] bool
     members: int                    # 0 any, 1 members, 2 non-members
-    inactive_months: int
+    inactive_months: int            # at least this many months since the last purchase (0: no bound)
+    recent_months: int = -1         # at most this many months since the last purchase (-1: no bound)
 
     @classmethod
     def from_spec(cls, t: Target, market: CompiledMarket, tier_names: tuple[str, ...]) -> "CompiledTarget":
-        segs = np.isin(np.array(market.names), t.segments) if t.segments else None
+        segs = segment_mask(t, market)
         tiers = np.isin(np.array(tier_names), t.tiers) if t.tiers else None
         pot = np.array([b in t.potential for b in ("low", "medium", "high")]) if t.potential else None
         members = {"any": 0, "members": 1, "non_members": 2}[t.members]
         if tiers is not None:
             members = 1
-        return cls(segs, tiers, pot, members, t.inactive_months)
+        low = max(t.inactive_months, t.recency.min if t.recency is not None else 0)
+        high = t.recency.max if t.recency is not None and t.recency.max is not None else -1
+        return cls(segs, tiers, pot, members, low, high)
 
     def mask(self, idx: np.ndarray | None, segment: np.ndarray, member: np.ndarray, tier: np.ndarray,
              potential: np.ndarray, recency: np.ndarray) -> np.ndarray:
@@ -59,7 +70,21 @@ class CompiledTarget:
             m &= self.potential[potential[idx]]
         if self.inactive_months:
             m &= recency[idx] >= self.inactive_months
+        if self.recent_months >= 0:
+            m &= recency[idx] <= self.recent_months
         return m
+
+
+def segment_mask(t: Target, market: CompiledMarket) -> np.ndarray | None:
+    """The segments a target takes ([S] bool), or None when it names none: those named in
+    ``segments``, in a ``lifecycle`` stage and in a ``value`` band it lists (each condition given
+    restricts; they combine with AND)."""
+    mask = None
+    for wanted, of_segment in ((t.segments, market.names), (t.lifecycle, market.lifecycle), (t.value, market.value)):
+        if wanted:
+            m = np.isin(np.array(of_segment, dtype=object), list(wanted))
+            mask = m if mask is None else mask & m
+    return mask
 
 
 @dataclass(frozen=True)
