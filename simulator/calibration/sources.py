@@ -304,6 +304,19 @@ def text_of(values: pa.Array) -> pa.Array:
 KEY_ROLES = ("customer_id", "transaction_id")
 
 
+def _plain_integers(text: pa.Array) -> bool:
+    """Every value is 1 to 18 decimal digits without a leading zero (checked on a slice first)."""
+    for part in (text.slice(0, 1000), text):
+        if not pc.all(pc.ascii_is_decimal(part)).as_py():
+            return False
+        lengths = pc.binary_length(part)
+        if pc.max(lengths).as_py() > 18:
+            return False
+        if pc.any(pc.and_(pc.starts_with(part, "0"), pc.greater(lengths, 1))).as_py():
+            return False
+    return True
+
+
 class _Collector:
     """Columns gathered batch by batch (encoded on worker threads, in order)."""
 
@@ -351,10 +364,19 @@ class _Collector:
 
 
 def _encode_raw(chunks: list[pa.Array]) -> pa.DictionaryArray:
-    """Text batches of a key column encoded at once (values trimmed afterwards, in _finish)."""
+    """Text batches of a key column encoded at once (values trimmed afterwards, in _finish).
+
+    Ids written as plain integers (no sign, no leading zero: ``0042`` stays text) are
+    factorised as integers, several times faster than hashing their text."""
     total = sum(c.nbytes for c in chunks)
     target = pa.large_string() if total > (1 << 31) - (1 << 26) else pa.string()
     combined = pa.chunked_array([c.cast(target) for c in chunks], target).combine_chunks()
+    if combined.null_count == 0 and len(combined) and _plain_integers(combined):
+        import pandas as pd
+
+        codes, uniques = pd.factorize(pc.cast(combined, pa.int64()).to_numpy(), sort=False)
+        return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)),
+                                              pc.cast(pa.array(uniques), pa.string()))
     enc = pc.dictionary_encode(combined)
     return pa.DictionaryArray.from_arrays(enc.indices, _strip_text(enc.dictionary))
 
@@ -563,14 +585,21 @@ class CsvSource(Source):
     # ---- reading
 
     def read(self, roles: dict[str, str]) -> RawLog:
-        try:
-            return self._read(roles)
-        except _NotUtf8:
-            if self.given_encoding or not self.ascii_sample or self.encoding != "utf-8":
-                raise InputErrors.one(self.where, self._first_undecodable(), line=self._undecodable_line) from None
-            self.encoding = "cp1252"
-            self.notes.append("the file is not UTF-8 beyond its first 64 KB: read as cp1252 (--encoding to change)")
-            return self._read(roles)
+        while True:
+            try:
+                return self._read(roles)
+            except _NotUtf8:
+                # a file plain ASCII at its start may be cp1252 further on; cp1252 leaves five
+                # bytes undefined, which Latin-1 reads. Anything else is a wrong encoding.
+                if not self.given_encoding and self.encoding == "utf-8" and self.ascii_sample:
+                    self.encoding = "cp1252"
+                elif not self.given_encoding and self.encoding == "cp1252":
+                    self.encoding = "latin-1"
+                else:
+                    raise InputErrors.one(self.where, self._first_undecodable(), line=self._undecodable_line) from None
+                self.notes = [n for n in self.notes if not n.startswith("the file is not")]
+                self.notes.append(f"the file is not UTF-8 beyond its first 64 KB: read as {self.encoding} "
+                                  "(--encoding to change)")
 
     def _read(self, roles: dict[str, str]) -> RawLog:
         import pyarrow.csv as pacsv

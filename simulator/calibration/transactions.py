@@ -900,7 +900,7 @@ def _clean(
         "customer_id": pd.array(labels.take(pa.array(g_cust)), dtype=pd.StringDtype()),
         "date": g_days.astype(np.int64).astype("datetime64[D]").astype("datetime64[ns]"),
         "amount": g_amount.astype(np.float64),
-    })
+    }, copy=False)
     for r in OPTIONAL_COLUMNS:
         if r == "member" and g_member is not None:
             frame["member"] = _member_array(g_member)

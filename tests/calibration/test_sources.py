@@ -59,6 +59,9 @@ def test_utf16_as_excel_writes_unicode_text(tmp_path) -> None:
     log = read_transactions(path, customer_col="client", amount_col="montant")
     assert amounts(log) == {("José", "2023-12-25"): 12.5, ("Zoë", "2023-12-26"): 3.0}
     assert "encoding utf-16" in log.report.read_as and "delimiter tab" in log.report.read_as
+    bad = write_bytes(tmp_path, (text + "Ana\t27/12/2023\tdoce\tMadrid\n").encode("utf-16"), name="bad.txt")
+    with pytest.raises(InputErrors, match=r"bad.txt:4: montant: expected a number such as 12,50, got 'doce'"):
+        read_transactions(bad, customer_col="client", amount_col="montant")
 
 
 def test_cp1252_is_detected_and_stated(tmp_path) -> None:
@@ -76,6 +79,14 @@ def test_a_file_that_stops_being_utf8_after_the_sample_is_read_as_cp1252(tmp_pat
     assert log.transactions["store"].iloc[-1] == "Besançon"
     assert "encoding cp1252" in log.report.read_as
     assert any("not UTF-8 beyond its first 64 KB" in n for n in log.report.notes)
+
+
+def test_a_byte_cp1252_leaves_undefined_is_read_as_latin1(tmp_path) -> None:
+    head = "customer_id,date,amount,store\n" + "A,2024-01-02,1,Paris\n" * (SAMPLE_BYTES // 20 + 100)
+    data = head.encode() + b"B,2024-01-03,2,Besan\xe7on\x81\n"
+    log = read_transactions(write_bytes(tmp_path, data))
+    assert log.transactions["store"].iloc[-1] == "Besançon\x81"
+    assert "encoding latin-1" in log.report.read_as and "read as latin-1" in log.report.notes[0]
 
 
 def test_utf8_that_breaks_later_names_the_encoding_option_and_the_line(tmp_path) -> None:
