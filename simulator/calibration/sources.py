@@ -59,6 +59,7 @@ SAMPLE_BYTES = 64 * 1024
 #: Rows per batch asked of Parquet files and databases.
 BATCH_ROWS = 1_000_000
 _BLOCK_BYTES = 4 << 20  # pyarrow CSV block: a row may not be longer than this
+_LISTED = 20  # rows with a wrong number of fields whose lines are looked up (the messages list 20)
 _CSV_SUFFIXES = (".csv", ".txt")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
 _DUCKDB_SUFFIXES = (".duckdb", ".ddb")
@@ -144,7 +145,8 @@ class RawLog:
         return self._lines(positions)
 
     def ragged_lines(self) -> list[tuple[int, int]]:
-        """(line, fields) of the rows that have another number of fields than the header."""
+        """(line, fields) of the first 20 rows that have another number of fields than the header
+        (:attr:`ragged` counts them all)."""
         return self._ragged_lines() if self._ragged_lines is not None else []
 
 
@@ -657,7 +659,7 @@ class CsvSource(Source):
             return self._scan(rows)[0]
 
         def ragged() -> list[tuple[int, int]]:
-            return self._scan(np.zeros(0, np.int64))[1]
+            return self._scan(np.zeros(0, np.int64), _LISTED)[1]
 
         return RawLog(where=self.where, columns=columns, names=list(self.names), nrows=nrows, row_word="line",
                       read_as=self.describe(), delimiter=self.delimiter, notes=list(self.notes), ragged=len(invalid),
@@ -711,8 +713,10 @@ class CsvSource(Source):
                 while chunk := text.read(1 << 20):
                     yield chunk.encode("utf-8")
 
-    def _scan(self, rows: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int]]]:
-        """Lines of the data rows ``rows`` (pyarrow's row indices) and the ragged rows' (line, fields)."""
+    def _scan(self, rows: np.ndarray, ragged_wanted: int = 0) -> tuple[np.ndarray, list[tuple[int, int]]]:
+        """Lines of the data rows ``rows`` (pyarrow's row indices) and (line, fields) of the first
+        ``ragged_wanted`` rows with another number of fields than the header; the scan stops
+        as soon as it has them."""
         from simulator.calibration._kernels import scan_records
 
         rows = np.asarray(rows, dtype=np.int64)
@@ -733,9 +737,11 @@ class CsvSource(Source):
             rec_line, rec_fields, rec_blank = scan_records(buf, delim, 34, state, False)
             seen_header, row, j = self._advance(rec_line, rec_fields, rec_blank, ncols, wanted, out, order, ragged,
                                                 seen_header, row, j)
+            if j == len(wanted) and len(ragged) >= ragged_wanted:
+                return out, ragged[:ragged_wanted]
         rec_line, rec_fields, rec_blank = scan_records(np.zeros(0, np.uint8), delim, 34, state, True)
         self._advance(rec_line, rec_fields, rec_blank, ncols, wanted, out, order, ragged, seen_header, row, j)
-        return out, ragged
+        return out, ragged[:ragged_wanted]
 
     @staticmethod
     def _advance(rec_line, rec_fields, rec_blank, ncols, wanted, out, order, ragged, seen_header, row, j):
@@ -746,8 +752,8 @@ class CsvSource(Source):
             seen_header = True
         valid = rec_fields == ncols
         bad = ~valid & ~rec_blank
-        if bad.any() and len(ragged) < 1_000_000:
-            ragged.extend(zip(rec_line[bad].tolist(), rec_fields[bad].tolist()))
+        if bad.any() and len(ragged) < _LISTED:
+            ragged.extend(zip(rec_line[bad][:_LISTED].tolist(), rec_fields[bad][:_LISTED].tolist()))
         lines = rec_line[valid]
         while j < len(wanted) and wanted[j] < row + len(lines):
             out[order[j]] = lines[wanted[j] - row]
