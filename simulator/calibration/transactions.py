@@ -399,7 +399,6 @@ def read_transactions(
                   [_ROLE_FLAGS[r] for r in roles if r in _ROLE_FLAGS])
     return _clean(
         raw,
-        source=source,
         date_format=date_format,
         number=number,
         on_bad_rows=on_bad_rows,
@@ -457,7 +456,7 @@ def read_cdnow(path: str | Path) -> TransactionLog:
     table = pa.table({c: pa.array(raw[c].fillna("").astype(object).tolist(), pa.string()) for c in raw.columns})
     log = raw_from_table(str(path), table,
                          {"customer_id": "sample_customer_id", "date": "date", "amount": "dollar_value"}, lines)
-    return _clean(log, source=None, date_format="%Y%m%d", number=(".", ""), on_bad_rows="fail",
+    return _clean(log, date_format="%Y%m%d", number=(".", ""), on_bad_rows="fail",
                   merge_same_day=True, drop_duplicates=False, ignored=(), hints=())
 
 
@@ -760,7 +759,6 @@ def _member_codes(col: Column) -> np.ndarray:
 def _clean(
     raw: RawLog,
     *,
-    source: Source | None,
     date_format: str | None,
     number: tuple[str | None, str | None],
     on_bad_rows: str,
@@ -809,7 +807,7 @@ def _clean(
     from simulator.calibration._kernels import argsort_pair, net_returns, pair_starts
 
     idx = np.flatnonzero(~bad) if bad.any() else None
-    if idx is not None and not len(idx):
+    if (idx is not None and not len(idx)) or n == 0:
         raise InputErrors.one(where, f"no usable transaction rows ({bad_rows_skipped} bad rows skipped)")
     # rows sorted by customer, day, file order: `rows` are their positions in the file's rows
     c = cust if idx is None else cust[idx]

@@ -156,6 +156,12 @@ def test_rows_with_another_number_of_fields_are_bad_rows_with_their_line(tmp_pat
     assert amounts(log) == {("A", "2024-01-02"): 1.0, ("D", "2024-01-03"): 4.0}
 
 
+def test_a_file_of_ragged_rows_only_has_no_usable_rows(tmp_path) -> None:
+    path = write_bytes(tmp_path, b"customer_id,date,amount\nA,2024-01-02\nB\n")
+    with pytest.raises(InputErrors, match=r"no usable transaction rows \(2 bad rows skipped\)"):
+        read_transactions(path, on_bad_rows="skip")
+
+
 def test_skipped_lines_are_listed_up_to_twenty_then_counted(tmp_path) -> None:
     rows = "".join("A,2024-01-02,x\n" if i % 2 else "A,2024-01-02,1\n" for i in range(60))
     log = read_transactions(write_bytes(tmp_path, b"customer_id,date,amount\n" + rows.encode()), on_bad_rows="skip")
