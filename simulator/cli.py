@@ -501,9 +501,10 @@ def calibrate(
 @_reading_options
 def backtest(
     transactions: Path = typer.Argument(..., help="Transaction log: CSV (.csv, .txt, optionally .gz) or Parquet, at least customer id, date and amount."),
-    calibration_end: str = typer.Option(..., "--calibration-end", help="Last day of the calibration window, YYYY-MM-DD (moved back to a month end)."),
-    out: Path = typer.Option(..., "--out", help="Directory for backtest.csv, backtest.json, the plot and the report (refused if it exists, unless --force)."),
+    calibration_end: Optional[str] = typer.Option(None, "--calibration-end", help="Last day of the calibration window, YYYY-MM-DD (moved back to a month end). Give it or --rolling."),
+    out: Path = typer.Option(..., "--out", help="Directory for backtest.csv, backtest.json, the plot and the report; with --rolling, rolling.csv, rolling.json, rolling.png and splits/ (refused if it exists, unless --force)."),
     holdout_end: Optional[str] = typer.Option(None, "--holdout-end", help="Last day of the holdout, YYYY-MM-DD (default: the log's last complete month)."),
+    rolling: bool = typer.Option(False, "--rolling", help="Back-test at every quarter end with 3+ months before it and 6+ complete holdout months after it; print a table against BG/NBD."),
     replications: int = typer.Option(20, "--replications", min=1, help="Simulation runs averaged (independent seeds)."),
     agents: Optional[int] = typer.Option(None, "--agents", min=1, help="Agents per run (default: one per customer known at the calibration end)."),
     seed: int = typer.Option(20240601, "--seed", min=0, help="Seed: the same seed and log give identical outputs."),
@@ -520,20 +521,29 @@ def backtest(
     rate_tiers: RateTiers = 4,
     lapse_tiers: LapseTiers = 2,
 ) -> None:
-    """Calibrate up to a date, simulate the known customers through the holdout, compare with what they did and with BG/NBD + Gamma-Gamma.
+    """Calibrate up to a date, simulate the known customers through the holdout, compare with what they did and with BG/NBD + Gamma-Gamma. With --rolling, do it at every quarter-end split and print a table: monthly MAPE of the simulation against BG/NBD, and whether the simulation does better.
 
     Examples:
 
     \b
     loyalty-sim backtest data/cdnow/CDNOW_sample.txt --format cdnow \\
         --calibration-end 1997-09-30 --holdout-end 1998-06-30 --out runs/backtest
+    loyalty-sim backtest data/online_retail/online_retail_invoices.csv.gz \\
+        --rolling --out runs/rolling_online_retail
     """
     from simulator.calibration.pipeline import backtest_file, segmentation_from
 
     try:
         source = _log_source(transactions, fmt, customer_col, date_col, amount_col, date_format, on_bad_rows, merge_same_day)
+        if rolling == (calibration_end is not None):
+            raise InputErrors.one("(command line)", "give either --calibration-end DATE or --rolling (one of them)",
+                                  field="--calibration-end")
         seg = segmentation_from(segments, recency_months=recency_months, rate_tiers=rate_tiers, lapse_tiers=lapse_tiers,
                                 lapsed_from=min(6, recency_months))
+        if rolling:
+            _rolling_backtest(source, out, holdout_end=holdout_end, agents=agents, replications=replications,
+                              seed=seed, segmentation=seg, force=force, fmt=fmt)
+            return
         with _progress(replications, "back-test", "replications") as tick:
             result = backtest_file(source, out, calibration_end=calibration_end, holdout_end=holdout_end, agents=agents,
                                    replications=replications, seed=seed, segmentation=seg, force=force, progress=tick,
@@ -552,6 +562,24 @@ def backtest(
     t = s["transactions"]
     typer.echo(f"per-customer correlation of holdout transactions: simulation {t['forecast_customer_correlation']:.3f}, "
                f"reference {t['reference_customer_correlation']:.3f}  (reference: BG/NBD; revenue x Gamma-Gamma)")
+    typer.echo(f"results: {out}")
+
+
+def _rolling_backtest(source, out: Path, *, holdout_end, agents, replications, seed, segmentation, force, fmt) -> None:
+    """``backtest --rolling``: a line per split as it is done, then the table and the verdicts."""
+    from simulator.calibration.pipeline import rolling_backtest_file
+    from simulator.calibration.rolling import rolling_lines, split_line
+
+    def show(row: dict, details: Path) -> None:
+        typer.echo(f"{split_line(row)}; details: {details}")
+
+    result = rolling_backtest_file(source, out, holdout_end=holdout_end, agents=agents, replications=replications,
+                                   seed=seed, segmentation=segmentation, force=force,
+                                   progress=lambda total: _progress(total, "rolling back-test", "replications"),
+                                   done=show, arguments={"format": fmt})
+    typer.echo("")
+    for line in rolling_lines(result):
+        typer.echo(line)
     typer.echo(f"results: {out}")
 
 

@@ -41,11 +41,15 @@ chain is instead derived from a behavioural model whose states *are* Markov:
   ``rate_shape`` = 1000 (the type is one rate: the heterogeneity is in the tiers); the
   transition to *(t, 0)* has probability :math:`g_k (1 - e^{-\lambda_t})` (the month's purchase
   event), else to *(t, min(k+1, R))*.
-* *estimation*: maximum likelihood. The customer-level likelihood of each type is computed by a
-  forward recursion over the months (compiled); types sit on a fine grid (32 rates x 12 lapse
+* *estimation*: maximum likelihood (:mod:`~simulator.calibration.lapse_return`). A customer's
+  likelihood under a type is a sum of table look-ups, one per stretch between two purchase months
+  (the forward recursion restarts at each purchase month), so customers with the same first day,
+  purchase months and count share one row; types sit on a fine grid (32 rates x 12 lapse
   probabilities) whose weights are the Gamma and Beta probabilities of each cell, so the
-  parameters :math:`(r, \alpha, a, b)` are fitted by L-BFGS on the mixture likelihood, for each
-  :math:`\rho` of a profile grid, refined around the best.
+  parameters :math:`(r, \alpha, a, b)` are fitted by a damped Newton method on the mixture
+  likelihood, for each :math:`\rho` of a profile grid, refined around the best (on a large log the
+  grid is scanned on a random subset of the rows first); standard errors from the inverse
+  Hessian, and a note when an estimate sits on a bound.
 * *customers at the calibration end*: each customer's posterior over the types (Bayes, with the
   type weights as prior) and its recency give the segment shares; :func:`customer_states` gives
   them per customer (the backtest starts each agent from its own state).
@@ -91,7 +95,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -99,9 +102,9 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 from numba import njit
-from scipy.optimize import minimize
-from scipy.special import betainc, gammainc, gammaln, roots_genlaguerre, roots_jacobi
+from scipy import sparse
 
+from simulator.calibration.lapse_return import LapseReturnModel, Types, fit_lapse_return, type_loglik
 from simulator.calibration.potential import BANDS, PotentialScore, fit_potential
 from simulator.calibration.segmentation import (
     DAYS_PER_MONTH, MonthlyPanel, RFMStates, RuleSet, assign_rules, calibration_month_end, monthly_panel, rfm_arrays,
@@ -144,66 +147,10 @@ MIN_ENROLMENT_AT_RISK = 100
 #: Channels listed in the calibration note.
 TOP_CHANNELS = 5
 
-_RATE_TIER_NAMES = {
-    1: ("all",), 2: ("light", "heavy"), 3: ("light", "regular", "heavy"),
-    4: ("light", "occasional", "regular", "heavy"), 5: ("rare", "light", "occasional", "regular", "heavy"),
-}
-_LAPSE_TIER_NAMES = {1: ("",), 2: ("steady", "fickle"), 3: ("steady", "mixed", "fickle"),
-                     4: ("steady", "firm", "loose", "fickle")}
-
 
 # ======================================================================================
 # the lapse-and-return model
 # ======================================================================================
-
-
-@njit(cache=True, nogil=True)
-def _type_loglik(counts, first, phi, expo, lam, lapse, rho, ll, active):
-    """Log-likelihood (without the constant -log y!) of each customer under each type, and the
-    probability that it is active at the end of the last month.
-
-    counts [n, T] int64; first [n] first month; phi [n] share of the first month after the first
-    purchase; expo [1, T] exposure per month (standard months); lam, lapse [G]; rho scalar;
-    out ll, active [n, G].
-    """
-    n, T = counts.shape
-    G = lam.shape[0]
-    ex = expo[0]
-    log_ex = np.log(ex)
-    surv = np.empty((G, T))        # exp(-lambda * exposure): no purchase in the month while active
-    for g in range(G):
-        for t in range(T):
-            surv[g, t] = math.exp(-lam[g] * ex[t])
-    log_lam = np.log(lam)
-    log_keep = np.log(np.maximum(1.0 - lapse, 1e-300))
-    for i in range(n):
-        f = first[i]
-        y0 = counts[i, f] - 1
-        for g in range(G):
-            lg = lam[g]
-            mu = lg * phi[i] * ex[f]
-            s = y0 * (log_lam[g] + math.log(phi[i]) + log_ex[f]) - mu if y0 > 0 else -mu
-            a = 1.0
-            bought = True
-            for t in range(f + 1, T):
-                y = counts[i, t]
-                if y > 0:
-                    if bought:
-                        s += log_keep[g]
-                    else:
-                        s += math.log(max(a + (1.0 - a) * rho, 1e-300))
-                    s += y * (log_lam[g] + log_ex[t]) - lg * ex[t]
-                    a = 1.0
-                    bought = True
-                else:
-                    pred = (1.0 - lapse[g]) if bought else a + (1.0 - a) * rho
-                    ea = pred * surv[g, t]
-                    tot = ea + 1.0 - pred
-                    s += math.log(max(tot, 1e-300))
-                    a = ea / tot if tot > 0 else 0.0
-                    bought = False
-            ll[i, g] = s
-            active[i, g] = a
 
 
 @njit(cache=True, nogil=True)
@@ -272,93 +219,6 @@ def _one_step(counts, first, phi, expo, lam, lapse, rho, weight, exp_month, rec_
                 last = t
 
 
-def _gamma_cells(edges: np.ndarray, r: float, alpha: float) -> np.ndarray:
-    cdf = gammainc(r, alpha * edges)
-    cdf[0], cdf[-1] = 0.0, 1.0
-    return np.maximum(np.diff(cdf), 0.0)
-
-
-def _beta_cells(edges: np.ndarray, a: float, b: float) -> np.ndarray:
-    cdf = betainc(a, b, edges)
-    cdf[0], cdf[-1] = 0.0, 1.0
-    return np.maximum(np.diff(cdf), 0.0)
-
-
-@dataclass(frozen=True)
-class Types:
-    """Customer types: purchase rate while active (per month), lapse probability, weight."""
-
-    rate: np.ndarray
-    lapse: np.ndarray
-    weight: np.ndarray
-    names: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class LapseReturnModel:
-    r"""Fitted lapse-and-return model (see the module docstring).
-
-    Attributes
-    ----------
-    r, alpha : float
-        Gamma shape and rate of the purchase rate while active (per month): mean ``r / alpha``.
-    a, b : float
-        Beta parameters of the lapse probability after a month with purchases: mean ``a/(a+b)``.
-    rho : float
-        Monthly probability that a lapsed customer returns.
-    log_likelihood : float
-        Maximised log-likelihood (full, with the ``-log y!`` terms).
-    customers : int
-    first_month, last_month : pandas.Period
-        The fitting window.
-    profile : list of (rho, log-likelihood)
-        The profile likelihood of ``rho`` (how well the data pin it down).
-    """
-
-    r: float
-    alpha: float
-    a: float
-    b: float
-    rho: float
-    log_likelihood: float
-    customers: int
-    first_month: pd.Period
-    last_month: pd.Period
-    profile: tuple[tuple[float, float], ...] = ()
-
-    @property
-    def mean_rate(self) -> float:
-        return self.r / self.alpha
-
-    @property
-    def mean_lapse(self) -> float:
-        return self.a / (self.a + self.b)
-
-    def params(self) -> dict[str, float]:
-        return {"r": self.r, "alpha": self.alpha, "a": self.a, "b": self.b, "rho": self.rho}
-
-    def types(self, rate_tiers: int = 4, lapse_tiers: int = 2) -> Types:
-        """Quadrature types: ``rate_tiers`` rates x ``lapse_tiers`` lapse probabilities."""
-        x, wx = roots_genlaguerre(rate_tiers, self.r - 1.0)
-        wx = np.maximum(wx, 0.0)
-        rate = x / self.alpha
-        if lapse_tiers == 1:
-            lapse, wp = np.array([self.mean_lapse]), np.array([1.0])
-        else:
-            z, wz = roots_jacobi(lapse_tiers, self.b - 1.0, self.a - 1.0)
-            lapse, wp = (1.0 + z) / 2.0, np.maximum(wz, 0.0)
-        if not (np.all(np.isfinite(rate)) and np.isfinite(wx).all() and wx.sum() > 0):
-            rate, wx = np.full(rate_tiers, self.mean_rate), np.full(rate_tiers, 1.0)
-        if not (np.all(np.isfinite(lapse)) and np.isfinite(wp).all() and wp.sum() > 0):
-            lapse, wp = np.full(len(lapse), self.mean_lapse), np.full(len(lapse), 1.0)
-        R, P = np.meshgrid(rate, lapse, indexing="ij")
-        W = np.outer(wx / wx.sum(), wp / wp.sum())
-        rn = _RATE_TIER_NAMES.get(rate_tiers, tuple(f"f{i + 1}" for i in range(rate_tiers)))
-        pn = _LAPSE_TIER_NAMES.get(lapse_tiers, tuple(f"l{j + 1}" for j in range(lapse_tiers)))
-        names = tuple(f"{a}_{b}" if b else a for a in rn for b in pn)
-        return Types(R.ravel(), np.clip(P.ravel(), 1e-9, 1 - 1e-9), W.ravel(), names)
-
-
 def _exposure(panel: MonthlyPanel, seasonality: np.ndarray | None) -> np.ndarray:
     """Exposure of each month in standard months: the calendar month's multiplier (month length
     included) if ``seasonality`` is given, else the month's length / 30.4375."""
@@ -367,132 +227,6 @@ def _exposure(panel: MonthlyPanel, seasonality: np.ndarray | None) -> np.ndarray
     else:
         expo = np.array([seasonality[p.month - 1] for p in panel.months], dtype=np.float64)
     return expo[None, :].astype(np.float64)
-
-
-def _type_matrix(panel: MonthlyPanel, expo: np.ndarray, rate: np.ndarray, lapse: np.ndarray, rho: float) -> tuple[np.ndarray, np.ndarray]:
-    n, G = panel.n_customers, len(rate)
-    ll = np.empty((n, G))
-    act = np.empty((n, G))
-    _type_loglik(panel.counts.astype(np.int64), panel.first_month.astype(np.int64), panel.first_month_fraction(),
-                 np.ascontiguousarray(expo), np.ascontiguousarray(rate, dtype=np.float64),
-                 np.ascontiguousarray(lapse, dtype=np.float64), float(rho), ll, act)
-    return ll, act
-
-
-def _log_factorial_constant(panel: MonthlyPanel) -> float:
-    """Sum of -log y! over the counts the likelihood uses (the first month's extra purchases)."""
-    c = panel.counts.copy()
-    c[np.arange(panel.n_customers), panel.first_month] -= 1
-    return -float(gammaln(c + 1.0).sum())
-
-
-def fit_lapse_return(panel: MonthlyPanel, *, seasonality: np.ndarray | None = None,
-                     rho_grid: tuple[float, ...] = (0.0, 0.005, 0.015, 0.03, 0.06, 0.12)) -> LapseReturnModel:
-    """Maximum-likelihood fit of the lapse-and-return model on every customer of ``panel``.
-
-    Parameters
-    ----------
-    panel : MonthlyPanel
-        Calendar months of the calibration window (all complete).
-    seasonality : array of 12, optional
-        Calendar-month multipliers of the purchase rate (default flat).
-    rho_grid : tuple of float
-        Starting grid of the return probability's profile likelihood; the best value is refined
-        between its neighbours.
-    """
-    if panel.n_customers == 0:
-        raise ValueError("no customers to fit")
-    expo = _exposure(panel, seasonality)
-    counts = panel.counts
-    top = max(1.0, float(counts.max()))
-    lam_edges = np.exp(np.linspace(np.log(1e-3), np.log(max(30.0, 3 * top)), 33))
-    lam_nodes = np.sqrt(lam_edges[:-1] * lam_edges[1:])
-    z = np.linspace(-7.0, 7.0, 13)
-    p_edges = 1.0 / (1.0 + np.exp(-z))
-    p_edges[0], p_edges[-1] = 0.0, 1.0
-    p_nodes = 1.0 / (1.0 + np.exp(-(z[:-1] + z[1:]) / 2.0))
-    LAM, PP = (a.ravel() for a in np.meshgrid(lam_nodes, p_nodes, indexing="ij"))
-    const = _log_factorial_constant(panel)
-    # customers with the same first day and monthly counts have the same likelihood: fit on the
-    # distinct histories, weighted by how many customers share each
-    key = np.column_stack([panel.first_date.astype(np.int64), counts])
-    _, keep, mult = np.unique(key, axis=0, return_index=True, return_counts=True)
-    distinct = panel.restrict(np.sort(keep))
-    order = np.argsort(keep)
-    mult = mult[order].astype(np.float64)
-    repeat = counts.sum() - panel.n_customers
-    exposure_months = float(((panel.n_months - panel.first_month)).sum())
-    mean_rate = max(repeat / max(exposure_months, 1.0), 1e-3)
-    # bounds (log scale) keep the fit where the quadrature types stay well defined: Gamma shape
-    # 0.01..100, mean active rate 1e-3..100 a month (through alpha), Beta a, b 0.05..200
-    lo = np.log([0.01, 1e-4, 0.05, 0.05])
-    hi = np.log([100.0, 1e4, 200.0, 200.0])
-    bounds = list(zip(lo, hi))
-    start = np.clip(np.log([0.5, 0.5 / mean_rate, 1.0, 2.0]), lo, hi)
-    results: dict[float, tuple[float, np.ndarray]] = {}
-
-    def cells(theta: np.ndarray) -> np.ndarray:
-        r, alpha, a, b = np.exp(np.clip(theta, -12, 12))
-        return np.outer(_gamma_cells(lam_edges, r, alpha), _beta_cells(p_edges, a, b)).ravel()
-
-    def profile(rho: float) -> float:
-        rho = float(rho)
-        if rho in results:
-            return -results[rho][0]
-        ll, _ = _type_matrix(distinct, expo, LAM, PP, rho)
-        m = ll.max(axis=1, keepdims=True)
-        L = np.exp(ll - m)
-        msum = float(mult @ m[:, 0])
-
-        def nll(theta: np.ndarray) -> tuple[float, np.ndarray]:
-            w = cells(theta)
-            mix = np.maximum(L @ w, 1e-300)
-            value = -float(mult @ np.log(mix) + msum)
-            # chain rule: d(-sum log mix)/d theta = -(mult / mix)^T L dw/dtheta, dw by differences
-            v = (mult / mix) @ L
-            grad = np.empty(4)
-            for k in range(4):
-                h = 1e-6 * max(1.0, abs(theta[k]))
-                e = np.zeros(4)
-                e[k] = h
-                grad[k] = -float(v @ (cells(theta + e) - cells(theta - e))) / (2 * h)
-            return value, grad
-
-        # warm start from the best fit so far (the profile is smooth in rho)
-        s0 = results[max(results, key=lambda k: results[k][0])][1] if results else start
-        opts = {"maxiter": 1000, "ftol": 1e-11, "gtol": 1e-6}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            best = minimize(nll, np.clip(s0, lo, hi), jac=True, method="L-BFGS-B", bounds=bounds, options=opts)
-            if not results:
-                s1 = np.clip(np.log([1.0, 1.0 / mean_rate, 2.0, 2.0]), lo, hi)
-                alt = minimize(nll, s1, jac=True, method="L-BFGS-B", bounds=bounds, options=opts)
-                best = alt if alt.fun < best.fun else best
-        results[rho] = (-float(best.fun), best.x)
-        return float(best.fun)
-
-    vals = [profile(r) for r in rho_grid]
-    i = int(np.argmin(vals))
-    rho = float(rho_grid[i])
-    if 0 < i < len(rho_grid) - 1:
-        # one parabolic step in sqrt(rho) through the best grid point and its neighbours
-        x = np.sqrt(np.array(rho_grid[i - 1: i + 2], dtype=np.float64))
-        y = np.array(vals[i - 1: i + 2])
-        c2, c1, _ = np.polyfit(x, y, 2)
-        if c2 > 0:
-            vertex = float(np.clip(-c1 / (2 * c2), x[0], x[2])) ** 2
-            if profile(vertex) < vals[i]:
-                rho = vertex
-    elif i == 0 and len(rho_grid) > 1 and rho_grid[0] == 0.0:
-        mid = rho_grid[1] / 4.0
-        if profile(mid) < vals[0]:
-            rho = mid
-    ll, theta = results[rho]
-    r, alpha, a, b = np.exp(theta)
-    prof = tuple(sorted((float(k), float(v[0] + const)) for k, v in results.items()))
-    return LapseReturnModel(r=float(r), alpha=float(alpha), a=float(a), b=float(b), rho=rho, log_likelihood=float(ll + const),
-                            customers=panel.n_customers, first_month=panel.months[0], last_month=panel.months[-1],
-                            profile=prof)
 
 
 def state_chain(types: Types, rho: float, recency_months: int) -> tuple[np.ndarray, np.ndarray]:
@@ -516,7 +250,7 @@ def state_chain(types: Types, rho: float, recency_months: int) -> tuple[np.ndarr
 
 def _posterior(panel: MonthlyPanel, model: LapseReturnModel, types: Types, seasonality: np.ndarray | None) -> np.ndarray:
     """P(type | history) of each customer of the panel, ``[customers, types]``."""
-    ll, _ = _type_matrix(panel, _exposure(panel, seasonality), types.rate, types.lapse, model.rho)
+    ll = type_loglik(panel, _exposure(panel, seasonality)[0], types.rate, types.lapse, model.rho)
     lw = ll + np.log(np.maximum(types.weight, 1e-300))[None, :]
     lw -= lw.max(axis=1, keepdims=True)
     post = np.exp(lw)
@@ -562,18 +296,6 @@ class BasketFit:
     sigma_between: float
     mean_log: float
     zero_share: float
-
-
-def _transactions_until(log: TransactionLog | pd.DataFrame, end: pd.Timestamp, customers: np.ndarray) -> pd.DataFrame:
-    frame = log.transactions if isinstance(log, TransactionLog) else log
-    days = pd.to_datetime(frame["date"]).dt.normalize()
-    keep = (days <= end).to_numpy()
-    out = pd.DataFrame({"customer_id": frame["customer_id"].astype(str).to_numpy()[keep],
-                        "date": days.to_numpy()[keep], "amount": frame["amount"].to_numpy(dtype=np.float64)[keep]})
-    out = out.groupby(["customer_id", "date"], sort=True)["amount"].sum().reset_index()
-    idx = pd.Index(customers).get_indexer(out["customer_id"])
-    out["row"] = idx
-    return out[idx >= 0]
 
 
 def _fit_baskets(tx: pd.DataFrame) -> tuple[BasketFit, pd.DataFrame]:
@@ -1094,14 +816,14 @@ def calibrate(
     if first_day > end:
         raise ValueError(f"no complete calendar month to calibrate on: the calibration window ends on {end.date()} "
                          f"(the end of the last complete month) but the log starts on {first_day.date()}")
-    panel = monthly_panel(log, end)
+    panel = monthly_panel(log, end, visits=True)
     notes: list[str] = []
     if calibration_end is not None and pd.Timestamp(calibration_end).normalize() != end:
         notes.append(f"calibration end moved from {pd.Timestamp(calibration_end).date()} to {end.date()}, "
                      "the end of the last complete month")
     T = panel.n_months
     optional = optional_columns(log, end, panel, burn_in=acquisition_burn_in)
-    tx = _transactions_until(log, end, panel.customers)
+    tx = panel.visits
     basket, per_customer = _fit_baskets(tx)
     bmult = basket_multipliers(per_customer, basket, panel.n_customers)
     acquisition, note = _acquisition(panel, acquisition_burn_in)
@@ -1146,7 +868,7 @@ def calibrate(
     if potential is not None:
         band = potential.bands.reindex(pd.Index(panel.customers)).to_numpy()
         code = pd.Categorical(band, categories=list(BANDS)).codes
-        mix = np.stack([fit.weights[code == b].sum(axis=0) for b in range(3)], axis=1)
+        mix = np.stack([np.asarray(fit.weights[code == b].sum(axis=0)).ravel() for b in range(3)], axis=1)
         overall = np.bincount(code[code >= 0], minlength=3).astype(np.float64)
         overall = overall / overall.sum() if overall.sum() > 0 else np.full(3, 1 / 3)
         tot = mix.sum(axis=1, keepdims=True)
@@ -1192,7 +914,7 @@ def calibrate(
     # per customer (known at the calibration end)
     feats = rfm_arrays(panel, T - 1)
     cust = pd.DataFrame({"recency_months": feats["recency_months"], "frequency": feats["frequency"],
-                         "segment": np.array(names, dtype=object)[fit.weights.argmax(axis=1)], "basket_mult": bmult},
+                         "segment": np.array(names, dtype=object)[np.asarray(fit.weights.argmax(axis=1)).ravel()], "basket_mult": bmult},
                         index=pd.Index(panel.customers, name="customer_id"))
     if fit.posterior is not None and fit.types is not None:
         for g, tn in enumerate(fit.types.names):
@@ -1234,7 +956,7 @@ class _Fit:
     lapsed: np.ndarray
     transitions: np.ndarray
     seasonality: np.ndarray | None
-    weights: np.ndarray            # [customers, segments] weight of each customer on each segment at the end
+    weights: sparse.csr_matrix     # [customers, segments] weight of each customer on each segment at the end
     fitted_repeat: np.ndarray      # [months] one-step-ahead expected repeat transactions
     by_recency: pd.DataFrame
     frequency: pd.DataFrame
@@ -1253,10 +975,21 @@ def _frequency_table(observed: np.ndarray, simulated: np.ndarray, top: int = 10)
                          "fitted": sim / max(sim.sum(), 1)})
 
 
+#: Customer-draws simulated for the fitted frequency table (at most 20 draws of the panel).
+FREQUENCY_DRAWS = 2_000_000
+
+
+def _draws(n: int) -> int:
+    """Draws of the panel's customers for the fitted frequency table: 20, fewer on a large log
+    (at least :data:`FREQUENCY_DRAWS` customer-draws, at least one draw)."""
+    return int(min(20, max(1, math.ceil(FREQUENCY_DRAWS / max(n, 1)))))
+
+
 def _simulate_repeat_model(panel: MonthlyPanel, types: Types, rho: float, seasonality: np.ndarray | None,
-                           draws: int = 20, seed: int = 20240) -> np.ndarray:
+                           draws: int | None = None, seed: int = 20240) -> np.ndarray:
     """Repeat transactions over the window of customers arriving like the panel's, under the
     model (types drawn from their weights): ``[draws, customers]``."""
+    draws = _draws(panel.n_customers) if draws is None else draws
     rng = np.random.default_rng(seed)
     n, T = panel.n_customers, panel.n_months
     expo = _exposure(panel, seasonality)[0]
@@ -1287,7 +1020,7 @@ def _calibrate_states(panel: MonthlyPanel, seg: RFMStates, season_fixed: np.ndar
     season = season_fixed
     if season is None and auto:
         if panel.n_months >= min_months:
-            first = fit_lapse_return(panel)
+            first = fit_lapse_return(panel, rough=True)
             ty = first.types(8, 3)
             expected, _ = _one_step_fit(panel, ty, first.rho, None, 1)
             observed = panel.counts.sum(axis=0) - np.bincount(panel.first_month, minlength=panel.n_months)
@@ -1316,7 +1049,6 @@ def _calibrate_states(panel: MonthlyPanel, seg: RFMStates, season_fixed: np.ndar
     trans = np.zeros((S, S))
     first_counts = panel.counts[np.arange(panel.n_customers), panel.first_month]
     rates[0] = float(first_counts.mean())
-    weights = np.zeros((panel.n_customers, S))
     # per-type basket: posterior-weighted spend per transaction
     spend_i = panel.spend.sum(axis=1)
     count_i = panel.counts.sum(axis=1)
@@ -1337,16 +1069,28 @@ def _calibrate_states(panel: MonthlyPanel, seg: RFMStates, season_fixed: np.ndar
             trans[s, 1 + g * (R + 1)] += buy[g, k]
             trans[s, 1 + g * (R + 1) + min(k + 1, R)] += 1.0 - buy[g, k]
             baskets[s] = type_basket[g]
-            weights[:, s] = post[:, g] * (recency == k)
         trans[0, 1 + g * (R + 1)] = types.weight[g]
-    shares = weights.sum(axis=0) / max(panel.n_customers, 1)
+    # each customer is on the G segments (type g, its recency): a sparse [customers, segments] matrix
+    n = panel.n_customers
+    weights = sparse.csr_matrix((post.ravel(), (np.repeat(np.arange(n), G),
+                                 (1 + np.arange(G)[None, :] * (R + 1) + recency[:, None]).ravel())), shape=(n, S))
+    shares = np.asarray(weights.sum(axis=0)).ravel() / max(n, 1)
     expected, by_rec = _one_step_fit(panel, types, model.rho, season, max(R, T - 1))
     sim = _simulate_repeat_model(panel, types, model.rho, season)
     freq = _frequency_table(panel.counts.sum(axis=1) - 1, sim)
     prof = ", ".join(f"{r:.3f}: {ll:.1f}" for r, ll in model.profile)
-    notes.append(f"lapse-and-return model: r={model.r:.4g}, alpha={model.alpha:.4g} (mean active rate "
-                 f"{model.mean_rate:.3g}/month), a={model.a:.4g}, b={model.b:.4g} (mean lapse {model.mean_lapse:.3f}), "
+    se = dict(model.standard_errors)
+
+    def est(name: str) -> str:
+        v, e = getattr(model, name), se.get(name, float("nan"))
+        return f"{name}={v:.4g}" + (f" (se {e:.2g})" if np.isfinite(e) else "")
+
+    notes.append(f"lapse-and-return model: {est('r')}, {est('alpha')} (mean active rate "
+                 f"{model.mean_rate:.3g}/month), {est('a')}, {est('b')} (mean lapse {model.mean_lapse:.3f}), "
                  f"rho={model.rho:.4g}; log-likelihood {model.log_likelihood:.1f} over {model.customers:,} customers")
+    if model.on_bound:
+        notes.append("warning: the estimate of " + ", ".join(model.on_bound) + " sits on a bound of the fit "
+                     "(the log does not pin it down; a longer log, or more customers, would)")
     notes.append(f"profile log-likelihood of rho (monthly return probability of lapsed customers): {prof}")
     return _Fit(names=tuple(names), descriptions=descriptions, shares=shares, rates=rates,
                 shapes=np.full(S, HOMOGENEOUS_SHAPE), baskets=baskets, lapsed=lapsed, transitions=trans,
@@ -1434,9 +1178,8 @@ def _calibrate_rules(panel: MonthlyPanel, rules: RuleSet, season_fixed: np.ndarr
             season = _month_lengths() * season
             season = season / season.mean()
         notes.append(note)
-    weights = np.zeros((n, S))
-    weights[rows, seg[:, T - 1]] = 1.0
-    shares = weights.sum(axis=0) / max(n, 1)
+    weights = sparse.csr_matrix((np.ones(len(rows)), (rows, seg[:, T - 1])), shape=(n, S))
+    shares = np.asarray(weights.sum(axis=0)).ravel() / max(n, 1)
     with np.errstate(invalid="ignore", divide="ignore"):
         mix = rec_seg / rec_seg.sum(axis=1, keepdims=True)
         fitted = (mix * (1.0 - np.exp(-rates))[None, :]).sum(axis=1)
@@ -1467,9 +1210,10 @@ def _describe_conditions(seg) -> str:
 
 
 def _simulate_chain(panel: MonthlyPanel, trans: np.ndarray, rates: np.ndarray, shapes: np.ndarray,
-                    draws: int = 20, seed: int = 20241) -> np.ndarray:
+                    draws: int | None = None, seed: int = 20241) -> np.ndarray:
     """Repeat transactions over the window of customers arriving like the panel's, under the
     chain (segment ``0`` in the first month), as the engine draws them (no seasonality)."""
+    draws = _draws(panel.n_customers) if draws is None else draws
     rng = np.random.default_rng(seed)
     n, T = panel.n_customers, panel.n_months
     S = len(rates)

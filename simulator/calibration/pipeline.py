@@ -20,15 +20,22 @@ transactions and revenue), ``backtest.json`` (totals, errors and MAPE of both fo
 ``backtest.png``, ``customers.csv`` (per customer: actual, simulated and reference holdout
 transactions), ``calibration_report.html`` (the calibration of the split, with the back-test)
 and ``manifest.json`` (the log's SHA-256, the arguments, the seed and the version).
+
+``backtest --rolling``: a directory with ``rolling.csv`` (one row per quarter-end split: the
+errors and monthly MAPEs of the simulation and of BG/NBD, and their gap), ``rolling.json``
+(the same, with per metric the means, the worst gap and whether the goal of issue #12 is met),
+``rolling.png``, ``splits/<calibration end>/`` (each split's back-test directory, as above) and
+``manifest.json`` (:func:`rolling_backtest_file`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable, ContextManager, Literal
 
 import pandas as pd
 from pydantic import TypeAdapter, ValidationError
@@ -37,6 +44,7 @@ from simulator import __version__
 from simulator.calibration.backtest import BacktestResult, backtest, write_backtest
 from simulator.calibration.estimate import CalibratedMarket, calibrate, market_yaml
 from simulator.calibration.report import report_html
+from simulator.calibration.rolling import RollingResult, rolling_backtest, rolling_splits, split_row, write_rolling
 from simulator.calibration.segmentation import RFMStates, RuleSet, load_ruleset
 from simulator.calibration.sources import _URL, _masked
 from simulator.calibration.transactions import TransactionLog, read_cdnow, read_transactions
@@ -44,7 +52,8 @@ from simulator.errors import InputErrors
 from simulator.output import check_destination, staged_directory, write_text_atomic
 from simulator.specs.base import Currency, Name
 
-__all__ = ["LogSource", "CalibrationOutcome", "backtest_file", "calibrate_file", "segmentation_from"]
+__all__ = ["LogSource", "CalibrationOutcome", "backtest_file", "calibrate_file", "rolling_backtest_file",
+           "segmentation_from"]
 
 REPORT_NAME = "calibration_report.html"
 
@@ -279,22 +288,97 @@ def backtest_file(
     except ValueError as exc:
         raise _data_error(source, exc) from None
     _named(result.calibration, source)
+    manifest = _manifest(source, log, result.calibration.source.get("sha256"), {
+        "calibration_end": str(end.date()), "holdout_end": str(h_end.date()) if h_end is not None else None,
+        **_run_arguments(agents, replications, seed, segmentation), **(arguments or {})})
+    with staged_directory(out, force) as tmp:
+        _write_backtest_dir(result, tmp, manifest, log.report)
+    return result
+
+
+def _run_arguments(agents: int | None, replications: int, seed: int, segmentation: RFMStates | RuleSet | None) -> dict:
+    return {"agents": agents, "replications": replications, "seed": seed,
+            "segmentation": segmentation.name if isinstance(segmentation, RuleSet) else asdict(segmentation or RFMStates())}
+
+
+def _manifest(source: LogSource, log: TransactionLog, sha256: str | None, arguments: dict, **extra) -> dict:
+    """What a back-test directory's ``manifest.json`` holds: the log (SHA-256, reading options,
+    cleaning), the arguments, the version and the environment."""
     from simulator.runner import environment
 
-    manifest = {
-        "tool": "loyalty-sim", "version": __version__, "command": "backtest",
-        "arguments": {"calibration_end": str(end.date()), "holdout_end": str(h_end.date()) if h_end is not None else None,
-                      "agents": agents, "replications": replications, "seed": seed,
-                      "segmentation": segmentation.name if isinstance(segmentation, RuleSet) else
-                      asdict(segmentation or RFMStates()), **(arguments or {})},
-        "inputs": {"transactions": source.describe(result.calibration.source.get("sha256")),
-                   "cleaning": log.report.to_dict()},
-        "environment": environment(),
-    }
-    with staged_directory(out, force) as tmp:
-        write_backtest(result, tmp)
-        result.customers.to_csv(tmp / "customers.csv", float_format="%.6g")
-        (tmp / REPORT_NAME).write_text(report_html(result.calibration, backtest=result, cleaning=log.report),
-                                       encoding="utf-8")
+    return {"tool": "loyalty-sim", "version": __version__, "command": "backtest", "arguments": arguments, **extra,
+            "inputs": {"transactions": source.describe(sha256), "cleaning": log.report.to_dict()},
+            "environment": environment()}
+
+
+def _write_backtest_dir(result: BacktestResult, out: Path, manifest: dict, cleaning=None) -> None:
+    """A back-test's files into ``out`` (a staged directory): backtest.csv/json/png, customers.csv,
+    the calibration report (with how the log was read, given ``cleaning``) and the manifest."""
+    write_backtest(result, out)
+    result.customers.to_csv(out / "customers.csv", float_format="%.6g")
+    (out / REPORT_NAME).write_text(report_html(result.calibration, backtest=result, cleaning=cleaning),
+                                   encoding="utf-8")
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+
+def rolling_backtest_file(
+    source: LogSource,
+    out: str | Path,
+    *,
+    holdout_end: str | None = None,
+    agents: int | None = None,
+    replications: int = 20,
+    seed: int = 20240601,
+    segmentation: RFMStates | RuleSet | None = None,
+    force: bool = False,
+    progress: Callable[[int], ContextManager[Callable[[int], None]]] | None = None,
+    done: Callable[[dict, Path], None] | None = None,
+    arguments: dict | None = None,
+) -> RollingResult:
+    """The back-test at every quarter-end split of a log file
+    (:func:`~simulator.calibration.rolling.rolling_backtest`); write the rolling directory.
+
+    It writes ``rolling.csv``, ``rolling.json`` and ``rolling.png``. Each split's back-test
+    directory goes to ``splits/<calibration end>/``, the same files ``backtest`` writes,
+    including a manifest that names that split's arguments. The ``manifest.json`` at the top
+    lists the splits. Everything is staged and moved into place at the end.
+
+    ``progress(total)`` (optional) gives a context manager yielding ``advance(n)``. It is
+    opened once the splits are known, with ``total`` = splits x replications. ``done(row,
+    path)`` is called as each split is done, with its row of the table and where its
+    ``backtest.json`` will be.
+    """
+    out = check_destination(out, force)
+    h_arg = _date(holdout_end, "--holdout-end")
+    log = source.read()
+    try:
+        splits, h_end = rolling_splits(log, h_arg)
+    except ValueError as exc:
+        raise _data_error(source, exc) from None
+    file = source.file
+    sha256 = _sha256(file) if file is not None and file.is_file() else None
+    common = {**_run_arguments(agents, replications, seed, segmentation), **(arguments or {})}
+    first = pd.Period(pd.Timestamp(log.transactions["date"].min()), "M")
+    ticker = progress(len(splits) * replications) if progress is not None else contextlib.nullcontext(None)
+    with ticker as tick, staged_directory(out, force) as tmp:
+
+        def each(split: pd.Timestamp, result: BacktestResult) -> None:
+            day = str(split.date())
+            manifest = _manifest(source, log, sha256, {"calibration_end": day, "holdout_end": str(h_end.date()),
+                                                       **common})
+            _named(result.calibration, source)
+            _write_backtest_dir(result, tmp / "splits" / day, manifest, log.report)
+            if done is not None:
+                done(split_row(result.summary, first), out / "splits" / day / "backtest.json")
+
+        try:
+            result = rolling_backtest(log, h_end, agents=agents, replications=replications, seed=seed,
+                                      segmentation=segmentation, source=source.file, progress=tick, each=each)
+        except ValueError as exc:
+            raise _data_error(source, exc) from None
+        write_rolling(result, tmp)
+        manifest = _manifest(source, log, sha256, {"rolling": True, "holdout_end": str(h_arg.date()) if h_arg is not None
+                                                   else None, **common},
+                             splits={str(pd.Timestamp(d).date()): f"splits/{pd.Timestamp(d).date()}" for d in splits})
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return result

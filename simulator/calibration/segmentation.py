@@ -57,7 +57,7 @@ customer has a segment. Errors name the file, line and field.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -123,6 +123,10 @@ class MonthlyPanel:
         int64 index (into ``months``) of the month of the first transaction.
     end : pandas.Timestamp
         Last day the panel covers (transactions after it are left out).
+    visits : pandas.DataFrame, optional
+        One row per customer-day (``row``: the customer's index, ``date``, ``amount``), sorted by
+        customer then day, when asked for (:func:`monthly_panel` with ``visits=True``); not carried
+        by :meth:`restrict` and :meth:`truncate`.
     """
 
     customers: np.ndarray
@@ -132,6 +136,7 @@ class MonthlyPanel:
     first_date: np.ndarray
     first_month: np.ndarray
     end: pd.Timestamp
+    visits: pd.DataFrame | None = field(default=None, repr=False)
 
     @property
     def n_customers(self) -> int:
@@ -191,7 +196,8 @@ def calibration_month_end(log: TransactionLog | pd.DataFrame, calibration_end: s
     return end
 
 
-def monthly_panel(log: TransactionLog | pd.DataFrame, end: str | pd.Timestamp | None = None) -> MonthlyPanel:
+def monthly_panel(log: TransactionLog | pd.DataFrame, end: str | pd.Timestamp | None = None, *,
+                  visits: bool = False) -> MonthlyPanel:
     """Monthly transactions and spend of every customer up to ``end`` (inclusive).
 
     Parameters
@@ -202,6 +208,8 @@ def monthly_panel(log: TransactionLog | pd.DataFrame, end: str | pd.Timestamp | 
     end : date-like, optional
         Last day covered; default the log's last day. Customers first seen after it are left
         out.
+    visits : bool
+        Keep the customer-day table (:attr:`MonthlyPanel.visits`).
 
     Raises
     ------
@@ -214,29 +222,40 @@ def monthly_panel(log: TransactionLog | pd.DataFrame, end: str | pd.Timestamp | 
     mask = days <= np.datetime64(stop.date(), "D")
     if not mask.any():
         raise ValueError(f"no transaction on or before {stop.date()}")
-    cust = frame["customer_id"].astype(str).to_numpy()[mask]
+    ids = frame["customer_id"]
+    codes, uniques = pd.factorize(ids[mask] if not mask.all() else ids, sort=False)
+    names = np.asarray(uniques).astype(str)
+    order = np.argsort(names, kind="stable")
+    customers = names[order]
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    row = rank[codes]
     day = days[mask]
     amount = frame["amount"].to_numpy(dtype=np.float64)[mask]
-    customers, row = np.unique(cust, return_inverse=True)
     # one transaction per customer-day (a log read with merge_same_day=False is merged here)
-    key = row.astype(np.int64) * 1_000_000 + (day - np.datetime64("1678-01-01", "D")).astype(np.int64)
+    d0 = day.min()
+    span = int((day.max() - d0).astype(np.int64)) + 1
+    key = row * span + (day - d0).astype(np.int64)
     ukey, pos = np.unique(key, return_inverse=True)
     amount = np.bincount(pos, weights=amount, minlength=len(ukey))
-    row = (ukey // 1_000_000).astype(np.int64)
-    day = np.datetime64("1678-01-01", "D") + (ukey % 1_000_000).astype("timedelta64[D]")
+    row = ukey // span
+    day = d0 + (ukey % span).astype("timedelta64[D]")
     month = day.astype("datetime64[M]")
     first_m = month.min()
     months = pd.period_range(pd.Timestamp(first_m).to_period("M"), stop.to_period("M"), freq="M")
     col = (month - first_m).astype(np.int64)
     n, T = len(customers), len(months)
-    counts = np.zeros((n, T), dtype=np.int64)
-    spend = np.zeros((n, T), dtype=np.float64)
-    np.add.at(counts, (row, col), 1)
-    np.add.at(spend, (row, col), amount)
-    first_date = np.full(n, np.datetime64("2262-01-01", "D"))
-    np.minimum.at(first_date, row, day)
+    flat = row * T + col
+    counts = np.bincount(flat, minlength=n * T).astype(np.int64).reshape(n, T)
+    spend = np.bincount(flat, weights=amount, minlength=n * T).reshape(n, T)
+    # keys are sorted by customer then day: each customer's first row is its first day
+    starts = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
+    first_date = day[starts]
     first_month = np.argmax(counts > 0, axis=1).astype(np.int64)
-    return MonthlyPanel(customers.astype(str), months, counts, spend, first_date, first_month, stop)
+    table = None
+    if visits:
+        table = pd.DataFrame({"row": row, "date": day.astype("datetime64[ns]"), "amount": amount})
+    return MonthlyPanel(customers.astype(str), months, counts, spend, first_date, first_month, stop, table)
 
 
 # --------------------------------------------------------------------------------------
