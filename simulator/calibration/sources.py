@@ -365,8 +365,9 @@ class _Collector:
         return out
 
 
-def _encode_raw(chunks: list[pa.Array]) -> pa.DictionaryArray:
-    """Text batches of a key column encoded at once (values trimmed afterwards, in _finish).
+def _encode_raw(chunks: list[pa.Array]) -> tuple[pa.DictionaryArray, bool]:
+    """Text batches of a key column encoded at once, its distinct values trimmed; and whether
+    they are still distinct (trimming removed nothing).
 
     Ids written as plain integers (no sign, no leading zero: ``0042`` stays text) are
     factorised as integers, several times faster than hashing their text."""
@@ -378,17 +379,21 @@ def _encode_raw(chunks: list[pa.Array]) -> pa.DictionaryArray:
 
         codes, uniques = pd.factorize(pc.cast(combined, pa.int64()).to_numpy(), sort=False)
         return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)),
-                                              pc.cast(pa.array(uniques), pa.string()))
+                                              pc.cast(pa.array(uniques), pa.string())), True
     enc = pc.dictionary_encode(combined)
-    return pa.DictionaryArray.from_arrays(enc.indices, _strip_text(enc.dictionary))
+    trimmed = _strip_text(enc.dictionary)
+    same = pc.sum(pc.binary_length(trimmed)).as_py() == pc.sum(pc.binary_length(enc.dictionary)).as_py()
+    return pa.DictionaryArray.from_arrays(enc.indices, trimmed), bool(same)
 
 
 def _finish(name: str, chunks: list[tuple[str, pa.Array]], kind: str) -> Column:
     """The batches of one column as one :class:`Column`."""
+    distinct = False  # values known to be distinct already
     if chunks and any(tag == "raw" for tag, _ in chunks):
         raw = [a for tag, a in chunks if tag == "raw"]
         if len(raw) == len(chunks):
-            chunks = [("dict", _encode_raw(raw))]
+            encoded, distinct = _encode_raw(raw)
+            chunks = [("dict", encoded)]
         else:  # some batches typed (a database column of mixed types): encode each
             chunks = [(tag, a) if tag != "raw" else _encode(a, kind) for tag, a in chunks]
     tags = {tag for tag, _ in chunks}
@@ -427,9 +432,10 @@ def _finish(name: str, chunks: list[tuple[str, pa.Array]], kind: str) -> Column:
     values = unified.chunk(0).dictionary if unified.num_chunks else pa.array([], pa.string())
     codes = np.concatenate([np.asarray(pc.fill_null(c.indices, -1).to_numpy(zero_copy_only=False), np.int32)
                             for c in unified.chunks]) if unified.num_chunks else np.zeros(0, np.int32)
-    # values equal once trimmed (or as text) are one value
-    uniq = pc.dictionary_encode(values)
-    if len(uniq.dictionary) < len(values) or uniq.null_count:
+    # values equal once trimmed (or as text) are one value: unifying several chunks merged them,
+    # a single chunk's dictionary may still hold both
+    uniq = pc.dictionary_encode(values) if unified.num_chunks == 1 and not distinct else None
+    if uniq is not None and (len(uniq.dictionary) < len(values) or uniq.null_count):
         remap = np.asarray(pc.fill_null(uniq.indices, -1).to_numpy(zero_copy_only=False), np.int32)
         codes = np.where(codes >= 0, remap[np.maximum(codes, 0)], -1).astype(np.int32)
         values = uniq.dictionary

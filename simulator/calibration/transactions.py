@@ -658,20 +658,21 @@ def _describe(value: object) -> str:
 def _customers(col: Column) -> tuple[np.ndarray, pa.Array, np.ndarray]:
     """Customer codes ranked in text order (-1: missing), the ids in that order, and bad rows."""
     text = pc.utf8_trim_whitespace(text_of(col.values))
+    if not pa.types.is_string(col.values.type) and pc.count_distinct(text).as_py() < len(text):
+        # typed ids whose text coincides (7 and 7.0): one customer
+        enc = pc.dictionary_encode(text)
+        remap = np.append(np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int32), -1)
+        col = Column(col.name, codes=remap[col.codes], values=enc.dictionary)
+        text = enc.dictionary
     lowered = pc.utf8_lower(pc.fill_null(text, ""))
     missing = np.asarray(pc.is_in(lowered, value_set=pa.array(sorted(_MISSING_TOKENS))).to_numpy(zero_copy_only=False),
                          dtype=bool)
-    # equal texts (7 and '7' in a mixed column) are one customer
-    enc = pc.dictionary_encode(pc.if_else(pa.array(missing), pa.scalar(None, pa.string()), text))
-    labels = enc.dictionary
-    to_label = np.asarray(pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
-    order = np.asarray(pc.sort_indices(labels).to_numpy(), dtype=np.int64)
-    rank = np.empty(len(labels), dtype=np.int64)
-    rank[order] = np.arange(len(labels), dtype=np.int64)
-    value_rank = np.where(to_label >= 0, rank[np.maximum(to_label, 0)], -1)
-    value_rank = np.append(value_rank, -1).astype(np.int32)  # code -1 (null) -> the last entry
-    ranked = value_rank[col.codes]
-    return ranked, labels.take(pa.array(order)), ranked < 0
+    order = np.asarray(pc.sort_indices(text).to_numpy(), dtype=np.int64)
+    order = order[~missing[order]]  # ids in text order, the missing ones left out
+    rank = np.full(len(text) + 1, -1, dtype=np.int32)  # code -1 (null) -> the last entry
+    rank[order] = np.arange(len(order), dtype=np.int32)
+    ranked = rank[col.codes]
+    return ranked, text.take(pa.array(order)), ranked < 0
 
 
 def _amounts(col: Column, given: tuple[str | None, str | None], delimiter: str | None

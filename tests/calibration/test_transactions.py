@@ -60,6 +60,13 @@ def test_customer_ids_keep_leading_zeros_and_are_stripped(tmp_path: Path) -> Non
     assert list(read_transactions(path).transactions["customer_id"]) == ["0042", "007"]
 
 
+def test_ids_equal_once_stripped_are_one_customer(tmp_path: Path) -> None:
+    path = write(tmp_path, 'customer_id,date,amount\nA,2024-01-01,1\n" A ",2024-01-02,2\n7,2024-01-03,3\n 7,2024-01-03,4\n')
+    log = read_transactions(path)
+    assert amounts(log) == {("7", "2024-01-03"): 7.0, ("A", "2024-01-01"): 1.0, ("A", "2024-01-02"): 2.0}
+    assert log.report.customers == 2
+
+
 def test_report_to_dict_is_json_ready(tmp_path: Path) -> None:
     path = write(tmp_path, "customer_id,date,amount\na,2024-01-01,1\n")
     d = read_transactions(path).report.to_dict()
