@@ -7,7 +7,13 @@ stderr and exits with code 2, without a traceback and without writing anything.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
+import inspect
+import re
 import sys
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Iterator, List, Optional
 
@@ -310,20 +316,82 @@ def demo(
 
 # ----------------------------------------------------------------------------- calibration
 # options shared by calibrate and backtest: how to read the log, how to segment it
-LogFormat = Annotated[str, typer.Option("--format", help="'table': CSV or Parquet with a header (by extension); 'cdnow': the CDNOW sample's layout (5 whitespace-separated columns, no header).")]
+LogFormat = Annotated[str, typer.Option("--format", help="'table': a log with named columns (CSV, Parquet, a database); 'cdnow': the CDNOW sample's layout (5 whitespace-separated columns, no header).")]
 CustomerCol = Annotated[str, typer.Option("--customer-col", help="Column of the customer id.")]
 DateCol = Annotated[str, typer.Option("--date-col", help="Column of the transaction date.")]
 AmountCol = Annotated[str, typer.Option("--amount-col", help="Column of the amount (negative: a return, netted against the customer's spend).")]
-DateFormat = Annotated[Optional[str], typer.Option("--date-format", help="strptime format of the dates, e.g. '%d/%m/%Y' (default ISO 8601 YYYY-MM-DD).")]
-OnBadRows = Annotated[str, typer.Option("--on-bad-rows", help="'fail' (default): stop at rows that cannot be used, naming their lines; 'skip': drop and count them.")]
-SameDay = Annotated[bool, typer.Option("--merge-same-day/--keep-same-day", help="Merge several rows of one customer on one day into one transaction (default).")]
+DateFormat = Annotated[Optional[str], typer.Option("--date-format", help="strptime format of the dates, e.g. '%d/%m/%Y' (default: recognised from the dates; a time after the date is ignored).")]
+OnBadRows = Annotated[str, typer.Option("--on-bad-rows", help="'fail' (default): stop at rows that cannot be used, naming their lines; 'skip': drop, count and list them.")]
+SameDay = Annotated[bool, typer.Option("--merge-same-day/--keep-same-day", help="Without a transaction id: merge several rows of one customer on one day into one transaction (default).")]
 RuleSetOpt = Annotated[Optional[Path], typer.Option("--segments", help="Segment with a YAML rule set (e.g. rulesets/value_engagement.yaml) instead of the default frequency-tier x recency states.")]
 RecencyMonths = Annotated[int, typer.Option("--recency-months", min=1, max=60, help="Default states: recency buckets 0..N months (the last holds everyone silent that long).")]
 RateTiers = Annotated[int, typer.Option("--rate-tiers", min=1, max=8, help="Default states: frequency tiers (nodes of the fitted purchase-rate distribution).")]
 LapseTiers = Annotated[int, typer.Option("--lapse-tiers", min=1, max=4, help="Default states: classes of the propensity to lapse within each tier.")]
 
+# How to read the log, beyond the options above: added to calibrate and backtest by
+# @_reading_options and handed to _log_source as one _Reading, so that each command's body
+# stays as it is.
+_READING_OPTIONS: dict[str, tuple[object, object]] = {
+    "store_col": (Annotated[Optional[str], typer.Option("--store-col", help="Column of the store (default: a column named 'store').")], None),
+    "channel_col": (Annotated[Optional[str], typer.Option("--channel-col", help="Column of the channel (default: 'channel').")], None),
+    "category_col": (Annotated[Optional[str], typer.Option("--category-col", help="Column of the product category (default: 'category').")], None),
+    "member_col": (Annotated[Optional[str], typer.Option("--member-col", help="Column of the member flag, yes/no (default: 'member').")], None),
+    "transaction_col": (Annotated[Optional[str], typer.Option("--transaction-col", help="Column of the transaction (invoice, receipt) id: its rows are one basket, and two ids two transactions even on one day (default: 'transaction_id').")], None),
+    "drop_duplicates": (Annotated[bool, typer.Option("--drop-duplicates", help="Drop rows identical to an earlier one in every column (default: keep them; two purchases of one amount on one day are real).")], False),
+    "delimiter": (Annotated[Optional[str], typer.Option("--delimiter", help="CSV delimiter: ',' ';' '|' or tab (default: recognised).")], None),
+    "encoding": (Annotated[Optional[str], typer.Option("--encoding", help="CSV text encoding, e.g. utf-8, cp1252, latin-1, utf-16 (default: UTF-8 if the file is, else cp1252).")], None),
+    "decimal": (Annotated[Optional[str], typer.Option("--decimal", help="Decimal mark of the amounts, . or , (default: recognised from the amounts).")], None),
+    "thousands": (Annotated[Optional[str], typer.Option("--thousands", help="Thousands separator of the amounts: , . space ' or none (default: recognised).")], None),
+    "table": (Annotated[Optional[str], typer.Option("--table", help="For a database (.duckdb, .db, .sqlite or a URL such as sqlite:///log.db, postgresql://...): the table of the log.")], None),
+    "query": (Annotated[Optional[str], typer.Option("--query", help="For a database: an SQL query giving the log's rows, instead of --table.")], None),
+}
 
-def _log_source(path: Path, fmt: str, customer_col: str, date_col: str, amount_col: str, date_format: str | None,
+
+@dataclass(frozen=True)
+class _Reading:
+    """The reading options of @_reading_options, for _log_source."""
+
+    store_col: Optional[str] = None
+    channel_col: Optional[str] = None
+    category_col: Optional[str] = None
+    member_col: Optional[str] = None
+    transaction_col: Optional[str] = None
+    drop_duplicates: bool = False
+    delimiter: Optional[str] = None
+    encoding: Optional[str] = None
+    decimal: Optional[str] = None
+    thousands: Optional[str] = None
+    table: Optional[str] = None
+    query: Optional[str] = None
+
+
+_READING: ContextVar[_Reading] = ContextVar("_READING", default=_Reading())
+
+
+def _reading_options(command):
+    """Give a command the options of _READING_OPTIONS and read its log argument as text (a
+    database URL such as sqlite:///log.db would not survive as a Path); their values reach
+    _log_source as one _Reading."""
+    signature = inspect.signature(command, eval_str=True)
+    params = [p.replace(annotation=str) if p.name == "transactions" else p for p in signature.parameters.values()]
+    params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
+               for name, (kind, default) in _READING_OPTIONS.items()]
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        token = _READING.set(_Reading(**{name: kwargs.pop(name) for name in _READING_OPTIONS}))
+        try:
+            return command(*args, **kwargs)
+        finally:
+            _READING.reset(token)
+
+    wrapper.__signature__ = signature.replace(parameters=params)
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    wrapper.__annotations__["return"] = signature.return_annotation
+    return wrapper
+
+
+def _log_source(path: str | Path, fmt: str, customer_col: str, date_col: str, amount_col: str, date_format: str | None,
                 on_bad_rows: str, merge_same_day: bool):
     from simulator.calibration.pipeline import LogSource
 
@@ -331,8 +399,12 @@ def _log_source(path: Path, fmt: str, customer_col: str, date_col: str, amount_c
         raise InputErrors.one("(command line)", f"{fmt!r} is not a log format (expected table or cdnow)", field="--format")
     if on_bad_rows not in ("fail", "skip"):
         raise InputErrors.one("(command line)", f"{on_bad_rows!r} is not a choice (expected fail or skip)", field="--on-bad-rows")
-    return LogSource(path=path, format=fmt, customer_col=customer_col, date_col=date_col, amount_col=amount_col,
-                     date_format=date_format, on_bad_rows=on_bad_rows, merge_same_day=merge_same_day)
+    reading = _READING.get()
+    text = str(path)
+    location = text if re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*://", text) else Path(text)
+    return LogSource(path=location, format=fmt, customer_col=customer_col, date_col=date_col, amount_col=amount_col,
+                     date_format=date_format, on_bad_rows=on_bad_rows, merge_same_day=merge_same_day,
+                     **dataclasses.asdict(reading))
 
 
 def _channels(given: list[str]) -> dict[str, float] | None:
@@ -354,16 +426,29 @@ def _channels(given: list[str]) -> dict[str, float] | None:
 
 
 def _cleaning_text(report) -> str:
+    """What reading did, as calibrate prints it: how the file was read (to check and
+    override), the counts, the lines skipped, the columns ignored, the choices made."""
     r = report
-    return (f"read {r.rows_read:,} rows: {r.transactions:,} transactions of {r.customers:,} customers, "
-            f"{r.first_date} .. {r.last_date}; skipped {r.bad_rows_skipped:,} bad rows, dropped {r.duplicates_dropped:,} "
-            f"duplicates, netted {r.returns_netted:,} returns ({r.returns_unmatched:,} unmatched dropped), "
-            f"merged {r.rows_merged:,} same-day rows")
+    merged = {"transaction id": "rows of one transaction id", "customer-day": "rows of one customer-day",
+              "row": "nothing"}.get(r.merged_by, r.merged_by)
+    lines = [f"read as: {r.read_as}"] if r.read_as else []
+    duplicates = (f"dropped {r.duplicates_dropped:,} duplicates" if r.duplicates_dropped or not r.identical_rows else
+                  f"kept {r.identical_rows:,} identical rows (--drop-duplicates to drop them)")
+    lines.append(f"read {r.rows_read:,} rows: {r.transactions:,} transactions of {r.customers:,} customers, "
+                 f"{r.first_date} .. {r.last_date}; skipped {r.bad_rows_skipped:,} bad rows, {duplicates}, "
+                 f"netted {r.returns_netted:,} returns ({r.returns_unmatched:,} unmatched dropped), "
+                 f"merged {r.rows_merged:,} {merged}")
+    for extra in (r.skipped_text(), r.ignored_text()):
+        if extra:
+            lines.append(extra)
+    lines += [f"  note: {n}" for n in r.notes]
+    return "\n".join(lines)
 
 
 @app.command(short_help="Write a market file from a transaction log.")
+@_reading_options
 def calibrate(
-    transactions: Path = typer.Argument(..., help="Transaction log: CSV (.csv, .txt, optionally .gz) or Parquet, at least customer id, date and amount."),
+    transactions: str = typer.Argument(..., help="Transaction log: CSV (.csv, .txt, optionally .gz; any delimiter, encoding, decimal comma, day-first dates), Parquet, a DuckDB / SQLite file or a database URL; at least customer id, date and amount."),
     out: Path = typer.Option(..., "--out", help="Market file to write, markets/<market>/market.yaml; the calibration report goes beside it."),
     currency: str = typer.Option(..., "--currency", help="ISO 4217 code of the log's amounts."),
     gross_margin: float = typer.Option(..., "--gross-margin", help="Gross margin on net sales, a share (finance's figure: it is not in a log)."),
@@ -394,11 +479,21 @@ def calibrate(
 ) -> None:
     """Calibrate a market from a transaction log: segments, transitions, baskets, seasonality, arrivals, potential score.
 
+    It prints how it read the log ("read as: delimiter ';', encoding cp1252,
+    decimal ',', thousands ' ', dates %d/%m/%Y"), what cleaning did, and the
+    columns it ignored; each choice can be overridden by its option.
+
     Examples:
 
     \b
     loyalty-sim calibrate transactions.csv --out markets/spain/market.yaml \\
         --currency EUR --gross-margin 0.28 --vat-rate 0.21
+    loyalty-sim calibrate export_magasins.csv --customer-col client \\
+        --date-col date_achat --amount-col montant --store-col magasin \\
+        --out markets/france/market.yaml --currency EUR --gross-margin 0.3
+    loyalty-sim calibrate sales.duckdb --table receipts \\
+        --transaction-col receipt_no --out markets/germany/market.yaml \\
+        --currency EUR --gross-margin 0.3
     loyalty-sim calibrate data/cdnow/CDNOW_sample.txt --format cdnow \\
         --out markets/cdnow/market.yaml --currency USD --gross-margin 0.3 \\
         --customers 250000
@@ -436,6 +531,7 @@ def calibrate(
 
 
 @app.command(short_help="Check a calibration against what customers then did.")
+@_reading_options
 def backtest(
     transactions: Path = typer.Argument(..., help="Transaction log: CSV (.csv, .txt, optionally .gz) or Parquet, at least customer id, date and amount."),
     calibration_end: Optional[str] = typer.Option(None, "--calibration-end", help="Last day of the calibration window, YYYY-MM-DD (moved back to a month end). Give it or --rolling."),

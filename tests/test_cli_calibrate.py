@@ -133,7 +133,8 @@ def test_bad_rows_fail_with_their_line_or_are_skipped_and_counted(small_csv, tmp
     res = cli("calibrate", str(bad), "--out", str(out), *cols, "--on-bad-rows", "skip", "--recency-months", "6",
               "--rate-tiers", "2", "--lapse-tiers", "1", "--potential-months", "0", *CAL)
     assert res.returncode == 0, res.stderr
-    assert "skipped 1 bad rows" in res.stdout
+    assert "skipped 1 bad rows" in res.stdout and "skipped lines: 6\n" in res.stdout
+    assert "read as: delimiter ',', encoding utf-8, decimal '.', thousands none, dates %d/%m/%Y" in res.stdout
     market = load_market(out)
     assert len(market.segments) == 1 + 2 * 7  # 'new' + 2 tiers x recency 0..6
     assert market.customers == 400 and market.segments[1].potential is None
@@ -220,6 +221,7 @@ def test_backtest_writes_the_documented_files(backtest_dir):
     assert summary["transactions"]["reference_error_pct"] == pytest.approx(-12.1, abs=0.1)
     manifest = json.loads((backtest_dir / "manifest.json").read_text())
     assert manifest["inputs"]["transactions"]["sha256"] == hashlib.sha256(CDNOW.read_bytes()).hexdigest()
+    assert manifest["inputs"]["transactions"]["drop_duplicates"] is False  # the reading options are recorded
     assert manifest["arguments"]["seed"] == 20240601 and manifest["command"] == "backtest"
 
 
@@ -250,6 +252,107 @@ def test_backtest_holdout_before_calibration_end_is_one_line(tmp_path):
 def test_help(command):
     res = fast_cli(command, "--help")
     assert res.returncode == 0 and "--on-bad-rows" in res.stdout
+    for flag in ("--decimal", "--thousands", "--encoding", "--delimiter", "--table", "--query", "--store-col",
+                 "--category-col", "--member-col", "--channel-col", "--transaction-col", "--drop-duplicates"):
+        assert flag in res.stdout, flag
+
+
+# ------------------------------------------------------------------ logs as market teams have them
+
+
+@pytest.fixture(scope="module")
+def french_csv(small_csv, tmp_path_factory) -> Path:
+    """The quick log as a French till system exports it: cp1252, ';', decimal comma, day-first
+    dates, a store column named in French and an unused column."""
+    df = pd.read_csv(small_csv, dtype=str)
+    # in a currency of larger numbers (x 100), so that thousands separators appear
+    amount = (df["montant"].astype(float) * 100).map(lambda v: f"{v:,.2f}".replace(",", " ").replace(".", ","))
+    rows = [f"{c};{d};{a};Épinal;{i}" for i, (c, d, a) in enumerate(zip(df["client"], df["jour"], amount))]
+    path = tmp_path_factory.mktemp("logs") / "ventes.csv"
+    path.write_bytes(("client;jour;montant;magasin;n° ticket\r\n" + "\r\n".join(rows) + "\r\n").encode("cp1252"))
+    return path
+
+
+FR_COLS = ("--customer-col", "client", "--date-col", "jour", "--amount-col", "montant")
+
+
+def test_calibrate_reads_a_french_export_and_says_how(french_csv, tmp_path):
+    out = tmp_path / "fr" / "market.yaml"
+    res = cli("calibrate", str(french_csv), "--out", str(out), *FR_COLS, "--potential-months", "0", *CAL)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0] == "read as: delimiter ';', encoding cp1252, decimal ',', thousands ' ', dates %d/%m/%Y"
+    assert "ignored columns: magasin, n° ticket -- to use them: --store-col magasin, --transaction-col 'n° ticket'" \
+        in lines
+    assert load_market(out).customers == 400
+    report = (out.parent / "calibration_report.html").read_text()
+    assert "Reading the log" in report and "Ignored columns: magasin" in report
+
+
+@pytest.mark.parametrize("args, words", [
+    (("--decimal", "."), ["ventes.csv:2", "montant", "--decimal", "look like decimal ','"]),
+    (("--date-format", "%m/%d/%Y"), ["ventes.csv:", "jour", "--date-format '%m/%d/%Y'", "look like '%d/%m/%Y'"]),
+    (("--encoding", "utf-8"), ["ventes.csv:1", "not utf-8 text", "--encoding"]),
+    (("--delimiter", ","), ["ventes.csv:1", "missing required columns", "--delimiter"]),
+    (("--thousands", "x"), ["--thousands", "not a thousands separator"]),
+    (("--store-col", "shop"), ["ventes.csv:1", "no column 'shop' (given with --store-col)"]),
+    (("--table", "sales"), ["--table", "for a database"]),
+])
+def test_reading_options_that_do_not_fit_are_one_line(french_csv, tmp_path, args, words):
+    out = tmp_path / "m" / "market.yaml"
+    _one_line_error(fast_cli("calibrate", str(french_csv), "--out", str(out), *FR_COLS, *args, *CAL), *words)
+    assert not out.parent.exists()
+
+
+def test_dates_that_cannot_tell_day_from_month_name_the_option(tmp_path):
+    log = tmp_path / "us.csv"
+    log.write_text("customer_id,date,amount\nA,01/02/2024,1\nB,03/04/2024,2\n")
+    _one_line_error(fast_cli("calibrate", str(log), "--out", str(tmp_path / "m" / "market.yaml"), *CAL),
+                    "us.csv:2", "date", "--date-format '%d/%m/%Y' or --date-format '%m/%d/%Y'")
+
+
+@pytest.fixture(scope="module")
+def duckdb_log(small_csv, tmp_path_factory) -> Path:
+    import duckdb
+
+    path = tmp_path_factory.mktemp("logs") / "sales.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute(f"CREATE TABLE receipts AS SELECT client::VARCHAR AS client, strptime(jour, '%d/%m/%Y')::DATE AS jour, "
+                f"montant::DECIMAL(12, 2) AS montant FROM read_csv('{small_csv}', all_varchar = true)")
+    con.close()
+    return path
+
+
+def test_calibrate_from_a_duckdb_table(duckdb_log, tmp_path):
+    out = tmp_path / "db" / "market.yaml"
+    res = cli("calibrate", str(duckdb_log), "--table", "receipts", "--out", str(out), *FR_COLS, "--potential-months",
+              "0", *CAL)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("read as: DuckDB table 'receipts'\n")
+    assert load_market(out).customers == 400
+    assert hashlib.sha256(duckdb_log.read_bytes()).hexdigest() in out.read_text().splitlines()[0]
+
+
+@pytest.mark.parametrize("args, words", [
+    (("--table", "sales"), ["sales.duckdb", "--table", "no table 'sales'", "receipts"]),
+    (("--query", "SELECT nonsense FROM receipts"), ["sales.duckdb", "--query", "the query failed"]),
+    ((), ["sales.duckdb", "--table NAME"]),
+    (("--delimiter", ";", "--table", "receipts"), ["--delimiter", "for CSV files"]),
+])
+def test_database_errors_are_one_line(duckdb_log, tmp_path, args, words):
+    out = tmp_path / "m" / "market.yaml"
+    _one_line_error(fast_cli("calibrate", str(duckdb_log), "--out", str(out), *FR_COLS, *args, *CAL), *words)
+    assert not out.parent.exists()
+
+
+def test_a_database_url_reaches_the_reader_intact(duckdb_log, tmp_path):
+    """A URL is not a path: sqlite:///x.db would lose a slash as one."""
+    out = tmp_path / "m" / "market.yaml"
+    _one_line_error(fast_cli("calibrate", f"sqlite:///{tmp_path}/missing.db", "--table", "t", "--out", str(out), *CAL),
+                    f"sqlite:///{tmp_path}/missing.db", "no such database file")
+    _one_line_error(fast_cli("backtest", f"duckdb:///{duckdb_log}", "--table", "nope", "--calibration-end",
+                             "1997-09-30", "--out", str(tmp_path / "bt"), *FR_COLS),
+                    f"duckdb:///{duckdb_log}", "no table 'nope'")
 
 
 def test_customers_sets_the_base_and_channels_the_reachability(small_csv, tmp_path):

@@ -46,6 +46,7 @@ from simulator.calibration.estimate import CalibratedMarket, calibrate, market_y
 from simulator.calibration.report import report_html
 from simulator.calibration.rolling import RollingResult, rolling_backtest, rolling_splits, split_row, write_rolling
 from simulator.calibration.segmentation import RFMStates, RuleSet, load_ruleset
+from simulator.calibration.sources import _URL, _masked
 from simulator.calibration.transactions import TransactionLog, read_cdnow, read_transactions
 from simulator.errors import InputErrors
 from simulator.output import check_destination, staged_directory, write_text_atomic
@@ -59,14 +60,17 @@ REPORT_NAME = "calibration_report.html"
 
 @dataclass(frozen=True)
 class LogSource:
-    """A transaction log file and how to read it.
+    """A transaction log and how to read it: the options ``calibrate`` and ``backtest`` share.
 
-    ``format``: ``"table"`` for a CSV / Parquet log with a header (columns named by
-    ``customer_col``, ``date_col``, ``amount_col``; dates ISO unless ``date_format``), or
-    ``"cdnow"`` for the CDNOW sample's whitespace-separated layout.
+    ``path``: a file (CSV, Parquet, DuckDB, SQLite) or a database URL. ``format``:
+    ``"table"`` for a log with named columns (``customer_col``, ``date_col``, ``amount_col``
+    and the optional ``store_col`` ... ``transaction_col``), or ``"cdnow"`` for the CDNOW
+    sample's whitespace-separated layout. The other fields are
+    :func:`~simulator.calibration.transactions.read_transactions`' options of the same name
+    (None: recognised from the file).
     """
 
-    path: Path
+    path: Path | str
     format: Literal["table", "cdnow"] = "table"
     customer_col: str = "customer_id"
     date_col: str = "date"
@@ -74,22 +78,70 @@ class LogSource:
     date_format: str | None = None
     on_bad_rows: Literal["fail", "skip"] = "fail"
     merge_same_day: bool = True
+    drop_duplicates: bool = False
+    store_col: str | None = None
+    channel_col: str | None = None
+    category_col: str | None = None
+    member_col: str | None = None
+    transaction_col: str | None = None
+    delimiter: str | None = None
+    encoding: str | None = None
+    decimal: str | None = None
+    thousands: str | None = None
+    table: str | None = None
+    query: str | None = None
+
+    @property
+    def is_url(self) -> bool:
+        return bool(_URL.match(str(self.path)))
+
+    @property
+    def file(self) -> Path | None:
+        """The file holding the log, whose SHA-256 identifies it (None for a database server)."""
+        text = str(self.path)
+        if not self.is_url:
+            return Path(self.path)
+        for scheme in ("sqlite:///", "duckdb:///"):
+            if text.lower().startswith(scheme):
+                return Path(text[len(scheme):])
+        return None
+
+    @property
+    def name(self) -> str:
+        """The log as the user named it (a URL without its password)."""
+        return _masked(str(self.path)) if self.is_url else str(self.path)
 
     def read(self) -> TransactionLog:
-        if not Path(self.path).is_file():
-            raise InputErrors.one(str(self.path), "no such file (expected a transaction log: CSV or Parquet)")
+        if not self.is_url and not Path(self.path).is_file():
+            raise InputErrors.one(str(self.path), "no such file (expected a transaction log: CSV, Parquet or a "
+                                  "DuckDB / SQLite database)")
         if self.format == "cdnow":
             return read_cdnow(self.path)
-        return read_transactions(self.path, customer_col=self.customer_col, date_col=self.date_col,
-                                 amount_col=self.amount_col, date_format=self.date_format,
-                                 on_bad_rows=self.on_bad_rows, merge_same_day=self.merge_same_day)
+        options = {k: v for k, v in asdict(self).items() if k not in ("path", "format")}
+        return read_transactions(self.path, **options)
 
     def describe(self, sha256: str | None = None) -> dict:
-        """The file with its SHA-256 (computed unless given) and the reading options (for manifests)."""
+        """The log with its SHA-256 (of its file, computed unless given; None for a database
+        server) and the reading options (for manifests)."""
         d = asdict(self)
-        d["path"] = str(self.path)
-        d["sha256"] = sha256 or hashlib.sha256(Path(self.path).read_bytes()).hexdigest()
+        d["path"] = self.name
+        file = self.file
+        d["sha256"] = sha256 or (_sha256(file) if file is not None and file.is_file() else None)
         return d
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _named(cm: CalibratedMarket, source: LogSource) -> None:
+    """A log from a database server has no file to hash: name it (without password)."""
+    if not cm.source:
+        cm.source = {"name": source.name}
 
 
 @dataclass
@@ -149,7 +201,7 @@ def _reads_back(text: str, out: Path) -> None:
 
 def _data_error(source: LogSource, exc: ValueError) -> InputErrors:
     """A calibration that cannot be done on this log: one line naming the log."""
-    return InputErrors.one(str(source.path), str(exc).splitlines()[0])
+    return InputErrors.one(source.name, str(exc).splitlines()[0])
 
 
 def calibrate_file(
@@ -218,14 +270,15 @@ def calibrate_file(
                        segmentation=segmentation, vat_rate=vat_rate, prices_include_tax=prices_include_tax,
                        reporting_currency=reporting_currency, fx_to_reporting=fx_to_reporting,
                        discount_rate=discount_rate, seasonality=seasonality, potential_horizon=potential_months,
-                       source=source.path, customers=customers, channels=channels,
+                       source=source.file, customers=customers, channels=channels,
                        member_opt_in=None if channels is None else {}, step=step)
     except ValueError as exc:
         raise _data_error(source, exc) from None
+    _named(cm, source)
     text = market_yaml(cm)
     _reads_back(text, out)
     step("writing the market file and the report")
-    write_text_atomic(report_path, report_html(cm))
+    write_text_atomic(report_path, report_html(cm, cleaning=log.report))
     write_text_atomic(out, text)
     return CalibrationOutcome(calibrated=cm, log=log, market_path=out, report_path=report_path,
                               notes=list(cm.diagnostics.notes))
@@ -252,14 +305,15 @@ def backtest_file(
     log = source.read()
     try:
         result = backtest(log, end, h_end, agents=agents, replications=replications, seed=seed,
-                          segmentation=segmentation, source=source.path, progress=progress)
+                          segmentation=segmentation, source=source.file, progress=progress)
     except ValueError as exc:
         raise _data_error(source, exc) from None
+    _named(result.calibration, source)
     manifest = _manifest(source, log, result.calibration.source.get("sha256"), {
         "calibration_end": str(end.date()), "holdout_end": str(h_end.date()) if h_end is not None else None,
         **_run_arguments(agents, replications, seed, segmentation), **(arguments or {})})
     with staged_directory(out, force) as tmp:
-        _write_backtest_dir(result, tmp, manifest)
+        _write_backtest_dir(result, tmp, manifest, log.report)
     return result
 
 
@@ -278,12 +332,13 @@ def _manifest(source: LogSource, log: TransactionLog, sha256: str | None, argume
             "environment": environment()}
 
 
-def _write_backtest_dir(result: BacktestResult, out: Path, manifest: dict) -> None:
+def _write_backtest_dir(result: BacktestResult, out: Path, manifest: dict, cleaning=None) -> None:
     """A back-test's files into ``out`` (a staged directory): backtest.csv/json/png, customers.csv,
-    the calibration report and the manifest."""
+    the calibration report (with how the log was read, given ``cleaning``) and the manifest."""
     write_backtest(result, out)
     result.customers.to_csv(out / "customers.csv", float_format="%.6g")
-    (out / REPORT_NAME).write_text(report_html(result.calibration, backtest=result), encoding="utf-8")
+    (out / REPORT_NAME).write_text(report_html(result.calibration, backtest=result, cleaning=cleaning),
+                                   encoding="utf-8")
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
 
@@ -321,7 +376,8 @@ def rolling_backtest_file(
         splits, h_end = rolling_splits(log, h_arg)
     except ValueError as exc:
         raise _data_error(source, exc) from None
-    sha256 = hashlib.sha256(Path(source.path).read_bytes()).hexdigest()
+    file = source.file
+    sha256 = _sha256(file) if file is not None and file.is_file() else None
     common = {**_run_arguments(agents, replications, seed, segmentation), **(arguments or {})}
     first = pd.Period(pd.Timestamp(log.transactions["date"].min()), "M")
     ticker = progress(len(splits) * replications) if progress is not None else contextlib.nullcontext(None)
@@ -331,13 +387,14 @@ def rolling_backtest_file(
             day = str(split.date())
             manifest = _manifest(source, log, sha256, {"calibration_end": day, "holdout_end": str(h_end.date()),
                                                        **common})
-            _write_backtest_dir(result, tmp / "splits" / day, manifest)
+            _named(result.calibration, source)
+            _write_backtest_dir(result, tmp / "splits" / day, manifest, log.report)
             if done is not None:
                 done(split_row(result.summary, first), out / "splits" / day / "backtest.json")
 
         try:
             result = rolling_backtest(log, h_end, agents=agents, replications=replications, seed=seed,
-                                      segmentation=segmentation, source=source.path, progress=tick, each=each)
+                                      segmentation=segmentation, source=source.file, progress=tick, each=each)
         except ValueError as exc:
             raise _data_error(source, exc) from None
         write_rolling(result, tmp)

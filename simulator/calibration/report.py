@@ -34,6 +34,7 @@ from simulator.calibration.groups import MIN_SEGMENT_CUSTOMERS, PROJECTION_MONTH
 if TYPE_CHECKING:  # pragma: no cover
     from simulator.calibration.backtest import BacktestResult
     from simulator.calibration.estimate import CalibratedMarket
+    from simulator.calibration.transactions import CleaningReport
 
 __all__ = ["report_html", "write_report"]
 
@@ -381,8 +382,27 @@ def _backtest_section(bt: "BacktestResult") -> str:
         _png(fig), _table(pd.DataFrame(rows), floats="{:,.1f}"), _table(m, floats="{:,.1f}")])
 
 
-def report_html(cm: "CalibratedMarket", *, backtest: "BacktestResult | None" = None, title: str | None = None) -> str:
-    """The report as one HTML string."""
+def _reading_section(cleaning: "CleaningReport") -> str:
+    """How the log was read and cleaned: the "read as" line, the counts, the columns left out."""
+    r = cleaning
+    items = []
+    if r.read_as:
+        items.append(f"Read as: {html.escape(r.read_as)}.")
+    items.append(f"{r.rows_read:,} rows read: {r.bad_rows_skipped:,} bad rows skipped, {r.duplicates_dropped:,} "
+                 f"duplicates dropped, {r.identical_rows:,} identical rows kept, {r.returns_netted:,} returns netted "
+                 f"({r.returns_unmatched:,} unmatched), {r.rows_merged:,} rows merged into their transaction "
+                 f"(a transaction is a {html.escape(r.merged_by)}); {r.transactions:,} transactions of "
+                 f"{r.customers:,} customers.")
+    for text in (r.skipped_text(), r.ignored_text()):
+        if text:
+            items.append(html.escape(text[0].upper() + text[1:]) + ".")
+    items += [html.escape(n) for n in r.notes]
+    return "<h2>Reading the log</h2><ul class='notes'>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
+
+
+def report_html(cm: "CalibratedMarket", *, backtest: "BacktestResult | None" = None, title: str | None = None,
+                cleaning: "CleaningReport | None" = None) -> str:
+    """The report as one HTML string (with ``cleaning``, a section on how the log was read)."""
     d = cm.diagnostics
     panel = cm.panel
     src = cm.source.get("name", "(a log given in memory)")
@@ -398,7 +418,8 @@ def report_html(cm: "CalibratedMarket", *, backtest: "BacktestResult | None" = N
         "<ul class='notes'>" + "".join(f"<li>{html.escape(n)}</li>" for n in d.notes) + "</ul>",
         "<p>Seasonality (January..December): " + ", ".join(f"{v:.3f}" for v in market.seasonality) + "</p>",
     ]
-    parts = head + [_base_section(cm), _segments_section(cm), _transitions_section(cm), _fit_section(cm), _potential_section(cm)]
+    parts = head + ([_reading_section(cleaning)] if cleaning is not None else [])
+    parts += [_base_section(cm), _segments_section(cm), _transitions_section(cm), _fit_section(cm), _potential_section(cm)]
     optional = _optional_section(cm)
     if optional:
         parts.append(optional)
