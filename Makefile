@@ -33,6 +33,7 @@ browser:
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/engine_speed.py
+	$(BIN)/python benchmarks/calibration_speed.py
 
 notebooks: $(STAMP)
 	$(BIN)/python notebooks/build_notebooks.py --execute runs/notebooks

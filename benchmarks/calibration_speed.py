@@ -70,14 +70,14 @@ def timed(module, name, label):
 
 timed(LogSource, "read", "read")
 timed(est, "monthly_panel", "panel")
-timed(est, "fit_lapse_return", "fit")
+timed(est, "fit_lapse_return", "fits")
 timed(est, "fit_potential", "potential")
 timed(est, "_posterior", "posterior")
 timed(est, "_one_step_fit", "one-step")
 timed(pipe, "report_html", "report")
 path, out = sys.argv[1], sys.argv[2]
 t0 = time.perf_counter()
-done = calibrate_file(LogSource(Path(path)), out, currency="EUR", gross_margin=0.3, seasonality="flat", force=True)
+done = calibrate_file(LogSource(Path(path)), out, currency="EUR", gross_margin=0.3, force=True)
 wall = time.perf_counter() - t0
 m = done.calibrated.diagnostics.model
 print(json.dumps({"wall": wall, "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "spent": spent,
