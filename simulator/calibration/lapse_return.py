@@ -563,13 +563,13 @@ def _subset(rows: _Rows, size: int) -> _Rows:
     return rows.subset(pick[keep], weight[keep])
 
 
-def _scan(profile, grid: tuple[float, ...]) -> list[float]:
+def _scan(profile, grid: tuple[float, ...], start: int | None = None) -> list[float]:
     """The profile over the grid, from the middle outward, until the best value has a worse
     value on each side (the profile of rho is unimodal): the first fit (from the fixed starts)
     sits where the data put rho, away from the degenerate edge rho = 0, each next fit starts from
     its neighbour's estimate, and grid values beyond the bracket are not fitted (``inf``)."""
     vals: dict[int, float] = {}
-    k = len(grid) // 2
+    k = len(grid) // 2 if start is None else start
     while True:
         for j in (k, k - 1, k + 1):
             if 0 <= j < len(grid) and j not in vals:
@@ -674,17 +674,9 @@ def fit_lapse_return(panel: MonthlyPanel, *, seasonality: np.ndarray | None = No
         rho = refine(sub_results, sub_profile, sub_vals, i)
     elif rows.n > subset_rows:
         results, profile = fitter(rows, dtype, warm=sub_results)
-        # the best grid value and its neighbours on every row (moving on if the best is at an edge)
-        vals = {}
-        while True:
-            for k in (i, i - 1, i + 1):
-                if 0 <= k < len(rho_grid) and k not in vals:
-                    vals[k] = profile(rho_grid[k])
-            j = min(vals, key=vals.get)
-            if j == i:
-                break
-            i = j
-        full = [vals.get(k, math.inf) for k in range(len(rho_grid))]
+        # the subset's best grid value and its neighbours on every row (moving on if the best moves)
+        full = _scan(profile, rho_grid, start=i)
+        i = int(np.argmin(full))
         rho = refine(results, profile, full, i)
     else:
         results, profile = fitter(rows, dtype)
