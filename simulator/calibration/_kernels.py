@@ -161,32 +161,28 @@ def net_returns(cust, day, amount, txn):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def argsort_pair(primary, nprimary, secondary, nsecondary):  # pragma: no cover - compiled
-    """Stable argsort by (``primary``, ``secondary``), both integer keys in ``0..n-1``: two
-    counting-sort passes, linear in the rows (ties keep their order: file order)."""
-    n = primary.shape[0]
-    counts = np.zeros(nsecondary + 1, np.int64)
-    for i in range(n):
-        counts[secondary[i] + 1] += 1
-    for k in range(nsecondary):
+def _counting_pass(keys, nkeys, order):  # pragma: no cover - compiled
+    """``order`` stably re-sorted by ``keys[order]`` (integer keys in ``0..nkeys-1``)."""
+    counts = np.zeros(nkeys + 1, np.int64)
+    for j in range(order.shape[0]):
+        counts[keys[order[j]] + 1] += 1
+    for k in range(nkeys):
         counts[k + 1] += counts[k]
-    tmp = np.empty(n, np.int64)
-    for i in range(n):
-        k = secondary[i]
-        tmp[counts[k]] = i
-        counts[k] += 1
-    counts = np.zeros(nprimary + 1, np.int64)
-    for i in range(n):
-        counts[primary[i] + 1] += 1
-    for k in range(nprimary):
-        counts[k + 1] += counts[k]
-    out = np.empty(n, np.int64)
-    for j in range(n):
-        i = tmp[j]
-        k = primary[i]
+    out = np.empty(order.shape[0], np.int64)
+    for j in range(order.shape[0]):
+        i = order[j]
+        k = keys[i]
         out[counts[k]] = i
         counts[k] += 1
     return out
+
+
+@njit(cache=True, nogil=True)
+def argsort_pair(primary, nprimary, secondary, nsecondary):  # pragma: no cover - compiled
+    """Stable argsort by (``primary``, ``secondary``), both integer keys in ``0..n-1``: two
+    counting-sort passes, linear in the rows (ties keep their order: file order)."""
+    order = np.arange(primary.shape[0])
+    return _counting_pass(primary, nprimary, _counting_pass(secondary, nsecondary, order))
 
 
 @njit(cache=True, nogil=True)

@@ -106,7 +106,7 @@ from numba import njit
 from scipy import sparse
 
 from simulator.calibration.groups import MIN_SEGMENT_CUSTOMERS, PROJECTION_MONTHS, merge_sparse, rule_groups, state_groups
-from simulator.calibration.lapse_return import LapseReturnModel, Types, fit_lapse_return, type_loglik
+from simulator.calibration.lapse_return import LapseReturnModel, Types, exposure, fit_lapse_return, type_loglik
 from simulator.calibration.potential import BANDS, PotentialScore, fit_potential
 from simulator.calibration.segmentation import (
     DAYS_PER_MONTH, MonthlyPanel, RFMStates, RuleSet, assign_rules, calibration_month_end, monthly_panel, rfm_arrays,
@@ -228,13 +228,9 @@ def _one_step(counts, first, phi, expo, lam, lapse, rho, weight, exp_month, rec_
 
 
 def _exposure(panel: MonthlyPanel, seasonality: np.ndarray | None) -> np.ndarray:
-    """Exposure of each month in standard months: the calendar month's multiplier (month length
-    included) if ``seasonality`` is given, else the month's length / 30.4375."""
-    if seasonality is None:
-        expo = panel.days_in_month() / DAYS_PER_MONTH
-    else:
-        expo = np.array([seasonality[p.month - 1] for p in panel.months], dtype=np.float64)
-    return expo[None, :].astype(np.float64)
+    """:func:`~simulator.calibration.lapse_return.exposure` as a ``[1, months]`` array (the
+    one-step kernel's layout)."""
+    return exposure(panel, seasonality)[None, :]
 
 
 def state_chain(types: Types, rho: float, recency_months: int) -> tuple[np.ndarray, np.ndarray]:

@@ -159,8 +159,6 @@ class _Rows:
     n_after: np.ndarray      # [n] purchases after the first (first month's extra ones included)
     first_exposure: np.ndarray  # [n] phi * month length of the first month (standard months)
     weight: np.ndarray       # [n] customers per row
-    y0: np.ndarray           # [n] further purchases in the first month
-    phi: np.ndarray          # [n]
 
     @property
     def n(self) -> int:
@@ -172,7 +170,7 @@ class _Rows:
         ptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         take = np.repeat(starts - ptr[:-1], lengths) + np.arange(int(ptr[-1]))
         return _Rows(self.first[idx], ptr, self.months[take], self.n_after[idx], self.first_exposure[idx],
-                     self.weight[idx] if weight is None else weight, self.y0[idx], self.phi[idx])
+                     self.weight[idx] if weight is None else weight)
 
 
 def exposure(panel: MonthlyPanel, seasonality: np.ndarray | None) -> np.ndarray:
@@ -183,27 +181,25 @@ def exposure(panel: MonthlyPanel, seasonality: np.ndarray | None) -> np.ndarray:
     return np.array([seasonality[p.month - 1] for p in panel.months], dtype=np.float64)
 
 
-def _rows_of(panel: MonthlyPanel, ex: np.ndarray, distinct: bool) -> tuple[_Rows, np.ndarray | None]:
+def _rows_of(panel: MonthlyPanel, ex: np.ndarray, distinct: bool) -> _Rows:
     """The likelihood rows of the panel's customers: one per customer, or one per distinct summary
-    (with ``inverse``: the row of each customer)."""
+    (first day, purchase months, purchases: what the type-dependent terms depend on)."""
     n = panel.n_customers
     idx = np.arange(n)
     fm = panel.first_month.astype(np.int64)
     counts = panel.counts
-    y0 = counts[idx, fm].astype(np.int64) - 1
     bought = counts > 0
     bought[idx, fm] = False
     total = counts.sum(axis=1).astype(np.int64) - 1
-    inverse = None
     if distinct:
         # key: first day, total purchases, the set of purchase months (bits) -- one row per key
         packed = np.packbits(bought, axis=1)
         head = np.empty((n, 2), dtype=np.int64)
         head[:, 0] = panel.first_date.astype("datetime64[D]").astype(np.int64)
-        head[:, 1] = total * 64 + y0
+        head[:, 1] = total
         key = np.concatenate([head.view(np.uint8).reshape(n, 16), packed], axis=1)
         key = np.ascontiguousarray(key).view(np.dtype((np.void, key.shape[1]))).ravel()
-        _, keep, inverse, mult = np.unique(key, return_index=True, return_inverse=True, return_counts=True)
+        _, keep, mult = np.unique(key, return_index=True, return_counts=True)
         rows = keep
         weight = mult.astype(np.float64)
     else:
@@ -213,18 +209,17 @@ def _rows_of(panel: MonthlyPanel, ex: np.ndarray, distinct: bool) -> tuple[_Rows
     r_idx, months = np.nonzero(b)
     ptr = np.zeros(len(rows) + 1, dtype=np.int64)
     np.cumsum(np.bincount(r_idx, minlength=len(rows)), out=ptr[1:])
-    day = pd.DatetimeIndex(panel.first_date[rows])
-    dim = day.days_in_month.to_numpy()
-    phi = (dim - day.day.to_numpy() + 0.5) / dim
     f = fm[rows]
+    phi = panel.first_month_fraction()[rows]
     return _Rows(first=f, ptr=ptr, months=months.astype(np.int64), n_after=total[rows], first_exposure=phi * ex[f],
-                 weight=weight, y0=y0[rows], phi=phi), inverse
+                 weight=weight)
 
 
 def _type_independent(panel: MonthlyPanel, ex: np.ndarray, block: int = 1 << 18) -> float:
     """Sum over customers of the log-likelihood terms no type changes: ``y log(exposure)`` of every
     purchase after the first (the first month's with its remaining share) and ``-log y!``."""
     log_ex = np.log(ex)
+    phi_all = panel.first_month_fraction()
     total = 0.0
     for lo in range(0, panel.n_customers, block):
         hi = min(lo + block, panel.n_customers)
@@ -232,9 +227,7 @@ def _type_independent(panel: MonthlyPanel, ex: np.ndarray, block: int = 1 << 18)
         fm = panel.first_month[lo:hi]
         c = panel.counts[lo:hi].astype(np.float64)
         c[idx, fm] -= 1.0
-        day = pd.DatetimeIndex(panel.first_date[lo:hi])
-        dim = day.days_in_month.to_numpy()
-        phi = (dim - day.day.to_numpy() + 0.5) / dim
+        phi = phi_all[lo:hi]
         total += float((c @ log_ex).sum()) + float((c[idx, fm] * np.log(phi)).sum())
         big = c[c > 1.0]
         total -= float(gammaln(big + 1.0).sum())
@@ -268,7 +261,7 @@ def _matrix(rows: _Rows, ex: np.ndarray, lam: np.ndarray, lapse: np.ndarray, rho
 def type_loglik(panel: MonthlyPanel, ex: np.ndarray, lam: np.ndarray, lapse: np.ndarray, rho: float) -> np.ndarray:
     """Log-likelihood ``[customers, types]`` of each customer under each type (without the terms
     no type changes: the same up to a per-customer constant)."""
-    rows, _ = _rows_of(panel, ex, distinct=False)
+    rows = _rows_of(panel, ex, distinct=False)
     ll, top = _matrix(rows, ex, lam, lapse, rho, exponentiate=False)
     ll += top[:, None]
     return ll
@@ -607,7 +600,7 @@ def fit_lapse_return(panel: MonthlyPanel, *, seasonality: np.ndarray | None = No
     ex = exposure(panel, seasonality)
     counts = panel.counts
     grid = _Grid(max(1.0, float(counts.max())))
-    rows, _ = _rows_of(panel, ex, distinct=True)
+    rows = _rows_of(panel, ex, distinct=True)
     const = _type_independent(panel, ex)
     repeat = float(counts.sum()) - panel.n_customers
     exposure_months = float((panel.n_months - panel.first_month).sum())
