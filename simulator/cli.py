@@ -189,9 +189,11 @@ def optimise(
     Examples:
 
     \b
-    loyalty-sim optimise --search markets/france/points_tiers_search.yaml --out runs/opt-fr
+    loyalty-sim optimise --search markets/france/points_tiers_search.yaml \\
+        --out runs/opt-fr
     loyalty-sim optimise --playbook markets/usa/points_tiers_launch.yaml \\
-        --search markets/usa/points_tiers_search.yaml --out runs/opt-us --workers 2
+        --search markets/usa/points_tiers_search.yaml --out runs/opt-us \\
+        --workers 2
     """
     from simulator.optimise import load_problem, run_search, total_replications, write_outputs
     from simulator.output import check_destination
