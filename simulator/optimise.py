@@ -12,7 +12,11 @@ Method (docs/model.md, "Design optimisation"):
 * Racing: every candidate on ``racing.agents`` x ``racing.replications``; the ``racing.confirm``
   best feasible ones and the starting design are re-run at ``agents`` x ``replications``; a
   confirmed candidate must meet each constraint with ``racing.z`` standard errors to spare.
-  The winner is the confirmed candidate with the best objective at the full count.
+  The winner is the confirmed candidate with the best objective at the full count. Standard
+  errors (normal approximations): of a mean, sd / sqrt(R); of a sample quantile q,
+  sd sqrt(q (1 - q)) / (phi(Phi^-1(q)) sqrt(R)); of P(NPV < 0), sqrt(p (1 - p) / R).
+* CMA-ES has no constraint handling: a candidate breaking one is told its objective less
+  max(|f|, 1) x (1 + the sum of its relative violations).
 * Marginal value of a constraint: relaxing its bound by 10% (of the bound, or of the range
   observed when the bound is 0), the best race objective among candidates feasible under the
   relaxed set, minus the best under the original set, per unit of bound: a shadow price
