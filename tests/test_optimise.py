@@ -136,3 +136,20 @@ def test_cli_writes_a_valid_best_design_and_refuses_to_overwrite(tmp_path):
     assert sc.program.earn.points_per_unit == pytest.approx(best["var:earn.points_per_unit"])
     again = _cli("--search", str(search), "--out", str(out))
     assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_an_interrupted_search_resumes_from_its_checkpoints(tmp_path):
+    """What finished is on disk (one file per candidate replication); a re-run loads it and
+    runs only what is missing, to the same trials."""
+    problem = load_problem(_write(tmp_path, TINY))
+    ck = tmp_path / "ck"
+    with Executor(1, checkpoint=ck) as ex:
+        first = run_search(problem, ex).trials
+    saved = sorted(ck.glob("*.pkl"))
+    assert len(saved) >= 9 * 2  # the race at least (start deduplicated with trial 0)
+    for p in saved[::2]:  # an interruption lost half of them
+        p.unlink()
+    with Executor(1, checkpoint=ck) as ex:
+        again = run_search(problem, ex).trials
+    pd.testing.assert_frame_equal(first, again)
+    assert len(list(ck.glob("*.pkl"))) == len(saved)
