@@ -132,7 +132,7 @@ def test_cli_writes_a_valid_best_design_and_refuses_to_overwrite(tmp_path):
 
     sc = resolve(out / "best_playbook.yaml")
     trials = pd.read_csv(out / "trials.csv")
-    best = trials[(trials["stage"] == "confirm")].sort_values("objective").iloc[-1]
+    best = trials[(trials["stage"] == "confirm") & trials["feasible"]].sort_values("objective").iloc[-1]
     assert sc.program.earn.points_per_unit == pytest.approx(best["var:earn.points_per_unit"])
     again = _cli("--search", str(search), "--out", str(out))
     assert again.returncode == 2 and "already exists" in again.stderr
