@@ -34,6 +34,7 @@ browser:
 bench: $(STAMP)
 	$(BIN)/python benchmarks/engine_speed.py
 	$(BIN)/python benchmarks/calibration_speed.py
+	PYTHONPATH=. $(BIN)/python benchmarks/optimise_bench.py
 
 notebooks: $(STAMP)
 	$(BIN)/python notebooks/build_notebooks.py --execute runs/notebooks

@@ -172,6 +172,60 @@ def run(
     typer.echo(f"results: {out}")
 
 
+@app.command(short_help="The best design under finance's constraints (Optuna search).")
+def optimise(
+    search: Path = typer.Option(..., "--search", help="Search file: variables (paths into the design or playbook, bounds), objective, constraints, sampler, racing."),
+    out: Path = typer.Option(..., "--out", help="Directory for the results (refused if it exists, unless --force)."),
+    playbook: Optional[Path] = typer.Option(None, "--playbook", help="Playbook to optimise (default: the search file's 'playbook:')."),
+    force: Force = False,
+    workers: Workers = None,
+    scheduler: Scheduler = None,
+) -> None:
+    """Search the design (and playbook) values that maximise the objective under the constraints;
+    write best_design.yaml, best_playbook.yaml, trials.csv, frontier.csv, frontier.png, report.html
+    and a manifest. Same search file and seed: identical trials.csv on any number of workers;
+    an interrupted search resumes from OUT.checkpoint.
+
+    Examples:
+
+    \b
+    loyalty-sim optimise --search markets/france/points_tiers_search.yaml \\
+        --out runs/opt-fr
+    loyalty-sim optimise --playbook markets/usa/points_tiers_launch.yaml \\
+        --search markets/usa/points_tiers_search.yaml --out runs/opt-us \\
+        --workers 2
+    """
+    from simulator.optimise import load_problem, run_search, total_replications, write_outputs
+    from simulator.output import check_destination
+
+    try:
+        check_destination(out, force)
+        problem = load_problem(search, playbook)
+        _warn(problem.scenario.warnings)
+        with _progress(total_replications(problem.search), f"search {problem.search.name}", "replications") as tick, \
+                _executor(workers, scheduler, out) as ex:
+            outcome = run_search(problem, ex, tick)
+        write_outputs(problem, outcome, out, force=force)
+    except InputErrors as exc:
+        _fail(exc)
+    cur = problem.scenario.market.currency
+    st, best = outcome.start, outcome.best
+    label = problem.search.objective.label()
+    typer.echo(f"starting design: {label} {st['objective']:,.0f} {cur}, constraints {'met' if st['feasible'] else 'NOT met'}")
+    if best is None:
+        typer.echo("no candidate met every constraint at the full count: no best_design.yaml")
+    else:
+        typer.echo(f"best design (trial {best['trial']}): {label} {best['objective']:,.0f} {cur}")
+        for k, v in best.items():
+            if k.startswith("var:"):
+                typer.echo(f"  {k[4:]} = {v}")
+    for b in outcome.binding:
+        if b["binding"]:
+            typer.echo(f"binding: {b['constraint']} ({b['side']} {b['bound']:g}): relaxing it by {b['relaxed_by']:g} "
+                       f"gains {b['objective_gain']:,.0f} {cur}")
+    typer.echo(f"results: {out}")
+
+
 @app.command(short_help="Re-run a run from its manifest; check it is identical.")
 def reproduce(
     run_dir: Path = typer.Argument(..., help="Directory of an earlier run (with its manifest.json)."),

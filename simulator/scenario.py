@@ -492,7 +492,11 @@ def validate_paths(paths: Iterable[str | Path], warnings: list[InputError] | Non
         try:
             doc = read_yaml(f)
             kind = kind_of(doc)
-            if kind == "playbook":
+            if kind == "search":  # with the playbook it names: every variable's path checked
+                from simulator.optimise import load_problem
+
+                load_problem(f)
+            elif kind == "playbook":
                 found_warnings = resolve(f).warnings
                 if warnings is not None:
                     warnings.extend(w for w in found_warnings if w not in warnings)

@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from simulator.cli import app
 
-COMMANDS = ("validate", "reference", "run", "reproduce", "compare", "demo", "calibrate", "backtest")
+COMMANDS = ("validate", "reference", "run", "reproduce", "compare", "demo", "calibrate", "backtest", "optimise")
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -28,6 +28,7 @@ SECTIONS = (
     ("NPV, ROI, payback", "simulator.finance.metrics"),
     ("Statements by fiscal year", "simulator.finance.statements"),
     ("What a run reports", "simulator.results"),
+    ("Design optimisation", "simulator.optimise"),
 )
 
 PREAMBLE = """# The model

@@ -14,12 +14,13 @@ from simulator.specs.base import Spec, validate_document
 from simulator.specs.market import Market
 from simulator.specs.playbook import Playbook
 from simulator.specs.program import Program
+from simulator.specs.search import Search
 from simulator.specs.yamlio import Document, dump_yaml, read_yaml
 
 S = TypeVar("S", bound=Spec)
 
 #: File kinds, with the top-level key that identifies each.
-KINDS: dict[str, type[Spec]] = {"design": Program, "market": Market, "playbook": Playbook}
+KINDS: dict[str, type[Spec]] = {"design": Program, "market": Market, "playbook": Playbook, "search": Search}
 
 
 def load(model: type[S], path: str | Path, *, display: str | None = None) -> S:
@@ -41,7 +42,9 @@ def load_playbook(path: str | Path) -> Playbook:
 
 def kind_of(doc: Document) -> str:
     """Tell a design, a market and a playbook apart by their top-level keys."""
-    keys = set(doc.data)
+    keys = set(doc.data) if isinstance(doc.data, dict) else set()
+    if "variables" in keys:  # only a search file has them
+        return "search"
     if {"design", "market"} & keys:  # neither a design nor a market has these keys
         return "playbook"
     if "segments" in keys or "transitions" in keys:
@@ -49,7 +52,7 @@ def kind_of(doc: Document) -> str:
     if "earn" in keys or "rewards" in keys:
         return "design"
     raise InputErrors.one(doc.path, "cannot tell what this file is (expected a design with 'earn', "
-                                    "a market with 'segments', or a playbook with 'design', 'market' and 'launch')", line=1)
+                                    "a market with 'segments', a playbook with 'design', 'market' and 'launch', or a search with 'variables')", line=1)
 
 
 def dump(spec: Spec) -> str:

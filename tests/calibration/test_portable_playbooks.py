@@ -18,7 +18,7 @@ from simulator.runner import simulate
 from simulator.scenario import resolve, validate_paths
 
 ROOT = Path(__file__).resolve().parents[2]
-PLAYBOOKS = sorted(p for p in ROOT.glob("markets/*/*.yaml") if p.name != "market.yaml")
+PLAYBOOKS = sorted(p for p in ROOT.glob("markets/*/*.yaml") if p.name != "market.yaml" and not p.name.endswith("_search.yaml"))
 
 
 @pytest.fixture(scope="module")

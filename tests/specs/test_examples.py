@@ -22,10 +22,11 @@ def _of_kind(kind: str) -> list[Path]:
 
 
 DESIGNS, MARKETS, PLAYBOOKS = _of_kind("design"), _of_kind("market"), _of_kind("playbook")
+SEARCHES = _of_kind("search")
 
 
 def test_examples_are_found():
-    assert len(SHIPPED) == len(DESIGNS) + len(MARKETS) + len(PLAYBOOKS)
+    assert len(SHIPPED) == len(DESIGNS) + len(MARKETS) + len(PLAYBOOKS) + len(SEARCHES)
     assert DESIGNS and MARKETS and PLAYBOOKS
     assert {p.parent.name for p in MARKETS} == {p.name for p in (ROOT / "markets").iterdir() if p.is_dir()}
 
@@ -93,3 +94,12 @@ def test_playbook_round_trip(path: Path, tmp_path: Path):
 def test_every_kind_is_loadable_by_its_model(path: Path):
     kind = kind_of(read_yaml(path))
     assert isinstance(load(KINDS[kind], path), KINDS[kind])
+
+
+def test_every_market_ships_a_search_that_loads_with_its_playbook():
+    from simulator.optimise import load_problem
+
+    assert {p.parent.name for p in SEARCHES} == {p.parent.name for p in MARKETS}
+    for p in SEARCHES:
+        problem = load_problem(p)
+        assert problem.scenario.market.name and problem.search.variables
