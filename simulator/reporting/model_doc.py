@@ -28,6 +28,8 @@ SECTIONS = (
     ("NPV, ROI, payback", "simulator.finance.metrics"),
     ("Statements by fiscal year", "simulator.finance.statements"),
     ("What a run reports", "simulator.results"),
+    ("Measuring the effect of a running program", "simulator.response.estimate"),
+    ("A member log written by the engine", "simulator.response.generate"),
 )
 
 PREAMBLE = """# The model
