@@ -30,7 +30,7 @@ import pandas as pd
 
 from simulator import __version__
 from simulator.errors import InputErrors
-from simulator.output import staged_directory
+from simulator.output import check_destination, staged_directory
 from simulator.response.estimate import EventStudy, event_study, panel_from_log
 
 NOT_WRITTEN = {
@@ -91,6 +91,7 @@ def estimate_file(source, market: Path, out: Path, *, force: bool, seed: int) ->
     from simulator.specs import load
     from simulator.specs.market import Market
 
+    check_destination(out, force)  # refused before any work, not after it
     load(Market, market)  # a market that does not validate stops here, with its errors
     if source.format != "table":
         raise InputErrors.one("(command line)", f"{source.format!r} logs carry no member flag (expected --format table)",
