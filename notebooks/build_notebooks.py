@@ -265,6 +265,53 @@ for name, res in runs.items():
     d.plot(ax=ax, label=name)
 ax.set_title("Incremental revenue by month (INR)"); ax.legend(); fig.tight_layout()"""),
     ],
+    "06_measuring_a_running_program.ipynb": [
+        new_markdown_cell("""# Measuring a running program from its member log
+
+A retailer already runs a cash-back cagnotte; its till log flags members. How much more do
+members buy *because* of the program? The naive answer (members against non-members) mixes the
+program's effect with who joins. We take a log the engine wrote itself, so that the truth is
+known (the same customers' purchases without the program), estimate the lift after joining
+with the staggered event study of `estimate-response`, and compare both with the truth."""),
+        new_code_cell(SETUP),
+        new_code_cell("""from simulator.response.generate import member_log
+from simulator.response.estimate import panel_from_log, event_study
+
+response = {"self_selection": 1.0, "enrolment_propensity": 0.05, "goal_gradient": 0.25,
+            "rewarded_behaviour": 0.2, "transition_effect": 0.3}
+log = member_log("markets/usa/cagnotte_launch.yaml", response=response, agents=3000, seed=7)
+shipped = pd.read_csv("data/member_log/usa_cagnotte_members.csv.gz")
+print(len(log.transactions), "transactions;", "same as the shipped log:",
+      shipped["amount"].round(2).equals(log.transactions["amount"].round(2)))
+log.transactions.head()"""),
+        new_markdown_cell("""The event study: each month's joiners against customers who bought that month without
+having joined, their growth since the six months before applied to the joiners' own base."""),
+        new_code_cell("""panel = panel_from_log(log.transactions)
+es = event_study(panel, outcome="spend")
+truth = log.true_lift("spend", range(-4, 12))
+table = es.table().assign(truth=truth.reindex(es.events).to_numpy())
+est, lo, hi = es.post()
+print(f"lift after joining, months 0-11: {est:+.2f} USD a month (90%: {lo:+.2f}..{hi:+.2f}); "
+      f"truth {table.loc[table.event >= 0, 'truth'].mean():+.2f}; naive member uplift {es.naive:+.2f}")
+table.round(2)"""),
+        new_code_cell("""fig, ax = plt.subplots(figsize=(7, 3.5))
+ax.fill_between(es.events, es.lo, es.hi, alpha=0.2, label="90% interval")
+ax.plot(es.events, es.att, "o-", ms=3, label="estimated lift")
+ax.plot(es.events, table["truth"], "k--", label="true lift (engine)")
+ax.axhline(es.naive, color="tab:red", ls=":", label="naive member uplift")
+ax.axhline(0, color="0.6", lw=0.8)
+ax.set_xlabel("months since joining"); ax.set_ylabel("USD per customer-month"); ax.legend(fontsize=8)
+fig.tight_layout()"""),
+        new_markdown_cell("""How joiners differed before joining (self-selection), and the balance of the groups:"""),
+        new_code_cell("""print(f"joiners bought x{es.pre_ratio[0]:.2f} ({es.pre_ratio[1]:.2f}..{es.pre_ratio[2]:.2f}) "
+      "what comparable customers did before joining")
+es.balance.round(3)"""),
+        new_markdown_cell("""Limits (docs/model.md, "Measuring the effect of a running program"): on engine logs the
+interval covers the true lift in 73-80% of seeds rather than 90%, and the estimate is not
+written into the market's `response` block, because the engine's lift after joining is the sum
+of several of its fields. Comparing designs with a measured response is therefore not shown
+here yet."""),
+    ],
 }
 
 

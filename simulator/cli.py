@@ -584,6 +584,49 @@ def calibrate(
     typer.echo(f"report: {done.report_path}")
 
 
+@app.command("estimate-response", short_help="Measure a running program's effect from its member log.")
+@_reading_options
+def estimate_response(
+    transactions: Path = typer.Argument(..., help="Transaction log with a member flag per transaction (CSV, Parquet, a database): customer id, date, amount, member."),
+    market: Path = typer.Option(..., "--market", help="The market the log comes from (markets/<m>/market.yaml)."),
+    out: Path = typer.Option(..., "--out", help="Directory for estimates.json, event_study.csv/.png, balance.csv, manifest.json (refused if it exists, unless --force)."),
+    seed: int = typer.Option(20240601, "--seed", min=0, help="Seed of the bootstrap: the same seed and log give identical outputs."),
+    force: Force = False,
+    customer_col: CustomerCol = "customer_id",
+    date_col: DateCol = "date",
+    amount_col: AmountCol = "amount",
+    date_format: DateFormat = None,
+    on_bad_rows: OnBadRows = "fail",
+    merge_same_day: SameDay = True,
+) -> None:
+    """Estimate, from a log where members are flagged, how joiners differed before joining (self-selection) and the lift after joining by month since joining (staggered difference-in-differences against customers not yet joined), with bootstrap intervals; and the naive member comparison beside them.
+
+    Example:
+
+    \b
+    loyalty-sim estimate-response data/member_log/usa_cagnotte_members.csv.gz \\
+        --market markets/usa/market.yaml --out runs/response
+    """
+    from simulator.response.command import estimate_file
+
+    try:
+        source = _log_source(transactions, "table", customer_col, date_col, amount_col, date_format, on_bad_rows,
+                             merge_same_day)
+        result = estimate_file(source, market, out, force=force, seed=seed)
+    except InputErrors as exc:
+        _fail(exc)
+    typer.echo(f"{result['customers']:,} customers, {result['joiners']:,} joiners, months {result['months'][0]}.."
+               f"{result['months'][1]}")
+    for name, e in result["estimates"].items():
+        m = e["mean_lift_after_joining"]
+        r = e["before_joining"]["ratio"]
+        typer.echo(f"{name}: lift after joining {m['estimate']:+.3f} a month ({e['level']:.0%}: {m['lo']:+.3f}..{m['hi']:+.3f}); "
+                   f"naive member uplift {e['naive_member_uplift']:+.3f}; joiners before joining x{r['estimate']:.2f} "
+                   f"({r['lo']:.2f}..{r['hi']:.2f}) comparable customers")
+    typer.echo("not written to the market's response block: see not_written_to_response in estimates.json")
+    typer.echo(f"results: {out}")
+
+
 @app.command(short_help="Check a calibration against what customers then did.")
 @_reading_options
 def backtest(

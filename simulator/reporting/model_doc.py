@@ -29,6 +29,8 @@ SECTIONS = (
     ("Statements by fiscal year", "simulator.finance.statements"),
     ("What a run reports", "simulator.results"),
     ("Design optimisation", "simulator.optimise"),
+    ("Measuring the effect of a running program", "simulator.response.estimate"),
+    ("A member log written by the engine", "simulator.response.generate"),
 )
 
 PREAMBLE = """# The model

@@ -1,0 +1,70 @@
+"""``loyalty-sim estimate-response`` on the shipped engine-generated member log."""
+
+import json
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from simulator.cli import app
+from tests.test_cli_run import ROOT
+
+LOG = ROOT / "data" / "member_log" / "usa_cagnotte_members.csv.gz"
+MARKET = ROOT / "markets" / "usa" / "market.yaml"
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def one_line_error(res, *words):
+    assert res.exit_code == 2, (res.stdout, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+
+
+def test_writes_estimates_plot_and_manifest(tmp_path):
+    out = tmp_path / "resp"
+    res = invoke("estimate-response", LOG, "--market", MARKET, "--out", out)
+    assert res.exit_code == 0, res.stderr
+    assert "lift after joining" in res.stdout and "naive member uplift" in res.stdout
+    est = json.loads((out / "estimates.json").read_text())
+    assert est["joiners"] > 100
+    assert set(est["not_written_to_response"]) >= {"response", "self_selection", "lapse_reduction", "goal_gradient"}
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["inputs"][str(LOG)] and manifest["seed"] == 20240601
+    table = pd.read_csv(out / "event_study.csv")
+    assert set(table["outcome"]) == {"spend", "purchases"} and (table["lo"] <= table["hi"]).all()
+    assert (out / "event_study.png").stat().st_size > 0
+    # the same seed and log give the same estimates; an existing output is refused without --force
+    again = invoke("estimate-response", LOG, "--market", MARKET, "--out", out)
+    one_line_error(again, "already exists")
+    res2 = invoke("estimate-response", LOG, "--market", MARKET, "--out", out, "--force")
+    assert res2.exit_code == 0
+    assert json.loads((out / "estimates.json").read_text())["estimates"] == est["estimates"]
+
+
+def test_log_without_member_column_is_one_line(tmp_path):
+    log = tmp_path / "plain.csv"
+    log.write_text("customer_id,date,amount\nA,2027-01-03,10\nB,2027-02-03,12\n")
+    out = tmp_path / "resp"
+    one_line_error(invoke("estimate-response", log, "--market", MARKET, "--out", out), "plain.csv", "member")
+    assert not out.exists()
+
+
+def test_log_without_joiners_is_one_line(tmp_path):
+    log = tmp_path / "nojoin.csv"
+    log.write_text("customer_id,date,amount,member\nA,2027-01-03,10,0\nB,2027-02-03,12,no\n")
+    out = tmp_path / "resp"
+    one_line_error(invoke("estimate-response", log, "--market", MARKET, "--out", out), "nojoin.csv", "member")
+    assert not out.exists()
+
+
+def test_bad_market_is_reported_and_nothing_written(tmp_path):
+    market = tmp_path / "market.yaml"
+    market.write_text("name: x\n")
+    out = tmp_path / "resp"
+    res = invoke("estimate-response", LOG, "--market", market, "--out", out)
+    assert res.exit_code == 2 and "Traceback" not in res.stderr and "market.yaml" in res.stderr
+    assert not out.exists()

@@ -1,0 +1,87 @@
+"""The event study on engine-generated member logs: it recovers the engine's own lift, the naive
+comparison does not, and with no effect it finds none (within its 90% intervals)."""
+
+import numpy as np
+import pytest
+
+from simulator.response.estimate import event_study, panel_from_log
+from simulator.response.generate import member_log
+from simulator.specs.playbook import Mechanisms
+
+PLAYBOOK = "markets/usa/cagnotte_launch.yaml"
+EFFECTS = {"enrolment_propensity": 0.05, "goal_gradient": 0.25, "rewarded_behaviour": 0.2, "transition_effect": 0.3}
+
+
+def true_post(log, es, outcome):
+    """The engine's true lift over months 0..11 since joining, weighted as the estimate is."""
+    tr = log.true_lift(outcome, range(0, 12)).reindex(range(12)).to_numpy()
+    return float(np.average(tr, weights=es.joiners[es.events >= 0]))
+
+
+@pytest.fixture(scope="module")
+def moderate():
+    log = member_log(PLAYBOOK, response={**EFFECTS, "self_selection": 1.0}, agents=8000, seed=101)
+    return log, panel_from_log(log.transactions)
+
+
+@pytest.mark.parametrize("outcome", ["purchases", "spend"])
+def test_near_the_true_lift_where_the_naive_comparison_is_far(moderate, outcome):
+    """Not yet "within the interval in 90% of seeds" (measured 73% / 80%: see the slow test):
+    the estimate is within 80% of the truth, and its error is under a fifth of the naive one."""
+    log, panel = moderate
+    es = event_study(panel, outcome=outcome)
+    truth = true_post(log, es, outcome)
+    est, lo, hi = es.post()
+    assert truth > 0 and lo < est < hi
+    assert abs(est - truth) < 0.8 * truth, (truth, est, lo, hi)
+    # selection: the naive member uplift is far outside the interval, several times the truth
+    assert es.naive > hi and es.naive > 3 * truth
+    assert abs(est - truth) < abs(es.naive - truth) / 5
+
+
+def test_joiners_bought_more_before_joining(moderate):
+    _, panel = moderate
+    es = event_study(panel, outcome="purchases")
+    assert es.pre_ratio[1] > 1.0  # the interval's lower end: heavier buyers join first
+
+
+def test_no_effect_no_selection_gives_zero_within_the_interval():
+    off = Mechanisms(**{k: False for k in Mechanisms.model_fields})
+    log = member_log(PLAYBOOK, response={**EFFECTS, "self_selection": 0.0}, agents=8000, seed=1, mechanisms=off)
+    es = event_study(panel_from_log(log.transactions), outcome="purchases")
+    assert (log.truth["purchases_lift"] == 0).all()
+    est, lo, hi = es.post()
+    assert lo <= 0 <= hi, (est, lo, hi)
+    assert es.naive > hi  # buyers join at the till: members look better with no effect at all
+
+
+@pytest.mark.xfail(strict=True, reason="known limit (docs/model.md): with strong self-selection on the rate "
+                                       "(self_selection 2) and no effect, the estimate stays ~+0.1 purchase a month")
+def test_strong_self_selection_without_effect_gives_zero():
+    only_selection = Mechanisms(**{k: k == "self_selection" for k in Mechanisms.model_fields})
+    log = member_log(PLAYBOOK, response={**EFFECTS, "self_selection": 2.0}, agents=8000, seed=1,
+                     mechanisms=only_selection)
+    est, lo, hi = event_study(panel_from_log(log.transactions), outcome="purchases").post()
+    assert lo <= 0 <= hi
+
+
+def test_same_seed_same_intervals(moderate):
+    _, panel = moderate
+    a, b = event_study(panel, seed=4), event_study(panel, seed=4)
+    assert np.array_equal(a.lo, b.lo) and np.array_equal(a.hi, b.hi)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="measured coverage of the 90% interval over seeds 100..129 at self_selection 1: "
+                                       "purchases 73%, spend 80%: a residual upward bias from selection on the rate")
+def test_interval_covers_the_truth_in_90_percent_of_seeds():
+    hits, n = {"purchases": 0, "spend": 0}, 0
+    for seed in range(100, 130):
+        log = member_log(PLAYBOOK, response={**EFFECTS, "self_selection": 1.0}, agents=8000, seed=seed)
+        panel = panel_from_log(log.transactions)
+        n += 1
+        for outcome in hits:
+            es = event_study(panel, outcome=outcome)
+            _, lo, hi = es.post()
+            hits[outcome] += lo <= true_post(log, es, outcome) <= hi
+    assert min(hits.values()) / n >= 0.9, hits
