@@ -777,6 +777,26 @@ class CalibratedMarket:
         return self.diagnostics.model
 
 
+def row_argmax(m: sparse.csr_matrix) -> np.ndarray:
+    """The column of each row's largest entry of a non-negative CSR matrix (the first such column
+    on a tie, 0 for an empty row), as ``m.argmax(axis=1)`` gives it, in two reductions over the
+    stored entries instead of scipy's per-row loop."""
+    m = sparse.csr_matrix(m)
+    m.sum_duplicates()                         # sorted column indices within each row
+    n = m.shape[0]
+    out = np.zeros(n, dtype=np.int64)
+    counts = np.diff(m.indptr)
+    has = counts > 0
+    if not has.any():
+        return out
+    starts = m.indptr[:-1][has]
+    top = np.maximum.reduceat(m.data, starts)
+    row_of = np.repeat(np.arange(len(starts)), counts[has])
+    cols = np.where(m.data == top[row_of], m.indices.astype(np.int64), np.int64(m.shape[1]))
+    out[has] = np.minimum.reduceat(cols, starts)
+    return out
+
+
 def _round(x: float, digits: int = 6) -> float:
     return float(round(float(x), digits))
 
@@ -964,7 +984,7 @@ def calibrate(
                                   weights=sparse.csr_matrix(fit.weights @ sparse.csr_matrix(mg.indicator)))
         life, val = mg.lifecycle, mg.value
     else:
-        own = np.asarray(fit.weights.argmax(axis=1)).ravel()
+        own = row_argmax(fit.weights)
         life, val = rule_groups(fit.names, fit.names[0], fit.rates, fit.baskets, fit.shares, fit.lapsed, own,
                                 rfm_arrays(panel, T - 1)["recency_months"])
         few = [n for n, sh in zip(fit.names[1:], fit.shares[1:]) if sh * panel.n_customers < min_segment_customers]
@@ -1034,7 +1054,7 @@ def calibrate(
     # per customer (known at the calibration end)
     feats = rfm_arrays(panel, T - 1)
     cust = pd.DataFrame({"recency_months": feats["recency_months"], "frequency": feats["frequency"],
-                         "segment": np.array(names, dtype=object)[np.asarray(fit.weights.argmax(axis=1)).ravel()], "basket_mult": bmult},
+                         "segment": np.array(names, dtype=object)[row_argmax(fit.weights)], "basket_mult": bmult},
                         index=pd.Index(panel.customers, name="customer_id"))
     if fit.posterior is not None and fit.types is not None:
         for g, tn in enumerate(fit.types.names):
@@ -1135,6 +1155,14 @@ def _simulate_repeat_model(panel: MonthlyPanel, types: Types, rho: float, season
     return out
 
 
+#: Customers over which the seasonality's one-step expectations are computed on a larger log (a
+#: random sample, fixed seed). A calendar month's ratio then has the relative error 1 / sqrt(its
+#: expected count) -- 0.4% on the benchmark's log, 36 months of 250,000 customers buying 0.1 times
+#: a month -- and the empirical-Bayes shrinkage weighs it as such.
+SEASONALITY_CUSTOMERS = 250_000
+SEASONALITY_SEED = 20241
+
+
 def _calibrate_states(panel: MonthlyPanel, seg: RFMStates, season_fixed: np.ndarray | None, auto: bool,
                       min_months: int, tx: pd.DataFrame, step: Callable[[str], None] = lambda name: None) -> _Fit:
     notes: list[str] = []
@@ -1145,9 +1173,17 @@ def _calibrate_states(panel: MonthlyPanel, seg: RFMStates, season_fixed: np.ndar
             step("seasonality (a first fit of the lapse-and-return model)")
             first = fit_lapse_return(panel, rough=True)
             ty = first.types(8, 3)
-            expected, _ = _one_step_fit(panel, ty, first.rho, None, 1)
-            observed = panel.counts.sum(axis=0) - np.bincount(panel.first_month, minlength=panel.n_months)
-            season, note = _estimate_seasonality(panel, observed, expected, min_months)
+            sample = panel
+            if panel.n_customers > SEASONALITY_CUSTOMERS:
+                # a random sample of customers (the shrinkage's 1 / expected carries its noise)
+                pick = np.sort(np.random.default_rng(SEASONALITY_SEED).choice(
+                    panel.n_customers, SEASONALITY_CUSTOMERS, replace=False))
+                sample = panel.restrict(pick)
+            expected, _ = _one_step_fit(sample, ty, first.rho, None, 1)
+            observed = sample.counts.sum(axis=0) - np.bincount(sample.first_month, minlength=sample.n_months)
+            season, note = _estimate_seasonality(sample, observed, expected, min_months)
+            if sample is not panel:
+                note += f", on a random sample of {SEASONALITY_CUSTOMERS:,} of the {panel.n_customers:,} customers"
             season = _month_lengths() * season
             season = season / season.mean()
         else:
@@ -1203,7 +1239,7 @@ def _calibrate_states(panel: MonthlyPanel, seg: RFMStates, season_fixed: np.ndar
     expected, by_rec = _one_step_fit(panel, types, model.rho, season, max(R, T - 1))
     sim = _simulate_repeat_model(panel, types, model.rho, season)
     freq = _frequency_table(panel.counts.sum(axis=1) - 1, sim)
-    prof = ", ".join(f"{r:.3f}: {ll:.1f}" for r, ll in model.profile)
+    prof = ", ".join(f"{r:.4g}: {ll:.1f}" for r, ll in model.profile)
     se = dict(model.standard_errors)
 
     def est(name: str) -> str:

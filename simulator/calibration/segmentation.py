@@ -236,8 +236,14 @@ def monthly_panel(log: TransactionLog | pd.DataFrame, end: str | pd.Timestamp | 
     d0 = day.min()
     span = int((day.max() - d0).astype(np.int64)) + 1
     key = row * span + (day - d0).astype(np.int64)
-    ukey, pos = np.unique(key, return_inverse=True)
-    amount = np.bincount(pos, weights=amount, minlength=len(ukey))
+    if len(key) > 1 and bool(np.all(key[1:] >= key[:-1])):
+        # already in customer-day order (a cleaned log usually is): runs of equal keys, no sort
+        new = np.r_[True, key[1:] != key[:-1]]
+        ukey = key[new]
+        amount = np.add.reduceat(amount, np.flatnonzero(new)) if not new.all() else amount
+    else:
+        ukey, pos = np.unique(key, return_inverse=True)
+        amount = np.bincount(pos, weights=amount, minlength=len(ukey))
     row = ukey // span
     day = d0 + (ukey % span).astype("timedelta64[D]")
     month = day.astype("datetime64[M]")
@@ -251,7 +257,7 @@ def monthly_panel(log: TransactionLog | pd.DataFrame, end: str | pd.Timestamp | 
     # keys are sorted by customer then day: each customer's first row is its first day
     starts = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
     first_date = day[starts]
-    first_month = np.argmax(counts > 0, axis=1).astype(np.int64)
+    first_month = col[starts]               # every customer has a row, rows in customer order
     table = None
     if visits:
         table = pd.DataFrame({"row": row, "date": day.astype("datetime64[ns]"), "amount": amount})

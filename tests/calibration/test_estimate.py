@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from simulator.calibration.estimate import (
     LapseReturnModel, calibrate, market_yaml, state_chain, write_market,
@@ -300,3 +301,16 @@ def test_state_chain_ages_customers():
         assert np.all(np.diff(rate[g, 1:]) <= 1e-12)
         floor = m.rho * types.rate[g]
         assert rate[g, -1] >= floor - 1e-12
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 12), st.integers(1, 9), st.floats(0.0, 1.0), st.integers(0, 2**31 - 1))
+def test_row_argmax_is_scipys(rows, cols, density, seed):
+    """The two-reduction row argmax gives scipy's column on any non-negative matrix, ties (small
+    integer entries) and empty rows included."""
+    from scipy import sparse as sp
+    from simulator.calibration.estimate import row_argmax
+    rng = np.random.default_rng(seed)
+    m = sp.random(rows, cols, density=density, format="csr", random_state=rng,
+                  data_rvs=lambda k: rng.integers(1, 4, size=k).astype(float))
+    assert np.array_equal(row_argmax(m), np.asarray(m.argmax(axis=1)).ravel().astype(np.int64))
