@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -153,3 +154,67 @@ def test_an_interrupted_search_resumes_from_its_checkpoints(tmp_path):
         again = run_search(problem, ex).trials
     pd.testing.assert_frame_equal(first, again)
     assert len(list(ck.glob("*.pkl"))) == len(saved)
+
+
+# ------------------------------------------------------------------ a case with a known optimum
+CLOSED_FORM = ROOT / "tests" / "fixtures" / "closed_form" / "search.yaml"
+#: Standard deviation of Chernoff's distribution, argmax_t (W(t) - t^2) for a two-sided
+#: Brownian motion W (Groeneboom & Wellner 2001, "Computing Chernoff's distribution", J. Comput.
+#: Graph. Stat. 10: Var = 0.26355964).
+CHERNOFF_SD = 0.26355964 ** 0.5
+
+
+def _expected_npv_maximiser(problem) -> tuple[float, float, float]:
+    """(maximiser of E[NPV](F) by quadrature over the gamma law of the purchase-rate multiplier,
+    the homogeneous closed form S / (12 c), the expected share of agents joining at it); the
+    equations are in the fixture's search.yaml."""
+    from scipy import integrate, optimize, stats
+
+    market = problem.scenario.market
+    seg = market.segments[0]
+    lam, k, basket = seg.purchase_rate, seg.rate_shape, seg.basket.mean
+    h, c = market.response.enrolment_propensity, market.response.fee_sensitivity
+    a = 12 * c / (12 * lam * basket)
+    gamma = stats.gamma(k, scale=1 / k)
+    lo, hi = gamma.ppf(1e-12), gamma.ppf(1 - 1e-12)
+
+    def joiners(fee: float) -> float:
+        return integrate.quad(lambda m: (1 - math.exp(-lam * m)) * h * math.exp(-a * fee / m) * gamma.pdf(m), lo, hi,
+                              epsabs=1e-14)[0]
+
+    best = optimize.minimize_scalar(lambda f: -f * joiners(f), bounds=(0.5 / a, 2 / a), method="bounded",
+                                    options={"xatol": 1e-9}).x
+    return float(best), 1 / a, joiners(best)
+
+
+@pytest.mark.parametrize("agents, replications, trials", [
+    (25_000, 4, 30),
+    pytest.param(200_000, 8, 40, marks=pytest.mark.slow),
+])
+def test_the_optimiser_finds_the_closed_form_best_fee(agents, replications, trials):
+    """The fixture's market changes nothing but who pays a monthly fee F; E[NPV] is
+    proportional to F exp(-a F) (tests/fixtures/closed_form/search.yaml), maximised at
+    F* = rate x basket / fee_sensitivity = 7.50 EUR (7.5024 with the market's residual spread of
+    purchase rates). The search must land within a tolerance set by the simulation's own noise:
+    the maximiser of a sampled curve F x joiners(F) differs from the expected one by
+    2^(2/3) Z / M^(1/3) of F* (cube-root asymptotics of an argmax, Kim & Pollard 1990; Z of
+    Chernoff's distribution; M = expected joiners at F* over all replications), so we allow 4
+    standard deviations of Z plus one grid step of the search. A wrong fee factor (monthly for
+    annual: F* 12 times smaller; fee against monthly spend; VAT twice) or an optimiser that
+    does not maximise misses by far more."""
+    problem = load_problem(CLOSED_FORM)
+    s = problem.search
+    s = s.model_copy(update={"agents": agents, "replications": replications, "trials": trials,
+                             "racing": s.racing.model_copy(update={"agents": agents, "replications": replications})})
+    problem = dataclasses.replace(problem, search=s)
+    f_star, closed, share = _expected_npv_maximiser(problem)
+    assert f_star == pytest.approx(closed, rel=1e-3)  # the spread of purchase rates moves it by 0.03%
+    joiners = agents * replications * share
+    step = s.variables[0].step
+    tol = 4 * CHERNOFF_SD * 2 ** (2 / 3) / joiners ** (1 / 3) * f_star + step
+    with Executor(1) as ex:
+        outcome = run_search(problem, ex)
+    found = outcome.best["var:enrolment.fee.amount"]
+    assert abs(found - f_star) <= tol, (found, f_star, tol)
+    start = problem.scenario.program.enrolment.fee.amount
+    assert abs(start - f_star) > 3 * tol  # the start is far away: the search moved there
