@@ -125,21 +125,29 @@ def load_problem(search_path: str | Path, playbook: str | Path | None = None) ->
     the design and playbook. All errors together, ``path:line: field: message``."""
     doc = read_yaml(search_path)
     search = validate_document(Search, doc)
+    return problem_from(search, doc, playbook=playbook)
+
+
+def problem_from(search: Search, doc: Document, *, where: tuple = (), playbook: str | Path | None = None) -> Problem:
+    """The problem of a search validated from ``doc`` at ``where`` (``()`` for a search file,
+    ``("search",)`` for a study's block): its playbook, relative to the file, and its
+    variables' paths checked against the design and playbook."""
     if playbook is None:
         if search.playbook is None:
             raise InputErrors.one(doc.path, "no playbook to optimise (expected --playbook or a 'playbook:' line)",
-                                  line=1, field="playbook")
-        pb_path = str(Path(search_path).parent / search.playbook)
+                                  line=doc.lines.line_of(where) if where else 1, field=".".join(map(str, (*where, "playbook"))))
+        pb_path = str(Path(doc.path).parent / search.playbook)
         if not Path(pb_path).is_file():
-            raise InputErrors.one(doc.path, f"playbook file not found: {pb_path} (expected a path relative to the search file)",
-                                  line=doc.lines.line_of(("playbook",)), field="playbook")
+            raise InputErrors.one(doc.path, f"playbook file not found: {pb_path} (expected a path relative to the "
+                                            f"{'study' if where else 'search'} file)",
+                                  line=doc.lines.line_of((*where, "playbook")), field=".".join(map(str, (*where, "playbook"))))
     else:
         pb_path = str(playbook)
     scenario = resolve(pb_path)
     data = _start_data(scenario)
     errors: list[InputError] = []
     for i, v in enumerate(search.variables):
-        loc = ("variables", i, "path")
+        loc = (*where, "variables", i, "path")
         root, parts = _split(v.parts)
         why = _check_path(data[root], parts, root)
         if why is None and v.choices is None:
@@ -152,8 +160,9 @@ def load_problem(search_path: str | Path, playbook: str | Path | None = None) ->
                 try:
                     apply_values(scenario, search, {v.path: choice})
                 except InvalidCandidate as exc:
-                    errors.append(InputError(doc.path, doc.lines.line_of(("variables", i, "choices", j)),
-                                             f"variables.{i}.choices.{j}", f"{exc} (expected a value the field takes)"))
+                    cloc = (*where, "variables", i, "choices", j)
+                    errors.append(InputError(doc.path, doc.lines.line_of(cloc), ".".join(map(str, cloc)),
+                                             f"{exc} (expected a value the field takes)"))
         if why is not None:
             errors.append(InputError(doc.path, doc.lines.line_of(loc), ".".join(map(str, loc)), why))
     if errors:
@@ -526,12 +535,13 @@ def write_outputs(problem: Problem, outcome: Outcome, out: Path, *, force: bool)
     with staged_directory(out, force) as tmp:
         outcome.trials.to_csv(tmp / "trials.csv", index=False, float_format="%.10g")
         outcome.frontier.to_csv(tmp / "frontier.csv", index=False, float_format="%.10g")
-        (tmp / "frontier.png").write_bytes(_frontier_png(problem, outcome))
+        png = _frontier_png(problem, outcome)
+        (tmp / "frontier.png").write_bytes(png)
         if outcome.best_scenario is not None:
             (tmp / "best_design.yaml").write_text(_header(problem, outcome.best) + dump(outcome.best_scenario.program),
                                                   encoding="utf-8")
             (tmp / "best_playbook.yaml").write_text(_best_playbook(problem, outcome.best_scenario, tmp), encoding="utf-8")
-        (tmp / "report.html").write_text(report_html(problem, outcome), encoding="utf-8")
+        (tmp / "report.html").write_text(report_html(summary, png), encoding="utf-8")
         (tmp / "optimisation.json").write_text(_json(_clean(summary)), encoding="utf-8")
         names = [f for f in OUTPUT_FILES if f != "optimisation.json"] + [f for f in ("best_design.yaml", "best_playbook.yaml")
                                                                          if (tmp / f).exists()]
@@ -585,36 +595,12 @@ def _frontier_png(problem: Problem, outcome: Outcome) -> bytes:
         return png_bytes(fig)
 
 
-def report_html(problem: Problem, outcome: Outcome) -> str:
-    """The report section: best against start, binding constraints, marginal values."""
-    import base64
-    from html import escape
+def report_html(summary: dict[str, Any], png: bytes) -> str:
+    """report.html: the report section (:mod:`simulator.reporting.optimisation`, the same one the
+    study report and workbook show) on a page of its own."""
+    from simulator.reporting.optimisation import Optimisation, page_html
 
-    cur = problem.scenario.market.currency
-    cols = [c for c in outcome.trials.columns if c.startswith("var:")] + [
-        "objective", "npv_p10", "npv_p50", "npv_p90", "program_cost_pct_sales_p50", "probability_npv_negative"] + [
-        c for c in outcome.trials.columns if c.startswith("slack:")]
-
-    def cell(v: Any) -> str:
-        return f"{v:,.4g}" if isinstance(v, float) else escape(str(v))
-
-    rows = [("starting design", outcome.start)] + ([("best design", outcome.best)] if outcome.best else [])
-    table = "<table><tr><th></th>" + "".join(f"<th>{escape(c)}</th>" for c in cols) + "</tr>" + "".join(
-        f"<tr><th>{n}</th>" + "".join(f"<td>{cell(r.get(c))}</td>" for c in cols) + "</tr>" for n, r in rows) + "</table>"
-    bind = "<table><tr><th>constraint</th><th>bound</th><th>binds</th><th>objective gained by relaxing 10%</th>" \
-           f"<th>marginal objective per unit of bound ({cur})</th></tr>" + "".join(
-        f"<tr><td>{escape(b['constraint'])} ({b['side']})</td><td>{cell(b['bound'])}</td><td>{'yes' if b['binding'] else 'no'}"
-        f"</td><td>{cell(b['objective_gain'])}</td><td>{cell(b['marginal_objective_per_unit'])}</td></tr>"
-        for b in outcome.binding) + "</table>"
-    png = base64.b64encode(_frontier_png(problem, outcome)).decode()
-    verdict = ("No candidate met every constraint at the full count." if outcome.best is None else
-               f"Best design: trial {outcome.best['trial']}, {problem.search.objective.label()} "
-               f"{outcome.best['objective']:,.0f} {cur} against {outcome.start['objective']:,.0f} {cur} for the starting design "
-               "(same agents and seeds).")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(problem.search.name)}</title></head><body>"
-            f"<h2>Design optimisation: {escape(problem.search.name)}</h2><p>{escape(verdict)}</p>{table}"
-            f"<h3>Constraints</h3>{bind}<h3>Efficient frontier</h3><img alt='frontier' src='data:image/png;base64,{png}'>"
-            "</body></html>\n")
+    return page_html(Optimisation(json.loads(_json(_clean(summary))), png))
 
 
 def optimise(search_path: str | Path, out: str | Path, *, playbook: str | Path | None = None, force: bool = False,
