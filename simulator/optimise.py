@@ -460,12 +460,15 @@ def run_search(problem: Problem, executor: Executor, tick: Callable[[int], None]
 
 
 def frontier(race: pd.DataFrame, search: Search, start_row: dict[str, Any]) -> pd.DataFrame:
-    """Feasible race candidates no other beats on both the objective and the frontier metric."""
+    """Feasible race candidates no other beats on both the objective and the frontier metric
+    (lower is better on the frontier axis -- a cost or a risk -- unless it is a trade-off to
+    maximise, such as members)."""
     axis = search.trade_off if (search.trade_off is not None and "frontier" not in search.model_fields_set) else search.frontier
     col, obj = axis.label(), search.objective.label()
     hi = search.objective.direction == "maximize"
+    axis_hi = isinstance(axis, Objective) and axis.direction == "maximize"
     f = race[race["feasible"] & race[col].notna()].copy()
-    f = f.sort_values([col, "objective", "trial"], ascending=[True, not hi, True], kind="stable")
+    f = f.sort_values([col, "objective", "trial"], ascending=[not axis_hi, not hi, True], kind="stable")
     keep, best = [], -math.inf
     for i, r in f.iterrows():
         v = r["objective"] if hi else -r["objective"]
