@@ -212,6 +212,11 @@ def optimise(
     st, best = outcome.start, outcome.best
     label = problem.search.objective.label()
     typer.echo(f"starting design: {label} {st['objective']:,.0f} {cur}, constraints {'met' if st['feasible'] else 'NOT met'}")
+    if not st["feasible"]:
+        from simulator.reporting.optimisation import Optimisation, start_fails
+
+        fails = start_fails(Optimisation({"start": st, "search": problem.search.model_dump(mode="json")}, None))
+        typer.echo(f"  the starting design fails: {', '.join(fails)}")
     if best is None:
         typer.echo("no candidate met every constraint at the full count: no best_design.yaml")
     else:
@@ -222,7 +227,8 @@ def optimise(
     for b in outcome.binding:
         if b["binding"]:
             typer.echo(f"binding: {b['constraint']} ({b['side']} {b['bound']:g}): relaxing it by {b['relaxed_by']:g} "
-                       f"gains {b['objective_gain']:,.0f} {cur}")
+                       f"gains {b['objective_gain']:,.0f} {cur}, {b['marginal_objective_per_unit']:,.4g} {cur} per unit "
+                       f"({b['method']})")
     typer.echo(f"results: {out}")
 
 

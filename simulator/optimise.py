@@ -329,7 +329,17 @@ def _distributions(search: Search) -> dict[str, Any]:
 
 
 def _values(search: Search, params: dict[str, Any]) -> dict[str, Any]:
-    return {v.path: (v.choices[params[v.path]] if v.choices is not None else params[v.path]) for v in search.variables}
+    """Variables' values of a trial: choices by index; a stepped float on its grid without the
+    float dust of low + n x step (7.55, not 7.550000000000001)."""
+    out = {}
+    for v in search.variables:
+        x = params[v.path]
+        if v.choices is not None:
+            x = v.choices[x]
+        elif v.step is not None and isinstance(x, float):
+            x = round(x, 9)
+        out[v.path] = x
+    return out
 
 
 def _sampler(search: Search):
