@@ -212,6 +212,11 @@ def optimise(
     st, best = outcome.start, outcome.best
     label = problem.search.objective.label()
     typer.echo(f"starting design: {label} {st['objective']:,.0f} {cur}, constraints {'met' if st['feasible'] else 'NOT met'}")
+    if not st["feasible"]:
+        from simulator.reporting.optimisation import Optimisation, start_fails
+
+        fails = start_fails(Optimisation({"start": st, "search": problem.search.model_dump(mode="json")}, None))
+        typer.echo(f"  the starting design fails: {', '.join(fails)}")
     if best is None:
         typer.echo("no candidate met every constraint at the full count: no best_design.yaml")
     else:
@@ -222,7 +227,8 @@ def optimise(
     for b in outcome.binding:
         if b["binding"]:
             typer.echo(f"binding: {b['constraint']} ({b['side']} {b['bound']:g}): relaxing it by {b['relaxed_by']:g} "
-                       f"gains {b['objective_gain']:,.0f} {cur}")
+                       f"gains {b['objective_gain']:,.0f} {cur}, {b['marginal_objective_per_unit']:,.4g} {cur} per unit "
+                       f"({b['method']})")
     typer.echo(f"results: {out}")
 
 
@@ -282,26 +288,27 @@ def compare(
         --design programs/premium_club.yaml --out runs/fr-designs
     """
     from simulator.output import check_destination
-    from simulator.study import load_study, study_from_playbooks
+    from simulator.study import load_study_with_search, study_from_playbooks
 
+    problem = None
     try:
         check_destination(out, force)
         if study_file is not None and (playbook or design):
             raise InputErrors.one(str(study_file), "give a study file or --playbook/--design, not both")
         if study_file is not None:
-            study, cells = load_study(study_file)
+            study, cells, problem = load_study_with_search(study_file)
         elif playbook:
             study, cells = study_from_playbooks(list(playbook), list(design), replications=replications, seed=seed, agents=agents)
         else:
             raise InputErrors.one("(command line)", "nothing to compare (expected a study file or --playbook)")
         _run_and_print(study, cells, out, force=force, workers=workers, scheduler=scheduler,
-                       source=str(study_file) if study_file else None)
+                       source=str(study_file) if study_file else None, search=problem)
     except InputErrors as exc:
         _fail(exc)
 
 
 def _run_and_print(study, cells, out: Path, *, force: bool, workers: int | None, scheduler: str | None,
-                   source: str | None) -> None:
+                   source: str | None, search=None) -> None:
     """Run a study with a progress bar; print each scenario's result in one line as it is done,
     then the verdict, the ranking of each market and baseline, and where the report is."""
     from simulator.reporting.study import short_money
@@ -316,9 +323,20 @@ def _run_and_print(study, cells, out: Path, *, force: bool, workers: int | None,
                    f"{summary['probability_npv_negative']:.0%}; details: {out / 'scenarios' / scenario / 'summary.txt'}")
 
     units = sum(c.scenario.playbook.horizon_months for c in cells) * study.replications
+    months = 0
+    if search is not None:  # the search's replications, in simulated months
+        from simulator.optimise import total_replications
+
+        months = search.scenario.playbook.horizon_months
+        units += total_replications(search.search) * months
     with _progress(units, f"study {study.name}") as tick, _executor(workers, scheduler, out) as ex:
-        run_study(study, cells, out, force=force, progress=tick, executor=ex, source=source, done=show)
+        run_study(study, cells, out, force=force, progress=tick, executor=ex, source=source, done=show, search=search,
+                  search_tick=lambda n: tick(n * months))
     typer.echo(_verdict_text(out))
+    if search is not None:
+        from simulator.reporting.optimisation import load, verdict
+
+        typer.echo(f"design search {search.search.name}: {verdict(load(out / 'optimisation'))}")
     for name in ("report.html", "workbook.xlsx"):
         if (out / name).exists():
             typer.echo(f"{name}: {out / name}")

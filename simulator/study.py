@@ -22,6 +22,7 @@ A study directory holds ``study.json`` and one run directory per scenario under
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from dataclasses import dataclass
@@ -80,6 +81,13 @@ def _resolve_cell(s: StudyScenario, base: Path, doc, i: int) -> tuple[StudyCell 
 
 def load_study(path: str | Path) -> tuple[Study, list[StudyCell]]:
     """Read a study file and resolve every scenario; all errors of all files together."""
+    study, cells, _ = load_study_with_search(path)
+    return study, cells
+
+
+def load_study_with_search(path: str | Path) -> tuple[Study, list[StudyCell], Any]:
+    """:func:`load_study` and the problem of its ``search:`` block (None without one), every
+    variable's path checked against its playbook before anything runs."""
     doc = read_yaml(path)
     study = validate_document(Study, doc)
     base = Path(path).parent
@@ -99,11 +107,19 @@ def load_study(path: str | Path) -> tuple[Study, list[StudyCell]]:
             errors.append(InputError(doc.path, doc.lines.line_of(("scenarios", i)), f"scenarios.{i}",
                                      f"market {c.scenario.market.name} reports in {c.scenario.market.reporting_currency}, "
                                      f"the study in {study.reporting_currency} (expected the same reporting currency)"))
+    problem = None
+    if study.search is not None:
+        from simulator.optimise import problem_from
+
+        try:
+            problem = problem_from(study.search, doc, where=("search",))
+        except InputErrors as exc:
+            errors += exc.errors
     if errors:
         raise InputErrors(errors)
     if study.horizon_months is not None:
         cells = [dataclasses.replace(c, scenario=c.scenario.with_horizon(study.horizon_months)) for c in cells]
-    return study, cells
+    return study, cells, problem
 
 
 def study_from_playbooks(playbooks: list[Path], designs: list[Path], *, replications: int, seed: int, agents: int,
@@ -247,8 +263,11 @@ def reward_cost_pv(design: pd.DataFrame, live: np.ndarray, rate: float) -> float
 
 def run_study(study: Study, cells: list[StudyCell], out: Path, *, force: bool, progress: Progress | None = None,
               source: str | None = None, executor: Executor | None = None,
-              done: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Run every scenario, the sensitivity analyses, and write the study directory.
+              done: Callable[[str, dict[str, Any]], None] | None = None, search: Any = None,
+              search_tick: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Run every scenario, the sensitivity analyses, the design search if given (a
+    :class:`simulator.optimise.Problem`: its files in ``optimisation/``, the section of the
+    report and workbook from them), and write the study directory.
     ``done(scenario id, summary)`` is called as soon as a scenario's own runs are written (before
     its sensitivity analyses), so a first result can be shown while the rest runs."""
     doc: dict[str, Any] = {"name": study.name, "description": study.description, "source": source,
@@ -285,10 +304,33 @@ def run_study(study: Study, cells: list[StudyCell], out: Path, *, force: bool, p
                                    "npv_p10": npv["p10"] * fx, "npv_p50": npv["p50"] * fx, "npv_p90": npv["p90"] * fx,
                                    "probability_npv_negative": summary["probability_npv_negative"]})
         doc["ranking"].sort(key=lambda r: -r["npv_p50"])
+        if search is not None:
+            doc["optimisation"] = _optimise(search, tmp / OPTIMISATION_DIR, executor, search_tick)
         doc = _clean(doc)
         (tmp / "study.json").write_text(_json(doc), encoding="utf-8")
         _write_reports(tmp)
     return doc
+
+
+#: Sub-directory of a study holding its design search (the files of ``loyalty-sim optimise``).
+OPTIMISATION_DIR = "optimisation"
+
+
+def _optimise(problem: Any, out: Path, executor: Executor | None, tick: Callable[[int], None] | None) -> dict[str, Any]:
+    """Run the study's search on the study's executor and write its files to ``out``; what
+    study.json records of it (the report reads the rest from ``out``)."""
+    from simulator.optimise import run_search, write_outputs
+
+    with contextlib.ExitStack() as stack:
+        ex = executor if executor is not None else stack.enter_context(Executor(1))
+        outcome = run_search(problem, ex, tick or (lambda n: None))
+    summary = write_outputs(problem, outcome, out, force=False)
+    best = summary["best"]
+    return {"dir": OPTIMISATION_DIR, "name": problem.search.name, "playbook": problem.playbook_path,
+            "market": problem.scenario.market.name, "currency": summary["currency"],
+            "objective": problem.search.objective.label(), "start": summary["start"]["objective"],
+            "best": None if best is None else best["objective"], "best_trial": None if best is None else best["trial"],
+            "best_design": "optimisation/best_design.yaml" if best is not None else None}
 
 
 def _source(path: str, field: tuple) -> str:

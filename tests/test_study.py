@@ -199,3 +199,75 @@ def test_each_scenario_is_reported_as_soon_as_its_runs_are_done(tmp_path):
               done=lambda sid, summary: seen.append((sid, (out / "study.json").exists() or "npv" not in summary["metrics"])))
     assert [sid for sid, _ in seen] == [c.id for c in cells]
     assert not any(flag for _, flag in seen)  # each came with its summary, before the study was written
+
+
+# ------------------------------------------------------------------ a design search in a study
+CLOSED_FORM = ROOT / "tests" / "fixtures" / "closed_form"
+SEARCH_STUDY = f"""name: fee_study
+seed: 1
+replications: 2
+agents: 2000
+tornado: false
+breakeven: false
+scenarios:
+  - playbook: {CLOSED_FORM}/playbook.yaml
+search:
+  name: fee_search
+  playbook: {CLOSED_FORM}/playbook.yaml
+  variables:
+    - {{path: "enrolment.fee.amount", low: 1.0, high: 20.0, step: 0.5}}
+  objective: {{metric: npv, statistic: mean}}
+  constraints:
+    - {{metric: members_end, statistic: p50, min: 20000}}
+  trials: 8
+  batch: 4
+  agents: 3000
+  replications: 2
+  racing: {{agents: 2000, replications: 2, confirm: 2}}
+"""
+
+
+def test_a_study_runs_its_search_block_into_report_and_workbook(tmp_path):
+    """The search's files land in optimisation/, study.json names its result, and the report's
+    section and the workbook's sheet show the best design against the start and the
+    constraints; the optimise command's own report.html holds the same section."""
+    import openpyxl
+
+    from simulator.reporting.optimisation import load
+    from simulator.study import load_study_with_search
+
+    study, cells, problem = load_study_with_search(_study(tmp_path, SEARCH_STUDY))
+    assert problem is not None and problem.search.name == "fee_search"
+    doc = run_study(study, cells, tmp_path / "out", force=False, search=problem)
+    out = tmp_path / "out"
+    for f in ("best_design.yaml", "trials.csv", "frontier.csv", "frontier.png", "optimisation.json", "report.html",
+              "manifest.json"):
+        assert (out / "optimisation" / f).is_file(), f
+    opt = load(out / "optimisation")
+    assert doc["optimisation"]["best"] == pytest.approx(opt.best["objective"])
+    assert doc["optimisation"]["start"] == pytest.approx(opt.start["objective"])
+    report = (out / "report.html").read_text()
+    section = report[report.index('<section id="optimisation">'):]
+    section = section[:section.index("</section>")]
+    assert "Best design against the starting one" in section and "members_end_p50 (min)" in section
+    assert f"{opt.best['var:enrolment.fee.amount']:,.4g}" in section
+    own = (out / "optimisation" / "report.html").read_text()
+    table = section[section.index("<h3>Constraints</h3>"):section.index("<h3>Efficient frontier</h3>")]
+    assert table.replace("h3>", "h2>") in own  # the same section, one heading level up on its own page
+    ws = openpyxl.load_workbook(out / "workbook.xlsx")["Optimisation"]
+    cells_text = [c.value for row in ws.iter_rows() for c in row if c.value is not None]
+    assert "members_end_p50" in cells_text and "Best design (local currency)" in cells_text
+
+
+def test_a_bad_search_block_names_the_study_line_and_writes_nothing(tmp_path):
+    import subprocess
+    import sys
+
+    path = _study(tmp_path, SEARCH_STUDY.replace("enrolment.fee.amount", "enrolment.fees.amount"))
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "simulator", "compare", str(path), "--out", str(out)], cwd=ROOT,
+                       capture_output=True, text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert r.stderr.startswith(f"{path}:13: search.variables.0.path: unknown field 'fees'"), r.stderr
+    assert not out.exists() and not list(tmp_path.glob(".out*"))

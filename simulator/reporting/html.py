@@ -17,7 +17,9 @@ itself never does at 1280 px (tests/reporting/test_browser.py checks it in Chrom
 
 Sections (each an element with the given id): ``verdict``, ``ranking``, ``rollup``, ``cash-flow``,
 ``npv``, ``members-by-tier``, ``points-liability``, ``cost-breakdown``, ``margin-sources``,
-``migration``, ``sensitivity``, ``scenarios``, ``assumptions``.
+``migration``, ``sensitivity``, ``optimisation`` (the study's design search, if it has one:
+:mod:`simulator.reporting.optimisation`, the section ``loyalty-sim optimise`` writes in its own
+report), ``scenarios``, ``assumptions``.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ SECTIONS = (
     ("margin-sources", "Where the margin comes from"),
     ("migration", "Segment migration of members"),
     ("sensitivity", "Sensitivity"),
+    ("optimisation", "Design optimisation"),
     ("scenarios", "Scenario details"),
     ("assumptions", "Assumptions and inputs"),
 )
@@ -468,6 +471,15 @@ def _sensitivity(study: Study) -> str:
     return "\n".join(out)
 
 
+def _optimisation(study: Study) -> str:
+    if study.optimisation is None:
+        return ('<section id="optimisation"><h2>Design optimisation</h2><p>This study has no design search (a '
+                "<code>search:</code> block in the study file runs one).</p></section>")
+    from simulator.reporting.optimisation import section_html
+
+    return section_html(study.optimisation)
+
+
 def _scenarios(study: Study) -> str:
     cur = study.reporting_currency
     out = ['<section id="scenarios"><h2>Scenario details</h2>']
@@ -552,7 +564,8 @@ def render(study: Study) -> str:
                  f"({e(', '.join(study.markets))}); money in {e(cur)} unless a table says otherwise; "
                  f"{e(', '.join(map(str, reps)))} replication(s) per scenario, seed {e(', '.join(seeds))}.</p></header>")
     nav = "<nav><ol>" + "".join(f'<li><a href="#{sid}">{e(t)}</a></li>' for sid, t in SECTIONS) + "</ol></nav>"
-    body = [_ranking(study), _rollup(study), *_figures(study), _sensitivity(study), _scenarios(study), _assumptions(study)]
+    body = [_ranking(study), _rollup(study), *_figures(study), _sensitivity(study), _optimisation(study), _scenarios(study),
+            _assumptions(study)]
     foot = (f"<footer>Made by loyalty-sim {e(study.version)} from study <code>{e(study.name)}</code> "
             f"(seed {e(', '.join(seeds))}). The same study directory gives this file byte for byte.</footer>")
     return "\n".join([head, *intro, _verdict(study), nav, *body, foot, "</body>\n</html>\n"])

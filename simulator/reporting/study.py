@@ -366,6 +366,7 @@ class Study:
     ranking: list[RankEntry] = field(default_factory=list)
     ranking_source: str = "computed"  #: "study.json" or "computed"
     notes: list[str] = field(default_factory=list)
+    optimisation: Any = None  #: the study's design search (:class:`simulator.reporting.optimisation.Optimisation`)
 
     def scenario(self, scenario_id: str) -> ScenarioRun:
         for s in self.scenarios:
@@ -522,10 +523,20 @@ def load_study(study_dir: str | Path) -> Study:
         source = "study.json"
     else:
         ranking, source = computed, "computed"
+    optimisation = None
+    opt = data.get("optimisation")
+    if opt:
+        from simulator.reporting.optimisation import load as load_optimisation
+
+        opt_dir = study_dir / str(opt.get("dir") or "optimisation")
+        if not (opt_dir / "optimisation.json").is_file():
+            raise InputErrors.one(where, f"the design search's directory {opt_dir} has no optimisation.json "
+                                         "(expected the files of `loyalty-sim optimise`)", field="optimisation.dir")
+        optimisation = load_optimisation(opt_dir)
     return Study(path=study_dir, name=str(data.get("name") or study_dir.name), description=str(data.get("description") or ""),
                  reporting_currency=reporting, seed=data.get("seed"), replications=data.get("replications"),
                  scenarios=scenarios, uncertain_parameters=uncertain, tornado=tornado, breakeven=breakeven,
-                 ranking=ranking, ranking_source=source, notes=notes)
+                 ranking=ranking, ranking_source=source, notes=notes, optimisation=optimisation)
 
 
 # ----------------------------------------------------------------------------- verdict

@@ -28,6 +28,11 @@ Sheets
                      closing), the bonus-points provision roll-forward (opening, charged, used,
                      re-measured, closing), expected breakage, value and cost per point
 ``Sensitivity``      tornado bars, break-even values, uncertain parameters
+``Optimisation``     the study's design search (:mod:`simulator.reporting.optimisation`, the
+                     same figures as the report's section): the best design against the
+                     starting one, each constraint with its bound, whether the start meets it,
+                     whether it is active at the best design, and the objective gained by
+                     relaxing it (marginal value per unit of bound)
 
 Formulas, so that finance can audit in Excel: derived figures (operating result, result before
 and after tax, tax, IFRS 15 revenue, the incremental cash flow = gross margin - program cash
@@ -640,12 +645,50 @@ def _sensitivity(ws: Worksheet, study: Study) -> None:
     sh.finish(freeze=f"C{first + 1}")
 
 
+def _optimisation(ws: Worksheet, study: Study) -> None:
+    from simulator.reporting import optimisation as O
+
+    sh = _Sheet(ws)
+    opt = study.optimisation
+    if opt is None:
+        sh.put(["(this study has no design search: a search: block in the study file runs one)"])
+        sh.finish(freeze="A2")
+        return
+    cur = opt.currency
+    fmt = {"money": money(cur), "pct": "0.00%", "number": NUMBER, "value": NUMBER}
+    sh.title(f"Design optimisation: {opt.name}")
+    sh.put([O.verdict(opt)])
+    sh.skip()
+    first = sh.header(["Quantity", "Unit", "Currency", "Starting design (local currency)", "Best design (local currency)"])
+    for label, unit, start, best in O.comparison(opt):
+        f = fmt.get(unit)
+        sh.put([label, unit, cur, O.num(start) if O.num(start) is not None else start,
+                O.num(best) if O.num(best) is not None else best], [None, None, None, f, f])
+    sh.skip()
+    sh.title("Constraints")
+    sh.header(["Constraint", "Side", "Bound", "Starting design", "Start meets it", "Best design", "Active at the best",
+               "Relaxed by", f"Objective gained ({cur})", f"Objective per unit of bound ({cur})", "Binds", "Method"])
+    rows = O.constraint_rows(opt)
+    for r in rows:
+        f = fmt.get(r["unit"])
+        sh.put([r["constraint"], r["side"], r["bound"], r["start"], "yes" if (r["start_slack"] or 0) >= 0 else "no",
+                r["best"], "n/a" if r["active"] is None else ("yes" if r["active"] else "no"), r["relaxed_by"],
+                r["objective_gain"], r["marginal_objective_per_unit"], "yes" if r["binding"] else "no", r["method"]],
+               [None, None, f, f, None, f, None, f, money(cur), NUMBER, None, None])
+    if not rows:
+        sh.put(["(the search has no constraint)"])
+    sh.skip()
+    sh.put([O.METHOD_NOTE])
+    sh.finish(freeze=f"B{first + 1}")
+
+
 # ----------------------------------------------------------------------------- writing
 #: The sheets, in order (each fills itself; the yearly sheets' checks refer to the monthly
 #: sheets' rows, laid out by :func:`_runs`).
 SHEETS = (("Assumptions", _assumptions), ("Summary", _summary), ("Ranking", _ranking), ("Roll-up", _rollup),
           ("P&L by year", _pnl_by_year), ("IFRS 15 by year", _ifrs15_by_year), (PNL_SHEET, _monthly_pnl),
-          (LIABILITY_SHEET, _liability), ("Sensitivity", _sensitivity))
+          (LIABILITY_SHEET, _liability), ("Sensitivity", _sensitivity),
+          ("Optimisation", _optimisation))
 
 
 def build_workbook(study: Study) -> Workbook:

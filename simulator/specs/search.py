@@ -12,7 +12,8 @@ It names
 * ``objective``: a summary metric and a statistic over replications (NPV P50 by default; P10,
   ``mean_minus_sd`` with ``k``, ``expected_shortfall`` with ``alpha`` are risk-aware);
 * ``constraints``: any summary metric, a statistic and a ``max`` or ``min`` bound;
-* ``sampler``, ``trials``, ``batch``, ``seed`` and the ``racing`` stages.
+* ``sampler``, ``trials``, ``batch``, ``seed``, the ``racing`` stages and ``marginal_trials``
+  (a short search per constraint, its bound relaxed, for its marginal value).
 
 Paths are checked against the design and playbook in :mod:`simulator.optimise` (the design is
 known only then); everything else is checked here.
@@ -189,6 +190,10 @@ class Search(Spec):
     agents: int = Field(20_000, ge=100, description="simulated customers at the full count")
     replications: int = Field(10, ge=1, le=10_000, description="replications at the full count")
     racing: Racing = Field(default_factory=Racing)
+    marginal_trials: int = Field(0, ge=0, le=10_000, description="for the marginal value of each constraint: a search "
+                                                                 "of this many candidates with that bound relaxed by 10% "
+                                                                 "(on the race count); 0 reads it off the candidates "
+                                                                 "already tried")
 
     def issues(self) -> Iterator[tuple[tuple, str]]:
         seen: dict[str, int] = {}

@@ -1,4 +1,5 @@
-"""A study (``studies/*.yaml``): several designs on several markets, compared together.
+"""A study (``studies/*.yaml``): several designs on several markets, compared together, and
+optionally a design search (``search:``, the block of a search file) run with them.
 
 Each scenario is a playbook (which names its market and baseline), optionally with another
 design swapped in, so "designs x markets" is a list of (playbook, design) pairs. All
@@ -13,6 +14,7 @@ from typing import Iterator
 from pydantic import Field
 
 from simulator.specs.base import Currency, Months, Name, Spec, unique_names
+from simulator.specs.search import Search
 
 
 class StudyScenario(Spec):
@@ -38,6 +40,9 @@ class Study(Spec):
     sensitivity_replications: int = Field(3, ge=1, le=100, description="replications per point of the tornado and break-even searches (same seeds at every point)")
     tornado: bool = Field(True, description="NPV at the low and high end of each uncertain parameter, others at their central value")
     breakeven: bool = Field(True, description="lowest behavioural response and highest reward cost at which NPV reaches zero")
+    search: Search | None = Field(None, description="a design search run with the study (the fields of a search file, "
+                                                    "`markets/<m>/*_search.yaml`; its playbook relative to the study file): "
+                                                    "its files go to optimisation/, its result to the report and workbook")
 
     def issues(self) -> Iterator[tuple[tuple, str]]:
         named = [s for s in self.scenarios if s.name is not None]
