@@ -399,6 +399,7 @@ RuleSetOpt = Annotated[Optional[Path], typer.Option("--segments", help="Segment 
 RecencyMonths = Annotated[int, typer.Option("--recency-months", min=1, max=60, help="Default states: recency buckets 0..N months (the last holds everyone silent that long).")]
 RateTiers = Annotated[int, typer.Option("--rate-tiers", min=1, max=8, help="Default states: frequency tiers (nodes of the fitted purchase-rate distribution).")]
 LapseTiers = Annotated[int, typer.Option("--lapse-tiers", min=1, max=4, help="Default states: classes of the propensity to lapse within each tier.")]
+SeasonalityFrom = Annotated[Optional[Path], typer.Option("--seasonality-from", help="Market file whose 12 calendar-month multipliers to use instead of estimating them (a log under 24 months cannot tell seasonality from decay): a sister market, or this market calibrated on a longer log.")]
 
 # How to read the log, beyond the options above: added to calibrate and backtest by
 # @_reading_options and handed to _log_source as one _Reading, so that each command's body
@@ -532,6 +533,7 @@ def calibrate(
     fx_to_reporting: float = typer.Option(1.0, "--fx-to-reporting", min=0.0, help="Reporting-currency units per local unit."),
     discount_rate: float = typer.Option(0.08, "--discount-rate", min=0.0, max=1.0, help="Annual discount rate for NPV."),
     seasonality: str = typer.Option("auto", "--seasonality", help="'auto': month lengths plus calendar-month effects when the log has 24+ months; 'flat': month lengths only."),
+    seasonality_from: SeasonalityFrom = None,
     potential_months: int = typer.Option(3, "--potential-months", min=0, max=24, help="Months ahead of the potential score (0: none)."),
     report: Optional[Path] = typer.Option(None, "--report", help="Calibration report (default: calibration_report.html beside the market file)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing market file and report."),
@@ -577,14 +579,15 @@ def calibrate(
         source = _log_source(transactions, fmt, customer_col, date_col, amount_col, date_format, on_bad_rows, merge_same_day)
         if seasonality not in ("auto", "flat"):
             raise InputErrors.one("(command line)", f"{seasonality!r} is not a choice (expected auto or flat)", field="--seasonality")
+        season, season_source = _seasonality(seasonality, seasonality_from)
         seg = segmentation_from(segments, recency_months=recency_months, rate_tiers=rate_tiers, lapse_tiers=lapse_tiers,
                                 lapsed_from=min(6, recency_months))
         with steps("calibrate") as step:
             done = calibrate_file(source, out, name=name, currency=currency, gross_margin=gross_margin,
                                   calibration_end=calibration_end, segmentation=seg, vat_rate=vat_rate,
                                   prices_include_tax=prices_include_tax, reporting_currency=reporting_currency,
-                                  fx_to_reporting=fx_to_reporting, discount_rate=discount_rate, seasonality=seasonality,
-                                  potential_months=potential_months, report=report, force=force,
+                                  fx_to_reporting=fx_to_reporting, discount_rate=discount_rate, seasonality=season,
+                                  seasonality_source=season_source, potential_months=potential_months, report=report, force=force,
                                   customers=customers, channels=_channels(channel), step=step)
     except InputErrors as exc:
         _fail(exc)
@@ -668,6 +671,7 @@ def backtest(
     recency_months: RecencyMonths = 12,
     rate_tiers: RateTiers = 4,
     lapse_tiers: LapseTiers = 2,
+    seasonality_from: SeasonalityFrom = None,
 ) -> None:
     """Calibrate up to a date, simulate the known customers through the holdout, compare with what they did and with BG/NBD + Gamma-Gamma. With --rolling, do it at every quarter-end split and print a table: monthly MAPE of the simulation against BG/NBD, and whether the simulation does better.
 
@@ -688,14 +692,17 @@ def backtest(
                                   field="--calibration-end")
         seg = segmentation_from(segments, recency_months=recency_months, rate_tiers=rate_tiers, lapse_tiers=lapse_tiers,
                                 lapsed_from=min(6, recency_months))
+        season, season_source = _seasonality("auto", seasonality_from)
+        arguments = {"format": fmt, **_seasonality_arguments(seasonality_from)}
         if rolling:
             _rolling_backtest(source, out, holdout_end=holdout_end, agents=agents, replications=replications,
-                              seed=seed, segmentation=seg, force=force, fmt=fmt)
+                              seed=seed, segmentation=seg, force=force, arguments=arguments, seasonality=season,
+                              seasonality_source=season_source)
             return
         with _progress(replications, "back-test", "replications") as tick:
             result = backtest_file(source, out, calibration_end=calibration_end, holdout_end=holdout_end, agents=agents,
                                    replications=replications, seed=seed, segmentation=seg, force=force, progress=tick,
-                                   arguments={"format": fmt})
+                                   arguments=arguments, seasonality=season, seasonality_source=season_source)
     except InputErrors as exc:
         _fail(exc)
     s = result.summary
@@ -713,7 +720,30 @@ def backtest(
     typer.echo(f"results: {out}")
 
 
-def _rolling_backtest(source, out: Path, *, holdout_end, agents, replications, seed, segmentation, force, fmt) -> None:
+def _seasonality(choice: str, borrowed: Optional[Path]):
+    """``--seasonality`` and ``--seasonality-from`` as calibrate takes them: ("auto" or "flat", None)
+    or (12 multipliers, the market file's name)."""
+    if borrowed is None:
+        return choice, None
+    if choice != "auto":
+        raise InputErrors.one("(command line)", f"--seasonality {choice} and --seasonality-from both given (expected one)",
+                              field="--seasonality-from")
+    from simulator.calibration.pipeline import borrowed_seasonality
+
+    return borrowed_seasonality(borrowed)
+
+
+def _seasonality_arguments(borrowed: Optional[Path]) -> dict:
+    """The borrowed seasonality's file and SHA-256, for a manifest's arguments."""
+    if borrowed is None or not Path(borrowed).is_file():
+        return {}
+    import hashlib
+
+    return {"seasonality_from": str(borrowed), "seasonality_from_sha256": hashlib.sha256(Path(borrowed).read_bytes()).hexdigest()}
+
+
+def _rolling_backtest(source, out: Path, *, holdout_end, agents, replications, seed, segmentation, force, arguments,
+                      seasonality, seasonality_source) -> None:
     """``backtest --rolling``: a line per split as it is done, then the table and the verdicts."""
     from simulator.calibration.pipeline import rolling_backtest_file
     from simulator.calibration.rolling import rolling_lines, split_line
@@ -724,7 +754,8 @@ def _rolling_backtest(source, out: Path, *, holdout_end, agents, replications, s
     result = rolling_backtest_file(source, out, holdout_end=holdout_end, agents=agents, replications=replications,
                                    seed=seed, segmentation=segmentation, force=force,
                                    progress=lambda total: _progress(total, "rolling back-test", "replications"),
-                                   done=show, arguments={"format": fmt})
+                                   done=show, arguments=arguments, seasonality=seasonality,
+                                   seasonality_source=seasonality_source)
     typer.echo("")
     for line in rolling_lines(result):
         typer.echo(line)

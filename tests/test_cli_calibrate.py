@@ -147,6 +147,8 @@ def test_bad_rows_fail_with_their_line_or_are_skipped_and_counted(small_csv, tmp
     (("--currency", "usd"), ["--currency", "ISO 4217"]),
     (("--gross-margin", "30"), ["--gross-margin", "share"]),
     (("--seasonality", "monthly"), ["--seasonality", "auto or flat"]),
+    (("--seasonality-from", "markets/nowhere/market.yaml"), ["nowhere", "no such market file"]),
+    (("--seasonality-from", "markets/usa/market.yaml", "--seasonality", "flat"), ["--seasonality-from", "both given"]),
     (("--on-bad-rows", "ignore"), ["--on-bad-rows", "fail or skip"]),
     (("--amount-col", "value"), ["cdnow.csv", "value"]),
     (("--channel", "email"), ["--channel", "expected NAME=SHARE"]),
@@ -382,3 +384,28 @@ def test_customers_sets_the_base_and_channels_the_reachability(small_csv, tmp_pa
     assert "Warning: the base is tiny" in report_own and "Warning: the base is tiny" not in report_whole
     margin = b.annual_gross_margin()
     assert f"{margin:,.0f} USD" in report_whole and f"{0.1 * margin:,.0f} USD" in report_whole
+
+
+def test_seasonality_from_borrows_a_market_files_months(small_csv, tmp_path):
+    """A log under 24 months gets flat seasonality unless --seasonality-from lends another market's
+    12 multipliers: the calibrated market carries them (normalised to mean 1) and its notes name
+    the file; a back-test records the file and its SHA-256 in the manifest."""
+    lender = ROOT / "markets" / "india" / "market.yaml"
+    cols = ("--customer-col", "client", "--date-col", "jour", "--amount-col", "montant", "--date-format", "%d/%m/%Y",
+            "--potential-months", "0", *CAL)
+    out = tmp_path / "borrowed" / "market.yaml"
+    res = cli("calibrate", str(small_csv), "--out", str(out), *cols, "--seasonality-from", str(lender))
+    assert res.returncode == 0, res.stderr
+    want = list(load_market(lender).seasonality)
+    mean = sum(want) / 12
+    assert list(load_market(out).seasonality) == pytest.approx([v / mean for v in want], abs=1e-6)
+    assert f"seasonality borrowed from {lender}" in res.stdout
+    bt = tmp_path / "bt"
+    res = cli("backtest", str(small_csv), "--calibration-end", "1997-09-30", "--replications", "2", "--out", str(bt),
+              "--customer-col", "client", "--date-col", "jour", "--amount-col", "montant", "--date-format", "%d/%m/%Y",
+              "--seasonality-from", str(lender))
+    assert res.returncode == 0, res.stderr
+    manifest = json.loads((bt / "manifest.json").read_text())
+    assert manifest["arguments"]["seasonality_from_sha256"] == hashlib.sha256(lender.read_bytes()).hexdigest()
+    notes = json.loads((bt / "backtest.json").read_text())["notes"]
+    assert any(n.startswith(f"seasonality borrowed from {lender}") for n in notes), notes

@@ -213,6 +213,8 @@ def backtest(
     segmentation: RFMStates | RuleSet | None = None,
     source: str | Path | None = None,
     progress: Callable[[int], None] | None = None,
+    seasonality: str | tuple[float, ...] = "auto",
+    seasonality_source: str | None = None,
 ) -> BacktestResult:
     """Calibrate up to ``calibration_end``, simulate the known customers through the holdout and
     compare with what they did and with BG/NBD (+ Gamma-Gamma).
@@ -237,11 +239,14 @@ def backtest(
         The log's file (named in the calibrated market's header).
     progress : callable, optional
         Called with 1 after each replication.
+    seasonality, seasonality_source : as :func:`~simulator.calibration.estimate.calibrate` takes them
+        ("auto", "flat" or 12 multipliers borrowed from a market file, and that file's name).
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     cm = calibrate(log, name="backtest", currency="XXX", gross_margin=0.3, calibration_end=calibration_end,
-                   segmentation=segmentation, potential_horizon=0, source=source)
+                   segmentation=segmentation, potential_horizon=0, source=source, seasonality=seasonality,
+                   seasonality_source=seasonality_source)
     timings["calibration_s"] = time.perf_counter() - t0
     end = cm.calibration_end
     h_end = calibration_month_end(log, holdout_end)

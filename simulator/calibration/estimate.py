@@ -836,6 +836,7 @@ def calibrate(
     discount_rate: float = 0.08,
     seasonality: Literal["auto", "flat"] | tuple[float, ...] | np.ndarray = "auto",
     seasonality_min_months: int = 24,
+    seasonality_source: str | None = None,
     acquisition_burn_in: int = 6,
     potential_horizon: int = 3,
     description: str | None = None,
@@ -869,6 +870,8 @@ def calibrate(
         "auto": month lengths, times calendar-month effects estimated when the window has
         ``seasonality_min_months`` months or more; "flat": month lengths only; 12 values: the
         whole multipliers of January..December (month lengths included), normalised to mean 1.
+    seasonality_source : str, optional
+        Where 12 given multipliers come from (a market file), named in the notes.
     acquisition_burn_in : int
         Months at the start of the log whose first purchases are not counted as arrivals.
     potential_horizon : int
@@ -942,6 +945,10 @@ def calibrate(
         fit = _calibrate_rules(panel, segmentation, season_fixed, auto, seasonality_min_months, tx)
     else:
         raise TypeError(f"segmentation must be RFMStates or RuleSet, not {type(segmentation).__name__}")
+    if season_fixed is not None:
+        fit.notes.append("seasonality as given" if seasonality_source is None else
+                         f"seasonality borrowed from {seasonality_source} (its 12 calendar-month multipliers, month "
+                         "lengths included), not estimated from this log")
     fit.notes.insert(0, f"first month of customers: {new_rate:.3f} transactions on average (the first included)")
     if customers is not None and customers <= 0:
         raise ValueError(f"customers must be a positive whole number, got {customers}")
@@ -1182,17 +1189,16 @@ def _calibrate_states(panel: MonthlyPanel, seg: RFMStates, season_fixed: np.ndar
             expected, _ = _one_step_fit(sample, ty, first.rho, None, 1)
             observed = sample.counts.sum(axis=0) - np.bincount(sample.first_month, minlength=sample.n_months)
             season, note = _estimate_seasonality(sample, observed, expected, min_months)
-            if sample is not panel:
+            if sample is not panel and season is not None:
                 note += f", on a random sample of {SEASONALITY_CUSTOMERS:,} of the {panel.n_customers:,} customers"
-            season = _month_lengths() * season
-            season = season / season.mean()
+            if season is not None:          # None: a calendar month without expected purchases (flat)
+                season = _month_lengths() * season
+                season = season / season.mean()
         else:
             season, note = _estimate_seasonality(panel, np.zeros(1), np.zeros(1), min_months)
         notes.append(note)
     elif season is None:
         notes.append("flat seasonality (month lengths only), as asked")
-    else:
-        notes.append("seasonality as given")
     step("fitting the lapse-and-return model")
     model = fit_lapse_return(panel, seasonality=season)
     types = model.types(seg.rate_tiers, seg.lapse_tiers)

@@ -204,6 +204,22 @@ def _data_error(source: LogSource, exc: ValueError) -> InputErrors:
     return InputErrors.one(source.name, str(exc).splitlines()[0])
 
 
+def borrowed_seasonality(path: str | Path) -> tuple[tuple[float, ...], str]:
+    """``--seasonality-from``: the 12 calendar-month multipliers of a market file (a sister market, or
+    this market calibrated on a longer log), for a log too short to estimate its own (under 24
+    months: a year of data cannot tell seasonality from the customers' decay). Returns them and
+    the file's name for the calibration notes; a missing or invalid file is an input error naming
+    it."""
+    from simulator.specs import load_market
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputErrors.one(str(p), "no such market file (expected a market file such as markets/<market>/market.yaml)",
+                              field="--seasonality-from")
+    market = load_market(p)
+    return tuple(float(v) for v in market.seasonality), str(path)
+
+
 def calibrate_file(
     source: LogSource,
     out: str | Path,
@@ -218,7 +234,8 @@ def calibrate_file(
     reporting_currency: str | None = None,
     fx_to_reporting: float = 1.0,
     discount_rate: float = 0.08,
-    seasonality: Literal["auto", "flat"] = "auto",
+    seasonality: Literal["auto", "flat"] | tuple[float, ...] = "auto",
+    seasonality_source: str | None = None,
     potential_months: int = 3,
     report: str | Path | None = None,
     force: bool = False,
@@ -269,7 +286,8 @@ def calibrate_file(
         cm = calibrate(log, name=name, currency=currency, gross_margin=gross_margin, calibration_end=end,
                        segmentation=segmentation, vat_rate=vat_rate, prices_include_tax=prices_include_tax,
                        reporting_currency=reporting_currency, fx_to_reporting=fx_to_reporting,
-                       discount_rate=discount_rate, seasonality=seasonality, potential_horizon=potential_months,
+                       discount_rate=discount_rate, seasonality=seasonality, seasonality_source=seasonality_source,
+                       potential_horizon=potential_months,
                        source=source.file, customers=customers, channels=channels,
                        member_opt_in=None if channels is None else {}, step=step)
     except ValueError as exc:
@@ -297,6 +315,8 @@ def backtest_file(
     force: bool = False,
     progress: Callable[[int], None] | None = None,
     arguments: dict | None = None,
+    seasonality: str | tuple[float, ...] = "auto",
+    seasonality_source: str | None = None,
 ) -> BacktestResult:
     """Back-test on a log file and write the back-test directory (see the module docstring)."""
     out = check_destination(out, force)
@@ -305,7 +325,8 @@ def backtest_file(
     log = source.read()
     try:
         result = backtest(log, end, h_end, agents=agents, replications=replications, seed=seed,
-                          segmentation=segmentation, source=source.file, progress=progress)
+                          segmentation=segmentation, source=source.file, progress=progress, seasonality=seasonality,
+                          seasonality_source=seasonality_source)
     except ValueError as exc:
         raise _data_error(source, exc) from None
     _named(result.calibration, source)
@@ -355,6 +376,8 @@ def rolling_backtest_file(
     progress: Callable[[int], ContextManager[Callable[[int], None]]] | None = None,
     done: Callable[[dict, Path], None] | None = None,
     arguments: dict | None = None,
+    seasonality: str | tuple[float, ...] = "auto",
+    seasonality_source: str | None = None,
 ) -> RollingResult:
     """The back-test at every quarter-end split of a log file
     (:func:`~simulator.calibration.rolling.rolling_backtest`); write the rolling directory.
@@ -394,7 +417,8 @@ def rolling_backtest_file(
 
         try:
             result = rolling_backtest(log, h_end, agents=agents, replications=replications, seed=seed,
-                                      segmentation=segmentation, source=source.file, progress=tick, each=each)
+                                      segmentation=segmentation, source=source.file, progress=tick, each=each,
+                                      seasonality=seasonality, seasonality_source=seasonality_source)
         except ValueError as exc:
             raise _data_error(source, exc) from None
         write_rolling(result, tmp)

@@ -213,6 +213,8 @@ def rolling_backtest(
     source: str | Path | None = None,
     progress: Callable[[int], None] | None = None,
     each: Callable[[pd.Timestamp, BacktestResult], None] | None = None,
+    seasonality: str | tuple[float, ...] = "auto",
+    seasonality_source: str | None = None,
 ) -> RollingResult:
     """:func:`~simulator.calibration.backtest.backtest` at every split of :func:`rolling_splits`,
     one after another, with the same arguments. ``each(split, result)`` is called as each split
@@ -224,7 +226,8 @@ def rolling_backtest(
     rows = []
     for split in splits:
         result = backtest(log, split, h_end, agents=agents, replications=replications, seed=seed,
-                          segmentation=segmentation, source=source, progress=progress)
+                          segmentation=segmentation, source=source, progress=progress, seasonality=seasonality,
+                          seasonality_source=seasonality_source)
         rows.append(split_row(result.summary, first))
         if each is not None:
             each(split, result)
