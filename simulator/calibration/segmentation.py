@@ -252,7 +252,7 @@ def monthly_panel(log: TransactionLog | pd.DataFrame, end: str | pd.Timestamp | 
     col = (month - first_m).astype(np.int64)
     n, T = len(customers), len(months)
     flat = row * T + col
-    counts = np.bincount(flat, minlength=n * T).astype(np.int64).reshape(n, T)
+    counts = np.bincount(flat, minlength=n * T).astype(np.int64, copy=False).reshape(n, T)
     spend = np.bincount(flat, weights=amount, minlength=n * T).reshape(n, T)
     # keys are sorted by customer then day: each customer's first row is its first day
     starts = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
