@@ -72,6 +72,7 @@ from simulator.results import RunResult
 from simulator.runner import _clean, _json, environment
 from simulator.scenario import Scenario, resolve, sha256
 from simulator.specs import dump, read_yaml, validate_document
+from simulator.uncertainty import replaced_at
 from simulator.specs.base import did_you_mean
 from simulator.specs.playbook import Playbook
 from simulator.specs.program import Program
@@ -106,18 +107,6 @@ def _get(data: Any, parts: tuple) -> Any:
     for p in parts:
         data = data[p]
     return data
-
-
-def _set(data: Any, parts: tuple, value: Any) -> Any:
-    """A copy of plain data (dicts and tuples) with the value at ``parts`` replaced."""
-    if not parts:
-        return value
-    head, rest = parts[0], parts[1:]
-    if isinstance(data, dict):
-        return {**data, head: _set(data[head], rest, value)}
-    items = list(data)
-    items[head] = _set(items[head], rest, value)
-    return tuple(items)
 
 
 def _check_path(data: Any, parts: tuple, what: str) -> str | None:
@@ -209,7 +198,7 @@ def apply_values(scenario: Scenario, search: Search, values: dict[str, Any]) -> 
         cur = _get(data[root], parts)
         if v.choices is None:
             value = int(round(value)) if isinstance(cur, int) and not isinstance(cur, bool) else float(value)
-        data[root] = _set(data[root], parts, value)
+        data[root] = replaced_at(data[root], parts, value)
     try:
         program = Program.model_validate(data["design"])
         playbook = Playbook.model_validate(data["playbook"])

@@ -96,14 +96,15 @@ def _uniform(key: int, name: str) -> float:
     return ((int.from_bytes(digest[:8], "little") >> 11) + 0.5) / float(1 << 53)
 
 
-def _set(data: Any, path: tuple, value: float) -> Any:
+def replaced_at(data: Any, path: tuple, value: Any) -> Any:
+    """A copy of plain data (dicts and tuples) with the value at ``path`` replaced."""
     if not path:
         return value
     head, rest = path[0], path[1:]
     if isinstance(data, dict):
-        return {**data, head: _set(data[head], rest, value)}
+        return {**data, head: replaced_at(data[head], rest, value)}
     items = list(data)
-    items[head] = _set(items[head], rest, value)
+    items[head] = replaced_at(items[head], rest, value)
     return tuple(items)
 
 
@@ -113,7 +114,7 @@ def with_values(scenario: Scenario, values: dict[str, float]) -> Scenario:
     owners = {"market": scenario.market.model_dump(), "playbook": scenario.playbook.model_dump()}
     for p in params:
         if p.name in values:
-            owners[p.owner] = _set(owners[p.owner], p.path, float(values[p.name]))
+            owners[p.owner] = replaced_at(owners[p.owner], p.path, float(values[p.name]))
     market = Market.model_validate(owners["market"]) if any(p.owner == "market" for p in params) else scenario.market
     playbook = Playbook.model_validate(owners["playbook"]) if any(p.owner == "playbook" for p in params) else scenario.playbook
     return dataclasses.replace(scenario, market=market, playbook=playbook)
