@@ -55,7 +55,7 @@ Limits, measured on engine logs (:mod:`simulator.response.generate`, tests in
 in 145 of 160 seeds for purchases (91%) and 149 of 160 for spend (93%) (seeds 100..259, 8,000
 agents; the slow test). With no behavioural effect and no self-selection on the rate it is zero
 within its interval. With strong self-selection (``self_selection`` 2) and no effect at all it
-still finds +0.08 purchases a month on average (interval holding 0 in 11 of 30 seeds): a
+still finds +0.08 purchases a month on average (interval holding 0 in 9 of 30 seeds): a
 joiner's months before joining are selected by not having joined then, and every month a heavy
 buyer bought without joining was a chance to join that they refused, more so the heavier the
 buyer (measured: with the true rate multiplier known, the bias vanishes); the comparison
