@@ -626,6 +626,11 @@ def estimate_response(
         typer.echo(f"{name}: lift after joining {m['estimate']:+.3f} a month ({e['level']:.0%}: {m['lo']:+.3f}..{m['hi']:+.3f}); "
                    f"naive member uplift {e['naive_member_uplift']:+.3f}; joiners before joining x{r['estimate']:.2f} "
                    f"({r['lo']:.2f}..{r['hi']:.2f}) comparable customers")
+    lap = result.get("lapses")
+    if lap:
+        c, r = lap["change_per_member_month"], lap["relative_change"]
+        typer.echo(f"lapses: {c['estimate']:+.4f} a member-month ({lap['level']:.0%}: {c['lo']:+.4f}..{c['hi']:+.4f})"
+                   + (f", {r['estimate']:+.0%} of the counterfactual {lap['counterfactual_per_member_month']:.4f}" if r else ""))
     rew = result.get("reward_effects")
     if rew:
         for k in ("goal_gradient", "rewarded_behaviour"):

@@ -39,7 +39,7 @@ import pandas as pd
 from simulator import __version__
 from simulator.errors import InputErrors
 from simulator.output import check_destination, staged_directory
-from simulator.response.estimate import EventStudy, event_study, panel_from_log
+from simulator.response.estimate import LAPSE_MONTHS, EventStudy, event_study, lapse_study, panel_from_log
 from simulator.specs.market import RESPONSE_DEFAULTS
 
 NOT_WRITTEN = {
@@ -48,9 +48,9 @@ NOT_WRITTEN = {
                           "it is reported as a check, not written",
     "self_selection": "the ratio of joiners' spend to comparable customers' before joining is measured; the engine's "
                       "self_selection is an elasticity of joining to the latent rate, which is not mapped",
-    "transition_effect": "not estimated: the engine's lapse reduction acts on unobserved segment moves; a log shows "
-                         "purchases, and no estimator of members' lapse hazard against matched non-members is "
-                         "validated on engine logs yet (issue #13)",
+    "transition_effect": "members' lapses are measured (lapses), but the engine's transition_effect cuts moves into "
+                         "lapsed segments, which a log does not show (a customer also falls silent by chance): the "
+                         "measured lapse rate is reported, not mapped onto it",
     "tier_status": "not identified by a log of a design without tiers",
     "campaign_lift": "not estimated: needs campaign contacts and a control group in the log (issue #13)",
 }
@@ -235,6 +235,22 @@ def estimate_file(source, market: Path, out: Path, *, force: bool, seed: int, pl
     if studies[0].cohorts == 0:
         raise InputErrors.one(str(source.path), "no joiner has 6 months of purchases before joining (expected "
                               "members who were customers at least 6 months before their first member purchase)")
+    lapses = lapse_study(panel, seed=seed)
+    lapse_result = None
+    if lapses.cohorts:
+        est, lo, hi = lapses.post()
+        cf = lapses.counterfactual()
+        lapse_result = {
+            "definition": f"a month with a purchase followed by {LAPSE_MONTHS} months without one",
+            "method": "joiners against comparison customers with the same purchases over the 12 months before joining "
+                      "(exact matching), month by month after joining; delete-a-group jackknife",
+            "level": lapses.level, "cohorts": lapses.cohorts, "months": f"0..{int(lapses.events.max())}",
+            "change_per_member_month": {"estimate": est, "lo": lo, "hi": hi},
+            "counterfactual_per_member_month": cf,
+            "relative_change": {"estimate": est / cf, "lo": lo / cf, "hi": hi / cf} if cf > 0 else None,
+            "by_month_since_joining": [{k: (float(v) if k != "event" else int(v)) for k, v in row.items()}
+                                       for row in lapses.table().to_dict("records")],
+        }
     log_name = Path(str(source.path)).name
     months = f"{panel.months[0]}..{panel.months[-1]}"
     not_written = dict(NOT_WRITTEN)
@@ -262,6 +278,7 @@ def estimate_file(source, market: Path, out: Path, *, force: bool, seed: int, pl
         "months": [str(panel.months[0]), str(panel.months[-1])],
         "estimates": {es.outcome: _study_dict(es) for es in studies},
         "balance_before_joining": studies[0].balance.to_dict("records"),
+        "lapses": lapse_result,
         "reward_effects": rewards,
         "written_to_response": sorted(written),
         "not_written_to_response": not_written,

@@ -65,6 +65,20 @@ the till) in the comparison group raise the bias (0.033 purchases a month at
 ``self_selection`` 1 before the generator dropped them). The naive member comparison is 5 to
 7 times further off.
 
+Lapses. A lapse is a month with a purchase followed by ``LAPSE_MONTHS`` (6) months without one;
+the outcome is 1 in the month a customer lapses (unknown in the log's last 6 months). A customer
+who bought in month ``g`` cannot have lapsed in the months before, so there is no base to
+difference: :func:`lapse_study` compares, month by month after ``g``, the joiners' lapses with
+those of the comparison customers with the same purchase count over the 12 months before ``g``
+(exact matching, counts above 15 pooled; Imbens & Rubin 2015, ch. 18), the same cohorts,
+weights and jackknife as above; the joiners' counterfactual rate is their observed rate minus
+the estimate. Measured on engine logs (``self_selection`` 1, ``transition_effect`` 0.3; seeds
+100..129): mean -0.0049 lapses a member-month against a truth of -0.0045 (sd 0.0016 over
+seeds), the 90% interval holding the truth in 28 of 30 seeds; with every mechanism off but
+self-selection (seeds 1..15), 0.0001 and 14 of 15. It is the lapse rate a log shows, not the
+engine's ``transition_effect`` (a cut in moves into lapsed segments, which a log does not show:
+a customer also falls silent for 6 months by chance), so it is reported, not written.
+
 What the estimates mean for the engine. The engine has no parameter "lift after joining": a
 member's rate is raised by goal gradient, rewarded behaviour, tier status and fewer lapses,
 each its own ``response`` field. The event study measures their combined effect as the log
@@ -85,7 +99,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-__all__ = ["Panel", "EventStudy", "panel_from_log", "event_study", "MAX_COUNT"]
+__all__ = ["Panel", "EventStudy", "panel_from_log", "event_study", "lapse_study", "MAX_COUNT", "LAPSE_MONTHS"]
+
+#: A lapse: a month with a purchase followed by this many months without one.
+LAPSE_MONTHS = 6
 
 #: Purchases before joining are matched exactly up to this count (the last cell is open).
 MAX_COUNT = 15
@@ -111,6 +128,20 @@ class Panel:
     @property
     def n_joiners(self) -> int:
         return int((self.joined >= 0).sum())
+
+    @property
+    def lapses(self) -> np.ndarray:
+        """[N, T] 1 in a month with a purchase followed by ``LAPSE_MONTHS`` months without one (the
+        month the customer lapsed), else 0; unknown (NaN) in the last ``LAPSE_MONTHS`` months."""
+        P = self.purchases > 0
+        T = P.shape[1]
+        K = LAPSE_MONTHS
+        out = np.full(P.shape, np.nan)
+        if T > K:
+            cs = np.concatenate([np.zeros((P.shape[0], 1)), np.cumsum(P, axis=1)], axis=1)
+            after = cs[:, K + 1:T + 1] - cs[:, 1:T - K + 1]  # purchases in months t+1..t+K, t < T-K
+            out[:, :T - K] = (P[:, :T - K] & (after == 0)).astype(float)
+        return out
 
 
 def panel_from_log(tx: pd.DataFrame) -> Panel:
@@ -154,6 +185,15 @@ class EventStudy:
     replicates: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # [boot, events]
     joiner_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))  # the joiners estimated on
     variance: str = "jackknife"   # what ``replicates`` are: delete-a-group jackknife or bootstrap replicates
+    treated: np.ndarray = field(default_factory=lambda: np.zeros(0))  # joiners' mean outcome by event month
+
+    def counterfactual(self, first: int = 0, last: int | None = None) -> float:
+        """The joiners' mean outcome over event months first..last had they not joined (their
+        observed mean minus the estimated lift), weighted as :meth:`post`."""
+        e = self.events
+        m = (e >= max(first, 0)) & (e <= (e.max() if last is None else last)) & (self.joiners > 0)
+        w = self.joiners[m] / self.joiners[m].sum()
+        return float((self.treated[m] - self.att[m]) @ w)
 
     def post(self, first: int = 0, last: int | None = None) -> tuple[float, float, float]:
         """Mean ATT over event months first..last, weighted by their joiners (estimate, lo, hi),
@@ -198,6 +238,12 @@ def _att(v: np.ndarray, C: int) -> tuple[np.ndarray, np.ndarray]:
     return diff.sum(axis=-1), np.where(ok, nt, 0.0).sum(axis=-1)
 
 
+def lapse_study(panel: Panel, *, pre: int = 12, post: int = 12, **kw) -> "EventStudy":
+    """Members' monthly lapses against comparison customers with the same purchases over the
+    ``pre`` months before joining (see the module docstring, "Lapses")."""
+    return event_study(panel, outcome="lapses", pre=pre, post=post, match=True, placebo=0, **kw)
+
+
 def event_study(panel: Panel, *, outcome: str = "spend", pre: int = 6, post: int = 12, placebo: int = 4,
                 boot: int = 999, seed: int = 0, level: float = 0.90, match: bool = False,
                 fixed_controls: bool = True, variance: str = "jackknife", groups: int = 50) -> EventStudy:
@@ -205,6 +251,8 @@ def event_study(panel: Panel, *, outcome: str = "spend", pre: int = 6, post: int
     Y = getattr(panel, outcome)
     P = panel.purchases
     N, T = Y.shape
+    known = T - LAPSE_MONTHS if outcome == "lapses" else T  # months whose outcome the log shows
+    Y = np.nan_to_num(Y)
     g_all = panel.joined
     events = np.arange(-placebo, post)
     E = len(events)
@@ -218,6 +266,7 @@ def event_study(panel: Panel, *, outcome: str = "spend", pre: int = 6, post: int
     else:
         raise ValueError(f"variance {variance!r} (expected jackknife or bootstrap)")
     est_num = np.zeros(E)
+    treated_sum = np.zeros(E)
     boot_num = np.zeros((boot, E))
     weight = np.zeros(E)
     pre_sum, pre_n = np.zeros(2), np.zeros(2)
@@ -225,7 +274,7 @@ def event_study(panel: Panel, *, outcome: str = "spend", pre: int = 6, post: int
     bal_rows = []
     cohorts = 0
     used = np.zeros(N, dtype=bool)
-    for g in range(pre, T):
+    for g in range(pre, known):
         base_ok = panel.first <= g - pre
         treated = (g_all == g) & base_ok
         if not treated.any():
@@ -244,11 +293,11 @@ def event_study(panel: Panel, *, outcome: str = "spend", pre: int = 6, post: int
             continue
         cohorts += 1
         used[sel[usable_t]] = True
-        yb = Y[sel, g - pre:g].mean(axis=1)
+        yb = np.ones(len(sel)) if outcome == "lapses" else Y[sel, g - pre:g].mean(axis=1)
         cols, meta = [], []
         for j, e in enumerate(events):
             t = g + e
-            if t < 0 or t >= T or (e < 0 and t < g - pre):
+            if t < 0 or t >= known or (e < 0 and t < g - pre):
                 continue
             yt = Y[sel, t]
             not_yet = (g_all[sel] > t) | (g_all[sel] < 0)
@@ -264,6 +313,8 @@ def event_study(panel: Panel, *, outcome: str = "spend", pre: int = 6, post: int
         for q, j in enumerate(meta):
             blk = slice(6 * C * q, 6 * C * (q + 1))
             num, n = _att(full[blk], C)
+            v = full[blk].reshape(6, C)
+            treated_sum[j] += v[1][(v[3] > 0) & (v[5] > 0)].sum()
             bnum, bn = _att(bs[:, blk], C)
             # cohorts weighted by their joiners (full-sample counts); each replicate's ATT(g, e)
             # is its own difference of means, re-weighted to the same count
@@ -294,11 +345,11 @@ def event_study(panel: Panel, *, outcome: str = "spend", pre: int = 6, post: int
     pre_j, pre_c = pre_sum / np.maximum(pre_n, 1)
     ratio = (float(pre_j / pre_c) if pre_c > 0 else float("nan"), ratio_lo, ratio_hi)
     return EventStudy(outcome, events, att, lo, hi, se, weight, level, float(pre_j), float(pre_c), ratio,
-                      _naive(panel, Y), _balance(bal_rows, C if cohorts else 1), cohorts, b, panel.customers[used],
-                      variance)
+                      _naive(panel, Y, known), _balance(bal_rows, C if cohorts else 1), cohorts, b, panel.customers[used],
+                      variance, treated_sum / np.where(weight > 0, weight, np.nan))
 
 
-def _naive(panel: Panel, Y: np.ndarray) -> float:
+def _naive(panel: Panel, Y: np.ndarray, known: int | None = None) -> float:
     """Members' minus non-members' mean monthly outcome, customer-months from the first join on
     (each from its first purchase; a member's months from joining)."""
     joined = panel.joined
@@ -306,7 +357,7 @@ def _naive(panel: Panel, Y: np.ndarray) -> float:
         return float("nan")
     launch = int(joined[joined >= 0].min())
     t = np.arange(Y.shape[1])[None, :]
-    seen = (t >= panel.first[:, None]) & (t >= launch)
+    seen = (t >= panel.first[:, None]) & (t >= launch) & (t < (Y.shape[1] if known is None else known))
     mem = (joined[:, None] >= 0) & (t >= joined[:, None])
     a, b = Y[seen & mem], Y[seen & ~mem]
     return float(a.mean() - b.mean()) if a.size and b.size else float("nan")

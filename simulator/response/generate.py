@@ -44,6 +44,7 @@ import pandas as pd
 
 from simulator.engine import kernels
 from simulator.engine.compiled import CENTI
+from simulator.response.estimate import LAPSE_MONTHS
 from simulator.scenario import Scenario, resolve
 from simulator.specs.market import RESPONSE_DEFAULTS
 from simulator.specs.playbook import Mechanisms
@@ -63,7 +64,8 @@ class MemberLog:
         pending points at the start of the month, whole points; empty for non-members).
     truth : per (customer, month) of every customer who joined: ``customer_id``, ``month``
         (index from the first simulated month), ``event`` (months since joining),
-        ``purchases_lift``, ``spend_lift`` (design minus baseline).
+        ``purchases_lift``, ``spend_lift``, ``lapses_lift`` (design minus baseline; a lapse is a
+        month with a purchase followed by ``LAPSE_MONTHS`` without, blank in the last of them).
     start : first day of the first simulated month.
     launch_month : index of the launch month.
     response : the response values used (market-wide, every segment).
@@ -77,7 +79,7 @@ class MemberLog:
     mechanisms: dict[str, bool] = field(default_factory=dict)
 
     def true_lift(self, outcome: str = "spend", events: range = range(0, 12)) -> pd.Series:
-        """Mean true lift per joiner by months since joining (``outcome``: spend or purchases)."""
+        """Mean true lift per joiner by months since joining (``outcome``: spend, purchases or lapses)."""
         t = self.truth[self.truth["event"].isin(list(events))]
         return t.groupby("event")[f"{outcome}_lift"].mean()
 
@@ -174,8 +176,14 @@ def member_log(playbook: str | Path | Scenario, *, response: dict[str, float], a
             ab, _, amtb = spend(nb, segs["baseline"][t])
             sb = np.bincount(ab, weights=np.round(amtb, 2), minlength=cap)
             ev = t - enrol[joined]
+            lapse = {}
+            for r in ("design", "baseline"):
+                c = counts[r][:, joined]
+                lapse[r] = ((c[t] > 0) & (c[t + 1:t + 1 + LAPSE_MONTHS].sum(axis=0) == 0)).astype(float) \
+                    if t + LAPSE_MONTHS < H else np.full(joined.size, np.nan)
             truth.append(pd.DataFrame({"customer_id": joined, "month": t, "event": ev,
-                                       "purchases_lift": (nd - nb)[joined], "spend_lift": (sd - sb)[joined]}))
+                                       "purchases_lift": (nd - nb)[joined], "spend_lift": (sd - sb)[joined],
+                                       "lapses_lift": lapse["design"] - lapse["baseline"]}))
     tx = pd.concat(rows, ignore_index=True)
     # a till log links purchases to a customer only for customers the retailer can identify
     # (``identified_share``: the same ones who can join); the others' purchases are anonymous
@@ -186,7 +194,7 @@ def member_log(playbook: str | Path | Scenario, *, response: dict[str, float], a
     tx["balance"] = tx["balance"].astype("Int64").where(tx["balance"] >= 0)
     tx = tx[["customer_id", "transaction_id", "date", "amount", "member", "balance"]].reset_index(drop=True)
     tr = pd.concat(truth, ignore_index=True) if truth else pd.DataFrame(
-        columns=["customer_id", "month", "event", "purchases_lift", "spend_lift"])
+        columns=["customer_id", "month", "event", "purchases_lift", "spend_lift", "lapses_lift"])
     tr["customer_id"] = "C" + tr["customer_id"].astype(str).str.zfill(7)
     mech = (mechanisms or scenario.playbook.mechanisms).model_dump()
     used = sim.scenario.market.response.for_segment(sim.scenario.market.segments[0].name)

@@ -56,6 +56,17 @@ def report_html(result: dict, plot: Path) -> str:
     parts.append("<h2>Before joining: joiners against the comparison customers</h2>")
     bal = result.get("balance_before_joining") or []
     parts.append(_table(bal, ["measure", "joiners", "controls_all", "controls_reweighted"]) if bal else "<p>none</p>")
+    lap = result.get("lapses")
+    parts.append("<h2>Lapses</h2>")
+    if lap:
+        c, r = lap["change_per_member_month"], lap["relative_change"]
+        rel = (f" ({_f(100 * r['estimate'], 1)}% of the {_f(lap['counterfactual_per_member_month'], 4)} they would "
+               f"have had; {_f(100 * r['lo'], 1)}% to {_f(100 * r['hi'], 1)}%)") if r else ""
+        parts.append(f"<p>A lapse: {html.escape(lap['definition'])}. {html.escape(lap['method'])}. Change after joining, "
+                     f"months {html.escape(lap['months'])}: <b>{_f(c['estimate'], 4)}</b> lapses a member-month "
+                     f"({lap['level']:.0%} interval {_f(c['lo'], 4)} to {_f(c['hi'], 4)}){rel}.</p>")
+    else:
+        parts.append("<p>No cohort with 12 months of history and 6 months of log after joining.</p>")
     rew = result.get("reward_effects")
     parts.append("<h2>From the balances: goal gradient and rewarded behaviour</h2>")
     if rew:

@@ -37,6 +37,9 @@ def test_writes_estimates_plot_and_manifest(tmp_path):
                                                    "goal_gradient", "rewarded_behaviour"}  # no --playbook
     assert est["written_to_response"] == [] and not (out / "market.yaml").exists()
     assert "2026-05..2029-04" in est["source"]  # the log's months, not the day it ran
+    lap = est["lapses"]
+    assert lap["change_per_member_month"]["lo"] <= lap["change_per_member_month"]["hi"]
+    assert lap["counterfactual_per_member_month"] > 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["inputs"][str(LOG)] and manifest["seed"] == 20240601
     table = pd.read_csv(out / "event_study.csv")
