@@ -215,9 +215,14 @@ def estimate_file(source, market: Path, out: Path, *, force: bool, seed: int, pl
 
     check_destination(out, force)  # refused before any work, not after it
     market_spec = load(Market, market)  # a market that does not validate stops here, with its errors
+    playbook_inputs: dict[str, str] = {}
     if playbook is not None:
         from simulator.scenario import resolve
-        resolve(playbook)  # a playbook that does not resolve stops here, before the log is read
+        scenario = resolve(playbook)  # a playbook that does not resolve stops here, before the log is read
+        if scenario.market.name != market_spec.name:
+            raise InputErrors.one(str(playbook), f"its market is '{scenario.market.name}', not '{market_spec.name}' "
+                                                 "(expected a playbook of the market given by --market)", field="market")
+        playbook_inputs = dict(scenario.inputs)
     if source.format != "table":
         raise InputErrors.one("(command line)", f"{source.format!r} logs carry no member flag (expected --format table)",
                               field="--format")
@@ -288,7 +293,7 @@ def estimate_file(source, market: Path, out: Path, *, force: bool, seed: int, pl
         files.append("market.yaml")
     manifest = {"command": "estimate-response", "version": __version__, "seed": seed,
                 "inputs": {str(source.path): _sha256(Path(str(source.path))) if Path(str(source.path)).is_file() else None,
-                           str(market): _sha256(market), **({str(playbook): _sha256(playbook)} if playbook else {})},
+                           str(market): _sha256(market), **playbook_inputs},
                 "files": files}
     with staged_directory(out, force) as tmp:
         (tmp / "estimates.json").write_text(json.dumps(result, indent=2, allow_nan=True) + "\n")

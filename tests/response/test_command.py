@@ -91,6 +91,8 @@ def test_balances_give_a_market_with_the_measured_response(tmp_path):
     res = invoke("estimate-response", LOG, "--market", MARKET, "--playbook", PLAYBOOK, "--out", out)
     assert res.exit_code == 0, res.stderr
     assert MARKET.read_bytes() == before
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert any(k.endswith("cagnotte.yaml") for k in manifest["inputs"])  # the design behind the balances
     est = json.loads((out / "estimates.json").read_text())
     assert est["written_to_response"] == ["goal_gradient"]
     assert "not written" in est["not_written_to_response"]["rewarded_behaviour"]
@@ -116,3 +118,11 @@ def test_unknown_response_source_is_refused(tmp_path):
     market.write_text(text)
     res = invoke("validate", market)
     assert res.exit_code == 2 and "goal_gradiant" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_playbook_of_another_market_is_one_line(tmp_path):
+    out = tmp_path / "resp"
+    res = invoke("estimate-response", LOG, "--market", MARKET, "--playbook",
+                 ROOT / "markets" / "france" / "points_tiers_launch.yaml", "--out", out)
+    one_line_error(res, "points_tiers_launch.yaml", "france", "usa")
+    assert not out.exists()
