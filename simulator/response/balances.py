@@ -49,6 +49,11 @@ behaviour 0.236 (sd 0.050); the 90% intervals held the true value in 22 and 23 o
 mechanisms off (seeds 1..3) the goal gradient was -0.04..+0.04, each interval holding 0, but
 rewarded behaviour +0.03, +0.18, +0.11: it is reported, not written into a market
 (:mod:`simulator.response.command`).
+Tried and not kept: months since joining as controls (a member has just bought to join and
+starts low in the kitty) raised the goal gradient's coverage to 25 of 30 seeds (mean 0.246), but
+with both mechanisms off it then found +0.075 and +0.080 with intervals excluding 0 in 2 of 3
+seeds; member fixed effects (above); recent spend and the long-run rate as further controls
+(no better).
 
 What it does not see: a member's segment moves beyond what the recent purchases show (a
 reward comes after a run of purchases, and a member still in a high segment keeps buying: the
