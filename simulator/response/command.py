@@ -281,7 +281,7 @@ def estimate_file(source, market: Path, out: Path, *, force: bool, seed: int, pl
         new_market = measured_market(market_spec, written, src)
     result = {
         "source": f"estimated from {log_name} ({months}), staggered difference-in-differences (joiners vs "
-                  f"customers not yet joined, multiplicative trends, customer bootstrap), "
+                  f"customers not yet joined, multiplicative trends, customer jackknife), "
                   f"n = {len(panel.customers)} customers ({panel.n_joiners} joiners)",
         "customers": int(len(panel.customers)), "joiners": panel.n_joiners,
         "months": [str(panel.months[0]), str(panel.months[-1])],

@@ -17,6 +17,8 @@ __all__ = ["report_html"]
 def _f(x, digits: int = 3) -> str:
     if x is None:
         return ""
+    if isinstance(x, int) or (isinstance(x, float) and x.is_integer() and abs(x) >= 1):
+        return f"{int(x):,}"
     try:
         return f"{float(x):.{digits}f}"
     except (TypeError, ValueError):
