@@ -166,7 +166,7 @@ def panel_from_log(tx: pd.DataFrame) -> Panel:
 
 @dataclass
 class EventStudy:
-    """ATT by months since joining, with bootstrap intervals, and the figures around it."""
+    """ATT by months since joining, with jackknife (or bootstrap) intervals, and the figures around it."""
 
     outcome: str
     events: np.ndarray
@@ -197,7 +197,7 @@ class EventStudy:
 
     def post(self, first: int = 0, last: int | None = None) -> tuple[float, float, float]:
         """Mean ATT over event months first..last, weighted by their joiners (estimate, lo, hi),
-        the interval from the same bootstrap replicates."""
+        the interval from the same replicates."""
         e = self.events
         m = (e >= max(first, 0)) & (e <= (e.max() if last is None else last)) & (self.joiners > 0)
         w = self.joiners[m] / self.joiners[m].sum()
