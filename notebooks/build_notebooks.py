@@ -306,11 +306,53 @@ fig.tight_layout()"""),
         new_code_cell("""print(f"joiners bought x{es.pre_ratio[0]:.2f} ({es.pre_ratio[1]:.2f}..{es.pre_ratio[2]:.2f}) "
       "what comparable customers did before joining")
 es.balance.round(3)"""),
-        new_markdown_cell("""Limits (docs/model.md, "Measuring the effect of a running program"): on engine logs the
-interval covers the true lift in 73-80% of seeds rather than 90%, and the estimate is not
-written into the market's `response` block, because the engine's lift after joining is the sum
-of several of its fields. Comparing designs with a measured response is therefore not shown
-here yet."""),
+        new_markdown_cell("""## From the balances: the goal gradient, written into the market
+
+The log also carries each member's kitty at the start of the month. `estimate-response` with
+`--playbook` (whose design gives the earning rules) rebuilds every member's progress toward the
+next voucher, measures the goal gradient, and writes a copy of the market whose
+`response.goal_gradient` is a triangular distribution from its 90% interval, with its source.
+The log was generated with a goal gradient of 0.25."""),
+        new_code_cell("""import tempfile
+from simulator.calibration.pipeline import LogSource
+from simulator.response.command import estimate_file
+
+work = pathlib.Path(tempfile.mkdtemp())
+result = estimate_file(LogSource("data/member_log/usa_cagnotte_members.csv.gz"), pathlib.Path("markets/usa/market.yaml"),
+                       work / "response", force=False, seed=20240601,
+                       playbook=pathlib.Path("markets/usa/cagnotte_launch.yaml"))
+print({k: round(v, 3) for k, v in result["reward_effects"]["goal_gradient"].items()})
+from simulator.specs import load
+from simulator.specs.market import Market
+measured = load(Market, work / "response" / "market.yaml")
+print("assumed :", load(Market, "markets/usa/market.yaml").response.goal_gradient)
+print("measured:", measured.response.goal_gradient)
+print(measured.response.sources["goal_gradient"])
+pd.Series(result["not_written_to_response"])"""),
+        new_markdown_cell("""## Comparing designs with the measured response against the assumed one
+
+A copy of the US cagnotte playbook points at the measured market; both run on the same seed, so
+the difference between them is the response, and each one's P10/P90 carries the spread of its
+goal gradient (the assumed range, or the estimate's interval)."""),
+        new_code_cell("""import yaml
+from simulator.study import study_from_playbooks, run_study
+
+pb = yaml.safe_load(open("markets/usa/cagnotte_launch.yaml"))
+pb.update(name="us_cagnotte_measured", market=str((work / "response" / "market.yaml").resolve()),
+          design=str(pathlib.Path("programs/cagnotte.yaml").resolve()))
+(work / "measured.yaml").write_text(yaml.safe_dump(pb, sort_keys=False))
+study, cells = study_from_playbooks(["markets/usa/cagnotte_launch.yaml", str(work / "measured.yaml")], [],
+                                    replications=4, seed=7, agents=2_000)
+study = study.model_copy(update={"sensitivity_replications": 1})
+doc = run_study(study, cells, work / "study", force=False)
+pd.DataFrame(doc["ranking"])"""),
+        new_code_cell("""pd.DataFrame([{"scenario": k, **row} for k, rows in doc["tornado"].items() for row in rows
+              if row["parameter"].endswith("goal_gradient")])[["scenario", "parameter", "distribution", "npv_low", "npv_high"]]"""),
+        new_markdown_cell("""Limits (docs/model.md, "Measuring the effect of a running program" and "Goal gradient and
+rewarded behaviour from members' balances"): the lift's interval holds the true lift in about
+90% of seeds of engine logs, but strong self-selection still biases it upward; the goal
+gradient's interval holds the chosen value in 73% of seeds; rewarded behaviour, lapse reduction
+and campaign lifts are not written into the market."""),
     ],
 }
 

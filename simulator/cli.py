@@ -610,8 +610,10 @@ def calibrate(
 def estimate_response(
     transactions: Path = typer.Argument(..., help="Transaction log with a member flag per transaction (CSV, Parquet, a database): customer id, date, amount, member."),
     market: Path = typer.Option(..., "--market", help="The market the log comes from (markets/<m>/market.yaml)."),
-    out: Path = typer.Option(..., "--out", help="Directory for estimates.json, event_study.csv/.png, balance.csv, manifest.json (refused if it exists, unless --force)."),
-    seed: int = typer.Option(20240601, "--seed", min=0, help="Seed of the bootstrap: the same seed and log give identical outputs."),
+    out: Path = typer.Option(..., "--out", help="Directory for estimates.json, event_study.csv/.png, balance.csv, report.html, market.yaml (the market with the measured response), manifest.json (refused if it exists, unless --force)."),
+    playbook: Optional[Path] = typer.Option(None, "--playbook", help="A playbook whose design is the log's program: its earning rules rebuild members' balances for the goal gradient and rewarded behaviour."),
+    balance_col: str = typer.Option("balance", "--balance-col", help="Column of the member's points balance at the start of the month (blank for non-members)."),
+    seed: int = typer.Option(20240601, "--seed", min=0, help="Seed of the resampling groups: the same seed and log give identical outputs."),
     force: Force = False,
     customer_col: CustomerCol = "customer_id",
     date_col: DateCol = "date",
@@ -620,20 +622,21 @@ def estimate_response(
     on_bad_rows: OnBadRows = "fail",
     merge_same_day: SameDay = True,
 ) -> None:
-    """Estimate, from a log where members are flagged, how joiners differed before joining (self-selection) and the lift after joining by month since joining (staggered difference-in-differences against customers not yet joined), with bootstrap intervals; and the naive member comparison beside them.
+    """Estimate, from a log where members are flagged, how joiners differed before joining (self-selection) and the lift after joining by month since joining (staggered difference-in-differences against customers not yet joined), with jackknife intervals, and the naive member comparison beside them; with balances and --playbook, the goal gradient and rewarded behaviour, written into a copy of the market.
 
     Example:
 
     \b
     loyalty-sim estimate-response data/member_log/usa_cagnotte_members.csv.gz \\
-        --market markets/usa/market.yaml --out runs/response
+        --market markets/usa/market.yaml \\
+        --playbook markets/usa/cagnotte_launch.yaml --out runs/response
     """
     from simulator.response.command import estimate_file
 
     try:
         source = _log_source(transactions, "table", customer_col, date_col, amount_col, date_format, on_bad_rows,
                              merge_same_day)
-        result = estimate_file(source, market, out, force=force, seed=seed)
+        result = estimate_file(source, market, out, force=force, seed=seed, playbook=playbook, balance_col=balance_col)
     except InputErrors as exc:
         _fail(exc)
     typer.echo(f"{result['customers']:,} customers, {result['joiners']:,} joiners, months {result['months'][0]}.."
@@ -644,7 +647,19 @@ def estimate_response(
         typer.echo(f"{name}: lift after joining {m['estimate']:+.3f} a month ({e['level']:.0%}: {m['lo']:+.3f}..{m['hi']:+.3f}); "
                    f"naive member uplift {e['naive_member_uplift']:+.3f}; joiners before joining x{r['estimate']:.2f} "
                    f"({r['lo']:.2f}..{r['hi']:.2f}) comparable customers")
-    typer.echo("not written to the market's response block: see not_written_to_response in estimates.json")
+    lap = result.get("lapses")
+    if lap:
+        c, r = lap["change_per_member_month"], lap["relative_change"]
+        typer.echo(f"lapses: {c['estimate']:+.4f} a member-month ({lap['level']:.0%}: {c['lo']:+.4f}..{c['hi']:+.4f})"
+                   + (f", {r['estimate']:+.0%} of the counterfactual {lap['counterfactual_per_member_month']:.4f}" if r else ""))
+    rew = result.get("reward_effects")
+    if rew:
+        for k in ("goal_gradient", "rewarded_behaviour"):
+            v = rew[k]
+            typer.echo(f"{k}: {v['estimate']:+.3f} ({rew['level']:.0%}: {v['lo']:+.3f}..{v['hi']:+.3f}), "
+                       f"{rew['members']:,} members")
+        typer.echo(f"written to {out / 'market.yaml'}: response.{', response.'.join(result['written_to_response'])}")
+    typer.echo("not written: " + ", ".join(result["not_written_to_response"]) + " (why: estimates.json, report.html)")
     typer.echo(f"results: {out}")
 
 

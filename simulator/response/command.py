@@ -4,23 +4,31 @@ Writes into ``--out`` (atomically, refused if it exists unless ``--force``):
 
 * ``estimates.json``: the event study of spend and of purchases by months since joining, with
   intervals, self-selection before joining, the naive member uplift, the balance of the groups
-  before joining, and what was not estimated and why;
+  before joining, the goal gradient and rewarded behaviour measured from the balances (when the
+  log has them and ``--playbook`` gives the design's rules), and what was not estimated and why;
 * ``event_study.csv`` and ``event_study.png`` (the effect by month since joining, with its
-  interval), ``balance.csv``;
+  interval), ``balance.csv``, ``report.html`` (all of it on one page);
+* ``market.yaml``: the input market with the measured ``response`` fields replaced by
+  triangular distributions (low, mode, high = the interval's low end, the estimate, its high
+  end, clipped to the field's bounds), each named in ``response.sources`` with the log, the
+  method, the customers and the log's months; every other field as given. ``compare`` with a
+  playbook pointing at it carries the estimation uncertainty into P10/P90, tornado and
+  break-evens. The input market is never overwritten;
 * ``manifest.json``: the input hashes, version, seed and options.
 
-What it does not write, and why: no field of the market's ``response`` block. The engine's
-lift after joining is the sum of goal gradient, rewarded behaviour, tier status and fewer
-lapses (``docs/model.md``), each a parameter of its own; the event study measures their sum,
-which is not any one of them, and the self-selection ratio measured before joining is not the
-engine's ``self_selection`` elasticity. Writing either into the block would change what the
-engine does under a name that means something else.
+What is written, and why only that. The goal gradient is the engine's ``response`` field that
+members' purchases by progress toward the next reward identify
+(:mod:`simulator.response.balances`); rewarded behaviour is measured beside it but not
+written (with no such effect in the generating run it is still found positive). The event
+study's lift after joining is the combined effect of goal gradient, rewarded behaviour, fewer
+lapses (and tier status in a tiered design): the sum, which no single field means, so it is
+reported, not written; the self-selection ratio measured before joining is not the engine's
+``self_selection`` elasticity either.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import hashlib
 import json
 from pathlib import Path
@@ -31,16 +39,34 @@ import pandas as pd
 from simulator import __version__
 from simulator.errors import InputErrors
 from simulator.output import check_destination, staged_directory
-from simulator.response.estimate import EventStudy, event_study, panel_from_log
+from simulator.response.estimate import LAPSE_MONTHS, EventStudy, event_study, lapse_study, panel_from_log
+from simulator.specs.market import RESPONSE_DEFAULTS
 
 NOT_WRITTEN = {
-    "response": "the event-study lift is the sum of the engine's goal_gradient, rewarded_behaviour, tier_status "
-                "and transition_effect (docs/model.md); no single response field means it, so none is written",
+    "lift_after_joining": "the event-study lift is the combined effect of goal_gradient, rewarded_behaviour, "
+                          "tier_status and transition_effect (docs/model.md); no single response field means it: "
+                          "it is reported as a check, not written",
     "self_selection": "the ratio of joiners' spend to comparable customers' before joining is measured; the engine's "
-                      "self_selection is an elasticity of joining to the latent rate, which this landing does not map",
-    "lapse_reduction": "not estimated yet (issue #13)",
-    "goal_gradient": "not estimated yet: the balance column is read by no estimator so far (issue #13)",
-    "campaign_lift": "not estimated yet: needs campaign contacts and a control group in the log (issue #13)",
+                      "self_selection is an elasticity of joining to the latent rate, which is not mapped",
+    "transition_effect": "members' lapses are measured (lapses), but the engine's transition_effect cuts moves into "
+                         "lapsed segments, which a log does not show (a customer also falls silent by chance): the "
+                         "measured lapse rate is reported, not mapped onto it",
+    "tier_status": "not identified by a log of a design without tiers",
+    "campaign_lift": "not estimated: needs campaign contacts and a control group in the log (issue #13)",
+    "by_segment": "not estimated: a log holds no segment of the market's; by joiners' purchase frequency before "
+                  "joining, the lift against all comparison customers was off by -0.43 to +0.35 purchases a month "
+                  "on engine logs (regression to the mean), and against comparison customers of the same frequency "
+                  "6-12 months before joining by 0.02 to 0.05 (0.5 to 0.75 of its spread over seeds): not shipped",
+}
+#: Measured from the balances and written into the market's response block.
+WRITTEN_FROM_BALANCES = ("goal_gradient",)
+REWARDED_NOT_WRITTEN = ("measured (reward_effects) but not written: on engine logs with no rewarded-behaviour effect "
+                        "the estimator found +0.03 to +0.18 (members still buy after the run of purchases that "
+                        "earned a reward, beyond what their recent purchases show), so its interval is not a range "
+                        "of the engine's parameter")
+NO_BALANCES = {
+    "goal_gradient": "not estimated: {why}",
+    "rewarded_behaviour": "not estimated: {why}",
 }
 
 
@@ -85,14 +111,122 @@ def _plot(studies: list[EventStudy], path: Path) -> None:
     plt.close(fig)
 
 
-def estimate_file(source, market: Path, out: Path, *, force: bool, seed: int) -> dict:
+def _balance_rows(source, balance_col: str) -> tuple[pd.DataFrame | None, str]:
+    """The log's rows with customer, date, amount and balance, one per transaction as written
+    (points are earned per transaction), or None and why not."""
+    path = Path(str(source.path))
+    name = path.name.lower()
+    cols = [source.customer_col, source.date_col, source.amount_col, balance_col]
+    try:
+        if name.endswith(".parquet"):
+            import pyarrow.parquet as pq
+
+            have = set(pq.read_schema(path).names)
+            if balance_col not in have:
+                return None, f"the log has no column '{balance_col}' (the member's points balance)"
+            df = pd.read_parquet(path, columns=cols)
+        elif name.endswith((".csv", ".txt", ".csv.gz", ".txt.gz")):
+            sep = source.delimiter or ","
+            head = pd.read_csv(path, sep=sep, nrows=0, encoding=source.encoding or "utf-8")
+            if balance_col not in head.columns:
+                return None, f"the log has no column '{balance_col}' (the member's points balance)"
+            df = pd.read_csv(path, sep=sep, usecols=cols, encoding=source.encoding or "utf-8",
+                             dtype={source.customer_col: str})
+        else:
+            return None, "balances are read from CSV or Parquet logs only"
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        return None, f"the balance column could not be read ({exc})"
+    df = df.rename(columns={source.customer_col: "customer_id", source.date_col: "date",
+                            source.amount_col: "amount", balance_col: "balance"})
+    df["date"] = pd.to_datetime(df["date"], format=source.date_format, errors="coerce")
+    df["amount"] = pd.to_numeric(df["amount"], errors="coerce")
+    df = df.dropna(subset=["date", "amount"])
+    if df["balance"].notna().sum() == 0:
+        return None, f"the column '{balance_col}' is empty"
+    return df, ""
+
+
+def _central(x, default: float) -> float:
+    if x is None:
+        return default
+    return float(x if isinstance(x, (int, float)) else x.central)
+
+
+def _reward_estimates(panel, rows: pd.DataFrame, playbook: Path, market_spec) -> tuple[dict | None, str]:
+    """Goal gradient and rewarded behaviour from the balances (simulator.response.balances)."""
+    from simulator.engine.compiled import CompiledProgram
+    from simulator.response.balances import member_months, reward_effects
+    from simulator.scenario import resolve
+
+    scenario = resolve(playbook)
+    program = CompiledProgram.from_spec(scenario.program, market_spec)
+    if program.cashback_threshold <= 0 or len(program.prices) or program.n_tiers > 1:
+        return None, (f"the design of {playbook.name} is not a cash-back kitty without tiers or catalogue: a catalogue "
+                      "redemption is a member's choice the log does not show")
+    e = market_spec.economics
+    net = 1.0 / (1.0 + e.vat_rate) if e.prices_include_tax else 1.0
+    half_life = _central(market_spec.response.rewarded_half_life, RESPONSE_DEFAULTS["rewarded_half_life"])
+    mm = member_months(panel, rows, program, net)
+    if mm.customer.size == 0:
+        return None, "no member month after a joining month"
+    fit = reward_effects(panel, mm, half_life=half_life)
+    return {
+        "method": "Poisson quasi-likelihood of members' monthly purchases on progress toward the next reward and "
+                  "months since the last reward, controlling for calendar month and the member's recent purchases; "
+                  "cluster-robust (member) sandwich intervals",
+        "level": fit.level, "members": fit.members, "member_months": fit.member_months, "rewards": fit.rewards,
+        "half_life_months": fit.half_life, "balances_predicted_exactly": fit.reconstruction,
+        "design": str(playbook),
+        "goal_gradient": dict(zip(("estimate", "lo", "hi"), fit.goal_gradient)),
+        "rewarded_behaviour": dict(zip(("estimate", "lo", "hi"), fit.rewarded_behaviour)),
+    }, ""
+
+
+#: Bounds of the response fields written (simulator.specs.market.ResponseParams).
+BOUNDS = {"goal_gradient": (0.0, 2.0), "rewarded_behaviour": (0.0, 2.0)}
+
+
+def measured_market(market_spec, estimates: dict[str, dict], source: str):
+    """The market with each estimated field a triangular (interval low, estimate, interval high),
+    clipped to the field's bounds, per-segment overrides of it dropped (the estimate is over all
+    members), and its source in ``response.sources``."""
+    from simulator.specs.base import Triangular
+    from simulator.specs.market import Market
+
+    r = market_spec.response
+    update, sources = {}, dict(r.sources)
+    for name, est in estimates.items():
+        lo_b, hi_b = BOUNDS[name]
+        lo = min(max(est["lo"], lo_b), hi_b)
+        hi = min(max(est["hi"], lo_b), hi_b)
+        mode = min(max(est["estimate"], lo), hi)
+        if hi - lo < 1e-6:  # an interval entirely outside the bounds: the bound, and a sliver
+            lo, hi = (lo, lo + 1e-3) if lo == lo_b else (hi - 1e-3, hi)
+            mode = min(max(mode, lo), hi)
+        update[name] = Triangular(triangular=(round(lo, 4), round(mode, 4), round(hi, 4)))
+        sources[name] = source + f"; {est.get('level', 0.9):.0%} interval ({est['lo']:.3f}..{est['hi']:.3f}) as low and high"
+    segments = {k: v.model_copy(update={name: None for name in estimates}) for k, v in r.segments.items()}
+    response = r.model_copy(update={**update, "segments": segments, "sources": sources})
+    return Market.model_validate(market_spec.model_copy(update={"response": response}).model_dump())
+
+
+def estimate_file(source, market: Path, out: Path, *, force: bool, seed: int, playbook: Path | None = None,
+                  balance_col: str = "balance") -> dict:
     """Read the log and the market, estimate, write ``out``; return the estimates."""
     from simulator.calibration.transactions import read_transactions
-    from simulator.specs import load
+    from simulator.specs import dump, load
     from simulator.specs.market import Market
 
     check_destination(out, force)  # refused before any work, not after it
-    load(Market, market)  # a market that does not validate stops here, with its errors
+    market_spec = load(Market, market)  # a market that does not validate stops here, with its errors
+    playbook_inputs: dict[str, str] = {}
+    if playbook is not None:
+        from simulator.scenario import resolve
+        scenario = resolve(playbook)  # a playbook that does not resolve stops here, before the log is read
+        if scenario.market.name != market_spec.name:
+            raise InputErrors.one(str(playbook), f"its market is '{scenario.market.name}', not '{market_spec.name}' "
+                                                 "(expected a playbook of the market given by --market)", field="market")
+        playbook_inputs = dict(scenario.inputs)
     if source.format != "table":
         raise InputErrors.one("(command line)", f"{source.format!r} logs carry no member flag (expected --format table)",
                               field="--format")
@@ -110,24 +244,73 @@ def estimate_file(source, market: Path, out: Path, *, force: bool, seed: int) ->
     if studies[0].cohorts == 0:
         raise InputErrors.one(str(source.path), "no joiner has 6 months of purchases before joining (expected "
                               "members who were customers at least 6 months before their first member purchase)")
+    lapses = lapse_study(panel, seed=seed)
+    lapse_result = None
+    if lapses.cohorts:
+        est, lo, hi = lapses.post()
+        cf = lapses.counterfactual()
+        lapse_result = {
+            "definition": f"a month with a purchase followed by {LAPSE_MONTHS} months without one",
+            "method": "joiners against comparison customers with the same purchases over the 12 months before joining "
+                      "(exact matching), month by month after joining; delete-a-group jackknife",
+            "level": lapses.level, "cohorts": lapses.cohorts, "months": f"0..{int(lapses.events.max())}",
+            "change_per_member_month": {"estimate": est, "lo": lo, "hi": hi},
+            "counterfactual_per_member_month": cf,
+            "relative_change": {"estimate": est / cf, "lo": lo / cf, "hi": hi / cf} if cf > 0 else None,
+            "by_month_since_joining": [{k: (float(v) if k != "event" else int(v)) for k, v in row.items()}
+                                       for row in lapses.table().to_dict("records")],
+        }
+    log_name = Path(str(source.path)).name
+    months = f"{panel.months[0]}..{panel.months[-1]}"
+    not_written = dict(NOT_WRITTEN)
+    rewards = None
+    if playbook is None:
+        why = "give --playbook (a playbook whose design is the log's program) for the rules that rebuild balances"
+    else:
+        rows, why = _balance_rows(source, balance_col)
+        if rows is not None:
+            rewards, why = _reward_estimates(panel, rows, playbook, market_spec)
+    if rewards is None:
+        not_written.update({k: v.format(why=why) for k, v in NO_BALANCES.items()})
+    written = {}
+    if rewards is not None:
+        src = (f"estimated from {log_name} ({months}) by loyalty-sim estimate-response: {rewards['method']}; "
+               f"n = {rewards['members']} members, {rewards['member_months']} member-months")
+        written = {k: {**rewards[k], "level": rewards["level"]} for k in WRITTEN_FROM_BALANCES}
+        not_written["rewarded_behaviour"] = REWARDED_NOT_WRITTEN
+        new_market = measured_market(market_spec, written, src)
     result = {
-        "source": f"estimated from {Path(str(source.path)).name}, staggered difference-in-differences (joiners vs "
-                  f"customers not yet joined, multiplicative trends, customer bootstrap), "
-                  f"n = {len(panel.customers)} customers ({panel.n_joiners} joiners), {dt.date.today().isoformat()}",
+        "source": f"estimated from {log_name} ({months}), staggered difference-in-differences (joiners vs "
+                  f"customers not yet joined, multiplicative trends, customer jackknife), "
+                  f"n = {len(panel.customers)} customers ({panel.n_joiners} joiners)",
         "customers": int(len(panel.customers)), "joiners": panel.n_joiners,
         "months": [str(panel.months[0]), str(panel.months[-1])],
         "estimates": {es.outcome: _study_dict(es) for es in studies},
         "balance_before_joining": studies[0].balance.to_dict("records"),
-        "not_written_to_response": NOT_WRITTEN,
+        "lapses": lapse_result,
+        "reward_effects": rewards,
+        "written_to_response": sorted(written),
+        "not_written_to_response": not_written,
     }
+    files = ["estimates.json", "event_study.csv", "event_study.png", "balance.csv", "report.html"]
+    if written:
+        files.append("market.yaml")
     manifest = {"command": "estimate-response", "version": __version__, "seed": seed,
                 "inputs": {str(source.path): _sha256(Path(str(source.path))) if Path(str(source.path)).is_file() else None,
-                           str(market): _sha256(market)},
-                "files": ["estimates.json", "event_study.csv", "event_study.png", "balance.csv"]}
+                           str(market): _sha256(market), **playbook_inputs},
+                "files": files}
     with staged_directory(out, force) as tmp:
         (tmp / "estimates.json").write_text(json.dumps(result, indent=2, allow_nan=True) + "\n")
         pd.concat([es.table().assign(outcome=es.outcome) for es in studies]).to_csv(tmp / "event_study.csv", index=False)
         studies[0].balance.to_csv(tmp / "balance.csv", index=False)
         _plot(studies, tmp / "event_study.png")
+        if written:
+            header = (f"# Written by loyalty-sim estimate-response from {log_name} (SHA-256 "
+                      f"{manifest['inputs'][str(source.path)]}) and {market.name}: response."
+                      + ", response.".join(sorted(written)) + " measured (see response.sources);\n"
+                      "# everything else as in the input market.\n")
+            (tmp / "market.yaml").write_text(header + dump(new_market))
+        from simulator.response.report import report_html
+        (tmp / "report.html").write_text(report_html(result, tmp / "event_study.png"))
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return result

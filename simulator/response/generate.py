@@ -3,7 +3,9 @@ r"""A member transaction log written by the engine itself, with the truth it was
 The proof that ``estimate-response`` measures rather than invents: choose a ``response``
 (self-selection, goal gradient, rewarded behaviour, fewer lapses...), let the engine run the
 program on a market, write what a till system would export (one row per purchase: customer,
-date, amount, member flag, points balance), and keep what no log shows: what the same
+date, amount, member flag, points balance; only customers the retailer can identify, the
+market's ``identified_share``, have an id in it: the others are anonymous at the till and cannot
+join either), and keep what no log shows: what the same
 customers would have bought without the program.
 
 How. A playbook is resolved as ``run`` does; its design is launched ``pre_months`` after the
@@ -17,11 +19,13 @@ month, and points balance (the engine already keeps these arrays; nothing is add
 step, so a normal run is unchanged).
 
 Amounts. The engine sums the design run's spend without keeping it per agent, so the log's
-amounts are drawn here as the engine draws them (:mod:`simulator.engine.mechanisms.purchases`):
-the k-th purchase of agent i in month t costs ``basket_s b_i exp(sigma_s z - sigma_s^2 / 2)``,
-``s`` the agent's segment in that run and month, ``z`` a normal keyed on (seed, t, i, k) and
-shared by both runs: the purchases both runs have in common cost the same, and the
-difference between the runs is the program's extra (or fewer) purchases.
+amounts are redrawn here with the engine's own kernel and keys (``kernels.baskets``,
+:mod:`simulator.engine.mechanisms.purchases`): the k-th purchase of agent i in month t costs
+``basket_s b_i exp(sigma_s z - sigma_s^2 / 2)``, ``s`` the agent's segment in that run and
+month, ``z`` the normal the step drew for (t, i, k). They are the amounts the engine's points
+were earned on (so the log's balances follow from its amounts under the design's rules), and
+both runs' common purchases cost the same: the difference between the runs is the program's
+extra (or fewer) purchases.
 
 Truth. For each joiner and month, the design's minus the baseline's purchases and spend: the
 true lift, by months since joining (what the event study estimates), and the same
@@ -38,7 +42,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from simulator.engine import kernels
 from simulator.engine.compiled import CENTI
+from simulator.response.estimate import LAPSE_MONTHS
 from simulator.scenario import Scenario, resolve
 from simulator.specs.market import RESPONSE_DEFAULTS
 from simulator.specs.playbook import Mechanisms
@@ -58,7 +64,8 @@ class MemberLog:
         pending points at the start of the month, whole points; empty for non-members).
     truth : per (customer, month) of every customer who joined: ``customer_id``, ``month``
         (index from the first simulated month), ``event`` (months since joining),
-        ``purchases_lift``, ``spend_lift`` (design minus baseline).
+        ``purchases_lift``, ``spend_lift``, ``lapses_lift`` (design minus baseline; a lapse is a
+        month with a purchase followed by ``LAPSE_MONTHS`` without, blank in the last of them).
     start : first day of the first simulated month.
     launch_month : index of the launch month.
     response : the response values used (market-wide, every segment).
@@ -72,7 +79,7 @@ class MemberLog:
     mechanisms: dict[str, bool] = field(default_factory=dict)
 
     def true_lift(self, outcome: str = "spend", events: range = range(0, 12)) -> pd.Series:
-        """Mean true lift per joiner by months since joining (``outcome``: spend or purchases)."""
+        """Mean true lift per joiner by months since joining (``outcome``: spend, purchases or lapses)."""
         t = self.truth[self.truth["event"].isin(list(events))]
         return t.groupby("event")[f"{outcome}_lift"].mean()
 
@@ -95,12 +102,6 @@ def with_response(scenario: Scenario, response: dict[str, float], *, pre_months:
     if not keep_actions:
         update.update(campaigns=(), enrolment_drives=())
     return dataclasses.replace(scenario, market=market, baseline=None, playbook=pb.model_copy(update=update))
-
-
-def _amounts(seed: int, t: int, offsets: np.ndarray, total: int) -> np.ndarray:
-    """Standard normals of month ``t``: agent i's k-th purchase reads ``z[offsets[i] + k]``."""
-    rng = np.random.default_rng([int(seed), 0x5EED, int(t)])
-    return rng.standard_normal(int(total))
 
 
 def member_log(playbook: str | Path | Scenario, *, response: dict[str, float], agents: int = 5000, seed: int = 1,
@@ -147,15 +148,15 @@ def member_log(playbook: str | Path | Scenario, *, response: dict[str, float], a
     for t in range(H):
         nd = counts["design"][t].astype(np.int64)
         nb = counts["baseline"][t].astype(np.int64)
-        k = np.maximum(nd, nb)
-        offsets = np.concatenate(([0], np.cumsum(k)[:-1]))
-        z = _amounts(seed, t, offsets, k.sum())
+        base_key = sim.streams.stream_base("basket", t)
 
         def spend(n: np.ndarray, seg: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            agent = np.repeat(np.arange(cap), n)
-            kk = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
-            s = seg[agent]
-            amt = mean[s] * sim.pop.basket_mult[agent] * np.exp(sigma[s] * z[offsets[agent] + kk] - sigma[s] ** 2 / 2)
+            """The engine's own baskets of the month (kernels.baskets: the step's keys and draws)."""
+            total = int(n.sum())
+            agent, amt = np.empty(total, dtype=np.int64), np.empty(total)
+            kernels.baskets(n, seg.astype(np.int16), sim.pop.basket_mult, mean, sigma, base_key, 1.0, agent, amt,
+                            np.zeros(cap))
+            kk = np.arange(total) - np.repeat(np.cumsum(n) - n, n)
             return agent, kk, amt
 
         agent, kk, amt = spend(nd, segs["design"][t])
@@ -175,15 +176,25 @@ def member_log(playbook: str | Path | Scenario, *, response: dict[str, float], a
             ab, _, amtb = spend(nb, segs["baseline"][t])
             sb = np.bincount(ab, weights=np.round(amtb, 2), minlength=cap)
             ev = t - enrol[joined]
+            lapse = {}
+            for r in ("design", "baseline"):
+                c = counts[r][:, joined]
+                lapse[r] = ((c[t] > 0) & (c[t + 1:t + 1 + LAPSE_MONTHS].sum(axis=0) == 0)).astype(float) \
+                    if t + LAPSE_MONTHS < H else np.full(joined.size, np.nan)
             truth.append(pd.DataFrame({"customer_id": joined, "month": t, "event": ev,
-                                       "purchases_lift": (nd - nb)[joined], "spend_lift": (sd - sb)[joined]}))
-    tx = pd.concat(rows, ignore_index=True).sort_values(["customer_id", "date", "k"], kind="stable")
+                                       "purchases_lift": (nd - nb)[joined], "spend_lift": (sd - sb)[joined],
+                                       "lapses_lift": lapse["design"] - lapse["baseline"]}))
+    tx = pd.concat(rows, ignore_index=True)
+    # a till log links purchases to a customer only for customers the retailer can identify
+    # (``identified_share``: the same ones who can join); the others' purchases are anonymous
+    tx = tx[sim.pop.identified[tx["customer_id"].to_numpy()]]
+    tx = tx.sort_values(["customer_id", "date", "k"], kind="stable")
     tx["transaction_id"] = [f"T{c}-{mo}-{k}" for c, mo, k in zip(tx["customer_id"], tx["month"], tx["k"])]
     tx["customer_id"] = "C" + tx["customer_id"].astype(str).str.zfill(7)
     tx["balance"] = tx["balance"].astype("Int64").where(tx["balance"] >= 0)
     tx = tx[["customer_id", "transaction_id", "date", "amount", "member", "balance"]].reset_index(drop=True)
     tr = pd.concat(truth, ignore_index=True) if truth else pd.DataFrame(
-        columns=["customer_id", "month", "event", "purchases_lift", "spend_lift"])
+        columns=["customer_id", "month", "event", "purchases_lift", "spend_lift", "lapses_lift"])
     tr["customer_id"] = "C" + tr["customer_id"].astype(str).str.zfill(7)
     mech = (mechanisms or scenario.playbook.mechanisms).model_dump()
     used = sim.scenario.market.response.for_segment(sim.scenario.market.segments[0].name)

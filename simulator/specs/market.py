@@ -161,6 +161,12 @@ class Response(ResponseParams):
     more than heavy ones: Liu 2007)."""
 
     segments: dict[Name, ResponseParams] = Field(default_factory=dict, description="per-segment overrides of the fields above")
+    sources: dict[str, str] = Field(default_factory=dict, description="where a field's value comes from, by field name (`loyalty-sim estimate-response` writes the log, method, customers and log dates of what it measured)")
+
+    def issues(self) -> Iterator[tuple[tuple, str]]:
+        for key in self.sources:
+            if key not in RESPONSE_DEFAULTS:
+                yield ("sources", key), f"unknown response field '{key}'{did_you_mean(key, RESPONSE_DEFAULTS)} (expected one of: {', '.join(RESPONSE_DEFAULTS)})"
 
     def for_segment(self, segment: str) -> dict[str, float]:
         """Resolved parameters for one segment: segment override, else market value, else default."""

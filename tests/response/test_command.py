@@ -3,6 +3,7 @@
 import json
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from simulator.cli import app
@@ -10,6 +11,7 @@ from tests.test_cli_run import ROOT
 
 LOG = ROOT / "data" / "member_log" / "usa_cagnotte_members.csv.gz"
 MARKET = ROOT / "markets" / "usa" / "market.yaml"
+PLAYBOOK = ROOT / "markets" / "usa" / "cagnotte_launch.yaml"
 
 
 def invoke(*args):
@@ -31,7 +33,13 @@ def test_writes_estimates_plot_and_manifest(tmp_path):
     assert "lift after joining" in res.stdout and "naive member uplift" in res.stdout
     est = json.loads((out / "estimates.json").read_text())
     assert est["joiners"] > 100
-    assert set(est["not_written_to_response"]) >= {"response", "self_selection", "lapse_reduction", "goal_gradient"}
+    assert set(est["not_written_to_response"]) >= {"lift_after_joining", "self_selection", "transition_effect",
+                                                   "goal_gradient", "rewarded_behaviour"}  # no --playbook
+    assert est["written_to_response"] == [] and not (out / "market.yaml").exists()
+    assert "2026-05..2029-04" in est["source"]  # the log's months, not the day it ran
+    lap = est["lapses"]
+    assert lap["change_per_member_month"]["lo"] <= lap["change_per_member_month"]["hi"]
+    assert lap["counterfactual_per_member_month"] > 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["inputs"][str(LOG)] and manifest["seed"] == 20240601
     table = pd.read_csv(out / "event_study.csv")
@@ -67,4 +75,54 @@ def test_bad_market_is_reported_and_nothing_written(tmp_path):
     out = tmp_path / "resp"
     res = invoke("estimate-response", LOG, "--market", market, "--out", out)
     assert res.exit_code == 2 and "Traceback" not in res.stderr and "market.yaml" in res.stderr
+    assert not out.exists()
+
+
+def test_balances_give_a_market_with_the_measured_response(tmp_path):
+    """With --playbook, the goal gradient is measured from the balances and written into a copy of
+    the market as a triangular from its interval, with its source;
+    the input market is untouched, and compare can run on the copy."""
+    from simulator.specs import load
+    from simulator.specs.base import Triangular
+    from simulator.specs.market import Market
+
+    before = MARKET.read_bytes()
+    out = tmp_path / "resp"
+    res = invoke("estimate-response", LOG, "--market", MARKET, "--playbook", PLAYBOOK, "--out", out)
+    assert res.exit_code == 0, res.stderr
+    assert MARKET.read_bytes() == before
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert any(k.endswith("cagnotte.yaml") for k in manifest["inputs"])  # the design behind the balances
+    est = json.loads((out / "estimates.json").read_text())
+    assert est["written_to_response"] == ["goal_gradient"]
+    assert "not written" in est["not_written_to_response"]["rewarded_behaviour"]
+    assert est["reward_effects"]["balances_predicted_exactly"] > 0.9
+    m = load(Market, out / "market.yaml")
+    for k in est["written_to_response"]:
+        v, e = getattr(m.response, k), est["reward_effects"][k]
+        assert isinstance(v, Triangular)
+        lo, mode, hi = v.triangular
+        assert lo == pytest.approx(max(e["lo"], 0), abs=1e-4) and mode == pytest.approx(e["estimate"], abs=1e-4)
+        assert "usa_cagnotte_members.csv.gz" in m.response.sources[k] and "2026-05..2029-04" in m.response.sources[k]
+        assert all(getattr(seg, k) is None for seg in m.response.segments.values())
+    # everything else as in the input market
+    orig = load(Market, MARKET)
+    assert m.segments == orig.segments and m.response.transition_effect == orig.response.transition_effect
+    page = (out / "report.html").read_text()
+    assert "data:image/png;base64," in page and "transition_effect" in page and "goal_gradient" in page
+
+
+def test_unknown_response_source_is_refused(tmp_path):
+    text = MARKET.read_text().replace("response:\n", "response:\n  sources: {goal_gradiant: measured}\n", 1)
+    market = tmp_path / "market.yaml"
+    market.write_text(text)
+    res = invoke("validate", market)
+    assert res.exit_code == 2 and "goal_gradiant" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_playbook_of_another_market_is_one_line(tmp_path):
+    out = tmp_path / "resp"
+    res = invoke("estimate-response", LOG, "--market", MARKET, "--playbook",
+                 ROOT / "markets" / "france" / "points_tiers_launch.yaml", "--out", out)
+    one_line_error(res, "points_tiers_launch.yaml", "france", "usa")
     assert not out.exists()

@@ -1,0 +1,87 @@
+"""``report.html`` of ``estimate-response``: one self-contained page (the plot inlined).
+
+The event-study plot with its intervals, the lift by month since joining, the balance of
+joiners and comparison customers before joining, what was measured from the balances and
+written into the market, and what could not be estimated and why.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+__all__ = ["report_html"]
+
+
+def _f(x, digits: int = 3) -> str:
+    if x is None:
+        return ""
+    if isinstance(x, int) or (isinstance(x, float) and x.is_integer() and abs(x) >= 1):
+        return f"{int(x):,}"
+    try:
+        return f"{float(x):.{digits}f}"
+    except (TypeError, ValueError):
+        return html.escape(str(x))
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{_f(r.get(c)) if not isinstance(r.get(c), str) else html.escape(r[c])}</td>"
+                                    for c in columns) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def report_html(result: dict, plot: Path) -> str:
+    """The page for ``result`` (the dict written to estimates.json) and the plot's PNG."""
+    png = base64.b64encode(Path(plot).read_bytes()).decode("ascii")
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>Measured program response</title>",
+        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto;color:#222}"
+        "table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;"
+        "text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}</style></head><body>",
+        "<h1>Measured program response</h1>",
+        f"<p>{html.escape(result['source'])}. Months {html.escape(result['months'][0])} to "
+        f"{html.escape(result['months'][1])}.</p>",
+        "<h2>Lift after joining, by month since joining</h2>",
+        f"<img alt='event study' src='data:image/png;base64,{png}' style='max-width:100%'>",
+    ]
+    for name, e in result["estimates"].items():
+        m, r = e["mean_lift_after_joining"], e["before_joining"]["ratio"]
+        parts.append(f"<h3>{html.escape(name)}</h3><p>Mean lift over months {html.escape(m['months'])}: "
+                     f"<b>{_f(m['estimate'])}</b> a customer-month ({e['level']:.0%} interval {_f(m['lo'])} to "
+                     f"{_f(m['hi'])}); {e['cohorts']} joining cohorts. The naive member comparison says "
+                     f"{_f(e['naive_member_uplift'])}. Before joining, joiners' {html.escape(name)} was "
+                     f"{_f(r['estimate'], 2)} times the comparison customers' ({_f(r['lo'], 2)} to {_f(r['hi'], 2)}): "
+                     "self-selection, the part of the naive uplift the program did not cause.</p>")
+        parts.append(_table(e["by_month_since_joining"], ["event", "att", "lo", "hi", "joiners"]))
+    parts.append("<h2>Before joining: joiners against the comparison customers</h2>")
+    bal = result.get("balance_before_joining") or []
+    parts.append(_table(bal, ["measure", "joiners", "controls_all", "controls_reweighted"]) if bal else "<p>none</p>")
+    lap = result.get("lapses")
+    parts.append("<h2>Lapses</h2>")
+    if lap:
+        c, r = lap["change_per_member_month"], lap["relative_change"]
+        rel = (f" ({_f(100 * r['estimate'], 1)}% of the {_f(lap['counterfactual_per_member_month'], 4)} they would "
+               f"have had; {_f(100 * r['lo'], 1)}% to {_f(100 * r['hi'], 1)}%)") if r else ""
+        parts.append(f"<p>A lapse: {html.escape(lap['definition'])}. {html.escape(lap['method'])}. Change after joining, "
+                     f"months {html.escape(lap['months'])}: <b>{_f(c['estimate'], 4)}</b> lapses a member-month "
+                     f"({lap['level']:.0%} interval {_f(c['lo'], 4)} to {_f(c['hi'], 4)}){rel}.</p>")
+    else:
+        parts.append("<p>No cohort with 12 months of history and 6 months of log after joining.</p>")
+    rew = result.get("reward_effects")
+    parts.append("<h2>From the balances: goal gradient and rewarded behaviour</h2>")
+    if rew:
+        rows = [{"field": k, **rew[k]} for k in ("goal_gradient", "rewarded_behaviour")]
+        parts.append(f"<p>{html.escape(rew['method'])}. {rew['members']} members, {rew['member_months']} member-months, "
+                     f"{rew['rewards']} rewards; balances rebuilt from the design's rules predicted "
+                     f"{rew['balances_predicted_exactly']:.0%} of the observed ones exactly. Written into market.yaml "
+                     f"as triangular(low, estimate, high): {html.escape(', '.join(result['written_to_response']))}.</p>")
+        parts.append(_table(rows, ["field", "estimate", "lo", "hi"]))
+    else:
+        parts.append("<p>Not estimated (see below).</p>")
+    parts.append("<h2>Not estimated or not written, and why</h2><ul>")
+    for k, v in result["not_written_to_response"].items():
+        parts.append(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>")
+    parts.append("</ul></body></html>\n")
+    return "\n".join(parts)
