@@ -277,7 +277,7 @@ def _one_step_fit(panel: MonthlyPanel, types: Types, rho: float, seasonality: np
 
     K = max_recency + 1
     T = panel.n_months
-    counts = np.ascontiguousarray(panel.counts, dtype=np.int64)
+    counts = np.ascontiguousarray(panel.counts)
     first = np.ascontiguousarray(panel.first_month, dtype=np.int64)
     phi = panel.first_month_fraction()
     args = (np.ascontiguousarray(_exposure(panel, seasonality)), np.ascontiguousarray(types.rate, dtype=np.float64),

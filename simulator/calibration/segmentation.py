@@ -114,7 +114,7 @@ class MonthlyPanel:
         Consecutive calendar months, from the month of the first transaction in the log to the
         month of ``end``.
     counts : numpy.ndarray
-        ``[customers, months]`` int64: transactions (customer-days) in the month.
+        ``[customers, months]`` int32: transactions (customer-days) in the month.
     spend : numpy.ndarray
         ``[customers, months]`` float64: spend in the month.
     first_date : numpy.ndarray
@@ -252,7 +252,7 @@ def monthly_panel(log: TransactionLog | pd.DataFrame, end: str | pd.Timestamp | 
     col = (month - first_m).astype(np.int64)
     n, T = len(customers), len(months)
     flat = row * T + col
-    counts = np.bincount(flat, minlength=n * T).astype(np.int64, copy=False).reshape(n, T)
+    counts = np.bincount(flat, minlength=n * T).astype(np.int32).reshape(n, T)   # a month holds < 2^31 purchases
     spend = np.bincount(flat, weights=amount, minlength=n * T).reshape(n, T)
     # keys are sorted by customer then day: each customer's first row is its first day
     starts = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
