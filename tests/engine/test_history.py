@@ -118,3 +118,24 @@ def test_new_issue_equals_keep_dates_when_nothing_old_can_expire():
     a = _sim(current, _program("design"), "keep_dates").run().design
     b = _sim(current, _program("design"), "new_issue").run().design
     assert a.equals(b)
+
+
+def test_points_credited_at_the_launch_opening_get_their_own_row():
+    """Points credited at the opening of the launch month (a referred customer's welcome bonus,
+    before the month's step gives rows) have no snapshot row yet: the conversion gives them one
+    and dates them in the launch month, instead of writing through row -1 into the last row of
+    the ring (hypothesis found it: a point expiring under a 60-month rule in a 14-month run)."""
+    current = _program("current")
+    design = _program("design", expiry={"policy": "after_months", "months": 60})
+    sim = _sim(current, design)
+    run = sim.runs["design"]
+    i = np.flatnonzero(run.exists & (run.row < 0))[0]
+    run.credit(np.array([250 * CENTI]), np.array([i]))
+    t = sim.launch_t
+    history.convert(run, sim.base_prog, sim.design, t, keep_dates=True)
+    assert run.row[i] >= 0
+    assert not run.snap[:, -1].any()  # the last row belongs to nobody yet
+    # every converted point of agent i dates from the launch month: nothing older outstanding
+    held = run.outstanding()[i]
+    assert held > 0
+    assert all(run.earned_until(t, b, np.array([i]))[0] <= run.consumed[i] for b in range(1, run.snap.shape[0]))

@@ -126,6 +126,10 @@ def convert(run: RunState, old: CompiledProgram, new: CompiledProgram, t: int, k
     def at_value(points: np.ndarray) -> np.ndarray:
         return (np.floor(points / CENTI * factor) * CENTI).astype(np.int64)
 
+    # points credited at this month's opening (a referred customer's welcome bonus) have no
+    # snapshot row yet (the step gives them one): give it now, or their dates would be written
+    # through row -1 into another agent's history
+    run.give_rows(run.earned != 0)
     out = run.outstanding()
     holders = np.flatnonzero(out > 0)
     old_points = out[holders]
