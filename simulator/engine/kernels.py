@@ -251,10 +251,12 @@ def _round_points(raw, rounding):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _targeted(c, i, seg_ok, members, tiers_ok, use_tiers, pot_ok, inactive, channel,
-              segment, member, tier, potential, recency, reach):
+def _targeted(c, i, seg_ok, members, tiers_ok, use_tiers, pot_ok, inactive, channel, store_ok,
+              segment, member, tier, potential, recency, reach, store):
     """Whether target c (campaigns.CompiledTarget.mask and campaigns.reached) takes agent i."""
     if not seg_ok[c, segment[i]]:
+        return False
+    if store.shape[0] > 0 and not store_ok[c, store[i]]:
         return False
     if members[c] == 1 and not member[i]:
         return False
@@ -396,12 +398,12 @@ BLOCK_AMOUNTS = 8
 
 @njit(cache=True, nogil=True)
 def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, blk_seg, blk_held, blk_amount,
-                other_spend, ints, floats, by_tier_reward, camp_contacts, drive_contacts, drive_joins):
+                other_spend, ints, floats, by_tier_reward, camp_contacts, drive_contacts, drive_joins, by_store):
     """One run's month for agents lo .. hi-1 (see step_both). The first run (baseline) keeps
     each agent's lambda, purchases, segment and first basket amounts in the ``blk_*`` arrays;
     the second (design) reuses them when its lambda or segment is the same."""
     (rate_mult, basket_mult, identified, opt_in_on_join, birthday, potential, sel_power, sel_index,
-     sel_norm) = pop
+     sel_norm, store, store_enrol) = pop
     (rate, season, basket_mean, basket_sigma, net_factor, gg, rb, half_life, status, demotion, enrol_prop,
      fee_sens, referral_rate, redeem_prop, decay) = market
     k_purchases, k_basket, k_enrolment, k_redemption, k_voucher, k_referral = keys
@@ -413,12 +415,15 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
     (has_program, ppu, rounding, min_order, category_factor, earn_mult, cap_month, qppu, q_include_bonus, metric,
      bonus_enrolment, bonus_first, bonus_birthday, bonus_referral, pending_col, ladder, ladder_start, ladder_len,
      n_tiers, window, window_months, eligible_segments, automatic, invite_only, annual_fee, fee, trial_months,
-     cashback_threshold, voucher_use_rate, goal, cat_order, cat_start, cat_len, cat_prices) = prog
-    (c_kind, c_seg, c_members, c_tiers, c_use_tiers, c_pot, c_inactive, c_channel, c_lift, c_mult, c_bonus,
+     cashback_threshold, voucher_use_rate, goal, cat_order, cat_start, cat_len, cat_prices, pilot_ok, pilot_from) = prog
+    (c_kind, c_seg, c_members, c_tiers, c_use_tiers, c_pot, c_inactive, c_channel, c_store, c_lift, c_mult, c_bonus,
      c_min_spend, c_done_row, done) = camps
-    (d_uplift, d_seg, d_members, d_tiers, d_use_tiers, d_pot, d_inactive, d_channel) = drives
+    (d_uplift, d_seg, d_members, d_tiers, d_use_tiers, d_pot, d_inactive, d_channel, d_store) = drives
     use_goal, use_rewarded, use_status, use_campaigns, self_selection, use_referrals = flags
     counts, spend = out[0], out[1]  # the block's totals go to the arrays given (step_both adds them up)
+    # by_store: [K, 3] revenue, members' revenue, new members by home store (this block's task)
+    has_stores = store.shape[0] > 0
+    piloting = pilot_ok.shape[0] > 0  # the design in some stores only (and in the referred customers)
     tracing = trace_issued.shape[0] > 0
     keep_spend = spend.shape[0] > 0  # the design's spend is not kept
     col_w = t % qual_ring.shape[1]
@@ -466,9 +471,11 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
                     qual_sum[i] += 0.0
             continue
         # ---- lifts: members' goal gradient, rewarded behaviour, status, demotion; campaigns
+        in_pilot = not piloting or i >= pilot_from or pilot_ok[store[i]]
+        prog_i = has_program and in_pilot  # outside a pilot's stores an agent has no program
         lift = 1.0
         pmult = 1.0
-        if has_program and member[i] and (use_goal or use_rewarded or use_status):
+        if prog_i and member[i] and (use_goal or use_rewarded or use_status):
             sp = max(_earned_until(earned[i], snap, row[i], pending_col) - consumed[i], 0)
             ti = tier[i]
             f = 1.0
@@ -491,9 +498,9 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
                     f *= 1.0 - demotion[s] * (decay[s, m] if m < decay.shape[1] else 2.0 ** (-m / half_life[s]))
             lift = f
         hits = 0
-        for c in range(c_kind.shape[0]):
-            if _targeted(c, i, c_seg, c_members, c_tiers, c_use_tiers, c_pot, c_inactive, c_channel,
-                         segment, member, tier, potential, recency, reach):
+        for c in range(c_kind.shape[0] if in_pilot else 0):
+            if _targeted(c, i, c_seg, c_members, c_tiers, c_use_tiers, c_pot, c_inactive, c_channel, c_store,
+                         segment, member, tier, potential, recency, reach, store):
                 hits |= 1 << c
                 camp_contacts[c] += 1
                 if use_campaigns:
@@ -523,9 +530,11 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
         recency[i] = min(rc, 30000)
         # ---- enrolment (enrolment.py): a customer joins at the till with a purchase
         joined = False
-        if has_program and not member[i] and identified[i] and eligible_segments[s]:
+        if prog_i and not member[i] and identified[i] and eligible_segments[s]:
             n_candidates += 1
             h = enrol_prop[s]
+            if has_stores:
+                h = h * store_enrol[store[i]]
             if self_selection:
                 h = h * (sel_power[sel_index[s]][i] / sel_norm[s])
             if annual_fee > 0.0:
@@ -534,8 +543,8 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
             till = 0.0
             reached = 0  # bit d: drive d contacted the agent
             for d in range(d_uplift.shape[0]):
-                if _targeted(d, i, d_seg, d_members, d_tiers, d_use_tiers, d_pot, d_inactive, d_channel,
-                             segment, member, tier, potential, recency, reach):
+                if _targeted(d, i, d_seg, d_members, d_tiers, d_use_tiers, d_pot, d_inactive, d_channel, d_store,
+                             segment, member, tier, potential, recency, reach, store):
                     if d_channel[d] < 0:
                         till += d_uplift[d]
                         if n > 0:
@@ -560,6 +569,8 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
                     if (reached >> d) & 1:
                         drive_joins[d] += 1
                 n_new_members += 1
+                if has_stores:
+                    by_store[store[i], 2] += 1.0
                 member[i] = True
                 enrol_month[i] = t
                 tier[i] = 0
@@ -575,7 +586,7 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
                     earned[i] += bonus_enrolment
                     if tracing:
                         trace_issued[i] += bonus_enrolment
-        is_member = has_program and member[i]
+        is_member = prog_i and member[i]
         # ---- baskets (purchases.py) and points per transaction (points.py)
         mu = basket_mean[s] * basket_mult[i]
         sg = basket_sigma[s]
@@ -605,7 +616,9 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
         if keep_spend:
             spend[i] = sp_i
         f_revenue += sp_i
-        if not has_program:
+        if has_stores:
+            by_store[store[i], 0] += sp_i
+        if not prog_i:
             continue
         if is_member and cap_month >= 0:
             pts = min(pts, cap_month)
@@ -672,6 +685,8 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
         # ---- redemption (rewards.py): cash-back blocks, then one catalogue reward
         n_members += 1
         f_member_revenue += sp_i
+        if has_stores:
+            by_store[store[i], 1] += sp_i
         if not first:
             f_counterfactual += other_spend[i]
         balance = max(_earned_until(earned[i], snap, row[i], pending_col) - consumed[i], 0)
@@ -835,17 +850,26 @@ def step_both(pop, market, keys, t, cm, base_run, design_run, n_threads: int = 1
     N = base_run[0][0].shape[0]
     nb = (N + BLOCK - 1) // BLOCK
     tots = (_block_totals(base_run[6], nb), _block_totals(design_run[6], nb))
+    # figures by home store: one accumulator per task (a task's blocks run on one thread, in
+    # order), added up in task order -- the same bits on any number of threads
+    n_tasks = (nb + TASK_BLOCKS - 1) // TASK_BLOCKS
+    by_store = (np.zeros((n_tasks,) + base_run[6][8].shape), np.zeros((n_tasks,) + design_run[6][8].shape))
     n = max(1, min(int(n_threads), nb))
     if n == 1:
-        step_blocks(0, nb, pop, market, keys, t, cm, base_run, design_run, tots[0], tots[1])
+        step_blocks(0, nb, pop, market, keys, t, cm, base_run, design_run, tots[0], tots[1], by_store[0], by_store[1])
     else:
         pool = _thread_pool(n)
-        futures = [pool.submit(step_blocks, a, b, pop, market, keys, t, cm, base_run, design_run, tots[0], tots[1])
+        futures = [pool.submit(step_blocks, a, b, pop, market, keys, t, cm, base_run, design_run, tots[0], tots[1],
+                               by_store[0], by_store[1])
                    for a, b in _tasks(nb)]
         for f in futures:
             f.result()
     add_block_totals(base_run[6], tots[0])
     add_block_totals(design_run[6], tots[1])
+    for run, acc in zip((base_run, design_run), by_store):
+        total = run[6][8]
+        for task in range(n_tasks):
+            total += acc[task]
 
 
 def _block_totals(out, nb):
@@ -857,8 +881,9 @@ def _block_totals(out, nb):
 
 
 @njit(cache=True, nogil=True)
-def step_blocks(b0, b1, pop, market, keys, t, cm, base_run, design_run, base_tot, design_tot):
-    """Blocks ``b0 .. b1-1`` of step_both, each block's totals into its row of ``*_tot``."""
+def step_blocks(b0, b1, pop, market, keys, t, cm, base_run, design_run, base_tot, design_tot, base_store, design_store):
+    """Blocks ``b0 .. b1-1`` of step_both, each block's totals into its row of ``*_tot`` and
+    the figures by home store into its task's row of ``*_store``."""
     N = base_run[0][0].shape[0]
     blk_lam = np.empty(BLOCK)
     blk_n = np.empty(BLOCK, dtype=np.int64)
@@ -871,10 +896,11 @@ def step_blocks(b0, b1, pop, market, keys, t, cm, base_run, design_run, base_tot
     for b in range(b0, b1):
         lo = b * BLOCK
         hi = min(lo + BLOCK, N)
+        task = b // TASK_BLOCKS
         _step_block(lo, hi, True, pop, market, keys, t, cm, base_run, blk_lam, blk_n, blk_seg, blk_held, blk_amount,
-                    base_spend, bi[b], bf[b], bt[b], bc[b], bdc[b], bdj[b])
+                    base_spend, bi[b], bf[b], bt[b], bc[b], bdc[b], bdj[b], base_store[task])
         _step_block(lo, hi, False, pop, market, keys, t, cm, design_run, blk_lam, blk_n, blk_seg, blk_held,
-                    blk_amount, base_spend, di[b], df[b], dt[b], dc[b], ddc[b], ddj[b])
+                    blk_amount, base_spend, di[b], df[b], dt[b], dc[b], ddc[b], ddj[b], design_store[task])
     return 0
 
 

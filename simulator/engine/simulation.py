@@ -29,6 +29,7 @@ from simulator.engine import kernels
 from simulator.engine.calendar import Calendar
 from simulator.engine.compiled import CENTI, EXPIRY_AFTER, EXPIRY_FIXED, EXPIRY_NEVER, CompiledMarket, CompiledProgram
 from simulator.engine.mechanisms import campaigns as camp
+from simulator.engine import stores as store_figures
 from simulator.engine.mechanisms import enrolment, expiry, fees, history, transitions
 from simulator.engine.population import INIT_STREAMS, InitialAgents, Population, referral_capacity
 from simulator.engine.state import NEVER, RunState
@@ -86,6 +87,8 @@ class _Month:
     counts: np.ndarray | None = None  # uint16 purchases per agent
     spend: np.ndarray | None = None   # net spend per agent (baseline run; empty for the design)
     enrolment_qualifying: np.ndarray | None = None  # welcome points that qualify for tiers
+    by_store: np.ndarray | None = None   # [K, 3] the step's revenue, members' revenue, new members by store
+    referred: np.ndarray | None = None   # [K] referred customers enrolled this month by home store
 
 
 @contextmanager
@@ -157,6 +160,8 @@ class Simulation:
         tiers_design = self.design.tier_names
         self.campaigns = [camp.compile_campaign(c, month_index(self.start, c.start), m, tiers_design) for c in pb.campaigns]
         self.drives = [camp.compile_drive(d, month_index(self.start, d.start), m, tiers_design) for d in pb.enrolment_drives]
+        self.drives += [camp.compile_challenge(ch, month_index(self.start, ch.start), m) for ch in pb.staff_challenges]
+        self._set_up_pilot(pb)
         self.active_campaigns: list[camp.CompiledCampaign] = []
         self.active_drives: list[camp.CompiledDrive] = []
         self.runs: dict[str, RunState] = {}
@@ -170,6 +175,7 @@ class Simulation:
             if not any(p.fee > 0 for p in programs):
                 self.runs[name].spend_since_bill = np.zeros(0)  # no paid program: nothing to bill
         self.records: dict[str, list[dict[str, float]]] = {"design": [], "baseline": []}
+        self.store_rows: dict[str, list[np.ndarray]] = {"design": [], "baseline": []}  # stores.month_row by month
         self.scratch: dict[str, _Month] = {}
         # purchases of the month per agent and run, and the baseline's net spend (the design's
         # members' counterfactual revenue; the design's own spend is only summed), rewritten monthly
@@ -195,6 +201,24 @@ class Simulation:
             self._start_running_program(self.base_prog, pb.baseline_age_months)
 
     # ---------------------------------------------------------------- set-up
+    def _set_up_pilot(self, pb) -> None:
+        """The pilot's stores as a mask over the network (empty: the design everywhere) and the
+        share of the fixed costs it bears (stores.py)."""
+        m = self.market
+        self.pilot = np.zeros(0, dtype=np.bool_)
+        self.pilot_cost_share = 1.0
+        if pb.pilot is None:
+            return
+        if not m.stores:
+            raise ValueError(f"playbook {pb.name} pilots the design in stores but market has no store network")
+        if self.base_prog is not None:
+            raise ValueError("a pilot by store needs baseline 'none' (a design replacing a running program in some "
+                             "stores only is not modelled)")
+        self.pilot = np.isin(np.array(m.stores, dtype=object), list(pb.pilot.stores))
+        # the pilot stores' share of the network's customers (all of it, exactly, for every store)
+        share = 1.0 if self.pilot.all() else float(m.store_share[self.pilot].sum())
+        self.pilot_cost_share = pb.pilot.fixed_cost_share if pb.pilot.fixed_cost_share is not None else share
+
     @staticmethod
     def _dates_beyond_ring(prog: CompiledProgram, pb) -> bool:
         """Whether the design run must keep the running program's snapshots further back than
@@ -298,6 +322,8 @@ class Simulation:
             prog = self.program_of(name, t)
             if prog is not None:
                 self._enrol(run, prog, t, new, rec)
+                if self.market.stores:
+                    self.scratch[name].referred = np.bincount(self.pop.store[new], minlength=len(self.market.stores))
             run.referrals_used += hi - lo
             self.pending_referrals[name] = 0
 
@@ -371,7 +397,8 @@ class Simulation:
             self._prog_cache[id(prog)] = (earning, rest)
         earning, rest = self._prog_cache[id(prog)]
         pending_col = (t - prog.pending_months) % run.snap.shape[0] if prog.pending_months else -1
-        return (True,) + earning + (pending_col,) + rest
+        pilot = self.pilot if run.name == "design" else self.pilot[:0]
+        return (True,) + earning + (pending_col,) + rest + (pilot, int(self.pop.referral_start))
 
     def _targets(self, targets: list[camp.CompiledTarget]) -> tuple:
         """Targets as arrays (one row each) for kernels._targeted."""
@@ -383,7 +410,10 @@ class Simulation:
         use_tiers = np.zeros(C, dtype=bool)
         pot = np.ones((C, 3), dtype=bool)
         inactive = np.zeros((C, 2), dtype=np.int64)  # months since the last purchase: at least, at most (-1: any)
+        stores = np.ones((C, max(len(self.market.stores), 1)), dtype=bool)
         for c, tg in enumerate(targets):
+            if tg.stores is not None:
+                stores[c] = tg.stores
             if tg.segments is not None:
                 seg[c] = tg.segments
             members[c] = tg.members
@@ -394,7 +424,7 @@ class Simulation:
             if tg.potential is not None:
                 pot[c] = tg.potential
             inactive[c] = (tg.inactive_months, tg.recent_months)
-        return seg, members, tiers_ok, use_tiers, pot, inactive
+        return seg, members, tiers_ok, use_tiers, pot, inactive, stores
 
     def _campaign_args(self, run: RunState, active: list[camp.CompiledCampaign]) -> tuple:
         """Active campaigns as arrays, and each bonus campaign's once-only flags as one row of
@@ -415,9 +445,9 @@ class Simulation:
         done = self._done if self._done is not None else np.zeros((0, 0), dtype=bool)
         done_row = np.array([bonus_names.index(cp.name) if cp.kind == "bonus_points" else -1 for cp in active],
                             dtype=np.int64)
-        seg, members, tiers_ok, use_tiers, pot, inactive = self._targets([cp.target for cp in active])
+        seg, members, tiers_ok, use_tiers, pot, inactive, stores = self._targets([cp.target for cp in active])
         return (kind, seg, members, tiers_ok, use_tiers, pot, inactive,
-                np.array([cp.channel for cp in active], dtype=np.int64), lift,
+                np.array([cp.channel for cp in active], dtype=np.int64), stores, lift,
                 np.array([cp.multiplier for cp in active], dtype=np.float64),
                 np.array([cp.bonus for cp in active], dtype=np.int64),
                 np.array([max(cp.min_spend, 1e-9) for cp in active], dtype=np.float64), done_row, done)
@@ -425,9 +455,9 @@ class Simulation:
     def _drive_args(self, active: list[camp.CompiledDrive]) -> tuple:
         if len(active) > 62:
             raise ValueError("at most 62 enrolment drives can run in the same month")
-        seg, members, tiers_ok, use_tiers, pot, inactive = self._targets([d.target for d in active])
+        seg, members, tiers_ok, use_tiers, pot, inactive, stores = self._targets([d.target for d in active])
         return (np.array([d.uplift for d in active], dtype=np.float64), seg, members, tiers_ok, use_tiers, pot, inactive,
-                np.array([d.channel for d in active], dtype=np.int64))
+                np.array([d.channel for d in active], dtype=np.int64), stores)
 
     def _selection_args(self) -> tuple:
         """``rate_mult ** beta`` for each distinct self-selection beta, and each segment's index."""
@@ -452,7 +482,8 @@ class Simulation:
         pop = self.pop
         powers, sel_index = self._selection_args()
         pop_args = (pop.rate_mult, pop.basket_mult, pop.identified, pop.opt_in_on_join, pop.birthday, pop.potential,
-                    powers, sel_index, pop.selection_norm)
+                    powers, sel_index, pop.selection_norm, pop.store,
+                    m.store_enrol if m.stores else np.ones(1))
         market_args = (m.rate, float(m.season[cm - 1]), m.basket_mean, m.basket_sigma, m.net_factor,
                        resp["goal_gradient"], resp["rewarded_behaviour"], resp["rewarded_half_life"], resp["tier_status"],
                        resp["demotion_effect"], resp["enrolment_propensity"], resp["fee_sensitivity"],
@@ -482,7 +513,7 @@ class Simulation:
             T, R = (prog.n_tiers, len(prog.prices)) if prog is not None else (1, 0)
             out = (sc.counts, sc.spend, np.zeros(14, dtype=np.int64), np.zeros(4), np.zeros((T, R), dtype=np.int64),
                    np.zeros(len(cps), dtype=np.int64), np.zeros(len(drives), dtype=np.int64),
-                   np.zeros(len(drives), dtype=np.int64))
+                   np.zeros(len(drives), dtype=np.int64), np.zeros((len(m.stores), 3)))
             packed[name] = (state, trace, prog_args, self._campaign_args(run, cps), self._drive_args(drives), flags, out)
             packed[name, "meta"] = (prog, cps, drives, flags)
         kernels.step_both(pop_args, market_args, keys, t, cm, packed["baseline"], packed["design"], self.threads)
@@ -490,7 +521,8 @@ class Simulation:
         for name, run in self.runs.items():
             prog, cps, drives, flags = packed[name, "meta"]
             kernels.give_rows(run.row, run.rows, run.candidates, run.n_candidates)  # for the first points (state.py)
-            _, _, ints, floats, by_tier_reward, camp_contacts, drive_contacts, drive_joins = packed[name][-1]
+            _, _, ints, floats, by_tier_reward, camp_contacts, drive_contacts, drive_joins, by_store = packed[name][-1]
+            self.scratch[name].by_store = by_store
             rec = self.scratch[name].rec
             # the month's record, key by key in the order the phases define them
             for cp, contacts in zip(cps, camp_contacts):
@@ -615,19 +647,22 @@ class Simulation:
                                     + purchases_by_tier @ prog.benefit_per_purchase)
         rec["member_cost"] = float(members_by_tier.sum()) * prog.per_member_per_year / 12.0
         amortisation = 0.0
+        share = self.pilot_cost_share if prog is self.design and name == "design" else 1.0  # a pilot's share (stores.py)
         if prog is self.design and name == "design":
             since = t - self.launch_t
             if 0 <= since < prog.amortisation_months:
-                amortisation = prog.setup / prog.amortisation_months
+                amortisation = share * prog.setup / prog.amortisation_months
             if since == 0:
-                rec["setup_cash"] = prog.setup
+                rec["setup_cash"] = share * prog.setup
         rec["setup_amortisation"] = amortisation
-        rec["fixed_cost"] = prog.running_per_year / 12.0 + amortisation
+        rec["fixed_cost"] = share * prog.running_per_year / 12.0 + amortisation
         for tn, count in zip(prog.tier_names, members_by_tier):
             rec[f"members_tier_{tn}"] = float(count)
         if name == "design":
-            rec["campaign_cost_fixed"] = sum(cp.cost for cp in self.campaigns if cp.start == t)
-            rec["enrolment_cost_fixed"] = sum(d.cost for d in self.drives if d.start == t)
+            n_drives = len(self.scenario.playbook.enrolment_drives)  # then the staff challenges, at their own cost
+            rec["campaign_cost_fixed"] = share * sum(cp.cost for cp in self.campaigns if cp.start == t)
+            rec["enrolment_cost_fixed"] = (share * sum(d.cost for d in self.drives[:n_drives] if d.start == t)
+                                           + sum(d.cost for d in self.drives[n_drives:] if d.start == t))
 
     def _month_end(self, t: int, close: bool) -> None:
         """The registered month-end phases of both runs in one pass over the agents: tiers
@@ -714,6 +749,11 @@ class Simulation:
         rec["cost_per_point"] = prog.cost_per_point if prog is not None else 0.0
         rec["program_active"] = 1.0 if prog is not None else 0.0
         self.records[name].append(rec)
+        if self.market.stores:
+            sc = self.scratch[name]
+            close = store_figures.count_by_store(self.pop.store, run.exists, sc.counts, run.member, run.reach,
+                                                 len(self.market.channels), len(self.market.stores), self.threads)
+            self.store_rows[name].append(store_figures.month_row(close, sc.by_store, sc.referred))
 
     # ---------------------------------------------------------------- run
     def month_purchases(self, run: str) -> tuple[np.ndarray, np.ndarray]:
@@ -732,6 +772,10 @@ class Simulation:
         with gc_paused():
             self.cal.run()
         frames = {}
+        periods = [(pd.Period(self.start, "M") + i).strftime("%Y-%m") for i in range(self.H)]
+        by_store = {name: store_figures.table(self.store_rows[name], self.market.stores, self.market.channels,
+                                              periods[: len(self.store_rows[name])], self.pop.scale)
+                    for name in ("design", "baseline")} if self.market.stores else {}
         for name in ("design", "baseline"):
             df = pd.DataFrame(self.records[name]).fillna(0.0)
             for col in SCALED + FIXED:
@@ -751,7 +795,7 @@ class Simulation:
             frames[name] = df
         return ReplicationResult(frames["design"], frames["baseline"], self.runs["design"].transitions_counts,
                                  self.runs["baseline"].transitions_counts, self.pop.scale, self.cal.log,
-                                 dict(self.parameters))
+                                 dict(self.parameters), by_store.get("design"), by_store.get("baseline"))
 
 
 @dataclass
@@ -763,3 +807,5 @@ class ReplicationResult:
     scale: float
     events: list[tuple[int, str, str]]
     parameters: dict[str, float] = field(default_factory=dict)
+    stores_design: pd.DataFrame | None = None    # the months by home store (engine/stores.py), None without a network
+    stores_baseline: pd.DataFrame | None = None

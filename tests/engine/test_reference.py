@@ -9,6 +9,7 @@ import copy
 import datetime as dt
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -42,6 +43,12 @@ def _same(fused: Simulation, ref: ReferenceSimulation) -> None:
         assert np.all(np.abs(xs - ys) <= 1e-9 * np.maximum(scale, 1.0)), (name, np.abs(xs - ys).max(axis=0))
         exact = [c for c in num if not any(k in c for k in ("revenue", "margin", "sales", "cost", "face"))]
         assert (x[exact].to_numpy() == y[exact].to_numpy()).all(), name
+    for x, y in ((a.stores_design, b.stores_design), (a.stores_baseline, b.stores_baseline)):
+        assert (x is None) == (y is None)
+        if x is not None:  # figures by home store: counts exactly, money to the order of summation
+            money = ["revenue", "member_revenue", "member_revenue_share"]
+            pd.testing.assert_frame_equal(x.drop(columns=money), y.drop(columns=money), check_exact=True)
+            pd.testing.assert_frame_equal(x[money], y[money], rtol=1e-9, atol=1e-6)
     assert np.array_equal(a.transitions_design, b.transitions_design)
     assert np.array_equal(a.transitions_baseline, b.transitions_baseline)
     assert a.events == b.events
