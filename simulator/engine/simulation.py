@@ -76,7 +76,7 @@ class _MonthEnd:
     costs: dict[str, CompiledProgram] = field(default_factory=dict)  # members per tier of these programs
     transitions: bool = False
     before_fees_done: bool = False
-    closing: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # outstanding, negative, members
+    closing: dict[str, tuple] = field(default_factory=dict)  # outstanding, negative, members, counts by store
 
 
 @dataclass
@@ -87,7 +87,7 @@ class _Month:
     counts: np.ndarray | None = None  # uint16 purchases per agent
     spend: np.ndarray | None = None   # net spend per agent (baseline run; empty for the design)
     enrolment_qualifying: np.ndarray | None = None  # welcome points that qualify for tiers
-    by_store: np.ndarray | None = None   # [K, 3] the step's revenue, members' revenue, new members by store
+    by_store: np.ndarray | None = None   # [K, 6] the step's figures by store (stores.month_row)
     referred: np.ndarray | None = None   # [K] referred customers enrolled this month by home store
 
 
@@ -397,8 +397,7 @@ class Simulation:
             self._prog_cache[id(prog)] = (earning, rest)
         earning, rest = self._prog_cache[id(prog)]
         pending_col = (t - prog.pending_months) % run.snap.shape[0] if prog.pending_months else -1
-        pilot = self.pilot if run.name == "design" else self.pilot[:0]
-        return (True,) + earning + (pending_col,) + rest + (pilot, int(self.pop.referral_start))
+        return (True,) + earning + (pending_col,) + rest
 
     def _targets(self, targets: list[camp.CompiledTarget]) -> tuple:
         """Targets as arrays (one row each) for kernels._targeted."""
@@ -410,10 +409,7 @@ class Simulation:
         use_tiers = np.zeros(C, dtype=bool)
         pot = np.ones((C, 3), dtype=bool)
         inactive = np.zeros((C, 2), dtype=np.int64)  # months since the last purchase: at least, at most (-1: any)
-        stores = np.ones((C, max(len(self.market.stores), 1)), dtype=bool)
         for c, tg in enumerate(targets):
-            if tg.stores is not None:
-                stores[c] = tg.stores
             if tg.segments is not None:
                 seg[c] = tg.segments
             members[c] = tg.members
@@ -424,7 +420,7 @@ class Simulation:
             if tg.potential is not None:
                 pot[c] = tg.potential
             inactive[c] = (tg.inactive_months, tg.recent_months)
-        return seg, members, tiers_ok, use_tiers, pot, inactive, stores
+        return seg, members, tiers_ok, use_tiers, pot, inactive
 
     def _campaign_args(self, run: RunState, active: list[camp.CompiledCampaign]) -> tuple:
         """Active campaigns as arrays, and each bonus campaign's once-only flags as one row of
@@ -445,9 +441,9 @@ class Simulation:
         done = self._done if self._done is not None else np.zeros((0, 0), dtype=bool)
         done_row = np.array([bonus_names.index(cp.name) if cp.kind == "bonus_points" else -1 for cp in active],
                             dtype=np.int64)
-        seg, members, tiers_ok, use_tiers, pot, inactive, stores = self._targets([cp.target for cp in active])
+        seg, members, tiers_ok, use_tiers, pot, inactive = self._targets([cp.target for cp in active])
         return (kind, seg, members, tiers_ok, use_tiers, pot, inactive,
-                np.array([cp.channel for cp in active], dtype=np.int64), stores, lift,
+                np.array([cp.channel for cp in active], dtype=np.int64), lift,
                 np.array([cp.multiplier for cp in active], dtype=np.float64),
                 np.array([cp.bonus for cp in active], dtype=np.int64),
                 np.array([max(cp.min_spend, 1e-9) for cp in active], dtype=np.float64), done_row, done)
@@ -455,9 +451,26 @@ class Simulation:
     def _drive_args(self, active: list[camp.CompiledDrive]) -> tuple:
         if len(active) > 62:
             raise ValueError("at most 62 enrolment drives can run in the same month")
-        seg, members, tiers_ok, use_tiers, pot, inactive, stores = self._targets([d.target for d in active])
+        seg, members, tiers_ok, use_tiers, pot, inactive = self._targets([d.target for d in active])
         return (np.array([d.uplift for d in active], dtype=np.float64), seg, members, tiers_ok, use_tiers, pot, inactive,
-                np.array([d.channel for d in active], dtype=np.int64), stores)
+                np.array([d.channel for d in active], dtype=np.int64))
+
+    def _store_args(self, name: str, cps: list[camp.CompiledCampaign], drives: list[camp.CompiledDrive]) -> tuple:
+        """A run's store arguments of kernels.step_both: home stores, enrolment multipliers, the
+        month's [K, 3] figures by store, the pilot's stores (design run; empty: none), the first
+        referral slot, and the active campaigns' and drives' store masks."""
+        K = len(self.market.stores)
+
+        def masks(items) -> np.ndarray:
+            out = np.ones((len(items), K), dtype=bool)
+            for c, it in enumerate(items):
+                if it.target.stores is not None:
+                    out[c] = it.target.stores
+            return out
+
+        pilot = self.pilot if name == "design" else self.pilot[:0]
+        return (self.pop.store, self.market.store_enrol, np.zeros((K, 2)), pilot, int(self.pop.referral_start),
+                masks(cps), masks(drives), np.zeros((K, 4), dtype=np.int64))
 
     def _selection_args(self) -> tuple:
         """``rate_mult ** beta`` for each distinct self-selection beta, and each segment's index."""
@@ -482,8 +495,7 @@ class Simulation:
         pop = self.pop
         powers, sel_index = self._selection_args()
         pop_args = (pop.rate_mult, pop.basket_mult, pop.identified, pop.opt_in_on_join, pop.birthday, pop.potential,
-                    powers, sel_index, pop.selection_norm, pop.store,
-                    m.store_enrol if m.stores else np.ones(1))
+                    powers, sel_index, pop.selection_norm)
         market_args = (m.rate, float(m.season[cm - 1]), m.basket_mean, m.basket_sigma, m.net_factor,
                        resp["goal_gradient"], resp["rewarded_behaviour"], resp["rewarded_half_life"], resp["tier_status"],
                        resp["demotion_effect"], resp["enrolment_propensity"], resp["fee_sensitivity"],
@@ -513,16 +525,20 @@ class Simulation:
             T, R = (prog.n_tiers, len(prog.prices)) if prog is not None else (1, 0)
             out = (sc.counts, sc.spend, np.zeros(14, dtype=np.int64), np.zeros(4), np.zeros((T, R), dtype=np.int64),
                    np.zeros(len(cps), dtype=np.int64), np.zeros(len(drives), dtype=np.int64),
-                   np.zeros(len(drives), dtype=np.int64), np.zeros((len(m.stores), 3)))
+                   np.zeros(len(drives), dtype=np.int64))
             packed[name] = (state, trace, prog_args, self._campaign_args(run, cps), self._drive_args(drives), flags, out)
             packed[name, "meta"] = (prog, cps, drives, flags)
-        kernels.step_both(pop_args, market_args, keys, t, cm, packed["baseline"], packed["design"], self.threads)
+            packed[name, "stores"] = self._store_args(name, cps, drives) if m.stores else None
+        kernels.step_both(pop_args, market_args, keys, t, cm, packed["baseline"], packed["design"], self.threads,
+                          packed["baseline", "stores"], packed["design", "stores"])
         K = kernels
         for name, run in self.runs.items():
             prog, cps, drives, flags = packed[name, "meta"]
             kernels.give_rows(run.row, run.rows, run.candidates, run.n_candidates)  # for the first points (state.py)
-            _, _, ints, floats, by_tier_reward, camp_contacts, drive_contacts, drive_joins, by_store = packed[name][-1]
-            self.scratch[name].by_store = by_store
+            _, _, ints, floats, by_tier_reward, camp_contacts, drive_contacts, drive_joins = packed[name][-1]
+            if m.stores:
+                money, counts = packed[name, "stores"][2], packed[name, "stores"][7]
+                self.scratch[name].by_store = np.concatenate([money, counts[:, :1].astype(float)], axis=1)
             rec = self.scratch[name].rec
             # the month's record, key by key in the order the phases define them
             for cp, contacts in zip(cps, camp_contacts):
@@ -672,12 +688,17 @@ class Simulation:
         e = self._end
         before, after = not e.before_fees_done, close
         stage = (kernels.STAGE_ALL if before else kernels.STAGE_AFTER_FEES) if after else kernels.STAGE_BEFORE_FEES
+        m = self.market
+        C = min(len(m.channels), 8)
+        by_store = {name: np.zeros((len(m.stores), 2 * (1 + 2 ** C) + 1), dtype=np.int64) for name in self.runs}
         packed = {name: kernels.end_run(run, self.scratch[name].counts,
                                         tiers=e.tiers.get(name) if before else None,
                                         expiry=e.expiry.get(name) if before else None,
                                         cost_tiers=e.costs[name].n_tiers if after and name in e.costs else 0,
                                         close=t % run.snap.shape[0] if after else None)
                   for name, run in self.runs.items()}
+        stores = {name: (self.pop.store, run.reach, C, by_store[name]) if after and m.stores
+                  else None for name, run in self.runs.items()}
         trans = kernels.NO_TRANSITIONS
         if after and e.transitions:
             d, b = self.runs["design"], self.runs["baseline"]
@@ -686,7 +707,8 @@ class Simulation:
                                             self.streams.stream_base("transitions", t), use[0], use[1], d.segment,
                                             b.segment)
         totals = kernels.month_end(t, self.calendar_month(t), stage, packed["design"], packed["baseline"], trans,
-                                   n_threads=self.threads)
+                                   n_threads=self.threads, stores_design=stores["design"],
+                                   stores_baseline=stores["baseline"])
         for (name, run), (tot, members_by_tier, purchases_by_tier, moves) in zip(self.runs.items(), totals):
             rec = self.scratch[name].rec
             if before:
@@ -704,7 +726,8 @@ class Simulation:
             if tot[kernels.E_UNROWED]:
                 raise RuntimeError(f"{int(tot[kernels.E_UNROWED])} agents hold points without a history row in month "
                                    f"{t} ({name})")
-            e.closing[name] = (int(tot[kernels.E_OUTSTANDING]), int(tot[kernels.E_NEGATIVE]), int(tot[kernels.E_MEMBERS]))
+            e.closing[name] = (int(tot[kernels.E_OUTSTANDING]), int(tot[kernels.E_NEGATIVE]), int(tot[kernels.E_MEMBERS]),
+                               by_store[name] if m.stores else None)
         e.before_fees_done = True
 
     def _close(self, t: int) -> None:
@@ -715,10 +738,12 @@ class Simulation:
         if self._progress is not None:
             self._progress(t)
 
-    def _record_close(self, name: str, run: RunState, t: int, outstanding: int, negative: int, members: int) -> None:
+    def _record_close(self, name: str, run: RunState, t: int, outstanding: int, negative: int, members: int,
+                      by_store: np.ndarray | None = None) -> None:
         """The month's record of a run, from the close's totals, after the ledger checks: no
         agent holds negative points, issued - redeemed - expired = change in outstanding, and
-        (``check_agents``) the per-agent flows add up to the recorded totals."""
+        (``check_agents``) the per-agent flows add up to the recorded totals; with a store
+        network, the month by store (``by_store``: the close's counts, stores.month_row)."""
         rec = self.scratch[name].rec
         self._opening[name] = outstanding
         if negative:
@@ -749,11 +774,9 @@ class Simulation:
         rec["cost_per_point"] = prog.cost_per_point if prog is not None else 0.0
         rec["program_active"] = 1.0 if prog is not None else 0.0
         self.records[name].append(rec)
-        if self.market.stores:
+        if by_store is not None:
             sc = self.scratch[name]
-            close = store_figures.count_by_store(self.pop.store, run.exists, sc.counts, run.member, run.reach,
-                                                 len(self.market.channels), len(self.market.stores), self.threads)
-            self.store_rows[name].append(store_figures.month_row(close, sc.by_store, sc.referred))
+            self.store_rows[name].append(store_figures.month_row(by_store, sc.by_store, sc.referred))
 
     # ---------------------------------------------------------------- run
     def month_purchases(self, run: str) -> tuple[np.ndarray, np.ndarray]:

@@ -6,9 +6,12 @@ month restricted to the customers whose home store is k:
 
 * customers, active (at least one purchase), purchases, revenue (net spend), members, new
   members (joined this month, at the till, by invitation or referred), members' revenue, and
-  the members reachable on each channel (opted in to it) -- counts at the month's close, spend
-  as the step draws it (:func:`simulator.engine.kernels.step_both` adds each purchase's
-  amount into its home store's row);
+  the members reachable on each channel (opted in to it). Spend and new members are added
+  into the home store's row as the step meets them (:func:`simulator.engine.kernels.step_both`);
+  the rest is counted at the month's close (:func:`simulator.engine.kernels.month_end`): one
+  count per customer by store and code -- whether a member and on which channels, whether
+  they bought this month -- and their purchases, from which customers, active customers,
+  members and members reachable on each channel are sums over codes;
 * member revenue share = members' revenue / revenue (0 without revenue).
 
 The market's figure is the sum over its stores: every customer has exactly one home store, so
@@ -34,65 +37,39 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from numba import njit
 
-from simulator.engine import kernels
-
-#: Counts taken at the close, in this order, then the members reachable on each channel.
-CLOSE_COUNTS = ("customers", "active", "purchases", "members")
-#: Figures of the step (kernels.step_both's by_store columns).
+#: The step's figures by store, in this order (kernels.step_both).
 STEP_FIGURES = ("revenue", "member_revenue", "new_members")
 
 
 def columns(channels: tuple[str, ...]) -> tuple[str, ...]:
     """Figure columns of stores.parquet, after scenario, store, month and period."""
-    return (CLOSE_COUNTS[:3] + ("revenue", "members", "new_members") + tuple(f"reachable_{c}" for c in channels)
-            + ("member_revenue", "member_revenue_share"))
-
-
-@njit(cache=True, nogil=True)
-def _count_range(lo, hi, store, exists, counts, member, reach, C, K):
-    """Customers, active, purchases, members and members reachable on each of C channels of
-    agents lo .. hi-1, by home store ([K, 4 + C] int64)."""
-    out = np.zeros((K, 4 + C), dtype=np.int64)
-    for i in range(lo, hi):
-        if not exists[i]:
-            continue
-        k = store[i]
-        out[k, 0] += 1
-        n = counts[i]
-        if n > 0:
-            out[k, 1] += 1
-            out[k, 2] += n
-        if member[i]:
-            out[k, 3] += 1
-            r = reach[i]
-            for c in range(C):
-                if (r >> c) & 1:
-                    out[k, 4 + c] += 1
-    return out
-
-
-def count_by_store(store: np.ndarray, exists: np.ndarray, counts: np.ndarray, member: np.ndarray, reach: np.ndarray,
-                   n_channels: int, n_stores: int, n_threads: int | None = None) -> np.ndarray:
-    """:func:`_count_range` over every agent, on the step's threads (integer sums: the same on
-    any number of threads)."""
-    parts = kernels._threaded(_count_range, store.shape[0], n_threads, store, exists, counts, member, reach,
-                              min(n_channels, 8), n_stores)
-    return np.sum(parts, axis=0)
+    return (("customers", "active", "purchases", "revenue", "members", "new_members")
+            + tuple(f"reachable_{c}" for c in channels) + ("member_revenue", "member_revenue_share"))
 
 
 def month_row(close: np.ndarray, step: np.ndarray, referred: np.ndarray | None) -> np.ndarray:
     """One month of a run by store, unscaled: [K, columns] in :func:`columns` order (the
-    member revenue share last, filled when the table is scaled)."""
-    K, C = close.shape[0], close.shape[1] - 4
+    member revenue share last, filled when the table is scaled). ``close`` [K, 2 (1 + 2**C) +
+    1] counts the customers at the close by code 2 g + a, g 0 for a non-member and 1 + the
+    bitmask of the channels a member is opted in to, a 1 for a customer who bought in the
+    month, and holds their purchases in the last column (kernels.month_end); ``step`` [K, 3]
+    holds :data:`STEP_FIGURES`; ``referred`` the referred customers enrolled in the month."""
+    K = close.shape[0]
+    by_code = close[:, :-1]
+    codes = np.arange(by_code.shape[1])
+    group = codes // 2  # 0 non-member, 1 + the member's channels
+    C = int(np.log2(by_code.shape[1] // 2 - 1))
     out = np.zeros((K, 8 + C))
-    out[:, 0:3] = close[:, 0:3]                  # customers, active, purchases
-    out[:, 3] = step[:, 0]                       # revenue
-    out[:, 4] = close[:, 3]                      # members
+    out[:, 0] = by_code.sum(axis=1)                          # customers
+    out[:, 1] = by_code[:, codes % 2 == 1].sum(axis=1)       # active
+    out[:, 2] = close[:, -1]                                 # purchases
+    out[:, 3] = step[:, 0]                                   # revenue
+    out[:, 4] = by_code[:, group >= 1].sum(axis=1)           # members
     out[:, 5] = step[:, 2] + (referred if referred is not None else 0)  # new members
-    out[:, 6:6 + C] = close[:, 4:]               # reachable members by channel
-    out[:, 6 + C] = step[:, 1]                   # members' revenue
+    for c in range(C):                                       # members opted in to channel c
+        out[:, 6 + c] = by_code[:, (group >= 1) & (((group - 1) >> c) & 1 == 1)].sum(axis=1)
+    out[:, 6 + C] = step[:, 1]                               # members' revenue
     return out
 
 

@@ -307,8 +307,20 @@ class ReferenceSimulation(Simulation):
         for name, run in self.runs.items():
             outstanding = run.outstanding()
             run.close_month(t)
+            by_store = None
+            if self.market.stores:  # the close's counts by home store and code (engine/stores.py)
+                K, C = len(self.market.stores), min(len(self.market.channels), 8)
+                ex = run.exists
+                n = self.scratch[name].counts
+                group = (run.member & ex) * (1 + (run.reach.astype(np.int64) & ((1 << C) - 1)))
+                code = 2 * group + (n > 0)
+                W = 2 * (1 + 2 ** C)
+                st = self.pop.store.astype(np.int64)[ex]
+                by_store = np.zeros((K, W + 1), dtype=np.int64)
+                by_store[:, :W] = np.bincount(st * W + code[ex], minlength=K * W).reshape(K, W)
+                by_store[:, W] = np.bincount(st, weights=n[ex], minlength=K).astype(np.int64)
             self._record_close(name, run, t, int(outstanding.sum()), int((outstanding < 0).sum()),
-                               int((run.member & run.exists).sum()))
+                               int((run.member & run.exists).sum()), by_store)
         if self._progress is not None:
             self._progress(t)
 

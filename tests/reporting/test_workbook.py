@@ -24,7 +24,7 @@ from simulator.reporting.workbook import PCT, money, write_workbook
 from tests.reporting.test_report import PLAYBOOKS, shared_study
 
 SHEETS = ("Assumptions", "Summary", "Ranking", "Roll-up", "P&L by year", "IFRS 15 by year", "Monthly P&L", "Liability",
-          "Sensitivity")
+          "Sensitivity", "Network")
 TAXED = "us_points_tiers"  # fiscal years from April, 25 % tax
 ZERO = 1e-3  # a check formula's value: zero to float rounding on amounts up to ~1e9
 
