@@ -406,7 +406,15 @@ def _stores(lo, hi, keys, seg, cum_mix, store):
     last = cum_mix.shape[1] - 1
     for i in range(lo, hi):
         u = _uniform(keys[_STORE], i, 0)
-        store[i] = min(np.searchsorted(cum_mix[seg[i]], u, side="right"), last)
+        s = seg[i]
+        a, b = 0, last  # binary search: the first k with cum_mix[s, k] > u (the last store if none)
+        while a < b:
+            mid = (a + b) // 2
+            if cum_mix[s, mid] <= u:
+                a = mid + 1
+            else:
+                b = mid
+        store[i] = a
     return 0
 
 

@@ -57,10 +57,12 @@ def hazard(program: CompiledProgram, pop: Population, market: CompiledMarket, se
            self_selection: bool) -> np.ndarray:
     """``h_i`` of the module docstring, for agents ``idx``."""
     s = segment[idx]
-    h = market.response["enrolment_propensity"][s]
+    h = market.response["enrolment_propensity"][s]  # a new array: multiplied in place (fewer temporaries)
     if market.stores:
-        h = h * market.store_enrol[pop.store[idx]]
-    return h * selection_weight(pop, market, segment, idx, self_selection) * fee_factor(program, pop, market, segment, idx)
+        h *= market.store_enrol[pop.store[idx]]
+    h *= selection_weight(pop, market, segment, idx, self_selection)
+    h *= fee_factor(program, pop, market, segment, idx)
+    return h
 
 
 def candidates(program: CompiledProgram, pop: Population, exists: np.ndarray, member: np.ndarray, segment: np.ndarray) -> np.ndarray:
