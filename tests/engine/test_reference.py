@@ -6,6 +6,7 @@ NumPy description."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 
 import numpy as np
@@ -297,8 +298,25 @@ def test_same_bits_whatever_the_number_of_threads(playbook, monkeypatch):
     (a, ra) = sims[0]
     for b, rb in sims[1:]:
         assert ra.design.equals(rb.design) and ra.baseline.equals(rb.baseline)
+        assert ra.stores_design.equals(rb.stores_design) and ra.stores_baseline.equals(rb.stores_baseline)
         assert np.array_equal(ra.transitions_design, rb.transitions_design)
         assert np.array_equal(ra.transitions_baseline, rb.transitions_baseline)
         for name in ("design", "baseline"):
             for field in STATE:
                 assert np.array_equal(getattr(a.runs[name], field), getattr(b.runs[name], field)), (name, field)
+
+
+def test_figures_by_store_are_the_same_bits_on_any_number_of_threads(monkeypatch):
+    """Over many tasks of blocks (more than kernels.TASK_BLOCKS blocks), the step's figures by
+    store, summed task by task, and the close's counts are the same on 1 and 3 threads."""
+    monkeypatch.setattr(kernels, "MIN_AGENTS_PER_THREAD", 500)
+    sc = resolve(PLAYBOOKS[1])
+    sc = dataclasses.replace(sc, playbook=sc.playbook.model_copy(update={"horizon_months": 8}))
+    agents = 3 * kernels.TASK_BLOCKS * kernels.BLOCK
+    reps = []
+    for n in (1, 3):
+        sim = Simulation(sc, agents=agents, seed=8)
+        sim.threads = n
+        reps.append(sim.run())
+    pd.testing.assert_frame_equal(reps[0].stores_design, reps[1].stores_design, check_exact=True)
+    pd.testing.assert_frame_equal(reps[0].stores_baseline, reps[1].stores_baseline, check_exact=True)
