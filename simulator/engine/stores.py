@@ -75,8 +75,9 @@ def month_row(close: np.ndarray, step: np.ndarray, referred: np.ndarray | None) 
 
 def table(rows: list[np.ndarray], stores: tuple[str, ...], channels: tuple[str, ...], periods: list[str],
           scale: float) -> pd.DataFrame:
-    """The months of one run by store (store-major, then month), counts and money scaled."""
-    cols = columns(channels)
+    """The months of one run by store (store-major, then month), counts and money scaled
+    (reach is held for the first 8 channels: population.py's bitmask)."""
+    cols = columns(channels[:8])
     data = np.stack(rows, axis=1) if rows else np.zeros((len(stores), 0, len(cols)))  # [K, T, columns]
     K, T = data.shape[0], data.shape[1]
     df = pd.DataFrame(data.reshape(K * T, len(cols)), columns=list(cols))
