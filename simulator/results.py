@@ -221,6 +221,45 @@ class RunResult:
         order = {"design": 0, "baseline": 1, "difference": 2}
         return g.sort_values(["scenario", "month"], key=lambda s: s.map(order) if s.name == "scenario" else s).reset_index(drop=True)
 
+    def stores_all(self) -> pd.DataFrame | None:
+        """Every replication's months by home store (:mod:`simulator.engine.stores`): columns
+        ``replication``, ``scenario`` (design, baseline, difference), ``store``, ``month``,
+        ``period``, ``currency``, then the figures; None when the market has no store network."""
+        if not self.replications or self.replications[0].stores_design is None:
+            return None
+        parts = []
+        for r, rep in enumerate(self.replications):
+            d, b = rep.stores_design, rep.stores_baseline
+            num = [c for c in d.columns if c not in ("store", "month", "period")]
+            diff = d.copy()
+            diff[num] = d[num].to_numpy() - b[num].to_numpy()
+            for name, f in (("design", d), ("baseline", b), ("difference", diff)):
+                f = f.copy()
+                f.insert(0, "scenario", name)
+                f.insert(0, "replication", r)
+                f.insert(5, "currency", self.scenario.market.currency)
+                parts.append(f)
+        return pd.concat(parts, ignore_index=True)
+
+    def stores(self) -> pd.DataFrame | None:
+        """Mean over replications for each (scenario, store, month) of :meth:`stores_all`; the
+        member revenue share is the mean members' revenue over the mean revenue (design and
+        baseline) and the difference of the two (difference)."""
+        allf = self.stores_all()
+        if allf is None:
+            return None
+        keys = ["scenario", "store", "month", "period", "currency"]
+        num = [c for c in allf.columns if c not in ["replication"] + keys]
+        g = allf.groupby(keys, sort=False)[num].mean().reset_index()
+        for name in ("design", "baseline"):
+            m = g["scenario"] == name
+            rev = g.loc[m, "revenue"].to_numpy()
+            g.loc[m, "member_revenue_share"] = np.divide(g.loc[m, "member_revenue"].to_numpy(), rev,
+                                                         out=np.zeros(rev.shape), where=rev > 0)
+        d, b = (g[g["scenario"] == n]["member_revenue_share"].to_numpy() for n in ("design", "baseline"))
+        g.loc[g["scenario"] == "difference", "member_revenue_share"] = d - b
+        return g
+
     # ------------------------------------------------------------------ summary
     def discount_rate(self, r: int) -> float:
         """The annual discount rate of replication r (drawn when the market gives a range)."""

@@ -14,6 +14,9 @@ Files of a run directory (documented in README):
                             playbook's fiscal year start and tax rate, and a ``currency`` column
 ``ifrs15_by_year.csv``      the IFRS 15 liability and bonus-points provision roll-forwards and
                             IFRS 15 revenue by fiscal year, design and baseline
+``stores.parquet``          markets with a store network: one row per (scenario, store, month),
+                            scenario in design / baseline / difference, mean over replications
+                            (:mod:`simulator.engine.stores`)
 ``events.csv``              the calendar's event log of replication 0
 ``manifest.json``           inputs and their SHA-256, resolved parameters, version, seed,
                             agents, replications, and the SHA-256 of every output file
@@ -40,6 +43,8 @@ from simulator.output import staged_directory
 from simulator.results import RunResult
 from simulator.scenario import Scenario, resolve, sha256, with_design
 
+#: Written when the market has a store network.
+STORE_FILE = "stores.parquet"
 RESULT_FILES = ("summary.json", "summary.txt", "monthly.csv", "monthly.parquet", "monthly_replications.parquet", "events.csv",
                 "pnl_by_year.csv", "ifrs15_by_year.csv")
 
@@ -206,7 +211,12 @@ def write_run(result: RunResult, out: str | Path, *, force: bool) -> dict[str, A
                 ("design", "baseline", "difference"), cur).to_csv(tmp / "pnl_by_year.csv", index=False)
         by_year(monthly, lambda d: statements.ifrs15_by_year(d, acc.fiscal_year_start),
                 ("design", "baseline"), cur).to_csv(tmp / "ifrs15_by_year.csv", index=False)
-        man["outputs"] = {f: hashlib.sha256((tmp / f).read_bytes()).hexdigest() for f in RESULT_FILES}
+        files = RESULT_FILES
+        by_store = result.stores()
+        if by_store is not None:
+            by_store.to_parquet(tmp / STORE_FILE, index=False)
+            files += (STORE_FILE,)
+        man["outputs"] = {f: hashlib.sha256((tmp / f).read_bytes()).hexdigest() for f in files}
         (tmp / "manifest.json").write_text(_json(man), encoding="utf-8")
     return summary
 
@@ -244,6 +254,7 @@ def reproduce(run_dir: str | Path, out: str | Path, *, force: bool, progress: Ca
                       progress=progress, executor=executor)
     write_run(result, out, force=force)
     new = json.loads((Path(out) / "manifest.json").read_text(encoding="utf-8"))["outputs"]
-    same = [f for f in RESULT_FILES if new.get(f) == man.get("outputs", {}).get(f)]
-    differ = [f for f in RESULT_FILES if f not in same]
+    files = list(dict.fromkeys([*RESULT_FILES, *new, *man.get("outputs", {})]))
+    same = [f for f in files if new.get(f) == man.get("outputs", {}).get(f)]
+    differ = [f for f in files if f not in same]
     return same, differ

@@ -261,10 +261,27 @@ def _check_target(c: _Collector, doc: Document, loc: tuple, target: Target, mark
     for i, s in enumerate(target.segments):
         if s not in segs:
             c.add(doc, loc + ("segments", i), f"unknown segment '{s}'{did_you_mean(s, segs)} (expected one of the market's: {', '.join(segs)})")
+    _check_stores(c, doc, loc + ("stores",), target.stores, market)
     tiers = program.tiers.names if program is not None and program.tiers else ()
     for i, t in enumerate(target.tiers):
         if t not in tiers:
             c.add(doc, loc + ("tiers", i), f"unknown tier '{t}'{did_you_mean(t, tiers)} (expected one of the design's: {', '.join(tiers) or 'the design has no tiers'})")
+
+
+def _check_stores(c: _Collector, doc: Document, loc: tuple, stores: tuple[str, ...], market: Market,
+                  within: tuple[str, ...] | None = None) -> None:
+    """Stores a playbook names: in the market's network (and in ``within``, the pilot's, when given)."""
+    if not stores:
+        return
+    if market.stores is None:
+        c.add(doc, loc, f"market {market.name} has no store network (expected no stores, or a `stores:` section in the market)")
+        return
+    known = market.stores.names
+    for i, st in enumerate(stores):
+        if st not in known:
+            c.add(doc, loc + (i,), f"unknown store '{st}'{did_you_mean(st, known)} (expected one of market {market.name}'s stores)")
+        elif within is not None and st not in within:
+            c.add(doc, loc + (i,), f"store '{st}' is outside the pilot (expected one of the pilot's stores: {', '.join(within) or 'none'})")
 
 
 def _check_channel(c: _Collector, doc: Document, loc: tuple, channel: str | None, market: Market) -> None:
@@ -435,6 +452,17 @@ def resolve(playbook_path: str | Path, *, baseline: str | None = None) -> Scenar
         for i, camp in enumerate(pb.campaigns):
             _check_target(c, pdoc, ("campaigns", i, "target"), camp.target, market, program)
             _check_channel(c, pdoc, ("campaigns", i, "channel"), camp.channel, market)
+        pilot = pb.pilot.stores if pb.pilot is not None else None
+        if pb.pilot is not None:
+            if market.stores is None:
+                c.add(pdoc, ("pilot",), f"market {market.name} has no store network (expected a `stores:` section in the market, or no pilot)")
+            else:
+                _check_stores(c, pdoc, ("pilot", "stores"), pilot, market)
+        for i, ch in enumerate(pb.staff_challenges):
+            _check_stores(c, pdoc, ("staff_challenges", i, "stores"), ch.stores, market, pilot)
+        if base_choice != "none" and pb.pilot is not None and baseline is not None:
+            c.add(pdoc, ("pilot",), f"a pilot by store needs baseline 'none', not {baseline}: a design replacing a running "
+                                    f"program in some stores only is not modelled (expected --baseline none)")
     if program is not None:
         tiers = program.tiers.names if program.tiers else ()
         for t in pb.overrides.tier_thresholds:

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simulator.runner import RESULT_FILES
+from simulator.runner import RESULT_FILES, STORE_FILE
+from simulator.scenario import resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 PLAYBOOK = "markets/usa/cagnotte_launch.yaml"
@@ -72,9 +73,29 @@ def test_run_writes_the_documented_files(run_dir):
     man = json.loads((run_dir / "manifest.json").read_text())
     assert man["arguments"]["seed"] == 9 and man["version"]
     assert set(man["inputs"]) == {PLAYBOOK, "programs/cagnotte.yaml", "markets/usa/market.yaml"}
-    assert set(man["outputs"]) == set(RESULT_FILES) >= {"pnl_by_year.csv", "ifrs15_by_year.csv"}
+    assert set(man["outputs"]) == set(RESULT_FILES) | {STORE_FILE} >= {"pnl_by_year.csv", "ifrs15_by_year.csv"}
     for f, digest in man["outputs"].items():
         assert hashlib.sha256((run_dir / f).read_bytes()).hexdigest() == digest, f
+
+
+def test_stores_parquet_adds_up_to_the_monthly_table(run_dir):
+    """stores.parquet: every (scenario, store, month) of the market's network, and for design,
+    baseline and difference the stores' totals are the monthly table's figures each month."""
+    stores = pd.read_parquet(run_dir / STORE_FILE)
+    monthly = pd.read_parquet(run_dir / "monthly.parquet")
+    network = resolve(PLAYBOOK).market.stores.names
+    assert list(stores.columns[:5]) == ["scenario", "store", "month", "period", "currency"]
+    assert len(stores) == 3 * len(network) * monthly["month"].nunique()
+    assert set(stores["store"]) == set(network)
+    for run in ("design", "baseline", "difference"):
+        sums = stores[stores.scenario == run].groupby("month")[["customers", "active", "purchases", "revenue",
+                                                                 "members", "new_members"]].sum()
+        m = monthly[monthly.scenario == run].set_index("month")
+        for col in sums:
+            np.testing.assert_allclose(sums[col], m.loc[sums.index, col], rtol=1e-9, atol=1e-6, err_msg=f"{run} {col}")
+    d = stores[stores.scenario == "design"]
+    assert ((d["member_revenue_share"] >= 0) & (d["member_revenue_share"] <= 1)).all()
+    assert (d["reachable_email"] <= d["members"] + 1e-6).all()
 
 
 def test_pnl_and_ifrs15_by_year(run_dir):

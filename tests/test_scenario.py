@@ -179,7 +179,7 @@ def _broken_files(tmp_path: Path) -> tuple[Path, Path]:
     design.write_text(DESIGN.read_text(encoding="utf-8").replace("  points_per_unit: 1\n", "  points_per_unt: 1\n", 1),
                       encoding="utf-8")
     market = tmp_path / "market.yaml"
-    market.write_text(US_MARKET.read_text(encoding="utf-8").replace("share: 0.05", "share: 0.5"), encoding="utf-8")
+    market.write_text(US_MARKET.read_text(encoding="utf-8").replace("share: 0.05", "share: 0.5", 1), encoding="utf-8")
     return design, market
 
 

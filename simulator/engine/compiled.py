@@ -56,6 +56,16 @@ class CompiledMarket:
     potential_mix: np.ndarray | None = None  # [S, 3] shares of low, medium, high potential (calibrated), or None
     lifecycle: tuple[str, ...] = ()  # [S] lifecycle stage of each segment (Market.lifecycles)
     value: tuple[str, ...] = ()      # [S] value band of each segment (Market.value_bands)
+    stores: tuple[str, ...] = ()     # [K] store names of the network (empty: no stores)
+    store_share: np.ndarray | None = None   # [K] stores' shares of the base
+    store_mix: np.ndarray | None = None     # [S, K] each segment's shares over the stores (rows sum to 1)
+    store_enrol: np.ndarray | None = None   # [K] enrolment-propensity multipliers
+    store_reach: np.ndarray | None = None   # [K, C] opt-in multipliers by channel
+
+    @property
+    def store_dtype(self) -> type:
+        """Smallest unsigned integer holding a store index."""
+        return np.uint8 if len(self.stores) <= 256 else np.uint16
 
     @classmethod
     def from_spec(cls, m: Market) -> "CompiledMarket":
@@ -98,7 +108,23 @@ class CompiledMarket:
                            if all(s.potential is not None for s in m.segments) else None),
             lifecycle=m.lifecycles,
             value=m.value_bands,
+            **_stores(m),
         )
+
+
+def _stores(m: Market) -> dict:
+    """The store network's arrays (CompiledMarket's store fields), none without a network."""
+    net = m.stores
+    if net is None:
+        return {}
+    channels = list(m.reachability.channels)
+    mix = np.array(net.mix(m.segment_names), dtype=float)
+    mix = mix / mix.sum(axis=1, keepdims=True)  # exact renormalisation after the spec's tolerance check
+    share = np.array([s.share for s in net.stores], dtype=float)
+    return dict(stores=net.names, store_share=share / share.sum(), store_mix=mix,
+                store_enrol=np.array([s.enrolment for s in net.stores], dtype=float),
+                store_reach=np.array([[s.reach.get(c, 1.0) for c in channels] for s in net.stores],
+                                     dtype=float).reshape(len(net.stores), len(channels)))
 
 
 @dataclass(frozen=True)

@@ -396,10 +396,16 @@ BLOCK_AMOUNTS = 8
 
 @njit(cache=True, nogil=True)
 def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, blk_seg, blk_held, blk_amount,
-                other_spend, ints, floats, by_tier_reward, camp_contacts, drive_contacts, drive_joins):
+                other_spend, ints, floats, by_tier_reward, camp_contacts, drive_contacts, drive_joins, stores):
     """One run's month for agents lo .. hi-1 (see step_both). The first run (baseline) keeps
     each agent's lambda, purchases, segment and first basket amounts in the ``blk_*`` arrays;
-    the second (design) reuses them when its lambda or segment is the same."""
+    the second (design) reuses them when its lambda or segment is the same. ``stores`` is None
+    (no store network: the code below under ``stores is not None`` is not even compiled) or
+    (home store per agent, enrolment multiplier per store, [K, 2] float64 accumulator of
+    revenue and members' revenue by store, pilot stores mask (empty: no pilot), first
+    referral slot, campaigns' store masks, drives' store masks, [K, 4] int64 accumulator of new
+    members by store in column 0) (stores.py). Customers, active customers and purchases by
+    store are counted at the close (month_end), from the purchases kept per agent."""
     (rate_mult, basket_mult, identified, opt_in_on_join, birthday, potential, sel_power, sel_index,
      sel_norm) = pop
     (rate, season, basket_mean, basket_sigma, net_factor, gg, rb, half_life, status, demotion, enrol_prop,
@@ -466,9 +472,16 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
                     qual_sum[i] += 0.0
             continue
         # ---- lifts: members' goal gradient, rewarded behaviour, status, demotion; campaigns
+        prog_i = has_program
+        in_pilot = True
+        if stores is not None:
+            pilot_ok = stores[3]  # outside a pilot's stores an agent has no program (referred customers do)
+            if pilot_ok.shape[0] > 0 and i < stores[4] and not pilot_ok[stores[0][i]]:
+                in_pilot = False
+                prog_i = False
         lift = 1.0
         pmult = 1.0
-        if has_program and member[i] and (use_goal or use_rewarded or use_status):
+        if prog_i and member[i] and (use_goal or use_rewarded or use_status):
             sp = max(_earned_until(earned[i], snap, row[i], pending_col) - consumed[i], 0)
             ti = tier[i]
             f = 1.0
@@ -491,9 +504,12 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
                     f *= 1.0 - demotion[s] * (decay[s, m] if m < decay.shape[1] else 2.0 ** (-m / half_life[s]))
             lift = f
         hits = 0
-        for c in range(c_kind.shape[0]):
+        for c in range(c_kind.shape[0] if in_pilot else 0):
             if _targeted(c, i, c_seg, c_members, c_tiers, c_use_tiers, c_pot, c_inactive, c_channel,
                          segment, member, tier, potential, recency, reach):
+                if stores is not None:
+                    if not stores[5][c, stores[0][i]]:  # a target's stores
+                        continue
                 hits |= 1 << c
                 camp_contacts[c] += 1
                 if use_campaigns:
@@ -516,6 +532,8 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
         n_customers += 1
         counts[i] = n
         rc = recency[i] + 1
+        if stores is not None:
+            k_store = stores[0][i]
         if n > 0:
             rc = 0
             n_active += 1
@@ -523,9 +541,11 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
         recency[i] = min(rc, 30000)
         # ---- enrolment (enrolment.py): a customer joins at the till with a purchase
         joined = False
-        if has_program and not member[i] and identified[i] and eligible_segments[s]:
+        if prog_i and not member[i] and identified[i] and eligible_segments[s]:
             n_candidates += 1
             h = enrol_prop[s]
+            if stores is not None:
+                h = h * stores[1][stores[0][i]]
             if self_selection:
                 h = h * (sel_power[sel_index[s]][i] / sel_norm[s])
             if annual_fee > 0.0:
@@ -536,6 +556,9 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
             for d in range(d_uplift.shape[0]):
                 if _targeted(d, i, d_seg, d_members, d_tiers, d_use_tiers, d_pot, d_inactive, d_channel,
                              segment, member, tier, potential, recency, reach):
+                    if stores is not None:
+                        if not stores[6][d, stores[0][i]]:  # a target's stores
+                            continue
                     if d_channel[d] < 0:
                         till += d_uplift[d]
                         if n > 0:
@@ -560,6 +583,8 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
                     if (reached >> d) & 1:
                         drive_joins[d] += 1
                 n_new_members += 1
+                if stores is not None:
+                    stores[7][k_store, 0] += 1
                 member[i] = True
                 enrol_month[i] = t
                 tier[i] = 0
@@ -575,7 +600,7 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
                     earned[i] += bonus_enrolment
                     if tracing:
                         trace_issued[i] += bonus_enrolment
-        is_member = has_program and member[i]
+        is_member = prog_i and member[i]
         # ---- baskets (purchases.py) and points per transaction (points.py)
         mu = basket_mean[s] * basket_mult[i]
         sg = basket_sigma[s]
@@ -605,7 +630,10 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
         if keep_spend:
             spend[i] = sp_i
         f_revenue += sp_i
-        if not has_program:
+        if stores is not None:
+            if n > 0:  # spend is 0 otherwise (adding 0 changes no sum)
+                stores[2][k_store, 0] += sp_i
+        if not prog_i:
             continue
         if is_member and cap_month >= 0:
             pts = min(pts, cap_month)
@@ -672,6 +700,9 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
         # ---- redemption (rewards.py): cash-back blocks, then one catalogue reward
         n_members += 1
         f_member_revenue += sp_i
+        if stores is not None:
+            if n > 0:
+                stores[2][k_store, 1] += sp_i
         if not first:
             f_counterfactual += other_spend[i]
         balance = max(_earned_until(earned[i], snap, row[i], pending_col) - consumed[i], 0)
@@ -811,7 +842,8 @@ def _threaded(kernel, N: int, n_threads: int | None, *args) -> list:
     return [f.result() for f in futures]
 
 
-def step_both(pop, market, keys, t, cm, base_run, design_run, n_threads: int = 1) -> None:
+def step_both(pop, market, keys, t, cm, base_run, design_run, n_threads: int = 1, base_stores=None,
+              design_stores=None) -> None:
     """Both runs' month for every agent (simulation._step; equations in purchases.py,
     enrolment.py, points.py, rewards.py, tiers.py), block by block, baseline then design:
 
@@ -827,6 +859,12 @@ def step_both(pop, market, keys, t, cm, base_run, design_run, n_threads: int = 1
     sign-ups). The design's members' counterfactual revenue is the baseline's spend of the
     same agents.
 
+    With a store network, ``*_stores`` are (home store per agent, enrolment multiplier per
+    store, money [K, 2], pilot stores mask, first referral slot, campaigns' store masks [C, K],
+    drives' store masks [D, K], counts [K, 4]): ``money`` receives each run's revenue and
+    members' revenue, ``counts`` its new members, customers, active customers and purchases by
+    home store (stores.py), summed per task of blocks and then in task order.
+
     Tasks of TASK_BLOCKS blocks run on ``n_threads`` threads (the kernel releases the GIL): an
     agent's month touches only its own state (every draw is hashed from its coordinates) and
     each block keeps its own totals, added up in block order afterwards -- so the figures are
@@ -835,17 +873,32 @@ def step_both(pop, market, keys, t, cm, base_run, design_run, n_threads: int = 1
     N = base_run[0][0].shape[0]
     nb = (N + BLOCK - 1) // BLOCK
     tots = (_block_totals(base_run[6], nb), _block_totals(design_run[6], nb))
+    # figures by home store: one accumulator per task (a task's blocks run on one thread, in
+    # order), added up in task order -- the same bits on any number of threads
+    n_tasks = (nb + TASK_BLOCKS - 1) // TASK_BLOCKS
+    accs = [None if st is None else np.zeros((n_tasks,) + st[2].shape) for st in (base_stores, design_stores)]
+    by_task = [None if st is None else st[:2] + (acc,) + st[3:] for st, acc in zip((base_stores, design_stores), accs)]
+    # (counts are integers: the threads' tasks add into one accumulator per task as well, for simplicity)
+    counts = [None if st is None else np.zeros((n_tasks,) + st[7].shape, dtype=np.int64) for st in (base_stores, design_stores)]
+    by_task = [None if bt is None else bt[:7] + (c,) for bt, c in zip(by_task, counts)]
     n = max(1, min(int(n_threads), nb))
     if n == 1:
-        step_blocks(0, nb, pop, market, keys, t, cm, base_run, design_run, tots[0], tots[1])
+        step_blocks(0, nb, pop, market, keys, t, cm, base_run, design_run, tots[0], tots[1], *by_task)
     else:
         pool = _thread_pool(n)
-        futures = [pool.submit(step_blocks, a, b, pop, market, keys, t, cm, base_run, design_run, tots[0], tots[1])
+        futures = [pool.submit(step_blocks, a, b, pop, market, keys, t, cm, base_run, design_run, tots[0], tots[1],
+                               *by_task)
                    for a, b in _tasks(nb)]
         for f in futures:
             f.result()
     add_block_totals(base_run[6], tots[0])
     add_block_totals(design_run[6], tots[1])
+    for st, acc, cnt in zip((base_stores, design_stores), accs, counts):
+        if st is not None:
+            out, out_n = st[2], st[7]
+            for task in range(n_tasks):
+                out += acc[task]
+                out_n += cnt[task]
 
 
 def _block_totals(out, nb):
@@ -857,8 +910,9 @@ def _block_totals(out, nb):
 
 
 @njit(cache=True, nogil=True)
-def step_blocks(b0, b1, pop, market, keys, t, cm, base_run, design_run, base_tot, design_tot):
-    """Blocks ``b0 .. b1-1`` of step_both, each block's totals into its row of ``*_tot``."""
+def step_blocks(b0, b1, pop, market, keys, t, cm, base_run, design_run, base_tot, design_tot, base_stores, design_stores):
+    """Blocks ``b0 .. b1-1`` of step_both, each block's totals into its row of ``*_tot`` and
+    (``*_stores`` not None) the figures by home store into its task's row of ``*_stores[2]``."""
     N = base_run[0][0].shape[0]
     blk_lam = np.empty(BLOCK)
     blk_n = np.empty(BLOCK, dtype=np.int64)
@@ -871,10 +925,20 @@ def step_blocks(b0, b1, pop, market, keys, t, cm, base_run, design_run, base_tot
     for b in range(b0, b1):
         lo = b * BLOCK
         hi = min(lo + BLOCK, N)
-        _step_block(lo, hi, True, pop, market, keys, t, cm, base_run, blk_lam, blk_n, blk_seg, blk_held, blk_amount,
-                    base_spend, bi[b], bf[b], bt[b], bc[b], bdc[b], bdj[b])
-        _step_block(lo, hi, False, pop, market, keys, t, cm, design_run, blk_lam, blk_n, blk_seg, blk_held,
-                    blk_amount, base_spend, di[b], df[b], dt[b], dc[b], ddc[b], ddj[b])
+        if base_stores is None:
+            _step_block(lo, hi, True, pop, market, keys, t, cm, base_run, blk_lam, blk_n, blk_seg, blk_held,
+                        blk_amount, base_spend, bi[b], bf[b], bt[b], bc[b], bdc[b], bdj[b], None)
+            _step_block(lo, hi, False, pop, market, keys, t, cm, design_run, blk_lam, blk_n, blk_seg, blk_held,
+                        blk_amount, base_spend, di[b], df[b], dt[b], dc[b], ddc[b], ddj[b], None)
+        else:
+            task = b // TASK_BLOCKS
+            bs, ds = base_stores, design_stores
+            _step_block(lo, hi, True, pop, market, keys, t, cm, base_run, blk_lam, blk_n, blk_seg, blk_held,
+                        blk_amount, base_spend, bi[b], bf[b], bt[b], bc[b], bdc[b], bdj[b],
+                        (bs[0], bs[1], bs[2][task], bs[3], bs[4], bs[5], bs[6], bs[7][task]))
+            _step_block(lo, hi, False, pop, market, keys, t, cm, design_run, blk_lam, blk_n, blk_seg, blk_held,
+                        blk_amount, base_spend, di[b], df[b], dt[b], dc[b], ddc[b], ddj[b],
+                        (ds[0], ds[1], ds[2][task], ds[3], ds[4], ds[5], ds[6], ds[7][task]))
     return 0
 
 
@@ -949,18 +1013,33 @@ NO_TRANSITIONS = (False, np.zeros(1), np.zeros(1, dtype=np.int64), 1, np.uint64(
                   np.zeros(1, dtype=np.int16), np.zeros(1, dtype=np.int16))
 
 
-def month_end(t, cm, stage, design, baseline, transitions=NO_TRANSITIONS, n_threads=None):
+def month_end(t, cm, stage, design, baseline, transitions=NO_TRANSITIONS, n_threads=None, stores_design=None,
+              stores_baseline=None):
     """The month-end phases of both runs in one pass over the agents (ranges on the step's
     threads; integer totals, so the same whatever the number of threads). ``design`` and
     ``baseline`` come from end_run, ``transitions`` from end_transitions. Returns per run
-    (totals by E_* slot, members per tier, purchases per tier, moves [S, S])."""
+    (totals by E_* slot, members per tier, purchases per tier, moves [S, S]).
+
+    ``stores_*`` (with the close; None: no store network) are (home store per agent, the run's
+    reach masks, number of channels C, out [K, 2 (1 + 2**C) + 1] int64): the run's customers by
+    home store and code 2 g + a -- g 0 for a non-member, 1 + the channels bitmask for a member;
+    a 1 when the customer bought this month -- and in the last column their purchases, are
+    added into ``out`` (stores.py; integer sums, in any order): two counts per customer, no
+    branch."""
     N = design[0].shape[0]
     S = transitions[3]
-    parts = _threaded(_month_end_range, N, n_threads, t, cm, stage, design, baseline, transitions, S)
+    # (home stores, reach masks, the channels' bitmask 2**C - 1, stores K) of each run
+    sd, sb = ((None if st is None else (st[0], st[1], (1 << int(st[2])) - 1, st[3].shape[0]))
+              for st in (stores_design, stores_baseline))
+    parts = _threaded(_month_end_range, N, n_threads, t, cm, stage, design, baseline, transitions, S, sd, sb)
     out = []
-    for k in range(2):
+    for k, st in enumerate((stores_design, stores_baseline)):
         tot, bm, bp, moves = (sum(p[k][j] for p in parts) for j in range(4))
         out.append((tot, bm, bp, moves))
+        if st is not None:
+            by_store = st[3]
+            for p in parts:
+                by_store += p[k][4]
     return out
 
 
@@ -1055,9 +1134,10 @@ def _end_transitions(lo, hi, tr, S, member_d, exists_d, member_b, moves_d, moves
 
 
 @njit(cache=True, nogil=True)
-def _end_after_fees(lo, hi, r, tot, by_members, by_purchases):
+def _end_after_fees(lo, hi, r, tot, by_members, by_purchases, stores):
     """Costs (members and purchases per tier) and the close of agents lo .. hi-1 in run r (see
-    end_run)."""
+    end_run); ``stores`` (home stores, reach masks, channels bitmask, out [K, 1 + 2**C]) or
+    None (not compiled): the close's counts by home store and code, and purchases (month_end)."""
     (member, exists, tier, below, since_demotion, enrol_month, recency, counts, earned, consumed, snap, row, qual_sum,
      trace_expired, tiers_on, thresholds, window, downgrade, grace, expiry_on, exp_col, exp_inactive, cost_tiers,
      close_on, close_col) = r
@@ -1066,6 +1146,14 @@ def _end_after_fees(lo, hi, r, tot, by_members, by_purchases):
     members = 0
     unrowed = 0
     for i in range(lo, hi):
+        if stores is not None:
+            if close_on and exists[i]:  # by home store and code (month_end); purchases in the last column
+                k = stores[0][i]
+                n = np.int64(counts[i])
+                m = np.int64(member[i])
+                hist = stores[3]
+                hist[k, 2 * m * (1 + (np.int64(stores[1][i]) & stores[2])) + (n > 0)] += 1
+                hist[k, hist.shape[1] - 1] += n
         if cost_tiers > 0 and member[i] and exists[i]:
             by_members[tier[i]] += 1
             by_purchases[tier[i]] += counts[i]
@@ -1090,10 +1178,12 @@ def _end_after_fees(lo, hi, r, tot, by_members, by_purchases):
 
 
 @njit(cache=True, nogil=True)
-def _month_end_range(lo, hi, t, cm, stage, d, b, tr, S):
+def _month_end_range(lo, hi, t, cm, stage, d, b, tr, S, sd, sb):
     """month_end for agents lo .. hi-1, block by block (each phase over a block's agents, in
     calendar order: an agent's phases touch only its own state); returns this range's totals
-    of each run."""
+    of each run. ``sd``, ``sb``: (home stores, reach masks, channels bitmask 2**C - 1, stores
+    K) of each run, or None; the counts by store and code come back as [K, 2 (1 + 2**C) + 1]
+    ([0, 2] without)."""
     tot_d = np.zeros(7, dtype=np.int64)
     tot_b = np.zeros(7, dtype=np.int64)
     cost_tiers_d, cost_tiers_b = d[22], b[22]  # end_run's cost_tiers
@@ -1103,6 +1193,8 @@ def _month_end_range(lo, hi, t, cm, stage, d, b, tr, S):
     bp_b = np.zeros(max(cost_tiers_b, 1), dtype=np.int64)
     moves_d = np.zeros((S, S), dtype=np.int64)
     moves_b = np.zeros((S, S), dtype=np.int64)
+    st_d = np.zeros((0, 2), dtype=np.int64) if sd is None else np.zeros((sd[3], 2 * (2 + sd[2]) + 1), dtype=np.int64)
+    st_b = np.zeros((0, 2), dtype=np.int64) if sb is None else np.zeros((sb[3], 2 * (2 + sb[2]) + 1), dtype=np.int64)
     for a in range(lo, hi, BLOCK):
         z = min(a + BLOCK, hi)
         if stage != STAGE_AFTER_FEES:
@@ -1112,6 +1204,12 @@ def _month_end_range(lo, hi, t, cm, stage, d, b, tr, S):
             continue
         if tr[0]:
             _end_transitions(a, z, tr, S, d[0], d[1], b[0], moves_d, moves_b)
-        _end_after_fees(a, z, d, tot_d, bm_d, bp_d)
-        _end_after_fees(a, z, b, tot_b, bm_b, bp_b)
-    return (tot_d, bm_d, bp_d, moves_d), (tot_b, bm_b, bp_b, moves_b)
+        if sd is None:
+            _end_after_fees(a, z, d, tot_d, bm_d, bp_d, None)
+        else:
+            _end_after_fees(a, z, d, tot_d, bm_d, bp_d, (sd[0], sd[1], sd[2], st_d))
+        if sb is None:
+            _end_after_fees(a, z, b, tot_b, bm_b, bp_b, None)
+        else:
+            _end_after_fees(a, z, b, tot_b, bm_b, bp_b, (sb[0], sb[1], sb[2], st_b))
+    return (tot_d, bm_d, bp_d, moves_d, st_d), (tot_b, bm_b, bp_b, moves_b, st_b)

@@ -15,6 +15,20 @@ the agent's segment's band mix when the market gives one (``Segment.potential``,
 ``loyalty-sim calibrate`` from the logistic potential score), else the thirds of the agents'
 expected spend over the next 12 months given the segment dynamics.
 
+Home store (markets with a store network, ``Market.stores``): agent i's store is the first
+store k whose cumulative share in the agent's segment's mix exceeds u(init.store, i), i.e. a
+draw from the segment's mix over the stores (``StoreNetwork.segment_mix``, else the stores'
+``share``); arrivals and referred customers draw from the acquisition segment's mix. A store
+is a small integer (uint8 up to 256 stores, else uint16) and stays the agent's for life. The
+store scales the agent's opt-in draws: bit c of the reach mask is set when
+u(init.reach, c) < min(1, p_c r_kc) and of the opt-in on joining when u(init.opt_in, c) <
+min(1, q_c r_kc), p_c and q_c the market's opt-in shares (``reachability``), r_kc the store's
+``reach`` multiplier (1 without a network, where the draws are the ones made before stores
+existed). Staff who ask for contact details at the till raise a store's opt-in rate; the
+network's share-weighted mean of r_kc need not be 1, so the market's opt-in share becomes
+sum_k share_k min(1, p_c r_kc). The multipliers are the market's input (calibrated from the
+opt-in shares per store of a member file, or illustrative); no published study fixes them.
+
 Known customers. ``initial`` (:class:`InitialAgents`) starts the first agents from given
 states -- real customers at a calibration date, as the back-test does -- instead of draws:
 their segment (then every segment-dependent draw uses it), and optionally their recency,
@@ -42,7 +56,7 @@ _R = TypeVar("_R")
 
 #: Streams used to draw the population (period -1).
 INIT_STREAMS = ("init.segment", "init.rate", "init.basket", "init.identified", "init.reach", "init.opt_in",
-                "init.birthday", "init.recency", "init.potential")
+                "init.birthday", "init.recency", "init.potential", "init.store")
 
 
 @dataclass(frozen=True)
@@ -91,6 +105,7 @@ class Population:
     recency0: np.ndarray         # int16 months since last purchase at the start
     potential: np.ndarray        # int8 0 low, 1 medium, 2 high
     selection_norm: np.ndarray   # [S] normaliser of rate_mult ** self_selection
+    store: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint8))  # home store (uint8/16); empty: no network
     _powers: dict[float, np.ndarray] = field(default_factory=dict, repr=False)
 
     def rate_power(self, beta: float) -> np.ndarray:
@@ -129,6 +144,15 @@ class Population:
             initial.check(agents, S)
             k0 = len(initial)
             seg[:k0] = initial.segment
+        if market.stores:
+            store = np.empty(capacity, dtype=market.store_dtype)
+            cum_mix = np.cumsum(market.store_mix, axis=1)
+            cum_mix[:, -1] = 1.0
+            kernels._threaded(_stores, capacity, threads, keys, seg, cum_mix, store)
+            store_reach = np.ascontiguousarray(market.store_reach, dtype=np.float64)
+        else:
+            store = np.zeros(0, dtype=np.uint8)
+            store_reach = np.ones((1, len(market.reach_share)))
         arrival_month = np.full(capacity, -1, dtype=np.int32)
         for t, (a, b) in enumerate(arrivals):
             arrival_month[a:b] = t
@@ -141,7 +165,7 @@ class Population:
             half_var=np.asarray(0.5 * market.basket_ind_sigma ** 2, dtype=np.float64),
             identified_share=float(market.identified_share),
             reach_share=np.asarray(market.reach_share, dtype=np.float64),
-            opt_in_share=np.asarray(market.member_opt_in, dtype=np.float64),
+            opt_in_share=np.asarray(market.member_opt_in, dtype=np.float64), store=store, store_reach=store_reach,
             rate_mult=np.empty(capacity), basket_mult=np.empty(capacity),
             identified=np.empty(capacity, dtype=np.bool_), reach=np.empty(capacity, dtype=np.uint8),
             opt_in=np.empty(capacity, dtype=np.uint8), birthday=np.empty(capacity, dtype=np.int8),
@@ -187,7 +211,7 @@ class Population:
         return cls(capacity=capacity, n_base=agents, scale=scale, arrival_month=arrival_month,
                    arrivals_by_month=arrivals, referral_start=referral_start, segment0=seg, rate_mult=d.rate_mult,
                    basket_mult=d.basket_mult, identified=d.identified, reach=d.reach, opt_in_on_join=d.opt_in,
-                   birthday=d.birthday, recency0=d.recency, potential=potential, selection_norm=norm)
+                   birthday=d.birthday, recency0=d.recency, potential=potential, selection_norm=norm, store=store)
 
 
 def _expected_purchases_12m(market: CompiledMarket) -> np.ndarray:
@@ -225,7 +249,7 @@ def _selection_norm(base_seg: np.ndarray, rate_mult: np.ndarray, beta: np.ndarra
 #: Agents per chunk: a thread draws a chunk at a time (its temporaries stay in cache).
 CHUNK = 1 << 14
 
-_SEGMENT, _RATE, _BASKET, _IDENTIFIED, _REACH, _OPT_IN, _BIRTHDAY, _RECENCY, _POTENTIAL = range(len(INIT_STREAMS))
+_SEGMENT, _RATE, _BASKET, _IDENTIFIED, _REACH, _OPT_IN, _BIRTHDAY, _RECENCY, _POTENTIAL, _STORE = range(len(INIT_STREAMS))
 
 
 @dataclass
@@ -242,6 +266,8 @@ class _Draws:
     identified_share: float
     reach_share: np.ndarray      # [C]
     opt_in_share: np.ndarray     # [C]
+    store: np.ndarray            # home store of each agent (empty: no network)
+    store_reach: np.ndarray      # [K, C] opt-in multipliers of each store
     rate_mult: np.ndarray
     basket_mult: np.ndarray
     identified: np.ndarray
@@ -304,8 +330,8 @@ def _draw_chunk(a: int, b: int, d: _Draws, shape: np.ndarray, log_u: np.ndarray)
     _recency_uniforms(a, b, d.keys, d.agents, log_u)
     np.log(log_u[:n], out=log_u[:n])
     _recency(a, b, d.agents, d.seg, d.rate, d.rate_mult, log_u, d.recency)
-    _flags(a, b, d.keys, d.identified_share, d.reach_share, d.opt_in_share, d.identified, d.reach, d.opt_in,
-           d.birthday)
+    _flags(a, b, d.keys, d.identified_share, d.reach_share, d.opt_in_share, d.store, d.store_reach, d.identified,
+           d.reach, d.opt_in, d.birthday)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -374,19 +400,47 @@ def _recency(lo, hi, agents, seg, rate_s, rate_mult, log_u, recency):
 
 
 @njit(cache=True, nogil=True)
-def _flags(lo, hi, keys, identified_share, reach_share, opt_in_share, identified, reach, opt_in, birthday):
+def _stores(lo, hi, keys, seg, cum_mix, store):
+    """Home store: the first store whose cumulative share in the agent's segment's mix exceeds
+    u(init.store) (searchsorted 'right'; the last if none)."""
+    last = cum_mix.shape[1] - 1
+    for i in range(lo, hi):
+        u = _uniform(keys[_STORE], i, 0)
+        s = seg[i]
+        a, b = 0, last  # binary search: the first k with cum_mix[s, k] > u (the last store if none)
+        while a < b:
+            mid = (a + b) // 2
+            if cum_mix[s, mid] <= u:
+                a = mid + 1
+            else:
+                b = mid
+        store[i] = a
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def _flags(lo, hi, keys, identified_share, reach_share, opt_in_share, store, store_reach, identified, reach, opt_in,
+           birthday):
     """identified: u(init.identified) < share; bit c of reach (opt_in_on_join): u(init.reach,
-    k=c) < reach share of channel c (u(init.opt_in, k=c) < member opt-in); birthday month
+    k=c) < reach share of channel c (u(init.opt_in, k=c) < member opt-in), each times the home
+    store's multiplier capped at 1 when the market has stores; birthday month
     1 + floor(12 u(init.birthday))."""
     C = min(reach_share.shape[0], 8)
+    has_stores = store.shape[0] > 0
     for i in range(lo, hi):
         identified[i] = _uniform(keys[_IDENTIFIED], i, 0) < identified_share
         r = 0
         o = 0
         for c in range(C):
-            if _uniform(keys[_REACH], i, c) < reach_share[c]:
+            p = reach_share[c]
+            q = opt_in_share[c]
+            if has_stores:
+                m = store_reach[store[i], c]
+                p = min(p * m, 1.0)
+                q = min(q * m, 1.0)
+            if _uniform(keys[_REACH], i, c) < p:
                 r |= 1 << c
-            if _uniform(keys[_OPT_IN], i, c) < opt_in_share[c]:
+            if _uniform(keys[_OPT_IN], i, c) < q:
                 o |= 1 << c
         reach[i] = r
         opt_in[i] = o

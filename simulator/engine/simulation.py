@@ -29,6 +29,7 @@ from simulator.engine import kernels
 from simulator.engine.calendar import Calendar
 from simulator.engine.compiled import CENTI, EXPIRY_AFTER, EXPIRY_FIXED, EXPIRY_NEVER, CompiledMarket, CompiledProgram
 from simulator.engine.mechanisms import campaigns as camp
+from simulator.engine import stores as store_figures
 from simulator.engine.mechanisms import enrolment, expiry, fees, history, transitions
 from simulator.engine.population import INIT_STREAMS, InitialAgents, Population, referral_capacity
 from simulator.engine.state import NEVER, RunState
@@ -75,7 +76,7 @@ class _MonthEnd:
     costs: dict[str, CompiledProgram] = field(default_factory=dict)  # members per tier of these programs
     transitions: bool = False
     before_fees_done: bool = False
-    closing: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # outstanding, negative, members
+    closing: dict[str, tuple] = field(default_factory=dict)  # outstanding, negative, members, counts by store
 
 
 @dataclass
@@ -86,6 +87,8 @@ class _Month:
     counts: np.ndarray | None = None  # uint16 purchases per agent
     spend: np.ndarray | None = None   # net spend per agent (baseline run; empty for the design)
     enrolment_qualifying: np.ndarray | None = None  # welcome points that qualify for tiers
+    by_store: np.ndarray | None = None   # [K, 6] the step's figures by store (stores.month_row)
+    referred: np.ndarray | None = None   # [K] referred customers enrolled this month by home store
 
 
 @contextmanager
@@ -157,6 +160,8 @@ class Simulation:
         tiers_design = self.design.tier_names
         self.campaigns = [camp.compile_campaign(c, month_index(self.start, c.start), m, tiers_design) for c in pb.campaigns]
         self.drives = [camp.compile_drive(d, month_index(self.start, d.start), m, tiers_design) for d in pb.enrolment_drives]
+        self.drives += [camp.compile_challenge(ch, month_index(self.start, ch.start), m) for ch in pb.staff_challenges]
+        self._set_up_pilot(pb)
         self.active_campaigns: list[camp.CompiledCampaign] = []
         self.active_drives: list[camp.CompiledDrive] = []
         self.runs: dict[str, RunState] = {}
@@ -170,6 +175,7 @@ class Simulation:
             if not any(p.fee > 0 for p in programs):
                 self.runs[name].spend_since_bill = np.zeros(0)  # no paid program: nothing to bill
         self.records: dict[str, list[dict[str, float]]] = {"design": [], "baseline": []}
+        self.store_rows: dict[str, list[np.ndarray]] = {"design": [], "baseline": []}  # stores.month_row by month
         self.scratch: dict[str, _Month] = {}
         # purchases of the month per agent and run, and the baseline's net spend (the design's
         # members' counterfactual revenue; the design's own spend is only summed), rewritten monthly
@@ -195,6 +201,24 @@ class Simulation:
             self._start_running_program(self.base_prog, pb.baseline_age_months)
 
     # ---------------------------------------------------------------- set-up
+    def _set_up_pilot(self, pb) -> None:
+        """The pilot's stores as a mask over the network (empty: the design everywhere) and the
+        share of the fixed costs it bears (stores.py)."""
+        m = self.market
+        self.pilot = np.zeros(0, dtype=np.bool_)
+        self.pilot_cost_share = 1.0
+        if pb.pilot is None:
+            return
+        if not m.stores:
+            raise ValueError(f"playbook {pb.name} pilots the design in stores but market has no store network")
+        if self.base_prog is not None:
+            raise ValueError("a pilot by store needs baseline 'none' (a design replacing a running program in some "
+                             "stores only is not modelled)")
+        self.pilot = np.isin(np.array(m.stores, dtype=object), list(pb.pilot.stores))
+        # the pilot stores' share of the network's customers (all of it, exactly, for every store)
+        share = 1.0 if self.pilot.all() else float(m.store_share[self.pilot].sum())
+        self.pilot_cost_share = pb.pilot.fixed_cost_share if pb.pilot.fixed_cost_share is not None else share
+
     @staticmethod
     def _dates_beyond_ring(prog: CompiledProgram, pb) -> bool:
         """Whether the design run must keep the running program's snapshots further back than
@@ -298,6 +322,8 @@ class Simulation:
             prog = self.program_of(name, t)
             if prog is not None:
                 self._enrol(run, prog, t, new, rec)
+                if self.market.stores:
+                    self.scratch[name].referred = np.bincount(self.pop.store[new], minlength=len(self.market.stores))
             run.referrals_used += hi - lo
             self.pending_referrals[name] = 0
 
@@ -429,6 +455,23 @@ class Simulation:
         return (np.array([d.uplift for d in active], dtype=np.float64), seg, members, tiers_ok, use_tiers, pot, inactive,
                 np.array([d.channel for d in active], dtype=np.int64))
 
+    def _store_args(self, name: str, cps: list[camp.CompiledCampaign], drives: list[camp.CompiledDrive]) -> tuple:
+        """A run's store arguments of kernels.step_both: home stores, enrolment multipliers, the
+        month's [K, 3] figures by store, the pilot's stores (design run; empty: none), the first
+        referral slot, and the active campaigns' and drives' store masks."""
+        K = len(self.market.stores)
+
+        def masks(items) -> np.ndarray:
+            out = np.ones((len(items), K), dtype=bool)
+            for c, it in enumerate(items):
+                if it.target.stores is not None:
+                    out[c] = it.target.stores
+            return out
+
+        pilot = self.pilot if name == "design" else self.pilot[:0]
+        return (self.pop.store, self.market.store_enrol, np.zeros((K, 2)), pilot, int(self.pop.referral_start),
+                masks(cps), masks(drives), np.zeros((K, 4), dtype=np.int64))
+
     def _selection_args(self) -> tuple:
         """``rate_mult ** beta`` for each distinct self-selection beta, and each segment's index."""
         if self._selection is None:
@@ -485,12 +528,17 @@ class Simulation:
                    np.zeros(len(drives), dtype=np.int64))
             packed[name] = (state, trace, prog_args, self._campaign_args(run, cps), self._drive_args(drives), flags, out)
             packed[name, "meta"] = (prog, cps, drives, flags)
-        kernels.step_both(pop_args, market_args, keys, t, cm, packed["baseline"], packed["design"], self.threads)
+            packed[name, "stores"] = self._store_args(name, cps, drives) if m.stores else None
+        kernels.step_both(pop_args, market_args, keys, t, cm, packed["baseline"], packed["design"], self.threads,
+                          packed["baseline", "stores"], packed["design", "stores"])
         K = kernels
         for name, run in self.runs.items():
             prog, cps, drives, flags = packed[name, "meta"]
             kernels.give_rows(run.row, run.rows, run.candidates, run.n_candidates)  # for the first points (state.py)
             _, _, ints, floats, by_tier_reward, camp_contacts, drive_contacts, drive_joins = packed[name][-1]
+            if m.stores:
+                money, counts = packed[name, "stores"][2], packed[name, "stores"][7]
+                self.scratch[name].by_store = np.concatenate([money, counts[:, :1].astype(float)], axis=1)
             rec = self.scratch[name].rec
             # the month's record, key by key in the order the phases define them
             for cp, contacts in zip(cps, camp_contacts):
@@ -615,19 +663,22 @@ class Simulation:
                                     + purchases_by_tier @ prog.benefit_per_purchase)
         rec["member_cost"] = float(members_by_tier.sum()) * prog.per_member_per_year / 12.0
         amortisation = 0.0
+        share = self.pilot_cost_share if prog is self.design and name == "design" else 1.0  # a pilot's share (stores.py)
         if prog is self.design and name == "design":
             since = t - self.launch_t
             if 0 <= since < prog.amortisation_months:
-                amortisation = prog.setup / prog.amortisation_months
+                amortisation = share * prog.setup / prog.amortisation_months
             if since == 0:
-                rec["setup_cash"] = prog.setup
+                rec["setup_cash"] = share * prog.setup
         rec["setup_amortisation"] = amortisation
-        rec["fixed_cost"] = prog.running_per_year / 12.0 + amortisation
+        rec["fixed_cost"] = share * prog.running_per_year / 12.0 + amortisation
         for tn, count in zip(prog.tier_names, members_by_tier):
             rec[f"members_tier_{tn}"] = float(count)
         if name == "design":
-            rec["campaign_cost_fixed"] = sum(cp.cost for cp in self.campaigns if cp.start == t)
-            rec["enrolment_cost_fixed"] = sum(d.cost for d in self.drives if d.start == t)
+            n_drives = len(self.scenario.playbook.enrolment_drives)  # then the staff challenges, at their own cost
+            rec["campaign_cost_fixed"] = share * sum(cp.cost for cp in self.campaigns if cp.start == t)
+            rec["enrolment_cost_fixed"] = (share * sum(d.cost for d in self.drives[:n_drives] if d.start == t)
+                                           + sum(d.cost for d in self.drives[n_drives:] if d.start == t))
 
     def _month_end(self, t: int, close: bool) -> None:
         """The registered month-end phases of both runs in one pass over the agents: tiers
@@ -637,12 +688,17 @@ class Simulation:
         e = self._end
         before, after = not e.before_fees_done, close
         stage = (kernels.STAGE_ALL if before else kernels.STAGE_AFTER_FEES) if after else kernels.STAGE_BEFORE_FEES
+        m = self.market
+        C = min(len(m.channels), 8)
+        by_store = {name: np.zeros((len(m.stores), 2 * (1 + 2 ** C) + 1), dtype=np.int64) for name in self.runs}
         packed = {name: kernels.end_run(run, self.scratch[name].counts,
                                         tiers=e.tiers.get(name) if before else None,
                                         expiry=e.expiry.get(name) if before else None,
                                         cost_tiers=e.costs[name].n_tiers if after and name in e.costs else 0,
                                         close=t % run.snap.shape[0] if after else None)
                   for name, run in self.runs.items()}
+        stores = {name: (self.pop.store, run.reach, C, by_store[name]) if after and m.stores
+                  else None for name, run in self.runs.items()}
         trans = kernels.NO_TRANSITIONS
         if after and e.transitions:
             d, b = self.runs["design"], self.runs["baseline"]
@@ -651,7 +707,8 @@ class Simulation:
                                             self.streams.stream_base("transitions", t), use[0], use[1], d.segment,
                                             b.segment)
         totals = kernels.month_end(t, self.calendar_month(t), stage, packed["design"], packed["baseline"], trans,
-                                   n_threads=self.threads)
+                                   n_threads=self.threads, stores_design=stores["design"],
+                                   stores_baseline=stores["baseline"])
         for (name, run), (tot, members_by_tier, purchases_by_tier, moves) in zip(self.runs.items(), totals):
             rec = self.scratch[name].rec
             if before:
@@ -669,7 +726,8 @@ class Simulation:
             if tot[kernels.E_UNROWED]:
                 raise RuntimeError(f"{int(tot[kernels.E_UNROWED])} agents hold points without a history row in month "
                                    f"{t} ({name})")
-            e.closing[name] = (int(tot[kernels.E_OUTSTANDING]), int(tot[kernels.E_NEGATIVE]), int(tot[kernels.E_MEMBERS]))
+            e.closing[name] = (int(tot[kernels.E_OUTSTANDING]), int(tot[kernels.E_NEGATIVE]), int(tot[kernels.E_MEMBERS]),
+                               by_store[name] if m.stores else None)
         e.before_fees_done = True
 
     def _close(self, t: int) -> None:
@@ -680,10 +738,12 @@ class Simulation:
         if self._progress is not None:
             self._progress(t)
 
-    def _record_close(self, name: str, run: RunState, t: int, outstanding: int, negative: int, members: int) -> None:
+    def _record_close(self, name: str, run: RunState, t: int, outstanding: int, negative: int, members: int,
+                      by_store: np.ndarray | None = None) -> None:
         """The month's record of a run, from the close's totals, after the ledger checks: no
         agent holds negative points, issued - redeemed - expired = change in outstanding, and
-        (``check_agents``) the per-agent flows add up to the recorded totals."""
+        (``check_agents``) the per-agent flows add up to the recorded totals; with a store
+        network, the month by store (``by_store``: the close's counts, stores.month_row)."""
         rec = self.scratch[name].rec
         self._opening[name] = outstanding
         if negative:
@@ -714,6 +774,9 @@ class Simulation:
         rec["cost_per_point"] = prog.cost_per_point if prog is not None else 0.0
         rec["program_active"] = 1.0 if prog is not None else 0.0
         self.records[name].append(rec)
+        if by_store is not None:
+            sc = self.scratch[name]
+            self.store_rows[name].append(store_figures.month_row(by_store, sc.by_store, sc.referred))
 
     # ---------------------------------------------------------------- run
     def month_purchases(self, run: str) -> tuple[np.ndarray, np.ndarray]:
@@ -732,6 +795,10 @@ class Simulation:
         with gc_paused():
             self.cal.run()
         frames = {}
+        periods = [(pd.Period(self.start, "M") + i).strftime("%Y-%m") for i in range(self.H)]
+        by_store = {name: store_figures.table(self.store_rows[name], self.market.stores, self.market.channels,
+                                              periods[: len(self.store_rows[name])], self.pop.scale)
+                    for name in ("design", "baseline")} if self.market.stores else {}
         for name in ("design", "baseline"):
             df = pd.DataFrame(self.records[name]).fillna(0.0)
             for col in SCALED + FIXED:
@@ -751,7 +818,7 @@ class Simulation:
             frames[name] = df
         return ReplicationResult(frames["design"], frames["baseline"], self.runs["design"].transitions_counts,
                                  self.runs["baseline"].transitions_counts, self.pop.scale, self.cal.log,
-                                 dict(self.parameters))
+                                 dict(self.parameters), by_store.get("design"), by_store.get("baseline"))
 
 
 @dataclass
@@ -763,3 +830,5 @@ class ReplicationResult:
     scale: float
     events: list[tuple[int, str, str]]
     parameters: dict[str, float] = field(default_factory=dict)
+    stores_design: pd.DataFrame | None = None    # the months by home store (engine/stores.py), None without a network
+    stores_baseline: pd.DataFrame | None = None

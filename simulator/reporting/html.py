@@ -47,6 +47,7 @@ SECTIONS = (
     ("migration", "Segment migration of members"),
     ("sensitivity", "Sensitivity"),
     ("optimisation", "Design optimisation"),
+    ("network", "Network"),
     ("scenarios", "Scenario details"),
     ("assumptions", "Assumptions and inputs"),
 )
@@ -480,6 +481,38 @@ def _optimisation(study: Study) -> str:
     return section_html(study.optimisation)
 
 
+def _network(study: Study) -> str:
+    """Stores ranked by recruitment against the network's, leaders and laggards, and the
+    program's incremental revenue by store (S.network_table), for each scenario whose market
+    has a store network."""
+    out = ['<section id="network"><h2>Network</h2>']
+    tables = [(s, S.network_table(s)) for s in study.ranked_scenarios]
+    tables = [(s, t) for s, t in tables if t is not None]
+    if not tables:
+        out.append("<p>No scenario's market has a store network (a <code>stores:</code> section in its market file).</p>")
+    for s, t in tables:
+        rate = t.attrs["network_rate"]
+        k = min(S.NETWORK_ENDS, len(t) // 2)
+        names = [f"{st}" + (f" ({lb})" if lb else "") for st, lb in zip(t["store"], t["label"])]
+        out.append(f"<h3>{e(s.id)}</h3>")
+        out.append(f"<p>Design run over the horizon: the network recruits {pct(rate)} of its customers "
+                   f"(new members / mean customers). Leaders: {e(', '.join(names[:k]))}. "
+                   f"Laggards: {e(', '.join(names[len(t) - k:][::-1]))}.</p>")
+        rows = []
+        for i, r in t.iterrows():
+            rows.append([str(i + 1), e(names[i]), fmt(r["customers"], "count"), fmt(r["new_members"], "count"),
+                         pct(r["recruitment_rate"]), f"{r['recruitment_index']:.2f}", fmt(r["members"], "count"),
+                         pct(r["member_revenue_share"]), mcell(r["incremental_revenue"]),
+                         f"{r['incremental_revenue_per_customer']:,.2f}"])
+        out.append(table(["Rank", "Store", "Customers", "New members", "Recruitment rate", "Index (network = 1)",
+                          "Members at the end", "Member revenue share", f"Incr. revenue ({s.currency})",
+                          f"Incr. revenue per customer ({s.currency})"], rows, num_from=2))
+    out.append("<p class=note>From each run's stores.parquet (means over replications): customers whose home store "
+               "it is; the member revenue share in the last month; incremental = design minus baseline on the same "
+               "customers.</p></section>")
+    return "\n".join(out)
+
+
 def _scenarios(study: Study) -> str:
     cur = study.reporting_currency
     out = ['<section id="scenarios"><h2>Scenario details</h2>']
@@ -564,8 +597,8 @@ def render(study: Study) -> str:
                  f"({e(', '.join(study.markets))}); money in {e(cur)} unless a table says otherwise; "
                  f"{e(', '.join(map(str, reps)))} replication(s) per scenario, seed {e(', '.join(seeds))}.</p></header>")
     nav = "<nav><ol>" + "".join(f'<li><a href="#{sid}">{e(t)}</a></li>' for sid, t in SECTIONS) + "</ol></nav>"
-    body = [_ranking(study), _rollup(study), *_figures(study), _sensitivity(study), _optimisation(study), _scenarios(study),
-            _assumptions(study)]
+    body = [_ranking(study), _rollup(study), *_figures(study), _sensitivity(study), _optimisation(study), _network(study),
+            _scenarios(study), _assumptions(study)]
     foot = (f"<footer>Made by loyalty-sim {e(study.version)} from study <code>{e(study.name)}</code> "
             f"(seed {e(', '.join(seeds))}). The same study directory gives this file byte for byte.</footer>")
     return "\n".join([head, *intro, _verdict(study), nav, *body, foot, "</body>\n</html>\n"])

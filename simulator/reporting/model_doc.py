@@ -22,6 +22,7 @@ SECTIONS = (
     ("Campaigns and enrolment drives", "simulator.engine.mechanisms.campaigns"),
     ("Paid membership", "simulator.engine.mechanisms.fees"),
     ("Segment transitions", "simulator.engine.mechanisms.transitions"),
+    ("The store network and pilots by store", "simulator.engine.stores"),
     ("The points ledger", "simulator.engine.state"),
     ("Points liability (IFRS 15)", "simulator.finance.ifrs15"),
     ("The obligation left at the horizon", "simulator.finance.obligation"),

@@ -236,6 +236,7 @@ class ScenarioRun:
     manifest: dict[str, Any]
     monthly: pd.DataFrame
     replications: pd.DataFrame
+    stores: pd.DataFrame | None = None  # stores.parquet of a market with a store network
 
     # ---- summary access
     @property
@@ -448,6 +449,7 @@ def _load_scenario(study_dir: Path, i: int, spec: dict[str, Any], reporting_curr
                                   field=f"scenarios.{i}.fx_to_reporting")
     monthly = pd.read_parquet(run_dir / "monthly.parquet")
     reps = pd.read_parquet(run_dir / "monthly_replications.parquet")
+    stores = pd.read_parquet(run_dir / "stores.parquet") if (run_dir / "stores.parquet").is_file() else None
     return ScenarioRun(
         id=sid, dir=run_dir,
         playbook=str(spec.get("playbook") or (manifest.get("arguments") or {}).get("playbook") or ""),
@@ -455,8 +457,52 @@ def _load_scenario(study_dir: Path, i: int, spec: dict[str, Any], reporting_curr
         baseline=str(spec.get("baseline") or summary.get("baseline") or "none"),
         market=str(spec.get("market") or summary.get("market") or ""),
         currency=currency, fx_to_reporting=float(fx),
-        summary=summary, manifest=manifest, monthly=monthly, replications=reps,
+        summary=summary, manifest=manifest, monthly=monthly, replications=reps, stores=stores,
     )
+
+
+#: Stores named leaders and laggards in the Network section (each end of the ranking).
+NETWORK_ENDS = 5
+#: Columns of :func:`network_table`.
+NETWORK_COLUMNS = ("store", "label", "customers", "new_members", "recruitment_rate", "recruitment_index", "members",
+                   "member_revenue_share", "incremental_revenue", "incremental_revenue_per_customer")
+
+
+def network_table(s: ScenarioRun) -> pd.DataFrame | None:
+    """The design run's stores ranked by recruitment (None without a store network), one row
+    per store: ``store``, ``label``, ``customers`` (mean over the months), ``new_members`` (over
+    the horizon), ``recruitment_rate`` = new members / customers, ``recruitment_index`` = the
+    store's rate / the network's (sum of new members / sum of customers), ``members`` and
+    ``member_revenue_share`` in the last month, ``incremental_revenue`` (design - baseline over
+    the horizon, local currency) and ``incremental_revenue_per_customer``; highest rate first
+    (ties by store). The Network section of the report and the workbook's Network sheet show it."""
+    if s.stores is None or s.stores.empty:
+        return None
+    st = s.stores
+    d, diff = st[st["scenario"] == "design"], st[st["scenario"] == "difference"]
+    last = int(d["month"].max())
+    g = d.groupby("store", sort=False)
+    out = pd.DataFrame({"customers": g["customers"].mean(), "new_members": g["new_members"].sum()})
+    at_end = d[d["month"] == last].set_index("store")
+    out["members"] = at_end["members"]
+    out["member_revenue_share"] = at_end["member_revenue_share"]
+    out["incremental_revenue"] = diff.groupby("store", sort=False)["revenue"].sum()
+    cust = out["customers"].to_numpy()
+    out["recruitment_rate"] = np.divide(out["new_members"].to_numpy(), cust, out=np.zeros(len(out)), where=cust > 0)
+    total = float(out["customers"].sum())
+    network = float(out["new_members"].sum()) / total if total > 0 else 0.0
+    rate = out["recruitment_rate"].to_numpy()
+    out["recruitment_index"] = rate / network if network > 0 else np.zeros(len(out))
+    out["incremental_revenue_per_customer"] = np.divide(out["incremental_revenue"].to_numpy(), cust,
+                                                        out=np.zeros(len(out)), where=cust > 0)
+    labels = {x.get("name"): x.get("label", "") for x in
+              (((s.manifest.get("resolved") or {}).get("market") or {}).get("stores") or {}).get("stores", [])}
+    out = out.reset_index()
+    out.insert(1, "label", [labels.get(k, "") for k in out["store"]])
+    out = out.sort_values(["recruitment_rate", "store"], ascending=[False, True], kind="mergesort").reset_index(drop=True)
+    out = out[list(NETWORK_COLUMNS)].copy()
+    out.attrs["network_rate"] = network  # the network's recruitment rate
+    return out
 
 
 def compute_ranking(scenarios: Sequence[ScenarioRun]) -> list[RankEntry]:

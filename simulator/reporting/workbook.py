@@ -33,6 +33,11 @@ Sheets
                      starting one, each constraint with its bound, whether the start meets it,
                      whether it is active at the best design, and the objective gained by
                      relaxing it (marginal value per unit of bound)
+``Network``          per scenario whose market has a store network, its stores ranked by
+                     recruitment (:func:`simulator.reporting.study.network_table`): customers,
+                     new members, recruitment rate and index against the network's, members
+                     and member revenue share at the end, incremental revenue in total and per
+                     customer
 
 Formulas, so that finance can audit in Excel: derived figures (operating result, result before
 and after tax, tax, IFRS 15 revenue, the incremental cash flow = gross margin - program cash
@@ -682,13 +687,30 @@ def _optimisation(ws: Worksheet, study: Study) -> None:
     sh.finish(freeze=f"B{first + 1}")
 
 
+def _network(ws: Worksheet, study: Study) -> None:
+    sh = _Sheet(ws)
+    sh.header(["Scenario", "Market", "Currency", "Rank", "Store", "Label", "Customers", "New members", "Recruitment rate",
+               "Index (network = 1)", "Members at the end", "Member revenue share",
+               "Incremental revenue (local currency)", "Incremental revenue per customer (local currency)"])
+    for s in study.ranked_scenarios:
+        t = S.network_table(s)
+        if t is None:
+            continue
+        for i, r in t.iterrows():
+            sh.put([s.id, s.market, s.currency, i + 1, r["store"], r["label"], r["customers"], r["new_members"],
+                    r["recruitment_rate"], r["recruitment_index"], r["members"], r["member_revenue_share"],
+                    r["incremental_revenue"], r["incremental_revenue_per_customer"]],
+                   [None] * 6 + [COUNT, COUNT, PCT, "0.00", COUNT, PCT, money(s.currency), money(s.currency, 2)])
+    sh.finish(freeze="F2")
+
+
 # ----------------------------------------------------------------------------- writing
 #: The sheets, in order (each fills itself; the yearly sheets' checks refer to the monthly
 #: sheets' rows, laid out by :func:`_runs`).
 SHEETS = (("Assumptions", _assumptions), ("Summary", _summary), ("Ranking", _ranking), ("Roll-up", _rollup),
           ("P&L by year", _pnl_by_year), ("IFRS 15 by year", _ifrs15_by_year), (PNL_SHEET, _monthly_pnl),
           (LIABILITY_SHEET, _liability), ("Sensitivity", _sensitivity),
-          ("Optimisation", _optimisation))
+          ("Optimisation", _optimisation), ("Network", _network))
 
 
 def build_workbook(study: Study) -> Workbook:

@@ -2,6 +2,12 @@
 
 Money is in the market's local ``currency``. Defaults of the behavioural response come from
 published studies; each field's description names its source (see ``docs/model.md``).
+
+A market may have a store network (``stores:``, :class:`StoreNetwork`): each customer's home
+store is drawn from their segment's mix over the stores, and a store scales the enrolment
+propensity and the opt-in shares of its customers (equations in
+:mod:`simulator.engine.population` and :mod:`simulator.engine.mechanisms.enrolment`). A market
+without one behaves exactly as before the network existed.
 """
 
 from __future__ import annotations
@@ -122,6 +128,53 @@ class Reachability(Spec):
                 yield ("member_opt_in", ch), f"unknown channel '{ch}'{did_you_mean(ch, self.channels)} (expected one of: {', '.join(self.channels) or 'none defined'})"
 
 
+class Store(Spec):
+    """One store of the network: its share of the customer base and how well it recruits."""
+
+    name: Name = Field(description="store identifier (playbooks name stores by it)")
+    label: str = Field("", description="display name (city, banner, ...)")
+    share: Share = Field(description="share of the market's customers whose home store this is (where most of their "
+                                     "spend is); each segment's mix over the stores is these shares unless "
+                                     "`stores.segment_mix` gives it")
+    enrolment: float = Field(1.0, ge=0, le=20, description="multiplier of the enrolment propensity of the store's "
+                                                           "customers (staff who ask at the till recruit more)",
+                             json_schema_extra={"unit": "x"})
+    reach: dict[Name, Annotated[float, Field(ge=0, le=20)]] = Field(
+        default_factory=dict, description="channel -> multiplier of the market's opt-in share (reachability.channels) "
+                                          "and of members' opt-in on joining (member_opt_in) for the store's customers, "
+                                          "capped at 1 (staff collect contact consent); omitted channels 1")
+
+
+class StoreNetwork(Spec):
+    """The market's stores: each customer has a home store, drawn from their segment's mix."""
+
+    description: str = ""
+    stores: tuple[Store, ...] = Field(min_length=1, max_length=65535)
+    segment_mix: dict[Name, dict[Name, Share]] = Field(
+        default_factory=dict, description="segment -> {store: share of the segment's customers}; sums to 1 per segment. "
+                                          "Segments not given follow the stores' `share`")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.stores)
+
+    def mix(self, segments: tuple[str, ...]) -> list[list[float]]:
+        """Each segment's shares over the stores (in store order)."""
+        default = [s.share for s in self.stores]
+        return [[self.segment_mix[seg].get(n, 0.0) for n in self.names] if seg in self.segment_mix else list(default)
+                for seg in segments]
+
+    def issues(self) -> Iterator[tuple[tuple, str]]:
+        yield from unique_names(self.stores, "stores", "store")
+        yield from check_sum((s.share for s in self.stores), ("stores",), "store shares")
+        names = self.names
+        for seg, row in self.segment_mix.items():
+            for st in row:
+                if st not in names:
+                    yield ("segment_mix", seg, st), f"unknown store '{st}'{did_you_mean(st, names)} (expected one of the network's stores)"
+            yield from check_sum(row.values(), ("segment_mix", seg), f"store shares of segment '{seg}'")
+
+
 class ResponseParams(Spec):
     """How customers respond to a program. Every field is optional in a per-segment override."""
 
@@ -202,6 +255,9 @@ class Market(Spec):
     response: Response = Field(default_factory=Response)
     identified_share: Probability = Field(1.0, description="share of customers the retailer can identify (enrol) at all")
     calibration: Calibration | None = Field(None, description="the transaction log a calibrated market comes from (written by `loyalty-sim calibrate`)")
+    stores: StoreNetwork | None = Field(None, description="the store network: each customer's home store, drawn from their "
+                                                          "segment's mix, scales their enrolment propensity and opt-in shares "
+                                                          "(none: no stores, as before)")
 
     @property
     def segment_names(self) -> tuple[str, ...]:
@@ -264,5 +320,14 @@ class Market(Spec):
             yield ("seasonality",), f"multipliers average {sum(self.seasonality) / 12:.4g} (expected 1 within 0.01)"
         if self.categories:
             yield from check_sum(self.categories.values(), ("categories",), "category shares")
+        if self.stores is not None:
+            for seg in self.stores.segment_mix:
+                if seg not in names:
+                    yield ("stores", "segment_mix", seg), f"unknown segment '{seg}'{did_you_mean(seg, names)} (expected one of: {', '.join(names)})"
+            for i, st in enumerate(self.stores.stores):
+                for ch in st.reach:
+                    if ch not in self.reachability.channels:
+                        yield ("stores", "stores", i, "reach", ch), (f"unknown channel '{ch}'{did_you_mean(ch, self.reachability.channels)} "
+                                                                     f"(expected one of: {', '.join(self.reachability.channels) or 'none defined'})")
         if self.currency == self.reporting_currency and self.fx_to_reporting != 1.0:
             yield ("fx_to_reporting",), f"local and reporting currency are both {self.currency}: expected 1, got {self.fx_to_reporting:g}"

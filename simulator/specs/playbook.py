@@ -47,6 +47,7 @@ class Target(Spec):
     inactive_months: int = Field(0, ge=0, le=120, description="only customers with at least this many months since their last purchase (reactivation); the same as recency.min",
                                  json_schema_extra={"unit": "months"})
     recency: Recency | None = Field(None, description="only customers whose months since their last purchase are in this range, e.g. {min: 3, max: 5}")
+    stores: tuple[Name, ...] = Field((), description="home stores of the market's store network (`stores:` of the market): only their customers")
 
 
 class EnrolmentDrive(Spec):
@@ -85,6 +86,31 @@ class Campaign(Spec):
             yield ("multiplier",), "a points_multiplier campaign needs a multiplier (expected a multiplier other than 1)"
         if self.kind == "bonus_points" and self.bonus_points == 0:
             yield ("bonus_points",), "a bonus_points campaign needs bonus points (expected bonus_points > 0)"
+
+
+class StaffChallenge(Spec):
+    """A store-staff enrolment challenge: the staff of the chosen stores are paid for each
+    customer they enrol during the challenge. It is an at-the-till enrolment drive aimed at
+    the stores' customers: the enrolment probability of their purchasing non-members is
+    multiplied by (1 + uplift)."""
+
+    name: Name
+    stores: tuple[Name, ...] = Field(min_length=1, description="stores of the market's network taking part")
+    start: dt.date
+    months: Months = 1
+    uplift: Uncertain(Annotated[float, Field(ge=0, le=50)]) = Field(description="enrolment probability at the till in the stores is multiplied by (1 + uplift)")
+    cost_per_enrolment: Uncertain(Money) = Field(0.0, description="paid to the staff for each customer enrolled in the stores during the challenge")
+    cost: Uncertain(Money) = Field(0.0, description="fixed cost of the challenge (prizes, materials, training)")
+
+
+class Pilot(Spec):
+    """The design launched in some stores only: customers whose home store is in ``stores``
+    get the design (enrolment, campaigns, drives); the others keep the baseline."""
+
+    stores: tuple[Name, ...] = Field(description="stores of the market's network where the design is launched (none: no store)")
+    fixed_cost_share: Probability | None = Field(
+        None, description="share of the design's set-up and running costs and of the campaigns' and drives' fixed costs the "
+                          "pilot bears; default the pilot stores' share of the network's customers")
 
 
 class RewardOverride(Spec):
@@ -165,6 +191,8 @@ class Playbook(Spec):
     horizon_months: Months = Field(36, description="months simulated from start")
     enrolment_drives: tuple[EnrolmentDrive, ...] = ()
     campaigns: tuple[Campaign, ...] = ()
+    staff_challenges: tuple[StaffChallenge, ...] = Field((), description="store-staff enrolment challenges (the market needs a store network)")
+    pilot: Pilot | None = Field(None, description="launch the design in chosen stores only (the market needs a store network; the baseline must be 'none')")
     overrides: Overrides = Field(default_factory=Overrides)
     costs: LocalCosts = Field(default_factory=LocalCosts)
     mechanisms: Mechanisms = Field(default_factory=Mechanisms)
@@ -175,5 +203,13 @@ class Playbook(Spec):
     def issues(self) -> Iterator[tuple[tuple, str]]:
         yield from unique_names(self.enrolment_drives, "enrolment_drives", "enrolment drive")
         yield from unique_names(self.campaigns, "campaigns", "campaign")
+        yield from unique_names(self.staff_challenges, "staff_challenges", "staff challenge")
+        drives = {d.name for d in self.enrolment_drives}
+        for i, ch in enumerate(self.staff_challenges):
+            if ch.name in drives:
+                yield ("staff_challenges", i, "name"), f"staff challenge '{ch.name}' has the name of an enrolment drive (expected a name of its own)"
+        if self.pilot is not None and self.baseline != "none":
+            yield ("pilot",), ("a pilot by store needs baseline 'none': a design replacing a running program in some stores "
+                               "only is not modelled (expected baseline: none, or no pilot)")
         if self.start is not None and (self.start.year, self.start.month) > (self.launch.year, self.launch.month):
             yield ("start",), f"start {self.start} is after launch {self.launch} (expected start on or before launch)"

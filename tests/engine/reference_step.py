@@ -105,7 +105,7 @@ class ReferenceSimulation(Simulation):
         if name == "design" and t >= self.launch_t:
             sc = self.scratch[name]
             for cp in self.active_campaigns:
-                hit = cp.target.mask(None, run.segment, run.member, run.tier, self.pop.potential, run.recency)
+                hit = cp.target.mask(None, run.segment, run.member, run.tier, self.pop.potential, run.recency, self.pop.store)
                 hit &= camp.reached(cp.channel, None, run.reach) & run.exists
                 contacts = float(hit.sum())
                 sc.rec["campaign_contacts"] = sc.rec.get("campaign_contacts", 0.0) + contacts
@@ -215,6 +215,16 @@ class ReferenceSimulation(Simulation):
         if self.runs["baseline"].program is not None or self.base_prog is not None:
             base = self.runs["baseline"]
             self.scratch["baseline"].rec["member_revenue"] = float(np.dot(spends["baseline"], base.member & base.exists))
+        if m.stores:  # the step's figures by home store (engine/stores.py)
+            K = len(m.stores)
+            for name, run in self.runs.items():
+                sc = self.scratch[name]
+                store = self.pop.store
+                members = run.member & run.exists if self.program_of(name, t) is not None else np.zeros(N, dtype=bool)
+                joined = getattr(sc, "joined", np.zeros(0, dtype=np.int64))
+                sc.by_store = np.stack([np.bincount(store, weights=spends[name], minlength=K),
+                                        np.bincount(store, weights=spends[name] * members, minlength=K),
+                                        np.bincount(store[joined], minlength=K).astype(float)], axis=1)
 
     def _enrolment(self, name: str, run: RunState, prog: CompiledProgram, t: int, bought_full: np.ndarray,
                    rec: dict[str, float]) -> None:
@@ -228,7 +238,7 @@ class ReferenceSimulation(Simulation):
         drive_masks: list[tuple[camp.CompiledDrive, np.ndarray]] = []
         if name == "design" and t >= self.launch_t:
             for d in self.active_drives:
-                tgt = d.target.mask(cand, run.segment, run.member, run.tier, self.pop.potential, run.recency)
+                tgt = d.target.mask(cand, run.segment, run.member, run.tier, self.pop.potential, run.recency, self.pop.store)
                 if d.channel < 0:
                     till += d.uplift * tgt
                     contacts = tgt & bought
@@ -239,6 +249,7 @@ class ReferenceSimulation(Simulation):
                 rec["enrolment_cost"] = rec.get("enrolment_cost", 0.0) + float(contacts.sum()) * d.cost_per_contact
         p = enrolment.join_probability(prog, h, bought, till, invitations)
         join = self.streams.uniform("enrolment", t, cand) < p
+        self.scratch[name].joined = cand[join]
         for d, contacts in drive_masks:
             rec["enrolment_cost"] = rec.get("enrolment_cost", 0.0) + float((join & contacts).sum()) * d.cost_per_enrolment
         self._enrol(run, prog, t, cand[join], rec)
@@ -296,8 +307,20 @@ class ReferenceSimulation(Simulation):
         for name, run in self.runs.items():
             outstanding = run.outstanding()
             run.close_month(t)
+            by_store = None
+            if self.market.stores:  # the close's counts by home store and code (engine/stores.py)
+                K, C = len(self.market.stores), min(len(self.market.channels), 8)
+                ex = run.exists
+                n = self.scratch[name].counts
+                group = (run.member & ex) * (1 + (run.reach.astype(np.int64) & ((1 << C) - 1)))
+                code = 2 * group + (n > 0)
+                W = 2 * (1 + 2 ** C)
+                st = self.pop.store.astype(np.int64)[ex]
+                by_store = np.zeros((K, W + 1), dtype=np.int64)
+                by_store[:, :W] = np.bincount(st * W + code[ex], minlength=K * W).reshape(K, W)
+                by_store[:, W] = np.bincount(st, weights=n[ex], minlength=K).astype(np.int64)
             self._record_close(name, run, t, int(outstanding.sum()), int((outstanding < 0).sum()),
-                               int((run.member & run.exists).sum()))
+                               int((run.member & run.exists).sum()), by_store)
         if self._progress is not None:
             self._progress(t)
 

@@ -6,9 +6,11 @@ NumPy description."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -42,6 +44,12 @@ def _same(fused: Simulation, ref: ReferenceSimulation) -> None:
         assert np.all(np.abs(xs - ys) <= 1e-9 * np.maximum(scale, 1.0)), (name, np.abs(xs - ys).max(axis=0))
         exact = [c for c in num if not any(k in c for k in ("revenue", "margin", "sales", "cost", "face"))]
         assert (x[exact].to_numpy() == y[exact].to_numpy()).all(), name
+    for x, y in ((a.stores_design, b.stores_design), (a.stores_baseline, b.stores_baseline)):
+        assert (x is None) == (y is None)
+        if x is not None:  # figures by home store: counts exactly, money to the order of summation
+            money = ["revenue", "member_revenue", "member_revenue_share"]
+            pd.testing.assert_frame_equal(x.drop(columns=money), y.drop(columns=money), check_exact=True)
+            pd.testing.assert_frame_equal(x[money], y[money], rtol=1e-9, atol=1e-6)
     assert np.array_equal(a.transitions_design, b.transitions_design)
     assert np.array_equal(a.transitions_baseline, b.transitions_baseline)
     assert a.events == b.events
@@ -290,8 +298,25 @@ def test_same_bits_whatever_the_number_of_threads(playbook, monkeypatch):
     (a, ra) = sims[0]
     for b, rb in sims[1:]:
         assert ra.design.equals(rb.design) and ra.baseline.equals(rb.baseline)
+        assert ra.stores_design.equals(rb.stores_design) and ra.stores_baseline.equals(rb.stores_baseline)
         assert np.array_equal(ra.transitions_design, rb.transitions_design)
         assert np.array_equal(ra.transitions_baseline, rb.transitions_baseline)
         for name in ("design", "baseline"):
             for field in STATE:
                 assert np.array_equal(getattr(a.runs[name], field), getattr(b.runs[name], field)), (name, field)
+
+
+def test_figures_by_store_are_the_same_bits_on_any_number_of_threads(monkeypatch):
+    """Over many tasks of blocks (more than kernels.TASK_BLOCKS blocks), the step's figures by
+    store, summed task by task, and the close's counts are the same on 1 and 3 threads."""
+    monkeypatch.setattr(kernels, "MIN_AGENTS_PER_THREAD", 500)
+    sc = resolve(PLAYBOOKS[1])
+    sc = dataclasses.replace(sc, playbook=sc.playbook.model_copy(update={"horizon_months": 8}))
+    agents = 3 * kernels.TASK_BLOCKS * kernels.BLOCK
+    reps = []
+    for n in (1, 3):
+        sim = Simulation(sc, agents=agents, seed=8)
+        sim.threads = n
+        reps.append(sim.run())
+    pd.testing.assert_frame_equal(reps[0].stores_design, reps[1].stores_design, check_exact=True)
+    pd.testing.assert_frame_equal(reps[0].stores_baseline, reps[1].stores_baseline, check_exact=True)

@@ -456,3 +456,22 @@ def test_parameter_values_have_three_digits_and_no_exponent(value, text):
     from simulator.reporting.figures import param_value
 
     assert param_value(value) == text
+
+
+def test_network_section_ranks_each_scenarios_stores_by_recruitment(report, study_dir):
+    """The shipped markets carry store networks: every scenario lists all its stores, ranked by
+    recruitment rate (highest first), with the figures of study.network_table."""
+    text = _section(report.read_text(encoding="utf-8"), "network")
+    study = S.load_study(study_dir)
+    for s in study.scenarios:
+        t = S.network_table(s)
+        assert t is not None and len(t) == len(s.stores["store"].unique())
+        rates = t["recruitment_rate"].to_numpy()
+        assert (rates[:-1] >= rates[1:]).all()
+        # the network's rate is the customer-weighted mean of the stores': index 1 on average
+        assert (t["recruitment_index"] * t["customers"]).sum() == pytest.approx(t["customers"].sum(), rel=1e-9)
+        assert f"<h3>{html.escape(s.id)}</h3>" in text
+        leader = t["store"].iloc[0]
+        assert "Leaders: " + leader in text
+    ranks = _column(text, "Rank")
+    assert len(ranks) == sum(len(S.network_table(s)) for s in study.scenarios)

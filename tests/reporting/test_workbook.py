@@ -24,7 +24,7 @@ from simulator.reporting.workbook import PCT, money, write_workbook
 from tests.reporting.test_report import PLAYBOOKS, shared_study
 
 SHEETS = ("Assumptions", "Summary", "Ranking", "Roll-up", "P&L by year", "IFRS 15 by year", "Monthly P&L", "Liability",
-          "Sensitivity", "Optimisation")
+          "Sensitivity", "Optimisation", "Network")
 TAXED = "us_points_tiers"  # fiscal years from April, 25 % tax
 ZERO = 1e-3  # a check formula's value: zero to float rounding on amounts up to ~1e9
 
@@ -422,3 +422,16 @@ def test_workbook_is_byte_identical(study_dir, xlsx, tmp_path):
     assert again.read_bytes() == xlsx.read_bytes()
     props = openpyxl.load_workbook(again).properties
     assert props.created == props.modified and props.created.year == 2000
+
+
+def test_network_sheet_lists_the_stores_of_every_scenario(wb, study):
+    header, rows = _table(wb["Network"])
+    assert [h for h, _ in sorted(header.items(), key=lambda kv: kv[1])][:5] == ["Scenario", "Market", "Currency", "Rank",
+                                                                               "Store"]
+    for s in study.scenarios:
+        t = S.network_table(s)
+        mine = [r for r in rows if r[header["Scenario"]].value == s.id]
+        assert [r[header["Store"]].value for r in mine] == list(t["store"])
+        assert [r[header["Recruitment rate"]].value for r in mine] == pytest.approx(list(t["recruitment_rate"]))
+        assert [r[header["Incremental revenue (local currency)"]].value for r in mine] == pytest.approx(
+            list(t["incremental_revenue"]))

@@ -14,7 +14,17 @@ each segment carries one stage and one band, declared in the market file or deri
 segment is ``lapsed``, others ``active``; bands are thirds of the base by expected spend), so
 these are sets of segments like ``segments`` and work on any market -- its potential band is
 listed, its months since the last purchase are at least ``inactive_months`` (and
-``recency.min``) and at most ``recency.max``, and its membership and tier match.
+``recency.min``) and at most ``recency.max``, its membership and tier match, and its home
+store is among the target's ``stores`` (markets with a store network).
+
+Store-staff enrolment challenges (``Playbook.staff_challenges``) are at-the-till enrolment
+drives aimed at the customers of the chosen stores: during the challenge a purchasing
+non-member of those stores joins with probability min(1, h_i (1 + uplift)) instead of
+min(1, h_i) (equation in :mod:`simulator.engine.mechanisms.enrolment`), the staff are paid
+``cost_per_enrolment`` for every customer who joins in those stores during the challenge, and
+the ``cost`` is paid in its first month; both go into the month's enrolment cost. Staff
+incentives are how retailers recruit at the till; the uplift is the playbook's assumption (no
+published study in the project's notes measures it).
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from simulator.engine.compiled import CompiledMarket, CENTI
-from simulator.specs.playbook import Campaign, EnrolmentDrive, Target
+from simulator.specs.playbook import Campaign, EnrolmentDrive, StaffChallenge, Target
 
 POTENTIAL = {"low": 0, "medium": 1, "high": 2}
 
@@ -37,6 +47,7 @@ class CompiledTarget:
     members: int                    # 0 any, 1 members, 2 non-members
     inactive_months: int            # at least this many months since the last purchase (0: no bound)
     recent_months: int = -1         # at most this many months since the last purchase (-1: no bound)
+    stores: np.ndarray | None = None  # [K] bool: home stores taken (None: any)
 
     @classmethod
     def from_spec(cls, t: Target, market: CompiledMarket, tier_names: tuple[str, ...]) -> "CompiledTarget":
@@ -48,10 +59,11 @@ class CompiledTarget:
             members = 1
         low = max(t.inactive_months, t.recency.min if t.recency is not None else 0)
         high = t.recency.max if t.recency is not None and t.recency.max is not None else -1
-        return cls(segs, tiers, pot, members, low, high)
+        stores = np.isin(np.array(market.stores, dtype=object), list(t.stores)) if t.stores else None
+        return cls(segs, tiers, pot, members, low, high, stores)
 
     def mask(self, idx: np.ndarray | None, segment: np.ndarray, member: np.ndarray, tier: np.ndarray,
-             potential: np.ndarray, recency: np.ndarray) -> np.ndarray:
+             potential: np.ndarray, recency: np.ndarray, store: np.ndarray | None = None) -> np.ndarray:
         """Targeted agents among ``idx`` (None: the whole population; arrays are full-population)."""
         if idx is None:
             idx = slice(None)
@@ -72,6 +84,8 @@ class CompiledTarget:
             m &= recency[idx] >= self.inactive_months
         if self.recent_months >= 0:
             m &= recency[idx] <= self.recent_months
+        if self.stores is not None and store is not None and store.shape[0]:
+            m &= self.stores[store[idx]]
         return m
 
 
@@ -129,6 +143,12 @@ def compile_campaign(c: Campaign, start: int, market: CompiledMarket, tiers: tup
 def compile_drive(d: EnrolmentDrive, start: int, market: CompiledMarket, tiers: tuple[str, ...]) -> CompiledDrive:
     return CompiledDrive(d.name, start, start + d.months, d.uplift, _channel(market, d.channel),
                          CompiledTarget.from_spec(d.target, market, tiers), d.cost, d.cost_per_contact, d.cost_per_enrolment)
+
+
+def compile_challenge(ch: StaffChallenge, start: int, market: CompiledMarket) -> CompiledDrive:
+    """A store-staff enrolment challenge as an at-the-till drive aimed at its stores' customers."""
+    target = CompiledTarget(None, None, None, 0, 0, -1, np.isin(np.array(market.stores, dtype=object), list(ch.stores)))
+    return CompiledDrive(ch.name, start, start + ch.months, ch.uplift, -1, target, ch.cost, 0.0, ch.cost_per_enrolment)
 
 
 def reached(channel: int, idx: np.ndarray | None, reach: np.ndarray) -> np.ndarray:

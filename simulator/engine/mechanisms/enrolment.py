@@ -5,12 +5,16 @@ month t with probability
 
     p_i = 1 - (1 - h_i * (base + sum of at-till drive uplifts reaching i) * [n_i > 0])
               * prod over e-mail/app/sms drives reaching i of (1 - h_i * uplift)
-    h_i = enrolment_propensity_s * w_i * f_i
+    h_i = enrolment_propensity_s * e_k * w_i * f_i
 
 * ``w_i = m_i^beta_s / E[m^beta_s]`` is self-selection: heavier buyers join first
   (Meyer-Waarden 2007; Liu 2007); beta_s = ``self_selection`` (0 = no selection).
 * ``f_i = exp(-fee_sensitivity_s * annual fee / expected annual spend_i)`` for a paid program
   (1 otherwise): the fee weighs less on heavy buyers, which strengthens self-selection.
+* ``e_k`` is the ``enrolment`` multiplier of the customer's home store k (1 without a store
+  network): staff who offer the program at the till recruit more, and store networks follow
+  each store's recruitment rate against the network's for that reason. A staff challenge
+  (:mod:`simulator.engine.mechanisms.campaigns`) is an at-till drive in its stores.
 * ``base`` is 1, or 0 for an invitation-only program (drives only).
 
 Automatic programs enrol every identified, eligible customer at their first purchase after
@@ -53,8 +57,12 @@ def hazard(program: CompiledProgram, pop: Population, market: CompiledMarket, se
            self_selection: bool) -> np.ndarray:
     """``h_i`` of the module docstring, for agents ``idx``."""
     s = segment[idx]
-    return (market.response["enrolment_propensity"][s] * selection_weight(pop, market, segment, idx, self_selection)
-            * fee_factor(program, pop, market, segment, idx))
+    h = market.response["enrolment_propensity"][s]  # a new array: multiplied in place (fewer temporaries)
+    if market.stores:
+        h *= market.store_enrol[pop.store[idx]]
+    h *= selection_weight(pop, market, segment, idx, self_selection)
+    h *= fee_factor(program, pop, market, segment, idx)
+    return h
 
 
 def candidates(program: CompiledProgram, pop: Population, exists: np.ndarray, member: np.ndarray, segment: np.ndarray) -> np.ndarray:
