@@ -33,6 +33,11 @@ PROCESS = SyntheticProcess(r=0.8, alpha=1.6, a=2.0, b=5.0, rho=0.05)
 ROWS_PER_CUSTOMER = 4.92
 
 
+#: Customers drawn at once: a larger log is written in chunks of this many customers (each
+#: chunk its own seed and id prefix), so that drawing 100 million rows does not hold them all.
+CHUNK_CUSTOMERS = 2_000_000
+
+
 def write_log(rows: int, months: int, fmt: str, folder: Path, seed: int) -> tuple[Path, int, int, float]:
     import pyarrow as pa
     import pyarrow.csv as pcsv
@@ -40,14 +45,27 @@ def write_log(rows: int, months: int, fmt: str, folder: Path, seed: int) -> tupl
 
     n = max(100, int(round(rows / ROWS_PER_CUSTOMER)))
     t0 = time.perf_counter()
-    frame = synthetic_log(n, months, process=PROCESS, seed=seed)
-    table = pa.Table.from_pandas(frame.assign(date=frame["date"].dt.strftime("%Y-%m-%d")), preserve_index=False)
-    path = folder / f"log_{len(frame)}.{fmt}"
-    if fmt == "csv":
-        pcsv.write_csv(table, path)
-    else:
-        pq.write_table(table, path)
-    return path, n, len(frame), time.perf_counter() - t0
+    chunks = [(n, seed, "c")] if n <= CHUNK_CUSTOMERS else [
+        (min(CHUNK_CUSTOMERS, n - lo), seed * 1000 + k, f"c{k:03d}_") for k, lo in enumerate(range(0, n, CHUNK_CUSTOMERS))]
+    path = folder / f"log_{rows}.{fmt}"
+    writer = None
+    got = 0
+    try:
+        for size, chunk_seed, prefix in chunks:
+            frame = synthetic_log(size, months, process=PROCESS, seed=chunk_seed, id_prefix=prefix)
+            got += len(frame)
+            table = pa.Table.from_pandas(frame.assign(date=frame["date"].dt.strftime("%Y-%m-%d")), preserve_index=False)
+            del frame
+            if writer is None:
+                writer = pcsv.CSVWriter(path, table.schema) if fmt == "csv" else pq.ParquetWriter(path, table.schema)
+            writer.write_table(table)
+            del table
+    finally:
+        if writer is not None:
+            writer.close()
+    final = folder / f"log_{got}.{fmt}"
+    path.rename(final)
+    return final, n, got, time.perf_counter() - t0
 
 
 CHILD = r"""
@@ -58,6 +76,7 @@ import simulator.calibration.pipeline as pipe
 from simulator.calibration.pipeline import LogSource, calibrate_file
 
 spent = {}
+peak = {}  # the process's peak resident memory (GiB) when each step first ended: which step set it
 def timed(module, name, label):
     f = getattr(module, name)
     def wrapper(*a, **k):
@@ -66,6 +85,7 @@ def timed(module, name, label):
             return f(*a, **k)
         finally:
             spent[label] = spent.get(label, 0.0) + time.perf_counter() - t0
+            peak.setdefault(label, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2)
     setattr(module, name, wrapper)
 
 timed(LogSource, "read", "read")
@@ -80,7 +100,7 @@ t0 = time.perf_counter()
 done = calibrate_file(LogSource(Path(path)), out, currency="EUR", gross_margin=0.3, force=True)
 wall = time.perf_counter() - t0
 m = done.calibrated.diagnostics.model
-print(json.dumps({"wall": wall, "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "spent": spent,
+print(json.dumps({"wall": wall, "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "spent": spent, "peak": peak,
                   "model": None if m is None else m.params(), "customers": done.calibrated.market.customers}))
 """
 
@@ -120,6 +140,8 @@ def main() -> None:
             steps = ", ".join(f"{k} {v:.1f}" for k, v in r["spent"].items())
             print(f"{got:>12,} {n:>11,} {draw:>7.1f} {r['process_s']:>10.1f} {r['wall']:>12.1f} "
                   f"{r['peak_kb'] / 1024 ** 2:>8.2f}  {steps}", flush=True)
+            print(" " * 13 + "peak GiB when each step first ended: "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in r["peak"].items()), flush=True)
             rows_fit.append((got, r["model"]))
     print("fitted (true: " + ", ".join(f"{k}={getattr(PROCESS, k)}" for k in ("r", "alpha", "a", "b", "rho")) + ")")
     for got, model in rows_fit:

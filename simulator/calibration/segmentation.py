@@ -230,30 +230,57 @@ def monthly_panel(log: TransactionLog | pd.DataFrame, end: str | pd.Timestamp | 
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
     row = rank[codes]
-    day = days[mask]
-    amount = frame["amount"].to_numpy(dtype=np.float64)[mask]
+    del codes, rank
+    day = days[mask] if not mask.all() else days
+    del days
+    amount = frame["amount"].to_numpy(dtype=np.float64)
+    amount = amount[mask] if not mask.all() else amount
+    del mask
     # one transaction per customer-day (a log read with merge_same_day=False is merged here)
     d0 = day.min()
     span = int((day.max() - d0).astype(np.int64)) + 1
-    key = row * span + (day - d0).astype(np.int64)
+    key = row * span
+    key += (day - d0).astype(np.int64)
+    del row, day
     if len(key) > 1 and bool(np.all(key[1:] >= key[:-1])):
         # already in customer-day order (a cleaned log usually is): runs of equal keys, no sort
         new = np.r_[True, key[1:] != key[:-1]]
-        ukey = key[new]
-        amount = np.add.reduceat(amount, np.flatnonzero(new)) if not new.all() else amount
+        if not new.all():
+            ukey = key[new]
+            amount = np.add.reduceat(amount, np.flatnonzero(new))
+        else:
+            ukey = key
+        del new
     else:
         ukey, pos = np.unique(key, return_inverse=True)
         amount = np.bincount(pos, weights=amount, minlength=len(ukey))
+        del pos
+    del key
     row = ukey // span
     day = d0 + (ukey % span).astype("timedelta64[D]")
+    del ukey
     month = day.astype("datetime64[M]")
     first_m = month.min()
     months = pd.period_range(pd.Timestamp(first_m).to_period("M"), stop.to_period("M"), freq="M")
     col = (month - first_m).astype(np.int64)
+    del month
     n, T = len(customers), len(months)
-    flat = row * T + col
-    counts = np.bincount(flat, minlength=n * T).astype(np.int32).reshape(n, T)   # a month holds < 2^31 purchases
-    spend = np.bincount(flat, weights=amount, minlength=n * T).reshape(n, T)
+    flat = row * T
+    flat += col
+    # keys are sorted, so ``flat`` is too: each customer-month is a run of equal cells. Counts
+    # are the runs' lengths and spend their sums, in row order as a bincount over the whole
+    # n x T grid would add them, without that grid's int64 counts and per-row cell numbers
+    runs = np.flatnonzero(np.r_[True, flat[1:] != flat[:-1]])
+    cells = flat[runs]
+    run_of = np.cumsum(np.r_[True, flat[1:] != flat[:-1]], dtype=np.int64)
+    run_of -= 1
+    del flat
+    counts = np.zeros(n * T, dtype=np.int32)  # a month holds < 2^31 purchases
+    counts[cells] = np.diff(np.r_[runs, len(run_of)]).astype(np.int32)
+    spend = np.zeros(n * T)
+    spend[cells] = np.bincount(run_of, weights=amount, minlength=len(runs))
+    del run_of, runs, cells
+    counts, spend = counts.reshape(n, T), spend.reshape(n, T)
     # keys are sorted by customer then day: each customer's first row is its first day
     starts = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
     first_date = day[starts]
