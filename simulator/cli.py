@@ -169,7 +169,20 @@ def run(
     except InputErrors as exc:
         _fail(exc)
     typer.echo(summary_text(summary), nl=False)
+    _pilot_readout(out, scenario.market.currency)
     typer.echo(f"results: {out}")
+
+
+def _pilot_readout(out: Path, currency: str) -> None:
+    """A pilot run's readout against matched control stores (its pilot.csv), when it has one."""
+    if (out / "pilot.csv").is_file():
+        import pandas as pd
+
+        from simulator.pilot import readout_lines, readout_summary
+
+        typer.echo("")
+        for line in readout_lines(readout_summary(pd.read_csv(out / "pilot.csv")), currency):
+            typer.echo(line)
 
 
 @app.command(short_help="The best design under finance's constraints (Optuna search).")
