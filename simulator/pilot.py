@@ -396,10 +396,11 @@ def recommend(table: pd.DataFrame, target: float) -> dict[str, Any] | None:
             for k in POWER_COLUMNS}
 
 
-def analytic_power(effect: float, sigma: float, n: int, alpha: float = 0.05) -> float:
+def analytic_power(effect: float, sigma: float, n: int, alpha: float = 0.05, df: float | None = None) -> float:
     """Power of the two-sided two-sample t-test with ``n`` units a group, the effect and a
-    common standard deviation sigma (Cohen 1988): non-central t, 2n - 2 degrees of freedom."""
-    df = 2 * n - 2
+    common standard deviation sigma (Cohen 1988): non-central t, ``df`` degrees of freedom
+    (default Student's 2n - 2; Welch's are between n - 1 and 2n - 2)."""
+    df = 2 * n - 2 if df is None else df
     nc = effect / (sigma * np.sqrt(2.0 / n))
     tc = stats.t.ppf(1 - alpha / 2, df)
     return float(stats.nct.sf(tc, df, nc) + stats.nct.cdf(-tc, df, nc))
