@@ -272,7 +272,7 @@ def pilot(
     workers: Workers = None,
     scheduler: Scheduler = None,
 ) -> None:
-    """Before a pilot: which stores, how many and for how long to detect the design's effect on revenue per customer. For each number of stores k and duration d, simulate many pilots of the design in k stores drawn at random, each read against matched control stores (nearest neighbours on the months before launch) with a Welch test at level --alpha; power is the share of pilots that detect the effect. Writes power.csv (power, its standard error, the mean estimated and the true effect), power.png and a manifest; prints the smallest pilot (stores x months) reaching --power. Equations: docs/model.md, "Pilots by store".
+    """Before a pilot: which stores, how many and for how long to detect the design's effect on revenue per customer. For each number of stores k and duration d, simulate many pilots of the design in k stores drawn at random, each read against matched control stores (nearest neighbours on the months before launch) with a Welch test at level --alpha; power is the share of pilots that detect the effect. Writes power.csv (power, its standard error, the mean estimated and the true effect), power.png and a manifest; prints the smallest pilot (stores x months) reaching --power. Equations: docs/model.md, "Pilots by store: the readout against matched controls, and power".
 
     Examples:
 
