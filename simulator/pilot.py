@@ -25,7 +25,7 @@ them, the store's enrolment multiplier; each is standardised over the network,
 z_kf = (x_kf - mean_f) / sd_f, the distance is Euclidean, ||z_p - z_c||, and the pairs
 minimise the sum of the distances over all one-to-one assignments (the Hungarian algorithm,
 ``scipy.optimize.linear_sum_assignment``). It needs at least as many stores outside the
-pilot as in it.
+pilot as in it: a pilot in more than half the stores has no readout.
 
 The estimate: a difference in differences at store level (Card & Krueger 1994; with every
 pilot store starting the same month, the two-group, two-period case of Callaway &
@@ -223,11 +223,14 @@ def _enrolment(scenario) -> dict[str, float] | None:
 
 
 def run_readout(result, alpha: float = 0.05) -> pd.DataFrame | None:
-    """pilot.csv of a run whose playbook pilots the design (None otherwise): one row per
+    """pilot.csv of a run whose playbook pilots the design (None otherwise, and when fewer
+    stores are outside the pilot than in it: no control store for each): one row per
     replication, :data:`READOUT_COLUMNS`, the readout over every month after launch."""
     sc = result.scenario
     pb = sc.playbook
     if pb.pilot is None or not pb.pilot.stores or not result.replications or result.replications[0].stores_design is None:
+        return None
+    if 2 * len(set(pb.pilot.stores)) > len(sc.market.stores.stores):
         return None
     pre = months_before_launch(pb.start, pb.launch)
     rows = []

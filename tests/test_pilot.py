@@ -105,8 +105,10 @@ def test_without_months_before_launch_the_readout_is_against_the_baseline_run():
     assert np.allclose(table["estimate"], table["true_effect"], atol=0.25 * table["true_effect"].abs().max())
 
 
-def test_a_run_without_a_pilot_has_no_readout():
+def test_a_run_without_a_pilot_or_without_enough_control_stores_has_no_readout():
     assert P.run_readout(simulate(resolve(PLAYBOOK), agents=500, seed=1, replications=1)) is None
+    sc = P.pilot_scenario(strong(4), ("s00", "s01", "s02"), pre_months=1, months=2)  # 1 store left for 3
+    assert P.run_readout(simulate(sc, agents=500, seed=1, replications=1)) is None
 
 
 # ----------------------------------------------------------------------------- power
