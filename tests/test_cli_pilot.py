@@ -59,7 +59,8 @@ def test_the_same_seed_gives_the_same_table_on_two_workers(power_dir, tmp_path):
     again = tmp_path / "again"
     res = cli("pilot", "--playbook", PLAYBOOK, *SMALL[:-1], "2", "--out", str(again))
     assert res.returncode == 0, res.stderr
-    assert (again / "power.csv").read_bytes() == (out / "power.csv").read_bytes()
+    for f in ("power.csv", "readouts.csv", "power.png"):
+        assert (again / f).read_bytes() == (out / f).read_bytes(), f
 
 
 def test_refuses_to_overwrite_without_force(power_dir):

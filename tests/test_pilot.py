@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 
 from simulator import pilot as P
-from simulator.executor import Executor
 from simulator.runner import simulate
 from simulator.scenario import Scenario, resolve
 from simulator.specs.market import Store, StoreNetwork
@@ -157,13 +156,3 @@ def test_simulated_power_agrees_with_the_two_sample_t_test():
         checked.append((d, student))
     # the check covers no effect (the first month: nobody has joined yet, power = alpha) and some
     assert checked[0][1] == pytest.approx(0.05) and checked[-1][1] > 0.2, checked
-
-
-def test_power_is_the_same_on_one_and_two_workers():
-    sc = strong(8)
-    kw = dict(stores=[2, 3], months=[1, 2], replications=3, seed=8, agents=800, pre_months=2)
-    one = P.power_study(sc, **kw)
-    with Executor(2) as ex:
-        two = P.power_study(sc, executor=ex, **kw)
-    pd.testing.assert_frame_equal(one.readouts, two.readouts)
-    pd.testing.assert_frame_equal(one.table, two.table)
