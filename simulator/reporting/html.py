@@ -507,7 +507,8 @@ def _pilot(ro: dict, currency: str) -> str:
 def _network(study: Study) -> str:
     """Stores ranked by recruitment against the network's, leaders and laggards, and the
     program's incremental revenue by store (S.network_table), for each scenario whose market
-    has a store network."""
+    has a store network; for a pilot by store, its readout against matched control stores
+    beside the true effect (S.pilot_readout)."""
     out = ['<section id="network"><h2>Network</h2>']
     tables = [(s, S.network_table(s)) for s in study.ranked_scenarios]
     tables = [(s, t) for s, t in tables if t is not None]
