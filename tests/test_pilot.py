@@ -156,3 +156,19 @@ def test_simulated_power_agrees_with_the_two_sample_t_test():
         checked.append((d, student))
     # the check covers no effect (the first month: nobody has joined yet, power = alpha) and some
     assert checked[0][1] == pytest.approx(0.05) and checked[-1][1] > 0.2, checked
+
+
+def test_candidates_share_their_stores_and_customers():
+    """Common random numbers across candidates: replication r's 2-store pilot's stores are its
+    4-store pilot's first two, and both run on the same customers (the same baseline months,
+    bit for bit, and the same design months in the stores outside both pilots)."""
+    from simulator.executor import Task
+
+    sc = strong(8)
+    names = [s.name for s in sc.market.stores.stores]
+    order = P.store_order(names, 6, 1)
+    assert sorted(order) == sorted(names) and order != P.store_order(names, 6, 2)
+    runs = {k: P.pilot_task(Task(P.pilot_scenario(sc, order[:k], pre_months=2, months=3), 1_000, 6, 1)) for k in (2, 4)}
+    pd.testing.assert_frame_equal(runs[2][1], runs[4][1])
+    outside = runs[2][0]["store"].isin(order[4:])
+    pd.testing.assert_frame_equal(runs[2][0][outside], runs[4][0][outside])
