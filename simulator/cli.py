@@ -169,7 +169,20 @@ def run(
     except InputErrors as exc:
         _fail(exc)
     typer.echo(summary_text(summary), nl=False)
+    _pilot_readout(out, scenario.market.currency)
     typer.echo(f"results: {out}")
+
+
+def _pilot_readout(out: Path, currency: str) -> None:
+    """A pilot run's readout against matched control stores (its pilot.csv), when it has one."""
+    if (out / "pilot.csv").is_file():
+        import pandas as pd
+
+        from simulator.pilot import readout_lines, readout_summary
+
+        typer.echo("")
+        for line in readout_lines(readout_summary(pd.read_csv(out / "pilot.csv")), currency):
+            typer.echo(line)
 
 
 @app.command(short_help="The best design under finance's constraints (Optuna search).")
@@ -229,6 +242,72 @@ def optimise(
             typer.echo(f"binding: {b['constraint']} ({b['side']} {b['bound']:g}): relaxing it by {b['relaxed_by']:g} "
                        f"gains {b['objective_gain']:,.0f} {cur}, {b['marginal_objective_per_unit']:,.4g} {cur} per unit "
                        f"({b['method']})")
+    typer.echo(f"results: {out}")
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    """``4,8,16`` as [4, 8, 16]; anything else is one line of bad input."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values:
+        raise InputErrors.one("(command line)", f"{text!r} is not a list of whole numbers (expected e.g. 4,8,16)", field=option)
+    return values
+
+
+@app.command(short_help="Size a pilot by store: how many stores, how long (simulated power).")
+def pilot(
+    playbook: Path = typer.Option(..., "--playbook", help="Playbook whose design to pilot (baseline 'none'; its market needs a store network). Its own pilot: section, if any, is replaced by each candidate's stores."),
+    out: Path = typer.Option(..., "--out", help="Directory for power.csv, power.png, readouts.csv, summary.txt and manifest.json (refused if it exists, unless --force)."),
+    stores: str = typer.Option("4,8,16", "--stores", help="Numbers of pilot stores to try, comma-separated (each at least 2 and at most half the network: every pilot store gets its own matched control store)."),
+    months: str = typer.Option("3,6,12", "--months", help="Pilot durations to try, in months after launch, comma-separated."),
+    pre_months: int = typer.Option(6, "--pre-months", min=1, help="Months observed before launch: the stores are matched on them and the readout is a difference in differences against them."),
+    replications: int = typer.Option(200, "--replications", min=2, help="Simulated pilots per number of stores (each covers every duration); the power's standard error is at most 0.5/sqrt(replications)."),
+    alpha: float = typer.Option(0.05, "--alpha", min=0.0001, max=0.5, help="Level of the two-sided Welch test of the pilot stores' change against their controls'."),
+    power: float = typer.Option(0.8, "--power", min=0.01, max=0.999, help="Target power: the recommendation is the candidate with the fewest store-months reaching it."),
+    agents: int = typer.Option(20_000, "--agents", min=100, help="Simulated customers in the market (each store gets its share of them): the stores' noise is the noise of this many customers, so fewer agents than the market's customers understate power."),
+    seed: int = typer.Option(1, "--seed", min=0, help="Seed: the same seed and inputs give identical outputs on any number of workers."),
+    force: Force = False,
+    workers: Workers = None,
+    scheduler: Scheduler = None,
+) -> None:
+    """Before a pilot: which stores, how many and for how long to detect the design's effect on revenue per customer. For each number of stores k and duration d, simulate many pilots of the design in k stores drawn at random, each read against matched control stores (nearest neighbours on the months before launch) with a Welch test at level --alpha; power is the share of pilots that detect the effect. Writes power.csv (power, its standard error, the mean estimated and the true effect), power.png and a manifest; prints the smallest pilot (stores x months) reaching --power. Equations: docs/model.md, "Pilots by store: the readout against matched controls, and power".
+
+    Examples:
+
+    \b
+    loyalty-sim pilot --playbook markets/france/premium_club_pilot.yaml \\
+        --out runs/pilot-fr
+    loyalty-sim pilot --playbook markets/france/premium_club_pilot.yaml \\
+        --stores 4,8,16 --months 3,6,12 --replications 400 --agents 50000 \\
+        --out runs/pilot-fr --force
+    """
+    from simulator import pilot as P
+    from simulator.output import check_destination
+    from simulator.scenario import resolve
+
+    try:
+        check_destination(out, force)
+        ks, ds = _int_list(stores, "--stores"), _int_list(months, "--months")
+        scenario = resolve(playbook)
+        P.check_scenario(scenario, str(playbook))
+        problems = P.candidates_check(len(scenario.market.stores.stores), ks, ds)
+        if problems:
+            raise InputErrors.one("(command line)", problems[0].split(": ", 1)[1], field=problems[0].split(": ", 1)[0])
+        _warn(scenario.warnings)
+        arguments = {"playbook": str(playbook), "stores": sorted(set(ks)), "months": sorted(set(ds)),
+                     "pre_months": pre_months, "replications": replications, "alpha": alpha, "power": power,
+                     "agents": agents, "seed": seed}
+        with _progress(len(set(ks)) * replications, f"pilot {scenario.playbook.name}", "pilots") as tick, \
+                _executor(workers, scheduler, out) as ex:
+            study = P.power_study(scenario, stores=ks, months=ds, replications=replications, seed=seed, agents=agents,
+                                  pre_months=pre_months, alpha=alpha, target=power, executor=ex, progress=tick)
+        lines = P.write_power(study, scenario, out, force=force, arguments=arguments)
+    except InputErrors as exc:
+        _fail(exc)
+    for line in lines:
+        typer.echo(line)
     typer.echo(f"results: {out}")
 
 

@@ -17,6 +17,9 @@ Files of a run directory (documented in README):
 ``stores.parquet``          markets with a store network: one row per (scenario, store, month),
                             scenario in design / baseline / difference, mean over replications
                             (:mod:`simulator.engine.stores`)
+``pilot.csv``               playbooks with a pilot by store: the pilot read against matched
+                            control stores, one row per replication, with the true effect
+                            (:mod:`simulator.pilot`)
 ``events.csv``              the calendar's event log of replication 0
 ``manifest.json``           inputs and their SHA-256, resolved parameters, version, seed,
                             agents, replications, and the SHA-256 of every output file
@@ -34,7 +37,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from simulator import __version__
+from simulator import __version__, pilot
 from simulator.engine.simulation import Simulation
 from simulator.executor import Executor, tasks_for
 from simulator.errors import InputError, InputErrors
@@ -45,6 +48,8 @@ from simulator.scenario import Scenario, resolve, sha256, with_design
 
 #: Written when the market has a store network.
 STORE_FILE = "stores.parquet"
+#: Written when the playbook pilots the design in some stores.
+PILOT_FILE = "pilot.csv"
 RESULT_FILES = ("summary.json", "summary.txt", "monthly.csv", "monthly.parquet", "monthly_replications.parquet", "events.csv",
                 "pnl_by_year.csv", "ifrs15_by_year.csv")
 
@@ -216,6 +221,10 @@ def write_run(result: RunResult, out: str | Path, *, force: bool) -> dict[str, A
         if by_store is not None:
             by_store.to_parquet(tmp / STORE_FILE, index=False)
             files += (STORE_FILE,)
+        readout = pilot.run_readout(result)
+        if readout is not None:
+            readout.to_csv(tmp / PILOT_FILE, index=False, float_format="%.10g")
+            files += (PILOT_FILE,)
         man["outputs"] = {f: hashlib.sha256((tmp / f).read_bytes()).hexdigest() for f in files}
         (tmp / "manifest.json").write_text(_json(man), encoding="utf-8")
     return summary

@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from simulator.cli import app
 
-COMMANDS = ("validate", "reference", "run", "reproduce", "compare", "demo", "calibrate", "backtest", "optimise")
+COMMANDS = ("validate", "reference", "run", "reproduce", "compare", "demo", "calibrate", "backtest", "optimise", "pilot")
 
 
 @pytest.mark.parametrize("command", COMMANDS)

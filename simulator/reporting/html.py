@@ -481,10 +481,34 @@ def _optimisation(study: Study) -> str:
     return section_html(study.optimisation)
 
 
+def _pilot(ro: dict, currency: str) -> str:
+    """A pilot read against matched control stores beside the true effect (simulator.pilot)."""
+    est, bias = ro["estimate"], ro["bias"]
+    lo, hi = ro["analyst_interval"]
+    honest = (bias["lo"] is not None and bias["lo"] <= 0 <= bias["hi"])
+    out = [f"<h4>Pilot readout</h4><p>The design runs in {len(ro['pairs'])} stores; each is read against a control "
+           f"store matched on the {'months before launch' if ro['pre_months'] else 'baseline run'} (customers, revenue "
+           f"per customer, enrolment multiplier; nearest neighbours without replacement), by a {e(ro['method'])}, over "
+           f"the {ro['months']} months after launch. Estimated effect on revenue per customer-month: "
+           f"<b>{est['mean']:+,.3f} {e(currency)}</b> (P10 {est['p10']:+,.3f}, P90 {est['p90']:+,.3f} over "
+           f"{ro['replications']} replication(s); replication 0's 95% interval {lo:+,.3f} to {hi:+,.3f}). "
+           f"True effect (design minus baseline on the pilot stores' customers): <b>{ro['true_effect']:+,.3f} "
+           f"{e(currency)}</b>; bias {bias['mean']:+,.3f}"
+           + (f" (95% {bias['lo']:+,.3f} to {bias['hi']:+,.3f})" if bias["lo"] is not None else "")
+           + f"; the readout's interval holds the true effect in {pct(ro['coverage'])} of replications. "
+           + ("The readout is honest here: its bias is zero within its interval." if honest else
+              ("The readout's bias is not zero within its interval: a pilot read this way would mislead."
+               if bias["lo"] is not None else "One replication: run more to judge the readout's bias."))
+           + "</p>"]
+    out.append(table(["Pilot store", "Matched control store"], [[e(p), e(c)] for p, c in ro["pairs"]]))
+    return "\n".join(out)
+
+
 def _network(study: Study) -> str:
     """Stores ranked by recruitment against the network's, leaders and laggards, and the
     program's incremental revenue by store (S.network_table), for each scenario whose market
-    has a store network."""
+    has a store network; for a pilot by store, its readout against matched control stores
+    beside the true effect (S.pilot_readout)."""
     out = ['<section id="network"><h2>Network</h2>']
     tables = [(s, S.network_table(s)) for s in study.ranked_scenarios]
     tables = [(s, t) for s, t in tables if t is not None]
@@ -507,6 +531,9 @@ def _network(study: Study) -> str:
         out.append(table(["Rank", "Store", "Customers", "New members", "Recruitment rate", "Index (network = 1)",
                           "Members at the end", "Member revenue share", f"Incr. revenue ({s.currency})",
                           f"Incr. revenue per customer ({s.currency})"], rows, num_from=2))
+        ro = S.pilot_readout(s)
+        if ro is not None:
+            out.append(_pilot(ro, s.currency))
     out.append("<p class=note>From each run's stores.parquet (means over replications): customers whose home store "
                "it is; the member revenue share in the last month; incremental = design minus baseline on the same "
                "customers.</p></section>")

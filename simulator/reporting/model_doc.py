@@ -23,6 +23,7 @@ SECTIONS = (
     ("Paid membership", "simulator.engine.mechanisms.fees"),
     ("Segment transitions", "simulator.engine.mechanisms.transitions"),
     ("The store network and pilots by store", "simulator.engine.stores"),
+    ("Pilots by store: the readout against matched controls, and power", "simulator.pilot"),
     ("The points ledger", "simulator.engine.state"),
     ("Points liability (IFRS 15)", "simulator.finance.ifrs15"),
     ("The obligation left at the horizon", "simulator.finance.obligation"),

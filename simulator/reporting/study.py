@@ -237,6 +237,7 @@ class ScenarioRun:
     monthly: pd.DataFrame
     replications: pd.DataFrame
     stores: pd.DataFrame | None = None  # stores.parquet of a market with a store network
+    pilot: pd.DataFrame | None = None  # pilot.csv of a playbook piloting its design in some stores
 
     # ---- summary access
     @property
@@ -450,6 +451,7 @@ def _load_scenario(study_dir: Path, i: int, spec: dict[str, Any], reporting_curr
     monthly = pd.read_parquet(run_dir / "monthly.parquet")
     reps = pd.read_parquet(run_dir / "monthly_replications.parquet")
     stores = pd.read_parquet(run_dir / "stores.parquet") if (run_dir / "stores.parquet").is_file() else None
+    pilot = pd.read_csv(run_dir / "pilot.csv") if (run_dir / "pilot.csv").is_file() else None
     return ScenarioRun(
         id=sid, dir=run_dir,
         playbook=str(spec.get("playbook") or (manifest.get("arguments") or {}).get("playbook") or ""),
@@ -458,6 +460,7 @@ def _load_scenario(study_dir: Path, i: int, spec: dict[str, Any], reporting_curr
         market=str(spec.get("market") or summary.get("market") or ""),
         currency=currency, fx_to_reporting=float(fx),
         summary=summary, manifest=manifest, monthly=monthly, replications=reps, stores=stores,
+        pilot=pilot,
     )
 
 
@@ -503,6 +506,16 @@ def network_table(s: ScenarioRun) -> pd.DataFrame | None:
     out = out[list(NETWORK_COLUMNS)].copy()
     out.attrs["network_rate"] = network  # the network's recruitment rate
     return out
+
+
+def pilot_readout(s: ScenarioRun) -> dict[str, Any] | None:
+    """A pilot's readout against matched control stores over the replications
+    (:func:`simulator.pilot.readout_summary` of the run's pilot.csv); None without a pilot."""
+    if s.pilot is None or s.pilot.empty:
+        return None
+    from simulator.pilot import readout_summary
+
+    return readout_summary(s.pilot)
 
 
 def compute_ranking(scenarios: Sequence[ScenarioRun]) -> list[RankEntry]:

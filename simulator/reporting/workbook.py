@@ -37,7 +37,8 @@ Sheets
                      recruitment (:func:`simulator.reporting.study.network_table`): customers,
                      new members, recruitment rate and index against the network's, members
                      and member revenue share at the end, incremental revenue in total and per
-                     customer
+                     customer; below, for a pilot by store, its readout against matched control
+                     stores beside the true effect (:mod:`simulator.pilot`)
 
 Formulas, so that finance can audit in Excel: derived figures (operating result, result before
 and after tax, tax, IFRS 15 revenue, the incremental cash flow = gross margin - program cash
@@ -701,6 +702,20 @@ def _network(ws: Worksheet, study: Study) -> None:
                     r["recruitment_rate"], r["recruitment_index"], r["members"], r["member_revenue_share"],
                     r["incremental_revenue"], r["incremental_revenue_per_customer"]],
                    [None] * 6 + [COUNT, COUNT, PCT, "0.00", COUNT, PCT, money(s.currency), money(s.currency, 2)])
+    pilots = [(s, S.pilot_readout(s)) for s in study.ranked_scenarios]
+    for s, ro in [(s, ro) for s, ro in pilots if ro is not None]:
+        sh.skip()
+        sh.put([s.id, s.market, s.currency, "Pilot readout", ro["method"]])
+        est, bias = ro["estimate"], ro["bias"]
+        for label, value in (("Estimated effect on revenue per customer-month (mean)", est["mean"]),
+                             ("Estimated effect P10", est["p10"]), ("Estimated effect P90", est["p90"]),
+                             ("True effect (design - baseline on the pilot stores)", ro["true_effect"]),
+                             ("Bias (mean)", bias["mean"]), ("Bias 95% low", bias["lo"]), ("Bias 95% high", bias["hi"])):
+            sh.put([s.id, s.market, s.currency, label, value], [None] * 4 + [money(s.currency, 2)])
+        sh.put([s.id, s.market, s.currency, "Interval holds the true effect (share of replications)", ro["coverage"]],
+               [None] * 4 + [PCT])
+        for p, c in ro["pairs"]:
+            sh.put([s.id, s.market, s.currency, "Pilot store ~ matched control store", f"{p} ~ {c}"])
     sh.finish(freeze="F2")
 
 

@@ -475,3 +475,28 @@ def test_network_section_ranks_each_scenarios_stores_by_recruitment(report, stud
         assert "Leaders: " + leader in text
     ranks = _column(text, "Rank")
     assert len(ranks) == sum(len(S.network_table(s)) for s in study.scenarios)
+
+
+def test_a_pilot_by_store_is_read_against_matched_controls_in_the_report_and_workbook(tmp_path):
+    """A scenario whose playbook pilots the design: the Network section gives its readout beside
+    the true effect and the pairs, and the workbook's Network sheet the same figures."""
+    import openpyxl
+
+    from simulator.study import run_study, study_from_playbooks
+
+    study, cells = study_from_playbooks(["markets/france/premium_club_store_pilot.yaml"], [], replications=2, seed=3,
+                                        agents=1_500)
+    study = study.model_copy(update={"sensitivity_replications": 1})
+    run_study(study, cells, tmp_path / "study", force=False)
+    st = S.load_study(tmp_path / "study")
+    (s,) = st.scenarios
+    ro = S.pilot_readout(s)
+    assert ro is not None and ro["replications"] == 2 and len(ro["pairs"]) == 8
+    text = _section((tmp_path / "study" / "report.html").read_text(encoding="utf-8"), "network")
+    assert "<h4>Pilot readout</h4>" in text and f"{ro['true_effect']:+,.3f}" in text
+    pairs = [r for r in _rows(text) if len(r) == 2 and r[0].startswith("fr")]
+    assert [tuple(r) for r in pairs] == [tuple(p) for p in ro["pairs"]]
+    ws = openpyxl.load_workbook(tmp_path / "study" / "workbook.xlsx")["Network"]
+    cells_ = {r[3]: r[4] for r in ws.iter_rows(values_only=True) if r[0] == s.id and isinstance(r[3], str)}
+    assert cells_["True effect (design - baseline on the pilot stores)"] == pytest.approx(ro["true_effect"])
+    assert cells_["Estimated effect on revenue per customer-month (mean)"] == pytest.approx(ro["estimate"]["mean"])
