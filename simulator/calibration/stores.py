@@ -324,7 +324,10 @@ def store_network(frame: pd.DataFrame, *, customers: np.ndarray, end: pd.Timesta
             f"more transactions, then the first name); written to the market's stores: {K} stores")
     if len(small):
         note += (f", of which '{names[-1]}' holds the {len(small)} stores home to fewer than {min_customers} customers "
-                 f"each ({int(n_k[-1]):,} customers)")
+                 f"each, the minimum of a store ({int(n_k[-1]):,} customers)")
+    else:
+        note += f" (none home to fewer than {min_customers} customers, the minimum of a store: fewer are merged into one)"
+
     note += f"; largest {', '.join(f'{a} {b:.1%}' for a, b in zip(names[:5], table['share'][:5]))}"
     if without:
         note += f"; {without:,} customers ({without / max(n, 1):.1%}) have no store in the window and follow the shares"
