@@ -1,54 +1,68 @@
-r"""The market's store network from a log's store column (``calibrate --store-col``).
+"""The market's store network from a log's store column (``calibrate --store-col``).
 
-Over the calibration window (the rows on or before its last day, after same-day merging:
-a transaction keeps the first store of its rows), for the customers known at its end:
+Over the calibration window (the rows on or before its last day, after same-day merging: a
+transaction keeps the first store of its rows, so a customer-day spread over two stores counts
+for the first), for the customers known at its end.
 
-* **home store** of customer *i*: the store *k* with the most spend
-  :math:`S_{ik} = \sum` amounts of *i*'s transactions in *k*; ties go to the store with more
-  of *i*'s transactions, then to the store whose name comes first in text order (so the same
-  log always gives the same home stores). Transactions without a store count for no store; a
-  customer with none at all has no home store (counted apart: the network's shares are
-  over the customers with one, and the market's customers without one follow those shares).
-* **sparse stores**: a store that is the home store of fewer than ``min_customers``
-  (:data:`MIN_STORE_CUSTOMERS`) customers is merged into one store :data:`OTHER_STORE`,
-  whose customers are theirs (its label says how many stores it holds). Store ids are made
-  valid market names (:func:`store_names`: accents dropped, each run of other characters than
-  letters, digits, ``_`` and ``-`` one ``_``, ``s_`` in front of an id not starting with a
-  letter, ``_2``, ``_3``... after an id met before); the log's value is the store's ``label``.
+Home store. Customer i's spend in store k is S_ik, the sum of the amounts of i's transactions
+in k, and N_ik their number; i's home store is
 
-Per store *k* of the network, over its home customers :math:`H_k` (the figures the engine
-reports by home store, ``stores.parquet``):
+    home(i) = the k with the largest S_ik; on a tie the largest N_ik; then the first store
+              name in text order
 
-* ``customers`` :math:`|H_k|`, ``share`` :math:`|H_k| / \sum_j |H_j|` (written to the market);
-* ``active``: customers of :math:`H_k` with a purchase in the last ``ACTIVE_MONTHS + 1``
-  calendar months of the window (the calibration's lifecycle stage ``active``: at most
-  :data:`~simulator.calibration.groups.ACTIVE_MONTHS` silent months);
-* ``frequency``: their transactions (in any store) per customer-month known, the months
-  counted from the month of each customer's first purchase to the last of the window
-  (purchases per customer per month, as a segment's ``purchase_rate``); ``basket``: their
-  spend over their transactions; ``home_spend_share``: the share of their spend made in
-  their home store (what the network leaves out: spend in other stores);
-* with a member column (:mod:`simulator.calibration.estimate`, ``member``): ``members``
-  (customers of :math:`H_k` with a member-flagged transaction), ``member_share``,
-  ``joins`` and ``at_risk`` (the enrolment estimate's joins and purchaser-months at risk,
-  counted over the customers of :math:`H_k`), ``join_rate`` = joins / at risk, and the
-  store's ``enrolment`` multiplier :math:`e_k = \text{join rate}_k / \hat h`, :math:`\hat h`
-  the market's ``enrolment_propensity`` (the pooled rate over all customers), so that
-  :math:`\hat h e_k` is the store's own rate (capped at 20, the spec's bound; 1 when the store
-  has no purchaser-month at risk or the market's rate is not estimated; 1 everywhere without a
-  member column), written as estimated (not shrunk toward 1), with its standard error
-  ``enrolment_se`` :math:`\approx e_k / \sqrt{\text{joins}_k}` (joins as Poisson counts, the
-  market's rate taken as known) in ``stores.csv``: a store with 25 joins has its multiplier to
-  about 20%;
-* ``segment_mix``: segment *s*'s mix over the stores is
-  :math:`m_{sk} = \sum_{i \in H_k} w_{is} / \sum_i w_{is}` over the customers with a home
-  store, :math:`w_{is}` the weight of customer *i* on segment *s* at the calibration end (the
-  calibration's segment membership, whose sums are the segment shares); a segment without
-  weight is left out (it follows the stores' ``share``).
+so that the same log always gives the same home stores. Transactions without a store count
+for no store; a customer with none at all has no home store (counted apart: the network's
+shares are over the customers with one, and the market's customers without one follow those
+shares).
+
+Sparse stores. A store that is the home store of fewer than ``MIN_STORE_CUSTOMERS`` = 30
+customers (``calibrate(min_store_customers=...)``) is merged into one store ``other``, whose
+customers are theirs and whose label says how many stores it holds (30 customers give a
+share to about 1/sqrt(30) = 18% of itself). Store ids are made valid market names: accents
+dropped, each run of characters other than letters, digits, ``_`` and ``-`` one ``_``, ``s_``
+in front of an id not starting with a letter, ``_2``, ``_3``... after an id met before; the
+log's value is the store's ``label``. The network lists the stores by customers, most first,
+``other`` last.
+
+Per store k of the network, over its home customers H_k (the customers the engine reports by
+home store in ``stores.parquet``), written to ``stores.csv`` and the report:
+
+    customers_k        = |H_k|
+    share_k            = |H_k| / sum_j |H_j|                          (the market's stores.share)
+    active_k           = customers of H_k with a purchase in the last ACTIVE_MONTHS + 1 = 3
+                         calendar months of the window (the calibration's lifecycle 'active')
+    frequency_k        = sum over H_k of transactions (any store) / sum over H_k of the months
+                         from the month of the first purchase to the last month of the window
+                         (purchases per customer-month, the unit of a segment's purchase_rate)
+    basket_k           = their spend / their transactions
+    home_spend_share_k = sum over i in H_k of S_i,home(i) / their spend
+
+With a member column, from the enrolment estimate's own counts (the market's
+``enrolment_propensity`` h = joins / purchaser-months at risk, after the burn-in), summed over
+each store's home customers:
+
+    members_k      = customers of H_k with a member-flagged transaction
+    join_rate_k    = joins_k / at_risk_k
+    enrolment_k    = min(join_rate_k / h, 20)     (the market's stores.enrolment; 1 when
+                                                   at_risk_k = 0 or h is not estimated)
+    enrolment_se_k = enrolment_k / sqrt(joins_k)  (joins as Poisson counts, h taken as known)
+
+so that h x enrolment_k is the store's own monthly rate of joining, as the engine's hazard
+multiplies the propensity by the home store's multiplier. It is written as estimated, not
+shrunk toward 1: a store with 25 joins has its multiplier to about 20% (``enrolment_se``).
+Without a member column every multiplier is 1 (omitted).
+
+Each segment's mix over the stores, with w_is the weight of customer i on segment s at the
+calibration end (the calibration's segment membership, whose column sums are the segment
+shares):
+
+    segment_mix_sk = sum over i in H_k of w_is / sum over i with a home store of w_is
+
+A segment without weight is left out (it follows the stores' ``share``).
 
 Opt-in by channel: the log reader has no contact opt-in column (a log's ``channel`` is where a
 purchase was made, not consent to be contacted), so the stores' ``reach`` multipliers are not
-estimated (omitted: 1) and the report says so.
+estimated (omitted: 1) and the notes say so.
 
 Everything is grouped with pandas / numpy over the rows once (customer x store spend first,
 then one row per customer): no loop over customers.

@@ -23,6 +23,7 @@ SECTIONS = (
     ("Paid membership", "simulator.engine.mechanisms.fees"),
     ("Segment transitions", "simulator.engine.mechanisms.transitions"),
     ("The store network and pilots by store", "simulator.engine.stores"),
+    ("Calibrating a store network", "simulator.calibration.stores"),
     ("The points ledger", "simulator.engine.state"),
     ("Points liability (IFRS 15)", "simulator.finance.ifrs15"),
     ("The obligation left at the horizon", "simulator.finance.obligation"),
