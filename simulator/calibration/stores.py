@@ -164,17 +164,27 @@ def home_stores(customer: np.ndarray, store: np.ndarray, amount: np.ndarray, n_c
     ``store``, ``spend``, ``transactions``).
     """
     ok = (customer >= 0) & (store >= 0)
-    pairs = pd.DataFrame({"customer": customer[ok].astype(np.int64), "store": store[ok].astype(np.int64),
-                          "amount": amount[ok].astype(np.float64)})
-    cs = (pairs.groupby(["customer", "store"], sort=True)["amount"].agg(["sum", "size"])
-          .rename(columns={"sum": "spend", "size": "transactions"}).reset_index())
-    order = np.lexsort((cs["store"].to_numpy(), -cs["transactions"].to_numpy(), -cs["spend"].to_numpy(),
-                        cs["customer"].to_numpy()))
-    ranked = cs.iloc[order]
-    first = ~ranked["customer"].duplicated().to_numpy()
     home = np.full(n_customers, -1, dtype=np.int64)
-    home[ranked["customer"].to_numpy()[first]] = ranked["store"].to_numpy()[first]
-    return home, cs
+    if not ok.any():
+        return home, pd.DataFrame({"customer": np.zeros(0, np.int64), "store": np.zeros(0, np.int64),
+                                   "spend": np.zeros(0), "transactions": np.zeros(0, np.int64)})
+    K = int(store[ok].max()) + 1
+    key = customer[ok].astype(np.int64) * K + store[ok].astype(np.int64)
+    codes, ukey = pd.factorize(key, sort=False)          # hashing: one pass over the rows
+    spend = np.bincount(codes, weights=amount[ok].astype(np.float64), minlength=len(ukey))
+    count = np.bincount(codes, minlength=len(ukey)).astype(np.int64)
+    del codes, key
+    order = np.argsort(ukey, kind="stable")               # the pairs by customer, then store
+    ukey, spend, count = ukey[order], spend[order], count[order]
+    pc, ps = ukey // K, ukey % K
+    # per customer (consecutive pairs): the most spend, then the most transactions, then the smallest code
+    starts = np.flatnonzero(np.concatenate([[True], pc[1:] != pc[:-1]]))
+    group = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(pc))))
+    best = spend == np.maximum.reduceat(spend, starts)[group]
+    n_best = np.where(best, count, -1)
+    best &= count == np.maximum.reduceat(n_best, starts)[group]
+    home[pc[starts]] = np.minimum.reduceat(np.where(best, ps, K), starts)
+    return home, pd.DataFrame({"customer": pc, "store": ps, "spend": spend, "transactions": count})
 
 
 def store_names(labels: list[str]) -> list[str]:
@@ -195,6 +205,14 @@ def store_names(labels: list[str]) -> list[str]:
         seen.add(name.lower())
         out.append(name)
     return out
+
+
+def _rows_of(ids: pd.Series, customers: np.ndarray) -> np.ndarray:
+    """Each id's position in ``customers`` (-1: not there), looked up once per distinct id
+    (codes first: no Python string per row for a column of Arrow strings)."""
+    codes, uniques = pd.factorize(ids, use_na_sentinel=True)
+    found = pd.Index(customers).get_indexer(pd.Index(uniques).astype(str)).astype(np.int64)
+    return np.where(codes >= 0, found[np.maximum(codes, 0)], -1) if len(found) else np.full(len(codes), -1, np.int64)
 
 
 def _shares(values: np.ndarray, digits: int = 6) -> np.ndarray:
@@ -224,7 +242,7 @@ def store_network(frame: pd.DataFrame, *, customers: np.ndarray, end: pd.Timesta
     days = pd.to_datetime(frame["date"]).to_numpy().astype("datetime64[D]")
     keep = days <= np.datetime64(end.date(), "D")
     n = len(customers)
-    row = pd.Index(customers).get_indexer(frame["customer_id"].astype(str).to_numpy()[keep])
+    row = _rows_of(frame["customer_id"][keep], customers)
     code, texts = store_codes(frame["store"][keep])
     amount = frame["amount"].to_numpy(dtype=np.float64)[keep]
     log_stores = len(texts)
