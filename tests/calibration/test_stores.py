@@ -182,6 +182,10 @@ def test_store_shares_and_enrolment_multipliers_are_recovered(engine_log) -> Non
     shares = {s.name: s.share for s in m.stores.stores}
     mult = {s.name: s.enrolment for s in m.stores.stores}
     h = m.response.enrolment_propensity
+    print(f"\nenrolment_propensity {h:.4g} over {n:,} customers (truth {PROPENSITY} x the stores' multipliers)")
+    for store, (share, e) in TRUTH.items():
+        print(f"{store}: share {shares[store]:.4f} (truth {share}), multiplier {mult[store]:.3f} "
+              f"(se {t.loc[store, 'enrolment_se']:.3f}), rate {h * mult[store]:.4f} (truth {PROPENSITY * e:.4f})")
     for store, (share, e) in TRUTH.items():
         # the agents' home stores are draws from the shares: binomial
         assert abs(shares[store] - share) < Z * math.sqrt(share * (1 - share) / n), (store, shares[store])
