@@ -224,7 +224,8 @@ def _shares(values: np.ndarray, digits: int = 6) -> np.ndarray:
 
 
 def store_network(frame: pd.DataFrame, *, customers: np.ndarray, end: pd.Timestamp, counts: np.ndarray,
-                  spend: np.ndarray, first_month: np.ndarray, recency: np.ndarray, weights: sparse.spmatrix, segments: tuple[str, ...],
+                  spend: np.ndarray, first_month: np.ndarray, recency: np.ndarray, weights: sparse.spmatrix,
+                  segments: tuple[str, ...],
                   enrolment: pd.DataFrame | None = None, propensity: float | None = None,
                   min_customers: int = MIN_STORE_CUSTOMERS, column: str = "store",
                   source: str = "") -> StoreFit | None:
@@ -233,8 +234,9 @@ def store_network(frame: pd.DataFrame, *, customers: np.ndarray, end: pd.Timesta
     ``frame``: the log's transactions (``customer_id``, ``date``, ``amount``, ``store``);
     ``customers``: the panel's customer ids (its row order), ``counts`` / ``spend`` its
     ``[customers, months]`` transactions and spend, ``first_month`` each customer's first month
-    index, ``recency`` its months since its last purchase at the end; ``weights``: ``[customers, segments]`` weight of each customer on each segment at the
-    calibration end; ``enrolment``: per customer (panel order) ``at_risk``, ``joined``,
+    index, ``recency`` its months since its last purchase at the end; ``weights``:
+    ``[customers, segments]`` weight of each customer on each segment at the calibration end
+    (``segments`` their names); ``enrolment``: per customer (panel order) ``at_risk``, ``joined``,
     ``member`` from the member flag (None without one) and ``propensity`` the market's pooled
     rate; ``column``: the store column's name in the log; ``source``: the log's file name (both
     for the network's description). None when no row of the window has a store.
@@ -302,7 +304,7 @@ def store_network(frame: pd.DataFrame, *, customers: np.ndarray, end: pd.Timesta
     if len(small):
         merged_count[-1] = len(small)
 
-    enrol_note = ("no member column: the stores' enrolment multipliers are 1 (omitted)")
+    enrol_note = "no member column: the stores' enrolment multipliers are 1 (omitted)"
     mult = np.ones(K)
     if enrolment is not None:
         members_k = by_store(enrolment["member"].to_numpy()).astype(np.int64)
@@ -321,7 +323,8 @@ def store_network(frame: pd.DataFrame, *, customers: np.ndarray, end: pd.Timesta
             enrol_note = ("the member flag gave no enrolment_propensity, so the stores' enrolment multipliers are 1 "
                           "(join rates by store in stores.csv)")
         with np.errstate(invalid="ignore", divide="ignore"):
-            se = np.where((joins_k > 0) & (risk_k > 0), mult / np.sqrt(np.maximum(joins_k, 1)), np.nan)
+            estimated = (joins_k > 0) & (risk_k > 0) & (propensity is not None and propensity > 0)
+            se = np.where(estimated, mult / np.sqrt(np.maximum(joins_k, 1)), np.nan)
         table = table.assign(members=members_k, member_share=members_k / np.maximum(n_k, 1), joins=joins_k,
                              at_risk=risk_k, join_rate=rate_k, enrolment=mult, enrolment_se=se)
     table["stores_merged"] = merged_count
