@@ -363,9 +363,10 @@ comparable stores (and whether that reading is honest), and how many stores and 
 pilot needs to detect the club's effect on revenue per customer.
 
 We use the shipped French market and its **illustrative** 32-store network (invented sizes and
-recruitment skills, said so in `markets/france/market.yaml`). Calibrating a network from your
-own till log (`loyalty-sim calibrate --store-col`) is being built; until then, edit the
-`stores:` section by hand or use a shipped market. Small numbers of agents and replications
+recruitment skills, said so in `markets/france/market.yaml`). Your own network comes from your
+till log: `loyalty-sim calibrate LOG --store-col COLUMN` writes the `stores:` section (home
+stores, shares, enrolment multipliers from a member column; README, "Calibrating the
+network"), and a playbook's `market:` line then points at it. Small numbers of agents and replications
 keep this notebook fast; read the last section before trusting a power figure."""),
         new_code_cell(SETUP),
         new_markdown_cell("""## Which stores recruit best

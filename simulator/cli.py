@@ -682,6 +682,8 @@ def calibrate(
         typer.echo(f"  note: {note}")
     typer.echo(f"market: {done.market_path}")
     typer.echo(f"report: {done.report_path}")
+    if done.stores_path is not None:
+        typer.echo(f"stores: {done.stores_path}")
 
 
 @app.command("estimate-response", short_help="Measure a running program's effect from its member log.")

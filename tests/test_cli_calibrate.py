@@ -409,3 +409,59 @@ def test_seasonality_from_borrows_a_market_files_months(small_csv, tmp_path):
     assert manifest["arguments"]["seasonality_from_sha256"] == hashlib.sha256(lender.read_bytes()).hexdigest()
     notes = json.loads((bt / "backtest.json").read_text())["notes"]
     assert any(n.startswith(f"seasonality borrowed from {lender}") for n in notes), notes
+
+
+@pytest.fixture(scope="module")
+def store_log(tmp_path_factory) -> Path:
+    """A synthetic log with a store column named 'boutique' and no member column: 2,000 customers
+    over 2022-2023, four stores (one home to 4 customers), 2% of purchases elsewhere."""
+    from simulator.calibration.synthetic import synthetic_log
+
+    df = synthetic_log(2000, 24, start="2022-01", seed=18, arrival_months=12,
+                       stores={"Paris Rivoli": 0.5, "Lyon": 0.3, "0013": 0.198, "Tiny": 0.002}, away_share=0.02)
+    df = df.rename(columns={"store": "boutique"}).assign(date=lambda d: d["date"].dt.strftime("%Y-%m-%d"))
+    path = tmp_path_factory.mktemp("logs") / "boutiques.csv"
+    df.to_csv(path, index=False)
+    return path
+
+
+def test_calibrate_store_col_writes_the_network_and_the_market_runs_with_it(store_log, tmp_path):
+    out = tmp_path / "markets" / "shops" / "market.yaml"
+    res = cli("calibrate", str(store_log), "--store-col", "boutique", "--out", str(out), "--potential-months", "0", *CAL)
+    assert res.returncode == 0, res.stderr
+    assert f"stores: {out.parent / 'stores.csv'}" in res.stdout
+    assert "fewer than 30 customers each, the minimum of a store" in res.stdout and "ignored columns" not in res.stdout
+    market = load_market(out)
+    net = market.stores
+    assert net.names == ("Paris_Rivoli", "Lyon", "s_0013", "other")
+    assert [s.label for s in net.stores][:3] == ["Paris Rivoli", "Lyon", "0013"] and "1 stores" in net.stores[3].label
+    assert sum(s.share for s in net.stores) == pytest.approx(1.0, abs=1e-9)
+    assert all(s.enrolment == 1.0 for s in net.stores)           # no member column: not estimated
+    assert net.segment_mix and all(abs(sum(r.values()) - 1) < 1e-9 for r in net.segment_mix.values())
+    assert "store column 'boutique' of boutiques.csv" in net.description
+    table = pd.read_csv(out.parent / "stores.csv")
+    assert list(table["store"]) == list(net.names) and "members" not in table.columns
+    assert table["customers"].sum() == market.calibration.log_customers
+    report = (out.parent / "calibration_report.html").read_text()
+    assert "Paris Rivoli" in report and "stores.csv" in report and "no market field uses" not in report
+    pb = out.parent / "launch.yaml"
+    pb.write_text(f"name: shops_launch\ndesign: {ROOT / 'programs' / 'cagnotte.yaml'}\nmarket: market.yaml\n"
+                  "baseline: none\nlaunch: 2024-02-01\nstart: 2024-01-01\nhorizon_months: 6\n", encoding="utf-8")
+    run = out.parent / "run"
+    res = cli("run", "--playbook", str(pb), "--agents", "2000", "--out", str(run))
+    assert res.returncode == 0, res.stderr
+    by_store = pd.read_parquet(run / "stores.parquet")
+    assert set(by_store["store"]) == set(net.names)
+    # a second calibration beside it refuses to replace stores.csv unless --force
+    (out.parent / "market.yaml").unlink()
+    (out.parent / "calibration_report.html").unlink()
+    res = fast_cli("calibrate", str(store_log), "--store-col", "boutique", "--out", str(out), "--potential-months", "0", *CAL)
+    _one_line_error(res, "stores.csv", "already exists", "--force")
+    assert not out.exists()
+
+
+def test_a_store_column_named_but_absent_is_one_line(store_log, tmp_path):
+    out = tmp_path / "m" / "market.yaml"
+    _one_line_error(fast_cli("calibrate", str(store_log), "--store-col", "magasin", "--out", str(out), *CAL),
+                    "boutiques.csv:1", "no column 'magasin' (given with --store-col)")
+    assert not out.parent.exists()

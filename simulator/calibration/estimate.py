@@ -87,8 +87,13 @@ window:
   began would look like joiners -- but their flags are used (a customer flagged there is no
   longer at risk). Estimated only with at least one member-flagged customer, one join and
   :data:`MIN_ENROLMENT_AT_RISK` purchaser-months at risk; otherwise the default is kept.
-* ``channel``, ``store`` -> notes only (no market field): spend share by channel, number of
-  stores.
+* ``store`` -> the market's ``stores`` network (:mod:`~simulator.calibration.stores`): each
+  customer's home store (most spend), the stores' shares of customers, each segment's mix over
+  the stores (from the customers' segment weights) and, with a member column, each store's
+  enrolment multiplier (its join rate over the market's); stores home to fewer than
+  :data:`~simulator.calibration.stores.MIN_STORE_CUSTOMERS` customers merged into ``other``.
+  Its figures by store go to the report and to ``stores.csv`` beside the market file.
+* ``channel`` -> notes only (no market field): spend share by channel.
 """
 
 from __future__ import annotations
@@ -111,6 +116,7 @@ from simulator.calibration.potential import BANDS, PotentialScore, fit_potential
 from simulator.calibration.segmentation import (
     DAYS_PER_MONTH, MonthlyPanel, RFMStates, RuleSet, assign_rules, calibration_month_end, monthly_panel, rfm_arrays,
 )
+from simulator.calibration.stores import MIN_STORE_CUSTOMERS, StoreFit, store_network
 from simulator.calibration.transactions import (
     OPTIONAL_COLUMNS, TransactionLog, parse_member_flags, spend_by_value,
 )
@@ -450,6 +456,11 @@ class EnrolmentFit:
         Share of the window's transactions whose flag is unknown (blank or unrecognised).
     months : tuple of pandas.Period or None
         First and last month counted (after the burn-in); None when none is.
+    per_customer : pandas.DataFrame or None
+        Per customer known at the calibration end (the panel's row order): ``at_risk``
+        (purchaser-months at risk counted), ``joined`` (1 when its first member-flagged month is
+        a counted month), ``member`` (1 when it has a member-flagged transaction); their sums are
+        ``at_risk``, ``joiners`` and ``member_customers`` (the store network sums them by store).
     """
 
     estimate: float | None
@@ -459,6 +470,7 @@ class EnrolmentFit:
     member_share: float
     unknown_share: float
     months: tuple[pd.Period, pd.Period] | None
+    per_customer: pd.DataFrame | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -482,6 +494,10 @@ class OptionalColumnsFit:
     enrolment : EnrolmentFit or None
     notes : list of str
         Calibration notes (added to the diagnostics' notes).
+    network : StoreFit or None
+        The market's store network from the store column
+        (:func:`~simulator.calibration.stores.store_network`, set by :func:`calibrate` once the
+        segments are known); None without a store column or a store in the window.
     """
 
     columns: tuple[str, ...]
@@ -490,6 +506,7 @@ class OptionalColumnsFit:
     stores: int | None
     enrolment: EnrolmentFit | None
     notes: list[str]
+    network: StoreFit | None = None
 
     def market_fields(self) -> dict:
         """The market-file fields they give: ``categories`` and ``response`` when estimated
@@ -499,6 +516,8 @@ class OptionalColumnsFit:
             out["categories"] = dict(zip(self.categories["category"], self.categories["share"]))
         if self.enrolment is not None and self.enrolment.estimate is not None:
             out["response"] = {"enrolment_propensity": self.enrolment.estimate}
+        if self.network is not None:
+            out["stores"] = self.network.network
         return out
 
 
@@ -598,7 +617,7 @@ def _store_fit(table: pd.DataFrame) -> tuple[int, list[str]]:
     note = f"store: {stores} stores with purchases in the calibration window"
     if missing > 0:
         note += f" ({missing:.1%} of rows without a store)"
-    return stores, [note + "; no market field uses it"]
+    return stores, [note]
 
 
 def _enrolment_fit(frame: pd.DataFrame, end: pd.Timestamp, panel: MonthlyPanel, burn_in: int) -> tuple[EnrolmentFit, list[str]]:
@@ -619,9 +638,10 @@ def _enrolment_fit(frame: pd.DataFrame, end: pd.Timestamp, panel: MonthlyPanel, 
     t = np.arange(T)[None, :]
     counted = t >= burn_in
     bought = panel.counts > 0
-    at_risk = int((bought & (first_member[:, None] >= t) & counted).sum())
-    joiners = int(((first_member[:, None] == t) & counted).sum())
-    members = int((first_member < T).sum())
+    risk_c = (bought & (first_member[:, None] >= t) & counted).sum(axis=1).astype(np.int64)
+    joined_c = ((first_member >= burn_in) & (first_member < T)).astype(np.int64)
+    member_c = (first_member < T).astype(np.int64)
+    at_risk, joiners, members = int(risk_c.sum()), int(joined_c.sum()), int(member_c.sum())
     share = members / max(n, 1)
     unknown_share = float(unknown.mean()) if len(unknown) else 0.0
     months = (panel.months[burn_in], panel.months[-1]) if burn_in < T else None
@@ -640,8 +660,9 @@ def _enrolment_fit(frame: pd.DataFrame, end: pd.Timestamp, panel: MonthlyPanel, 
         note = (f"member: too little information to estimate enrolment_propensity ({members} member-flagged customers, "
                 f"{counts}; needed at least 1 join and {MIN_ENROLMENT_AT_RISK} purchaser-months at risk): the default "
                 f"{RESPONSE_DEFAULTS['enrolment_propensity']:g} is kept" + tail)
+    per_customer = pd.DataFrame({"at_risk": risk_c, "joined": joined_c, "member": member_c})
     return EnrolmentFit(estimate=estimate, joiners=joiners, at_risk=at_risk, member_customers=members, member_share=share,
-                        unknown_share=unknown_share, months=months), [note]
+                        unknown_share=unknown_share, months=months, per_customer=per_customer), [note]
 
 
 def optional_columns(log: TransactionLog | pd.DataFrame, end: pd.Timestamp, panel: MonthlyPanel, *,
@@ -846,6 +867,7 @@ def calibrate(
     channels: dict[str, float] | None = None,
     member_opt_in: dict[str, float] | None = None,
     min_segment_customers: float = MIN_SEGMENT_CUSTOMERS,
+    min_store_customers: int = MIN_STORE_CUSTOMERS,
 ) -> CalibratedMarket:
     """Estimate a market from a transaction log (see the module docstring).
 
@@ -892,6 +914,9 @@ def calibrate(
     min_segment_customers : float
         Default states: segments holding fewer customers at the calibration end are merged
         (:func:`~simulator.calibration.groups.merge_sparse`; 0: none is).
+    min_store_customers : int
+        With a store column: stores home to fewer customers are merged into one store
+        ``other`` (:func:`~simulator.calibration.stores.store_network`).
     """
     step = step or (lambda name: None)
     segmentation = RFMStates() if segmentation is None else segmentation
@@ -1032,6 +1057,18 @@ def calibrate(
         })
     transitions = {names[s]: _rounded_row({names[j]: fit.transitions[s, j] for j in np.flatnonzero(fit.transitions[s] > 0)})
                    for s in range(S)}
+    feats = rfm_arrays(panel, T - 1)
+    if optional is not None and optional.stores is not None:
+        step("store network")
+        e = optional.enrolment
+        column = dict(log.report.columns).get("store", "store") if isinstance(log, TransactionLog) else "store"
+        network = store_network(
+            frame, customers=panel.customers, end=end, counts=panel.counts, spend=panel.spend,
+            first_month=panel.first_month, recency=feats["recency_months"], weights=fit.weights, segments=tuple(names),
+            enrolment=e.per_customer if e is not None else None, propensity=e.estimate if e is not None else None,
+            min_customers=min_store_customers, column=column, source=Path(source).name if source is not None else "")
+        if network is not None:
+            optional = dataclasses.replace(optional, network=network, notes=optional.notes + network.notes)
     season_total = fit.seasonality if fit.seasonality is not None else month_len
     season_list = [round(float(v), 6) for v in season_total / season_total.mean()]
     top = int(np.argmax(season_list))
@@ -1059,7 +1096,6 @@ def calibrate(
     })
 
     # per customer (known at the calibration end)
-    feats = rfm_arrays(panel, T - 1)
     cust = pd.DataFrame({"recency_months": feats["recency_months"], "frequency": feats["frequency"],
                          "segment": np.array(names, dtype=object)[row_argmax(fit.weights)], "basket_mult": bmult},
                         index=pd.Index(panel.customers, name="customer_id"))
@@ -1460,6 +1496,12 @@ def market_yaml(cm: CalibratedMarket, *, source_name: str | None = None, source_
     estimated = opt is not None and opt.enrolment is not None and opt.enrolment.estimate is not None
     if opt is not None and opt.categories is not None:
         lines.append("# categories: share of spend by the log's category column over the calibration window.")
+    if opt is not None and opt.network is not None:
+        net = opt.network
+        lines.append(f"# stores: each customer's home store (most spend) from the log's store column; shares of customers"
+                     + (", enrolment multipliers from the member flag" if "enrolment" in net.table.columns else "")
+                     + f"; stores home to fewer than {net.min_customers} customers merged into one; figures by store in "
+                     "stores.csv.")
     m = cm.market
     if m.calibration is not None and m.customers != m.calibration.log_customers:
         lines.append(f"# customers: {m.customers:,}, the whole base as given (calibrate --customers); the log holds "

@@ -13,7 +13,9 @@ Outputs
 ``calibrate``: the market file (``markets/<market>/market.yaml``, validated by reading it back
 as any market file is read) and beside it ``calibration_report.html`` (segment sizes, the
 transition matrix as a heatmap, fitted against observed distributions, the potential score's
-out-of-time AUC and calibration table).
+out-of-time AUC and calibration table); with a store column, ``stores.csv`` beside the market
+file too: the figures by store of the market's store network
+(:mod:`simulator.calibration.stores`), which the market spec has no field for.
 
 ``backtest``: a directory with ``backtest.csv`` (monthly actual / simulated / reference
 transactions and revenue), ``backtest.json`` (totals, errors and MAPE of both forecasts),
@@ -46,6 +48,7 @@ from simulator.calibration.estimate import CalibratedMarket, calibrate, market_y
 from simulator.calibration.report import report_html
 from simulator.calibration.rolling import RollingResult, rolling_backtest, rolling_splits, split_row, write_rolling
 from simulator.calibration.segmentation import RFMStates, RuleSet, load_ruleset
+from simulator.calibration.stores import MIN_STORE_CUSTOMERS
 from simulator.calibration.sources import _URL, _masked
 from simulator.calibration.transactions import TransactionLog, read_cdnow, read_transactions
 from simulator.errors import InputErrors
@@ -56,6 +59,8 @@ __all__ = ["LogSource", "CalibrationOutcome", "backtest_file", "calibrate_file",
            "segmentation_from"]
 
 REPORT_NAME = "calibration_report.html"
+#: Figures by store of a calibrated store network, beside the market file.
+STORES_NAME = "stores.csv"
 
 
 @dataclass(frozen=True)
@@ -153,6 +158,7 @@ class CalibrationOutcome:
     market_path: Path
     report_path: Path
     notes: list[str] = field(default_factory=list)
+    stores_path: Path | None = None
 
 
 def segmentation_from(rules: Path | None = None, *, recency_months: int = 12, rate_tiers: int = 4,
@@ -242,6 +248,7 @@ def calibrate_file(
     step: Callable[[str], None] | None = None,
     customers: int | None = None,
     channels: dict[str, float] | None = None,
+    min_store_customers: int = MIN_STORE_CUSTOMERS,
 ) -> CalibrationOutcome:
     """Calibrate a market from a log file; write the market file and its report beside it.
 
@@ -251,7 +258,9 @@ def calibrate_file(
     (shares as estimated, arrivals scaled). ``channels``: share of customers opted in to each
     contact channel, instead of the defaults
     (:data:`~simulator.calibration.estimate.DEFAULT_CHANNELS`). ``step`` is called with the name
-    of each long step as it starts (progress).
+    of each long step as it starts (progress). With a store column, ``stores.csv`` is written
+    beside the market file (refused if it exists, unless ``force``), stores home to fewer than
+    ``min_store_customers`` customers merged into one.
     """
     step = step or (lambda name: None)
     out = Path(out)
@@ -289,17 +298,25 @@ def calibrate_file(
                        discount_rate=discount_rate, seasonality=seasonality, seasonality_source=seasonality_source,
                        potential_horizon=potential_months,
                        source=source.file, customers=customers, channels=channels,
-                       member_opt_in=None if channels is None else {}, step=step)
+                       member_opt_in=None if channels is None else {}, step=step,
+                       min_store_customers=min_store_customers)
     except ValueError as exc:
         raise _data_error(source, exc) from None
     _named(cm, source)
+    opt = cm.diagnostics.optional_columns
+    network = opt.network if opt is not None else None
+    stores_path = out.parent / STORES_NAME if network is not None else None
+    if stores_path is not None and stores_path.exists() and not force:
+        raise InputErrors.one(str(stores_path), "already exists (use --force to replace it, or choose another --out)")
     text = market_yaml(cm)
     _reads_back(text, out)
     step("writing the market file and the report")
+    if stores_path is not None:
+        write_text_atomic(stores_path, network.table.to_csv(index=False, float_format="%.6g"))
     write_text_atomic(report_path, report_html(cm, cleaning=log.report))
     write_text_atomic(out, text)
     return CalibrationOutcome(calibrated=cm, log=log, market_path=out, report_path=report_path,
-                              notes=list(cm.diagnostics.notes))
+                              notes=list(cm.diagnostics.notes), stores_path=stores_path)
 
 
 def backtest_file(

@@ -13,7 +13,7 @@
   potential bands spread over the segments;
 * when the log has optional columns (category, member, channel, store), what they gave: the
   category shares written to the market file, the enrolment estimate from the member flag,
-  spend by channel, the number of stores (tables only);
+  spend by channel, the store network written to the market file and its figures by store;
 * optionally a backtest (:class:`~simulator.calibration.backtest.BacktestResult`).
 """
 
@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from simulator import __version__
-from simulator.calibration.groups import MIN_SEGMENT_CUSTOMERS, PROJECTION_MONTHS
+from simulator.calibration.groups import ACTIVE_MONTHS, MIN_SEGMENT_CUSTOMERS, PROJECTION_MONTHS
 
 if TYPE_CHECKING:  # pragma: no cover
     from simulator.calibration.backtest import BacktestResult
@@ -37,6 +37,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from simulator.calibration.transactions import CleaningReport
 
 __all__ = ["report_html", "write_report"]
+
+#: Stores shown in the report's table (the largest; stores.csv has them all).
+MAX_STORE_ROWS = 50
 
 _CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;color:#222;line-height:1.45}
@@ -347,7 +350,29 @@ def _optional_section(cm: "CalibratedMarket") -> str:
         ch = opt.channels.assign(spend=opt.channels["spend"].map("{:,.2f}".format)).rename(columns={"share": "share of spend"})
         out.append("<p>Channels (no market field uses them):</p>" + _table(ch, floats="{:,.4f}"))
     if opt.stores is not None:
-        out.append(f"<p>Stores: {opt.stores:,} with purchases in the calibration window (no market field uses them).</p>")
+        net = opt.network
+        if net is None:
+            out.append(f"<p>Stores: {opt.stores:,} with purchases in the calibration window (no customer with a store: "
+                       "no store network).</p>")
+        else:
+            merged = (f"; the {net.merged:,} stores home to fewer than {net.min_customers:,} customers each are merged "
+                      f"into '{html.escape(net.table['store'].iloc[-1])}'" if net.merged else
+                      f" (none home to fewer than {net.min_customers:,} customers, the minimum)")
+            without = (f" {net.without_store:,} customers have no store in the window and follow the shares."
+                       if net.without_store else "")
+            members = ("Enrolment multiplier: the store's join rate (joins / purchaser-months at risk of its home "
+                       "customers) over the market's enrolment_propensity, with its standard error."
+                       if "enrolment" in net.table.columns else "No member column: enrolment multipliers are 1.")
+            out.append(f"<p>Stores: {opt.stores:,} with purchases in the calibration window, written to the market's "
+                       f"<code>stores</code> as {len(net.table):,} stores{merged}. A customer's home store is the one "
+                       f"with most of their spend (ties: more transactions, then the first name); figures are over each "
+                       f"store's home customers: active = a purchase in the last {ACTIVE_MONTHS + 1} months of the window, frequency = "
+                       f"transactions per customer-month known, basket = spend / transactions, home spend share = the "
+                       f"share of their spend made in their home store.{without} {members} Reach multipliers are not "
+                       f"estimated (the log has no opt-in by channel). The same table is <code>stores.csv</code> beside "
+                       f"the market file.</p>" + _table(net.table.head(MAX_STORE_ROWS), floats="{:,.4g}"))
+            if len(net.table) > MAX_STORE_ROWS:
+                out.append(f"<p>(the {MAX_STORE_ROWS} largest of {len(net.table):,} stores; all in stores.csv)</p>")
     return "\n".join(out)
 
 

@@ -17,7 +17,11 @@ The process is the model's own (see :mod:`simulator.calibration.estimate`), in c
   :math:`\text{Poisson}(\lambda_i \ell_t)` times, :math:`\ell_t` the month's length over
   30.4375 days times its seasonal multiplier;
 * purchases of a month fall on distinct days (a count above the month's free days is capped);
-  amounts are lognormal, a customer's mean basket lognormal around the population's.
+  amounts are lognormal, a customer's mean basket lognormal around the population's;
+* optionally (``stores``) a store column: each customer's home store is drawn from the stores'
+  shares, and each purchase is made there, except a share ``away_share`` made in one of the
+  other stores (uniform). These draws come from their own stream, so the rest of the log is the
+  one drawn without stores; the home stores are returned in ``frame.attrs["home_store"]``.
 
 Everything is vectorised over customers, month by month, so ten million rows take seconds.
 """
@@ -65,7 +69,7 @@ def _distinct_days(rng: np.random.Generator, cell: np.ndarray, lo: np.ndarray, h
 
 def synthetic_log(n: int, months: int, *, process: SyntheticProcess = SyntheticProcess(), arrival_months: int | None = None,
                   start: str = "2020-01", season: np.ndarray | None = None, seed: int = 0,
-                  id_prefix: str = "c") -> pd.DataFrame:
+                  id_prefix: str = "c", stores: dict[str, float] | None = None, away_share: float = 0.0) -> pd.DataFrame:
     """A transaction log of ``n`` customers over ``months`` calendar months from ``start``.
 
     Parameters
@@ -79,12 +83,18 @@ def synthetic_log(n: int, months: int, *, process: SyntheticProcess = SyntheticP
         Calendar-month multipliers of the rate (default flat).
     seed : int
         The same seed gives the same log.
+    stores : dict, optional
+        Store name -> share of customers whose home store it is (summing to 1): adds a ``store``
+        column (see the module docstring).
+    away_share : float
+        Share of purchases made in another store than the customer's home store.
 
     Returns
     -------
     pandas.DataFrame
-        ``customer_id`` (str), ``date`` (datetime64), ``amount`` (float, 2 decimals), sorted by
-        date then customer.
+        ``customer_id`` (str), ``date`` (datetime64), ``amount`` (float, 2 decimals), and
+        ``store`` with ``stores``, sorted by date then customer. With ``stores``,
+        ``attrs["home_store"]`` is each customer's home store (a Series indexed by customer id).
     """
     p = process
     rng = np.random.default_rng(seed)
@@ -135,4 +145,22 @@ def synthetic_log(n: int, months: int, *, process: SyntheticProcess = SyntheticP
     width = max(len(str(n - 1)), 1)
     ids = np.char.add(id_prefix, np.char.zfill(np.arange(n).astype(str), width))
     frame = pd.DataFrame({"customer_id": ids[c], "date": date.astype("datetime64[ns]"), "amount": np.maximum(amount, 0.01)})
-    return frame.sort_values(["date", "customer_id"], kind="stable", ignore_index=True)
+    home_store = None
+    if stores:
+        names = np.array(list(stores), dtype=object)
+        share = np.array(list(stores.values()), dtype=np.float64)
+        if np.any(share < 0) or abs(share.sum() - 1.0) > 1e-6:
+            raise ValueError(f"store shares must be >= 0 and sum to 1, got {share.sum():g}")
+        if not 0.0 <= away_share < 1.0:
+            raise ValueError(f"away_share must be in [0, 1), got {away_share!r}")
+        srng = np.random.default_rng([seed, 18])  # a stream of its own: the log above is unchanged
+        K = len(names)
+        home = np.minimum(np.searchsorted(np.cumsum(share), srng.random(n), side="right"), K - 1)
+        away = (srng.random(len(c)) < away_share) & (K > 1)
+        step = 1 + np.floor(srng.random(len(c)) * max(K - 1, 1)).astype(np.int64)
+        frame["store"] = names[np.where(away, (home[c] + step) % K, home[c])]
+        home_store = pd.Series(names[home], index=pd.Index(ids, name="customer_id"), name="home_store")
+    frame = frame.sort_values(["date", "customer_id"], kind="stable", ignore_index=True)
+    if home_store is not None:
+        frame.attrs["home_store"] = home_store
+    return frame

@@ -24,6 +24,7 @@ SECTIONS = (
     ("Segment transitions", "simulator.engine.mechanisms.transitions"),
     ("The store network and pilots by store", "simulator.engine.stores"),
     ("Pilots by store: the readout against matched controls, and power", "simulator.pilot"),
+    ("Calibrating a store network", "simulator.calibration.stores"),
     ("The points ledger", "simulator.engine.state"),
     ("Points liability (IFRS 15)", "simulator.finance.ifrs15"),
     ("The obligation left at the horizon", "simulator.finance.obligation"),

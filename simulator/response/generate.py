@@ -69,6 +69,8 @@ class MemberLog:
     start : first day of the first simulated month.
     launch_month : index of the launch month.
     response : the response values used (market-wide, every segment).
+    home_store : with ``stores=True``, each logged customer's home store in the engine (index
+        ``customer_id``), the truth a calibration's home stores are checked against.
     """
 
     transactions: pd.DataFrame
@@ -77,6 +79,7 @@ class MemberLog:
     launch_month: int
     response: dict[str, float]
     mechanisms: dict[str, bool] = field(default_factory=dict)
+    home_store: pd.Series | None = None
 
     def true_lift(self, outcome: str = "spend", events: range = range(0, 12)) -> pd.Series:
         """Mean true lift per joiner by months since joining (``outcome``: spend, purchases or lapses)."""
@@ -106,13 +109,18 @@ def with_response(scenario: Scenario, response: dict[str, float], *, pre_months:
 
 def member_log(playbook: str | Path | Scenario, *, response: dict[str, float], agents: int = 5000, seed: int = 1,
                pre_months: int = 12, months: int = 36, mechanisms: Mechanisms | None = None,
-               keep_actions: bool = False) -> MemberLog:
+               keep_actions: bool = False, stores: bool = False, away_share: float = 0.0) -> MemberLog:
     """Run the engine on ``playbook`` with ``response`` and return its member log and truth.
 
     ``response`` gives numbers for fields of the market's ``response`` block (the others keep
     the market's values; per-segment overrides are dropped so that the chosen values hold for
     every customer). ``mechanisms`` switches the behavioural effects (all off: the program
     changes no purchase and the truth is zero everywhere).
+
+    ``stores`` (a market with a store network): the log gets a ``store`` column, each purchase's
+    store being the customer's home store in the engine, except a share ``away_share`` of
+    purchases, each made in one of the other stores (uniform; drawn from a hash of the seed,
+    month, customer and purchase, so the rest of the log is the same with or without it).
     """
     from simulator.engine.simulation import Simulation
 
@@ -185,6 +193,20 @@ def member_log(playbook: str | Path | Scenario, *, response: dict[str, float], a
                                        "purchases_lift": (nd - nb)[joined], "spend_lift": (sd - sb)[joined],
                                        "lapses_lift": lapse["design"] - lapse["baseline"]}))
     tx = pd.concat(rows, ignore_index=True)
+    names = None
+    if stores:
+        net = sim.scenario.market.stores
+        if net is None:
+            raise ValueError("stores=True needs a market with a store network (market.stores)")
+        if not 0.0 <= away_share < 1.0:
+            raise ValueError(f"away_share must be in [0, 1), got {away_share!r}")
+        names = np.array(net.names, dtype=object)
+        agent, month, kk = (tx[c].to_numpy(dtype=np.int64) for c in ("customer_id", "month", "k"))
+        home = sim.pop.store.astype(np.int64)[agent]
+        K = len(names)
+        away = (_day_uniform(seed + 7919, month, agent, kk) < away_share) & (K > 1)
+        step = 1 + np.floor(_day_uniform(seed + 104729, month, agent, kk) * max(K - 1, 1)).astype(np.int64)
+        tx["store"] = names[np.where(away, (home + step) % K, home)]
     # a till log links purchases to a customer only for customers the retailer can identify
     # (``identified_share``: the same ones who can join); the others' purchases are anonymous
     tx = tx[sim.pop.identified[tx["customer_id"].to_numpy()]]
@@ -192,13 +214,19 @@ def member_log(playbook: str | Path | Scenario, *, response: dict[str, float], a
     tx["transaction_id"] = [f"T{c}-{mo}-{k}" for c, mo, k in zip(tx["customer_id"], tx["month"], tx["k"])]
     tx["customer_id"] = "C" + tx["customer_id"].astype(str).str.zfill(7)
     tx["balance"] = tx["balance"].astype("Int64").where(tx["balance"] >= 0)
-    tx = tx[["customer_id", "transaction_id", "date", "amount", "member", "balance"]].reset_index(drop=True)
+    tx = tx[["customer_id", "transaction_id", "date", "amount", "member", "balance"]
+            + (["store"] if names is not None else [])].reset_index(drop=True)
+    home_store = None
+    if names is not None:
+        logged = np.unique(tx["customer_id"].str.slice(1).astype(np.int64).to_numpy())
+        home_store = pd.Series(names[sim.pop.store.astype(np.int64)[logged]], name="home_store",
+                               index=pd.Index(["C" + str(i).zfill(7) for i in logged], name="customer_id"))
     tr = pd.concat(truth, ignore_index=True) if truth else pd.DataFrame(
         columns=["customer_id", "month", "event", "purchases_lift", "spend_lift", "lapses_lift"])
     tr["customer_id"] = "C" + tr["customer_id"].astype(str).str.zfill(7)
     mech = (mechanisms or scenario.playbook.mechanisms).model_dump()
     used = sim.scenario.market.response.for_segment(sim.scenario.market.segments[0].name)
-    return MemberLog(tx, tr, start, sim.launch_t, used, mech)
+    return MemberLog(tx, tr, start, sim.launch_t, used, mech, home_store)
 
 
 def _day_uniform(seed: int, t: int, agent: np.ndarray, k: np.ndarray) -> np.ndarray:

@@ -1,5 +1,6 @@
 """Optional columns of a transaction log: category -> market categories, member -> enrolment
-propensity, channel and store -> notes, and the report's "Optional columns" section."""
+propensity, store -> the market's store network (tests/calibration/test_stores.py), channel ->
+notes, and the report's "Optional columns" section."""
 
 from __future__ import annotations
 
@@ -261,11 +262,11 @@ def test_a_log_without_optional_columns_gives_the_market_as_before(synthetic) ->
     assert plain_cm.diagnostics.optional_columns is None
     # the same market but for what the optional columns give and the log's file name
     assert cm.market.calibration.source == synthetic["path"].name and plain.calibration.source == ""
-    assert cm.market.model_copy(update={"categories": {}, "response": Response(),
+    assert cm.market.model_copy(update={"categories": {}, "response": Response(), "stores": None,
                                         "calibration": plain.calibration}) == plain
     extra = cm.diagnostics.notes[len(plain_cm.diagnostics.notes):]
     assert cm.diagnostics.notes[: len(plain_cm.diagnostics.notes)] == plain_cm.diagnostics.notes
-    assert [n.split(":")[0] for n in extra] == ["category", "member", "channel", "store"]
+    assert [n.split(":")[0] for n in extra] == ["category", "member", "channel", "store", "store", "store"]
     assert "Optional columns" not in report_html(plain_cm)
 
 
