@@ -74,12 +74,20 @@ def report_html(result: dict, plot: Path) -> str:
     rew = result.get("reward_effects")
     parts.append("<h2>From the balances: goal gradient and rewarded behaviour</h2>")
     if rew:
-        rows = [{"field": k, **rew[k]} for k in ("goal_gradient", "rewarded_behaviour")]
-        parts.append(f"<p>{html.escape(rew['method'])}. {rew['members']} members, {rew['member_months']} member-months, "
-                     f"{rew['rewards']} rewards; balances rebuilt from the design's rules predicted "
-                     f"{rew['balances_predicted_exactly']:.0%} of the observed ones exactly. Written into market.yaml "
-                     f"as triangular(low, estimate, high): {html.escape(', '.join(result['written_to_response']))}.</p>")
-        parts.append(_table(rows, ["field", "estimate", "lo", "hi"]))
+        a, full = rew["rewarded_behaviour_at_threshold"], rew["rewarded_behaviour_all_member_months"]
+        rows = [{"field": "goal_gradient", "from": "all member months", **rew["goal_gradient"]},
+                {"field": "rewarded_behaviour", "from": "at the threshold (written)", **rew["rewarded_behaviour"]},
+                {"field": "rewarded_behaviour", "from": "all member months (not written)",
+                 **{k: full[k] for k in ("estimate", "lo", "hi")}}]
+        parts.append(f"<p>Goal gradient: {html.escape(rew['method'])}. {rew['members']} members, "
+                     f"{rew['member_months']} member-months, {rew['rewards']} rewards; balances rebuilt from the "
+                     f"design's rules predicted {rew['balances_predicted_exactly']:.0%} of the observed ones exactly.</p>")
+        parts.append(f"<p>Rewarded behaviour: {html.escape(rew['rewarded_behaviour_method'])}; {a['member_months']} "
+                     f"member-months of {a['members']} members, {a['crossed']} of them just rewarded. The same model over "
+                     f"all member months is shown for comparison and not written: {html.escape(full['why_not_written'])}.</p>")
+        parts.append(f"<p>Written into market.yaml as triangular(low, estimate, high): "
+                     f"{html.escape(', '.join(result['written_to_response']))}.</p>")
+        parts.append(_table(rows, ["field", "from", "estimate", "lo", "hi"]))
     else:
         parts.append("<p>Not estimated (see below).</p>")
     sel = result.get("self_selection")

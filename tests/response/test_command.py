@@ -95,8 +95,9 @@ def test_balances_give_a_market_with_the_measured_response(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert any(k.endswith("cagnotte.yaml") for k in manifest["inputs"])  # the design behind the balances
     est = json.loads((out / "estimates.json").read_text())
-    assert est["written_to_response"] == ["goal_gradient", "self_selection"]
-    assert "not written" in est["not_written_to_response"]["rewarded_behaviour"]
+    assert est["written_to_response"] == ["goal_gradient", "rewarded_behaviour", "self_selection"]
+    assert not {"rewarded_behaviour", "goal_gradient"} & set(est["not_written_to_response"])
+    assert est["reward_effects"]["rewarded_behaviour_at_threshold"]["crossed"] > 50
     assert "self_selection" not in est["not_written_to_response"]
     assert est["reward_effects"]["balances_predicted_exactly"] > 0.9
     sel = est["self_selection"]
@@ -116,6 +117,7 @@ def test_balances_give_a_market_with_the_measured_response(tmp_path):
     assert "data:image/png;base64," in page and "transition_effect" in page and "goal_gradient" in page
     assert "self_selection" in page and "indirect inference" in page
     assert "indirect inference" in m.response.sources["self_selection"]
+    assert "just reached the kitty's threshold" in m.response.sources["rewarded_behaviour"]
 
 
 def test_unknown_response_source_is_refused(tmp_path):
