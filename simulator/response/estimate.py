@@ -69,8 +69,9 @@ count is a noisy proxy of the rate, and among customers with the same count join
 the higher rate, so no re-weighting on the log's history removes it (measured over seeds 1..6:
 +0.19 matched against +0.10 unmatched, and +0.20 matched on the months before the launch). By
 month since joining (seeds 1..6, means): about 0 in the placebo months but +0.06 in the month
-before joining, -0.08 in the joining month itself, then +0.05 to +0.14 (mostly about +0.12) in every month from 1 to
-17: a level shift from the month after joining, not a trend that grows. Logs must
+before joining, -0.08 in the joining month itself, then +0.05 to +0.14 (mostly about +0.12) in
+every month from 1 to 17: a level shift from the month after joining, not a trend that grows.
+Logs must
 carry only customers the retailer can identify: customers who could never join (anonymous at
 the till) in the comparison group raise the bias (0.033 purchases a month at
 ``self_selection`` 1 before the generator dropped them). The naive member comparison is 5 to
