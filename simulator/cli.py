@@ -654,10 +654,11 @@ def estimate_response(
                    + (f", {r['estimate']:+.0%} of the counterfactual {lap['counterfactual_per_member_month']:.4f}" if r else ""))
     rew = result.get("reward_effects")
     if rew:
-        for k in ("goal_gradient", "rewarded_behaviour"):
+        at = rew["rewarded_behaviour_at_threshold"]
+        for k, n in (("goal_gradient", rew["members"]), ("rewarded_behaviour", at["members"])):
             v = rew[k]
             typer.echo(f"{k}: {v['estimate']:+.3f} ({rew['level']:.0%}: {v['lo']:+.3f}..{v['hi']:+.3f}), "
-                       f"{rew['members']:,} members")
+                       f"{n:,} members" + (f" ({at['crossed']:,} member-months just rewarded)" if k != "goal_gradient" else ""))
     sel = result.get("self_selection")
     if sel:
         typer.echo(f"self_selection: {sel['estimate']:.2f} ({sel['level']:.0%}: {sel['lo']:.2f}..{sel['hi']:.2f}), "

@@ -43,7 +43,9 @@ with ``agents`` ``scale`` (4) times the log's customers over ``identified_share`
 multiplied by the factor ``c`` that makes the simulated ``q`` the log's (one secant step from
 ``c`` = 1, as the rate is nearly proportional to ``c``; at 5 it cannot be reached, the joining
 probabilities of heavy buyers clipping at 1), and ``R_sim(beta)`` computed exactly as on the log. The same seed for every ``beta`` (common random numbers), so the curve is smooth and
-increasing; ``beta-hat = R_sim^{-1}(R)`` by linear interpolation (0 below the curve, 5 above it).
+increasing; ``beta-hat = R_sim^{-1}(R)`` by linear interpolation (0 below the curve, 5 above it;
+not estimated when the curve rises by less than the interval's half-width of ``R``, as under an
+automatic program, which enrols every buyer).
 Interval: the log's ``R`` -/+ ``z se``, ``se^2 = se_log^2 + se_sim^2`` (each a delete-a-group
 jackknife over customers, 50 groups; the simulation's at the nearest grid point: its noise
 shifts the whole curve), mapped through the same inverse.
@@ -239,8 +241,12 @@ def fit_self_selection(panel: Panel, scenario, *, pre: int = PRE, grid: tuple[fl
             return float(b[-1])
         return float(np.interp(r, R + np.arange(len(R)) * 1e-12, b))
 
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    if not R[-1] - R[0] > z * obs.se:
+        raise ValueError(f"under this design the simulated ratio hardly moves with self_selection ({R[0]:.3f} at "
+                         f"{b[0]:g}, {R[-1]:.3f} at {b[-1]:g}: an automatic program enrols every buyer), so the log "
+                         "cannot tell its value")
     est = inverse(obs.ratio)
     se_sim = float(curve["se"].to_numpy()[int(np.argmin(np.abs(b - est)))])
     se = float(np.hypot(obs.se, se_sim))
-    z = float(stats.norm.ppf(0.5 + level / 2))
     return SelfSelection(est, inverse(obs.ratio - z * se), inverse(obs.ratio + z * se), level, obs, curve, agents, se)

@@ -1,6 +1,8 @@
 """self_selection measured from a member log by simulating the engine's joining
 (simulator.response.selection): a chosen value is recovered on engine-generated logs."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -57,3 +59,15 @@ def test_interval_covers_the_chosen_value(beta, seeds, need):
     """Coverage of the 90% interval over seeds (measured: see the README, "Measuring a running program")."""
     hits = [f.lo <= beta <= f.hi for f in (fit(beta, s) for s in seeds)]
     assert np.mean(hits) >= need, (sum(hits), len(hits))
+
+
+def test_automatic_enrolment_is_not_identified():
+    """An automatic program enrols every buyer: joiners are the buyers, whatever self_selection
+    says, so the ratio cannot tell its value and none is given."""
+    sc = resolve(PLAYBOOK)
+    auto = sc.program.model_copy(update={"enrolment": sc.program.enrolment.model_copy(update={"mode": "automatic"})})
+    sc = dataclasses.replace(sc, program=auto)
+    log = member_log(sc, response={**EFFECTS, "self_selection": 1.0}, agents=3000, seed=1)
+    timed = with_response(sc, {**EFFECTS, "self_selection": 1.0}, pre_months=12, months=36)
+    with pytest.raises(ValueError, match="cannot tell"):
+        fit_self_selection(panel_from_log(log.transactions), timed, seed=1)
