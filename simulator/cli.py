@@ -692,7 +692,7 @@ def estimate_response(
     transactions: Path = typer.Argument(..., help="Transaction log with a member flag per transaction (CSV, Parquet, a database): customer id, date, amount, member."),
     market: Path = typer.Option(..., "--market", help="The market the log comes from (markets/<m>/market.yaml)."),
     out: Path = typer.Option(..., "--out", help="Directory for estimates.json, event_study.csv/.png, balance.csv, report.html, market.yaml (the market with the measured response), manifest.json (refused if it exists, unless --force)."),
-    playbook: Optional[Path] = typer.Option(None, "--playbook", help="A playbook whose design is the log's program: its earning rules rebuild members' balances for the goal gradient and rewarded behaviour."),
+    playbook: Optional[Path] = typer.Option(None, "--playbook", help="A playbook whose design is the log's program: its earning rules rebuild members' balances for the goal gradient and rewarded behaviour, and its joining is simulated to map self-selection onto the engine's self_selection."),
     balance_col: str = typer.Option("balance", "--balance-col", help="Column of the member's points balance at the start of the month (blank for non-members)."),
     seed: int = typer.Option(20240601, "--seed", min=0, help="Seed of the resampling groups: the same seed and log give identical outputs."),
     force: Force = False,
@@ -703,7 +703,7 @@ def estimate_response(
     on_bad_rows: OnBadRows = "fail",
     merge_same_day: SameDay = True,
 ) -> None:
-    """Estimate, from a log where members are flagged, how joiners differed before joining (self-selection) and the lift after joining by month since joining (staggered difference-in-differences against customers not yet joined), with jackknife intervals, and the naive member comparison beside them; with balances and --playbook, the goal gradient and rewarded behaviour, written into a copy of the market.
+    """Estimate, from a log where members are flagged, how joiners differed before joining (self-selection) and the lift after joining by month since joining (staggered difference-in-differences against customers not yet joined), with jackknife intervals, and the naive member comparison beside them; with --playbook, the engine's self_selection (simulating the design's joining on the market) and, with balances, the goal gradient and rewarded behaviour, written into a copy of the market.
 
     Example:
 
@@ -735,10 +735,17 @@ def estimate_response(
                    + (f", {r['estimate']:+.0%} of the counterfactual {lap['counterfactual_per_member_month']:.4f}" if r else ""))
     rew = result.get("reward_effects")
     if rew:
-        for k in ("goal_gradient", "rewarded_behaviour"):
+        at = rew["rewarded_behaviour_at_threshold"]
+        for k, n in (("goal_gradient", rew["members"]), ("rewarded_behaviour", at["members"])):
             v = rew[k]
             typer.echo(f"{k}: {v['estimate']:+.3f} ({rew['level']:.0%}: {v['lo']:+.3f}..{v['hi']:+.3f}), "
-                       f"{rew['members']:,} members")
+                       f"{n:,} members" + (f" ({at['crossed']:,} member-months just rewarded)" if k != "goal_gradient" else ""))
+    sel = result.get("self_selection")
+    if sel:
+        typer.echo(f"self_selection: {sel['estimate']:.2f} ({sel['level']:.0%}: {sel['lo']:.2f}..{sel['hi']:.2f}), "
+                   f"from joiners' purchases before joining x{sel['ratio']['estimate']:.3f} those at risk of joining, "
+                   f"{sel['joiners']:,} joiners")
+    if result["written_to_response"]:
         typer.echo(f"written to {out / 'market.yaml'}: response.{', response.'.join(result['written_to_response'])}")
     typer.echo("not written: " + ", ".join(result["not_written_to_response"]) + " (why: estimates.json, report.html)")
     typer.echo(f"results: {out}")

@@ -1,7 +1,9 @@
 """``report.html`` of ``estimate-response``: one self-contained page (the plot inlined).
 
 The event-study plot with its intervals, the lift by month since joining, the balance of
-joiners and comparison customers before joining, what was measured from the balances and
+joiners and comparison customers before joining, what was measured from the balances, the
+engine's self_selection mapped from the joiners' purchases before joining (and the simulated
+curve behind it), what was
 written into the market, and what could not be estimated and why.
 """
 
@@ -72,12 +74,35 @@ def report_html(result: dict, plot: Path) -> str:
     rew = result.get("reward_effects")
     parts.append("<h2>From the balances: goal gradient and rewarded behaviour</h2>")
     if rew:
-        rows = [{"field": k, **rew[k]} for k in ("goal_gradient", "rewarded_behaviour")]
-        parts.append(f"<p>{html.escape(rew['method'])}. {rew['members']} members, {rew['member_months']} member-months, "
-                     f"{rew['rewards']} rewards; balances rebuilt from the design's rules predicted "
-                     f"{rew['balances_predicted_exactly']:.0%} of the observed ones exactly. Written into market.yaml "
-                     f"as triangular(low, estimate, high): {html.escape(', '.join(result['written_to_response']))}.</p>")
-        parts.append(_table(rows, ["field", "estimate", "lo", "hi"]))
+        a, full = rew["rewarded_behaviour_at_threshold"], rew["rewarded_behaviour_all_member_months"]
+        rows = [{"field": "goal_gradient", "from": "all member months", **rew["goal_gradient"]},
+                {"field": "rewarded_behaviour", "from": "at the threshold (written)", **rew["rewarded_behaviour"]},
+                {"field": "rewarded_behaviour", "from": "all member months (not written)",
+                 **{k: full[k] for k in ("estimate", "lo", "hi")}}]
+        parts.append(f"<p>Goal gradient: {html.escape(rew['method'])}. {rew['members']} members, "
+                     f"{rew['member_months']} member-months, {rew['rewards']} rewards; balances rebuilt from the "
+                     f"design's rules predicted {rew['balances_predicted_exactly']:.0%} of the observed ones exactly.</p>")
+        parts.append(f"<p>Rewarded behaviour: {html.escape(rew['rewarded_behaviour_method'])}; {a['member_months']} "
+                     f"member-months of {a['members']} members, {a['crossed']} of them just rewarded. The same model over "
+                     f"all member months is shown for comparison and not written: {html.escape(full['why_not_written'])}.</p>")
+        parts.append(f"<p>Written into market.yaml as triangular(low, estimate, high): "
+                     f"{html.escape(', '.join(result['written_to_response']))}.</p>")
+        parts.append(_table(rows, ["field", "from", "estimate", "lo", "hi"]))
+    else:
+        parts.append("<p>Not estimated (see below).</p>")
+    sel = result.get("self_selection")
+    parts.append("<h2>Self-selection: the engine's <code>self_selection</code></h2>")
+    if sel:
+        r = sel["ratio"]
+        parts.append(f"<p>{html.escape(sel['method'])}. Joiners bought <b>{_f(r['estimate'], 3)}</b> times as often as "
+                     f"the customers at risk of joining in their month over the months before (standard error "
+                     f"{_f(r['se'], 3)}; {_f(r['se_with_simulation'], 3)} with the simulation's), {sel['joiners']} "
+                     f"joiners in {sel['cohorts']} months, simulated with {sel['simulated_agents']} agents. "
+                     f"<b>self_selection {_f(sel['estimate'], 2)}</b> ({sel['level']:.0%} interval {_f(sel['lo'], 2)} "
+                     f"to {_f(sel['hi'], 2)}), written into market.yaml as triangular(low, estimate, high). The "
+                     "simulated ratio by self_selection, each with the enrolment propensity factor that matched the "
+                     "log's joining rate:</p>")
+        parts.append(_table(sel["curve"], ["beta", "factor", "join_rate", "ratio", "se"]))
     else:
         parts.append("<p>Not estimated (see below).</p>")
     parts.append("<h2>Not estimated or not written, and why</h2><ul>")

@@ -36,6 +36,7 @@ def test_writes_estimates_plot_and_manifest(tmp_path):
     assert set(est["not_written_to_response"]) >= {"lift_after_joining", "self_selection", "transition_effect",
                                                    "goal_gradient", "rewarded_behaviour"}  # no --playbook
     assert est["written_to_response"] == [] and not (out / "market.yaml").exists()
+    assert "--playbook" in est["not_written_to_response"]["self_selection"] and est["self_selection"] is None
     assert "2026-05..2029-04" in est["source"]  # the log's months, not the day it ran
     lap = est["lapses"]
     assert lap["change_per_member_month"]["lo"] <= lap["change_per_member_month"]["hi"]
@@ -94,12 +95,16 @@ def test_balances_give_a_market_with_the_measured_response(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert any(k.endswith("cagnotte.yaml") for k in manifest["inputs"])  # the design behind the balances
     est = json.loads((out / "estimates.json").read_text())
-    assert est["written_to_response"] == ["goal_gradient"]
-    assert "not written" in est["not_written_to_response"]["rewarded_behaviour"]
+    assert est["written_to_response"] == ["goal_gradient", "rewarded_behaviour", "self_selection"]
+    assert not {"rewarded_behaviour", "goal_gradient"} & set(est["not_written_to_response"])
+    assert est["reward_effects"]["rewarded_behaviour_at_threshold"]["crossed"] > 50
+    assert "self_selection" not in est["not_written_to_response"]
     assert est["reward_effects"]["balances_predicted_exactly"] > 0.9
+    sel = est["self_selection"]
+    assert 0 <= sel["lo"] <= sel["estimate"] <= sel["hi"] <= 5 and len(sel["curve"]) == 7
     m = load(Market, out / "market.yaml")
     for k in est["written_to_response"]:
-        v, e = getattr(m.response, k), est["reward_effects"][k]
+        v, e = getattr(m.response, k), (sel if k == "self_selection" else est["reward_effects"][k])
         assert isinstance(v, Triangular)
         lo, mode, hi = v.triangular
         assert lo == pytest.approx(max(e["lo"], 0), abs=1e-4) and mode == pytest.approx(e["estimate"], abs=1e-4)
@@ -110,6 +115,9 @@ def test_balances_give_a_market_with_the_measured_response(tmp_path):
     assert m.segments == orig.segments and m.response.transition_effect == orig.response.transition_effect
     page = (out / "report.html").read_text()
     assert "data:image/png;base64," in page and "transition_effect" in page and "goal_gradient" in page
+    assert "self_selection" in page and "indirect inference" in page
+    assert "indirect inference" in m.response.sources["self_selection"]
+    assert "just reached the kitty's threshold" in m.response.sources["rewarded_behaviour"]
 
 
 def test_unknown_response_source_is_refused(tmp_path):

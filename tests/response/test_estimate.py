@@ -58,7 +58,9 @@ def test_no_effect_no_selection_gives_zero_within_the_interval():
 
 @pytest.mark.xfail(strict=True, reason="known limit (docs/model.md): with strong self-selection on the rate "
                                        "(self_selection 2) and no effect, the estimate stays ~+0.08 purchase a month: "
-                                       "joiners' months before joining are selected by not having joined then")
+                                       "not the base months' selection (a base before the launch leaves it); half "
+                                       "of it is joining selecting on the segment (m^2 normalised within segments "
+                                       "of different rate_shape), the rest joiners' rates far above the controls'")
 def test_strong_self_selection_without_effect_gives_zero():
     only_selection = Mechanisms(**{k: k == "self_selection" for k in Mechanisms.model_fields})
     log = member_log(PLAYBOOK, response={**EFFECTS, "self_selection": 2.0}, agents=8000, seed=1,
