@@ -397,16 +397,22 @@ def read_transactions(
         raise InputErrors.one(where, "no transaction rows after the header" if source.kind == "csv" else "no rows")
     hints = tuple((n, h) for n in ignored if (h := column_hint(n)) is not None and h not in
                   [_ROLE_FLAGS[r] for r in roles if r in _ROLE_FLAGS])
-    return _clean(
-        raw,
-        date_format=date_format,
-        number=number,
-        on_bad_rows=on_bad_rows,
-        merge_same_day=merge_same_day,
-        drop_duplicates=drop_duplicates,
-        ignored=tuple(ignored),
-        hints=hints,
-    )
+    try:
+        return _clean(
+            raw,
+            date_format=date_format,
+            number=number,
+            on_bad_rows=on_bad_rows,
+            merge_same_day=merge_same_day,
+            drop_duplicates=drop_duplicates,
+            ignored=tuple(ignored),
+            hints=hints,
+        )
+    finally:
+        del raw
+        # Arrow's allocator keeps what the read's batches freed for itself: hand it back, or a
+        # 100-million-row log holds ~5 GB of nothing through the fits
+        pa.default_memory_pool().release_unused()
 
 
 def read_cdnow(path: str | Path) -> TransactionLog:
