@@ -220,43 +220,20 @@ def reward_effects(panel: Panel, mm: MemberMonths, *, half_life: float, level: f
     x = mm.progress - 0.5
     y = mm.purchases
     C = _controls(panel, mm)
-    cust, inv = np.unique(mm.customer, return_inverse=True)
-    n = len(cust)
-
-    def parts(theta):
-        gg, rb, beta = theta[0], theta[1], theta[2:]
-        f1, f2 = 1.0 + gg * x, 1.0 + rb * d
-        mu = np.exp(np.clip(C @ beta, -30, 30)) * f1 * f2
-        X = np.column_stack([x / f1, d / f2, C])  # d log mu / d theta
-        return mu, X
-
-    def nll(theta):
-        mu, X = parts(theta)
-        return float((mu - y * np.log(mu)).sum()), X.T @ (mu - y)
-
-    beta0 = np.zeros(C.shape[1])
-    beta0[-len(np.unique(mm.month)):] = np.log(max(y.mean(), 1e-6))
-    theta0 = np.concatenate(([0.0, 0.0], beta0))
-    bounds = [(-1.95, 1.95), (-0.95, 20.0)] + [(None, None)] * C.shape[1]
-    fit = optimize.minimize(nll, theta0, jac=True, method="L-BFGS-B", bounds=bounds, options={"maxiter": 2000})
-    theta = fit.x
-    mu, X = parts(theta)
-    S = np.zeros((n, X.shape[1]))
-    np.add.at(S, inv, X * (y - mu)[:, None])
-    info = (X * mu[:, None]).T @ X
-    Ii = np.linalg.pinv(info)
-    cov = Ii @ (S.T @ S) @ Ii
+    n = len(np.unique(mm.customer))
+    theta, se = _fit(y, x, d, C, mm.customer, months_from=C.shape[1] - len(np.unique(mm.month)), maxiter=2000)
     z = stats.norm.ppf(0.5 + level / 2)
-    se = np.sqrt(np.maximum(np.diag(cov)[:2], 0))
     out = [(float(theta[k]), float(theta[k] - z * se[k]), float(theta[k] + z * se[k])) for k in range(2)]
     rewards = int((mm.since_reward == 0).sum())
     rec = mm.predicted / mm.observed if mm.observed else float("nan")
     return RewardEffects(out[0], out[1], half_life, level, int(n), int(y.size), rewards, float(rec))
 
 
-def _fit(y: np.ndarray, x: np.ndarray, d: np.ndarray, C: np.ndarray, customer: np.ndarray):
+def _fit(y: np.ndarray, x: np.ndarray, d: np.ndarray, C: np.ndarray, customer: np.ndarray, *,
+         months_from: int = 8, maxiter: int = 5000):
     """Poisson quasi-likelihood of ``E[y] = exp(C beta) (1 + g x) (1 + r d)``: theta (g, r, beta)
-    and the cluster-robust (by member) standard errors of g and r."""
+    and the cluster-robust (by member) standard errors of g and r. The columns of ``C`` from
+    ``months_from`` on are the month effects (started at the mean's log)."""
     cust, inv = np.unique(customer, return_inverse=True)
 
     def parts(theta):
@@ -271,10 +248,10 @@ def _fit(y: np.ndarray, x: np.ndarray, d: np.ndarray, C: np.ndarray, customer: n
         return float((mu - y * np.log(mu)).sum()), X.T @ (mu - y)
 
     beta0 = np.zeros(C.shape[1])
-    beta0[8:] = np.log(max(y.mean(), 1e-6))  # the month effects, after the 8 recent-purchase controls
+    beta0[months_from:] = np.log(max(y.mean(), 1e-6))  # the month effects, after the recent-purchase controls
     theta0 = np.concatenate(([0.0, 0.0], beta0))
     bounds = [(-1.95, 1.95), (-0.95, 20.0)] + [(None, None)] * C.shape[1]
-    fit = optimize.minimize(nll, theta0, jac=True, method="L-BFGS-B", bounds=bounds, options={"maxiter": 5000})
+    fit = optimize.minimize(nll, theta0, jac=True, method="L-BFGS-B", bounds=bounds, options={"maxiter": maxiter})
     theta = fit.x
     mu, X = parts(theta)
     S = np.zeros((len(cust), X.shape[1]))
