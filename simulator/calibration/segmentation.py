@@ -196,6 +196,10 @@ def calibration_month_end(log: TransactionLog | pd.DataFrame, calibration_end: s
     return end
 
 
+#: Customers per block when the monthly panel is built (bounds its per-row temporaries).
+PANEL_BLOCK = 1_000_000
+
+
 def monthly_panel(log: TransactionLog | pd.DataFrame, end: str | pd.Timestamp | None = None, *,
                   visits: bool = False) -> MonthlyPanel:
     """Monthly transactions and spend of every customer up to ``end`` (inclusive).
@@ -262,29 +266,30 @@ def monthly_panel(log: TransactionLog | pd.DataFrame, end: str | pd.Timestamp | 
     month = day.astype("datetime64[M]")
     first_m = month.min()
     months = pd.period_range(pd.Timestamp(first_m).to_period("M"), stop.to_period("M"), freq="M")
-    col = (month - first_m).astype(np.int64)
+    col = (month - first_m).astype(np.int32)
     del month
     n, T = len(customers), len(months)
-    flat = row * T
-    flat += col
-    # keys are sorted, so ``flat`` is too: each customer-month is a run of equal cells. Counts
-    # are the runs' lengths and spend their sums, in row order as a bincount over the whole
-    # n x T grid would add them, without that grid's int64 counts and per-row cell numbers
-    runs = np.flatnonzero(np.r_[True, flat[1:] != flat[:-1]])
-    cells = flat[runs]
-    run_of = np.cumsum(np.r_[True, flat[1:] != flat[:-1]], dtype=np.int64)
-    run_of -= 1
-    del flat
+    # counts and spend of the customer x month grid, built over blocks of whole customers (rows
+    # are in customer order): a cell's transactions all fall in one block and are added in row
+    # order, as one bincount over the whole grid would add them, without per-row arrays as
+    # long as the log
     counts = np.zeros(n * T, dtype=np.int32)  # a month holds < 2^31 purchases
-    counts[cells] = np.diff(np.r_[runs, len(run_of)]).astype(np.int32)
     spend = np.zeros(n * T)
-    spend[cells] = np.bincount(run_of, weights=amount, minlength=len(runs))
-    del run_of, runs, cells
+    bounds = np.searchsorted(row, np.arange(0, n + PANEL_BLOCK, PANEL_BLOCK))
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        if hi == lo:
+            continue
+        base = int(row[lo]) * T
+        local = (row[lo:hi] * T - base) + col[lo:hi]
+        width = int(row[hi - 1]) * T + T - base
+        counts[base: base + width] += np.bincount(local, minlength=width).astype(np.int32)
+        spend[base: base + width] += np.bincount(local, weights=amount[lo:hi], minlength=width)
+        del local
     counts, spend = counts.reshape(n, T), spend.reshape(n, T)
     # keys are sorted by customer then day: each customer's first row is its first day
     starts = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
     first_date = day[starts]
-    first_month = col[starts]               # every customer has a row, rows in customer order
+    first_month = col[starts].astype(np.int64)  # every customer has a row, rows in customer order
     table = None
     if visits:
         table = pd.DataFrame({"row": row, "date": day.astype("datetime64[ns]"), "amount": amount})
