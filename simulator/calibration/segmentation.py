@@ -292,7 +292,8 @@ def monthly_panel(log: TransactionLog | pd.DataFrame, end: str | pd.Timestamp | 
     first_month = col[starts].astype(np.int64)  # every customer has a row, rows in customer order
     table = None
     if visits:
-        table = pd.DataFrame({"row": row, "date": day.astype("datetime64[ns]"), "amount": amount})
+        # the panel's own arrays, not copies (1.6 GB at 100 million transactions)
+        table = pd.DataFrame({"row": row, "date": day.astype("datetime64[ns]"), "amount": amount}, copy=False)
     return MonthlyPanel(customers.astype(str), months, counts, spend, first_date, first_month, stop, table)
 
 
