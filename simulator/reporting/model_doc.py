@@ -34,6 +34,7 @@ SECTIONS = (
     ("Design optimisation", "simulator.optimise"),
     ("Measuring the effect of a running program", "simulator.response.estimate"),
     ("Self-selection mapped onto the engine's parameter", "simulator.response.selection"),
+    ("Fewer lapses mapped onto the engine's transition effect", "simulator.response.lapses"),
     ("Goal gradient and rewarded behaviour from members' balances", "simulator.response.balances"),
     ("Writing the measured response into a market", "simulator.response.command"),
     ("A member log written by the engine", "simulator.response.generate"),

@@ -28,7 +28,13 @@ reported, not written. The engine's ``self_selection`` (the elasticity of joinin
 customer's own rate) is not the ratio of joiners' to comparable customers' purchases before
 joining, but that ratio identifies it given the market and the design's joining: with
 ``--playbook`` the engine is simulated at a grid of values and the log's ratio inverted
-(:mod:`simulator.response.selection`), and the result written like the goal gradient.
+(:mod:`simulator.response.selection`), and the result written like the goal gradient. The
+engine's ``transition_effect`` (the cut in moves into lapsed segments) is not the log's change in
+lapses after joining either, which also holds the other mechanisms' effect on buying; it is
+mapped the same way (:mod:`simulator.response.lapses`): the design simulated at a grid of
+``transition_effect`` values with the other fields at the values measured here, and the log's
+change inverted. A log whose change lies wholly above the curve at 0 (or below it at 1) is not
+fitted, and ``estimates.json`` says so.
 """
 
 from __future__ import annotations
@@ -51,9 +57,6 @@ NOT_WRITTEN = {
     "lift_after_joining": "the event-study lift is the combined effect of goal_gradient, rewarded_behaviour, "
                           "tier_status and transition_effect (docs/model.md); no single response field means it: "
                           "it is reported as a check, not written",
-    "transition_effect": "members' lapses are measured (lapses), but the engine's transition_effect cuts moves into "
-                         "lapsed segments, which a log does not show (a customer also falls silent by chance): the "
-                         "measured lapse rate is reported, not mapped onto it",
     "tier_status": "not identified by a log of a design without tiers",
     "campaign_lift": "not estimated: needs campaign contacts and a control group in the log (issue #13)",
     "by_segment": "not estimated: a log holds no segment of the market's; by joiners' purchase frequency before "
@@ -68,6 +71,10 @@ THRESHOLD_METHOD = ("members whose balance before the month-end conversion had j
                     "month, no reward in the {clean} months before), their next month's purchases by Poisson "
                     "quasi-likelihood with the goal gradient, the calendar month and recent purchases; "
                     "cluster-robust (member) sandwich intervals; the market's rewarded_half_life")
+LAPSES_NEED_PLAYBOOK = ("not estimated: members' lapses against matched customers (reported under lapses) are mapped "
+                        "onto the engine's transition_effect, which cuts moves into lapsed segments that a log does not "
+                        "show, by simulating the design on the market: give --playbook (a playbook whose design is the "
+                        "log's program)")
 SELECTION_NEEDS_PLAYBOOK = ("not estimated: the joiners' purchases before joining against comparable customers' "
                             "(reported under estimates) are mapped onto the engine's self_selection by simulating the "
                             "design's joining on the market: give --playbook (a playbook whose design is the log's program)")
@@ -216,8 +223,28 @@ def _self_selection(panel, playbook: Path, market_spec, seed: int) -> tuple[dict
             "design": str(playbook), **fit.as_dict()}, ""
 
 
+def _transition_effect(panel, playbook: Path, market_spec, seed: int, values: dict[str, float]) -> tuple[dict | None, str]:
+    """The engine's transition_effect from the log's lapses (simulator.response.lapses), or None and why."""
+    from simulator.response.lapses import fit_transition_effect
+    from simulator.scenario import resolve
+
+    scenario = dataclasses.replace(resolve(playbook), market=market_spec)
+    try:
+        fit = fit_transition_effect(panel, scenario, values=values, seed=seed)
+    except ValueError as exc:
+        return None, str(exc)
+    return {"method": f"joiners' lapses (a month with a purchase, then {LAPSE_MONTHS} without) per member-month after "
+                      "joining against comparison customers with the same purchases over the 12 months before, mapped "
+                      "onto transition_effect by simulating the design on the market at a grid of transition_effect "
+                      "values, the other response fields at the values measured here or the market's, the enrolment "
+                      "propensity matched to the log's joining rate (indirect inference); jackknife interval, log and "
+                      "simulation",
+            "design": str(playbook), **fit.as_dict()}, ""
+
+
 #: Bounds of the response fields written (simulator.specs.market.ResponseParams).
-BOUNDS = {"goal_gradient": (0.0, 2.0), "rewarded_behaviour": (0.0, 2.0), "self_selection": (0.0, 5.0)}
+BOUNDS = {"goal_gradient": (0.0, 2.0), "rewarded_behaviour": (0.0, 2.0), "self_selection": (0.0, 5.0),
+          "transition_effect": (0.0, 1.0)}
 
 
 def measured_market(market_spec, estimates: dict[str, dict], source: str | dict[str, str]):
@@ -328,6 +355,19 @@ def estimate_file(source, market: Path, out: Path, *, force: bool, seed: int, pl
             sources["self_selection"] = (
                 f"estimated from {log_name} ({months}) by loyalty-sim estimate-response: {selection['method']}; "
                 f"n = {selection['joiners']} joiners, {selection['at_risk_customer_months']} customer-months at risk")
+    lapse_fit = None
+    if playbook is None:
+        not_written["transition_effect"] = LAPSES_NEED_PLAYBOOK
+    else:
+        lapse_fit, why = _transition_effect(panel, playbook, market_spec, seed,
+                                            {k: v["estimate"] for k, v in written.items()})
+        if lapse_fit is None:
+            not_written["transition_effect"] = f"not estimated: {why}"
+        else:
+            written["transition_effect"] = {k: lapse_fit[k] for k in ("estimate", "lo", "hi", "level")}
+            sources["transition_effect"] = (
+                f"estimated from {log_name} ({months}) by loyalty-sim estimate-response: {lapse_fit['method']}; "
+                f"n = {len(panel.customers)} customers ({panel.n_joiners} joiners), {lapse_fit['cohorts']} cohorts")
     if written:
         new_market = measured_market(market_spec, written, sources)
     result = {
@@ -341,6 +381,7 @@ def estimate_file(source, market: Path, out: Path, *, force: bool, seed: int, pl
         "lapses": lapse_result,
         "reward_effects": rewards,
         "self_selection": selection,
+        "transition_effect": lapse_fit,
         "written_to_response": sorted(written),
         "not_written_to_response": not_written,
     }

@@ -105,6 +105,21 @@ def report_html(result: dict, plot: Path) -> str:
         parts.append(_table(sel["curve"], ["beta", "factor", "join_rate", "ratio", "se"]))
     else:
         parts.append("<p>Not estimated (see below).</p>")
+    te = result.get("transition_effect")
+    parts.append("<h2>Fewer lapses: the engine's <code>transition_effect</code></h2>")
+    if te:
+        d = te["lapse_change"]
+        held = ", ".join(f"{k} {_f(v, 3)}" for k, v in te["other_response_values_simulated"].items())
+        parts.append(f"<p>{html.escape(te['method'])}. Lapses changed by <b>{_f(d['estimate'], 4)}</b> a member-month "
+                     f"(standard error {_f(d['se'], 4)}; {_f(d['se_with_simulation'], 4)} with the simulation's), "
+                     f"simulated with {te['simulated_agents']} agents, the enrolment propensity times "
+                     f"{_f(te['enrolment_factor'], 3)}, and {html.escape(held)}. <b>transition_effect "
+                     f"{_f(te['estimate'], 2)}</b> ({te['level']:.0%} interval {_f(te['lo'], 2)} to {_f(te['hi'], 2)}), "
+                     "written into market.yaml as triangular(low, estimate, high). The simulated change in lapses by "
+                     "transition_effect:</p>")
+        parts.append(_table(te["curve"], ["effect", "change", "se"]))
+    else:
+        parts.append("<p>Not estimated (see below).</p>")
     parts.append("<h2>Not estimated or not written, and why</h2><ul>")
     for k, v in result["not_written_to_response"].items():
         parts.append(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>")

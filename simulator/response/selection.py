@@ -83,7 +83,7 @@ from scipy import stats
 from simulator.response.estimate import Panel
 
 __all__ = ["SelectionStatistic", "SelfSelection", "selection_statistic", "simulated_panel", "fit_self_selection",
-           "GRID", "PRE"]
+           "GRID", "PRE", "fit_scenario"]
 
 #: Months before joining over which purchases are counted.
 PRE = 6
@@ -143,10 +143,11 @@ def selection_statistic(panel: Panel, *, pre: int = PRE, groups: int = 50, seed:
     return SelectionStatistic(est, se, float(j.sum() / j.size), int(j.sum()), int(j.size), C)
 
 
-def _fit_scenario(scenario, beta: float, factor: float, *, pre_months: int, months: int):
+def fit_scenario(scenario, values: dict[str, float], factor: float, *, pre_months: int, months: int):
     """The scenario simulated for one grid point: central values of every uncertain input, no
-    program as the baseline, the launch ``pre_months`` after the first month, ``self_selection``
-    ``beta`` everywhere and every enrolment propensity multiplied by ``factor``."""
+    program as the baseline, the launch ``pre_months`` after the first month, the response
+    fields ``values`` set everywhere (per-segment overrides of them dropped) and every enrolment
+    propensity multiplied by ``factor``."""
     from simulator.response.generate import with_response
     from simulator.specs.market import RESPONSE_DEFAULTS, Market
     from simulator.uncertainty import central_values, with_values
@@ -154,24 +155,29 @@ def _fit_scenario(scenario, beta: float, factor: float, *, pre_months: int, mont
     scenario = with_values(scenario, central_values(scenario))
     r = scenario.market.response
     base_h = RESPONSE_DEFAULTS["enrolment_propensity"] if r.enrolment_propensity is None else float(r.enrolment_propensity)
-    segments = {k: v.model_copy(update={"self_selection": None, "enrolment_propensity": (
+    segments = {k: v.model_copy(update={**{f: None for f in values}, "enrolment_propensity": (
         None if v.enrolment_propensity is None else min(float(v.enrolment_propensity) * factor, 1.0))})
         for k, v in r.segments.items()}
-    response = r.model_copy(update={"self_selection": float(beta), "enrolment_propensity": min(base_h * factor, 1.0),
-                                    "segments": segments})
+    response = r.model_copy(update={**{f: float(x) for f, x in values.items()},
+                                    "enrolment_propensity": min(base_h * factor, 1.0), "segments": segments})
     market = Market.model_validate(scenario.market.model_copy(update={"response": response}).model_dump())
     timed = with_response(scenario, {}, pre_months=pre_months, months=months)  # dates, no baseline, no drives
     return dataclasses.replace(timed, market=market)
 
 
-def simulated_panel(scenario, *, agents: int, seed: int) -> Panel:
+ONLY = "self_selection"
+
+
+def simulated_panel(scenario, *, agents: int, seed: int, mechanisms=ONLY) -> Panel:
     """Purchases by month and joining month of the identified customers of one engine run (the
-    panel a log of it gives), with only the self-selection mechanism on."""
+    panel a log of it gives), with only the self-selection mechanism on (``mechanisms``: a
+    :class:`~simulator.specs.playbook.Mechanisms`, or None for the design's own)."""
     from simulator.engine.simulation import Simulation
     from simulator.specs.playbook import Mechanisms
 
-    only = Mechanisms(**{k: k == "self_selection" for k in Mechanisms.model_fields})
-    sim = Simulation(scenario, agents=agents, seed=seed, mechanisms=only)
+    if mechanisms == ONLY:
+        mechanisms = Mechanisms(**{k: k == "self_selection" for k in Mechanisms.model_fields})
+    sim = Simulation(scenario, agents=agents, seed=seed, mechanisms=mechanisms)
     design = sim.runs["design"]
     counts = np.zeros((sim.H, sim.pop.capacity), dtype=np.uint16)
 
@@ -225,7 +231,7 @@ def fit_self_selection(panel: Panel, scenario, *, pre: int = PRE, grid: tuple[fl
     for beta in grid:
         factor = 1.0
         for _ in range(2):  # c = 1, then the secant step to the log's joining rate
-            sim = selection_statistic(simulated_panel(_fit_scenario(scenario, beta, factor, pre_months=launch, months=T),
+            sim = selection_statistic(simulated_panel(fit_scenario(scenario, {"self_selection": beta}, factor, pre_months=launch, months=T),
                                                       agents=agents, seed=seed), pre=pre)
             if _ == 0:
                 factor = factor * obs.join_rate / sim.join_rate if sim.join_rate > 0 else factor
