@@ -1,10 +1,10 @@
 r"""Synthetic transaction logs drawn from the lapse-and-return model, with known parameters.
 
-Two uses: proving the estimator (a fit of :func:`~simulator.calibration.estimate.fit_lapse_return`
+Two uses: proving the estimator (a fit of :func:`~simulator.calibration.lapse_return.fit_lapse_return`
 on a log drawn here must recover the parameters it was drawn with) and measuring calibration at
 retail scale (``benchmarks/calibration_speed.py`` writes logs of 10 and 100 million rows).
 
-The process is the model's own (see :mod:`simulator.calibration.estimate`), in calendar months:
+The process is the model's own (see :mod:`simulator.calibration.states`), in calendar months:
 
 * customer *i* arrives in a month uniform over the first ``arrival_months`` and makes its first
   purchase on a uniform day ``d0`` of that month; its rate while active is
