@@ -49,7 +49,7 @@ def market_yaml(cm: CalibratedMarket, *, source_name: str | None = None, source_
             f"#   ~ Beta(a={m.a:.4g}, b={m.b:.4g}), monthly return of lapsed customers rho={m.rho:.4g}.",
             "# Each state's purchase_rate is the expected purchases next month; its transition to '_r00' is the",
             "# probability of buying next month. 'new' holds customers in their first month. See",
-            "# simulator/calibration/estimate.py.",
+            "# simulator/calibration/states.py.",
         ]
     else:
         lines.append(f"# Segments: rule set '{cm.segmentation.name}'; transitions counted month to month.")
