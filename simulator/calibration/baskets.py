@@ -1,4 +1,4 @@
-r"""Spend per transaction (baskets).
+r"""Spend per transaction (baskets), and its drift over calendar time.
 
 Transaction amounts are lognormal within and between customers: ``cv`` is the pooled
 within-customer variation of a customer's transaction amounts and ``individual_cv`` the
@@ -7,6 +7,32 @@ within part of the variance of customers' mean logs taken out); each segment's `
 is its mean spend per transaction (the segmentation's). Each customer's basket multiplier
 (:func:`basket_multipliers`) is its expected mean basket relative to the population's: its mean
 log amount shrunk toward the population's by empirical Bayes, by its number of purchases.
+
+**Drift** (:func:`basket_drift`). Spend per transaction may trend over calendar time (prices,
+range, mix). A segment's basket is the mean over the whole window, so a trend leaves it at the
+window's middle instead of where the forecast starts. The trend is the within-customer slope of
+log spend per transaction on the month (fixed effects: a customer's own level is taken out, so
+customers arriving or leaving with other baskets do not count as a trend). With
+:math:`y_{ij}` the log amount of customer i's transaction j, :math:`t_{ij}` its month (0 for
+the window's first) and tildes the deviations from the customer's own means,
+
+    beta = sum_ij t~_ij y~_ij / sum_ij t~_ij^2
+
+    se(beta)^2 = G/(G-1) sum_i (sum_j t~_ij e_ij)^2 / (sum_ij t~_ij^2)^2,  e_ij = y~_ij - beta t~_ij
+
+(standard error robust to any correlation within a customer, clustered by customer, G the
+customers with two purchases or more in different months). The drift is used only when it is
+clear and steady: :math:`|\beta / se| \ge 1.96` and the slopes fitted the same way on each half
+of the window's months have the sign of :math:`\beta`. Then every segment's ``basket.mean`` is
+moved to the level of the calibration end's month :math:`T-1`,
+
+    basket.mean <- basket.mean * exp(beta (T - 1 - t_bar))
+
+with :math:`\bar t` the mean month of the window's transactions (where the means sit); otherwise
+the baskets are left as measured. The report's notes give the slope, its z and the halves'
+slopes either way. The drift is not carried forward: the simulated months keep the
+calibration end's level (a trend continued through the forecast would need a basket multiplier
+by simulated month in the engine, which has none).
 """
 
 from __future__ import annotations
@@ -76,3 +102,97 @@ def basket_multipliers(per: pd.DataFrame, fit: BasketFit, n_customers: int) -> n
     population = math.exp(fit.mean_log + 0.5 * s2b + 0.5 * s2w)
     out[per.index.to_numpy()] = expected / population
     return out
+
+
+#: |z| a drift of spend per transaction needs to be used (two-sided 5%).
+DRIFT_Z = 1.96
+
+
+@dataclass(frozen=True)
+class BasketDrift:
+    """The within-customer trend of log spend per transaction (see the module docstring).
+
+    ``slope`` is per month on the log scale (0.01: +1% a month), ``se`` its cluster-robust
+    standard error, ``z`` their ratio; ``first_half`` / ``second_half`` the slopes on each half of
+    the window's months (nan when a half cannot give one); ``mean_month`` the mean month of the
+    transactions and ``end_month`` the calibration end's (months from the window's first);
+    ``used`` whether the baskets are moved, by ``multiplier``
+    (``exp(slope * (end_month - mean_month))`` when used, else 1).
+    """
+
+    slope: float
+    se: float
+    z: float
+    first_half: float
+    second_half: float
+    mean_month: float
+    end_month: float
+    used: bool
+    multiplier: float
+    customers: int
+    note: str
+
+
+def _within_slope(row: np.ndarray, t: np.ndarray, y: np.ndarray) -> tuple[float, float, int]:
+    """Fixed-effects slope of ``y`` on ``t`` within groups ``row`` (non-negative integers), its
+    cluster-robust standard error and the number of groups that inform it."""
+    n = np.bincount(row)
+    has = n > 0
+    mt = np.zeros(len(n))
+    my = np.zeros(len(n))
+    mt[has] = np.bincount(row, weights=t)[has] / n[has]
+    my[has] = np.bincount(row, weights=y)[has] / n[has]
+    tt = t - mt[row]
+    yy = y - my[row]
+    sxx = float(np.dot(tt, tt))
+    if not sxx > 1e-12:
+        return math.nan, math.nan, 0
+    beta = float(np.dot(tt, yy)) / sxx
+    score = np.bincount(row, weights=tt * (yy - beta * tt))
+    informs = np.bincount(row, weights=tt * tt) > 1e-12
+    g = int(informs.sum())
+    if g < 2:
+        return beta, math.nan, g
+    var = float(np.dot(score, score)) / sxx ** 2 * g / (g - 1)
+    return beta, math.sqrt(var), g
+
+
+def basket_drift(tx: pd.DataFrame, first_month: pd.Period, n_months: int) -> BasketDrift:
+    """The drift of spend per transaction over the window (see the module docstring). ``tx``: the
+    panel's customer-day table (``row``, ``date``, ``amount``); ``first_month``: the window's
+    first month; ``n_months``: its months."""
+    pos = tx["amount"].to_numpy() > 0
+    row = tx["row"].to_numpy()[pos].astype(np.int64)
+    y = np.log(tx["amount"].to_numpy()[pos])
+    first = np.datetime64(first_month.start_time.date(), "M")
+    t = (tx["date"].to_numpy()[pos].astype("datetime64[M]") - first).astype(np.float64)
+    end = float(n_months - 1)
+    beta, se, g = _within_slope(row, t, y)
+    half = n_months // 2
+    halves = []
+    for keep in (t < half, t >= half):
+        b, _, _ = _within_slope(row[keep], t[keep], y[keep]) if keep.any() else (math.nan, math.nan, 0)
+        halves.append(b)
+    mean_month = float(t.mean()) if len(t) else end
+    z = beta / se if np.isfinite(beta) and np.isfinite(se) and se > 0 else math.nan
+    steady = np.isfinite(z) and all(np.isfinite(h) and np.sign(h) == np.sign(beta) for h in halves)
+    used = bool(steady and abs(z) >= DRIFT_Z)
+    mult = math.exp(beta * (end - mean_month)) if used else 1.0
+    if not np.isfinite(beta):
+        note = ("basket drift: not estimated (no customer has purchases in two different months of the window); "
+                "baskets as measured")
+    else:
+        what = (f"basket drift: within-customer trend of log spend per transaction {beta:+.4f}/month (se {se:.4f}, "
+                f"z {z:+.2f}, {g:,} customers with purchases in two months or more); halves of the window "
+                f"{halves[0]:+.4f} and {halves[1]:+.4f}")
+        if used:
+            note = (f"{what}: used, baskets moved to the level of the calibration end's month (x{mult:.4f}: the "
+                    f"window's transactions sit {end - mean_month:.1f} months before it); not carried forward "
+                    "through the simulated months")
+        else:
+            why = (f"|z| below {DRIFT_Z}" if not (np.isfinite(z) and abs(z) >= DRIFT_Z) else
+                   "the halves of the window do not agree in sign")
+            note = f"{what}: not used ({why}), baskets as measured"
+    return BasketDrift(slope=float(beta), se=float(se), z=float(z), first_half=float(halves[0]),
+                       second_half=float(halves[1]), mean_month=mean_month, end_month=end, used=used, multiplier=mult,
+                       customers=g, note=note)

@@ -42,7 +42,8 @@ import pandas as pd
 from scipy import sparse
 
 from simulator.calibration.acquisition import _acquisition
-from simulator.calibration.baskets import BasketFit, _fit_baskets, basket_multipliers
+from simulator.calibration.baskets import BasketDrift, BasketFit, _fit_baskets, basket_multipliers
+from simulator.calibration.baskets import basket_drift as estimate_basket_drift
 from simulator.calibration.groups import MIN_SEGMENT_CUSTOMERS, PROJECTION_MONTHS, merge_sparse, rule_groups, state_groups
 from simulator.calibration.lapse_return import LapseReturnModel, Types, fit_lapse_return
 from simulator.calibration.market_file import DEFAULT_CHANNELS, DEFAULT_MEMBER_OPT_IN, market_yaml, write_market
@@ -111,6 +112,9 @@ class CalibrationDiagnostics:
         (``buy_next_month``), the market ``segment`` it is in (sparse states merged) and the most
         customers that segment holds, at the end or in the months projected after it
         (``segment_most_customers``, of the smaller of the log's customers and the base).
+    basket_drift : BasketDrift or None
+        The trend of spend per transaction over the window and whether the baskets were moved to
+        the calibration end's level (:func:`~simulator.calibration.baskets.basket_drift`).
     """
 
     segment_sizes: pd.DataFrame
@@ -126,6 +130,7 @@ class CalibrationDiagnostics:
     notes: list[str] = field(default_factory=list)
     optional_columns: OptionalColumnsFit | None = None
     states: pd.DataFrame | None = None
+    basket_drift: BasketDrift | None = None
 
 
 @dataclass
@@ -195,6 +200,7 @@ def calibrate(
     member_opt_in: dict[str, float] | None = None,
     min_segment_customers: float = MIN_SEGMENT_CUSTOMERS,
     min_store_customers: int = MIN_STORE_CUSTOMERS,
+    basket_drift: bool = True,
 ) -> CalibratedMarket:
     """Estimate a market from a transaction log (see the module docstring).
 
@@ -244,6 +250,11 @@ def calibrate(
     min_store_customers : int
         With a store column: stores home to fewer customers are merged into one store
         ``other`` (:func:`~simulator.calibration.stores.store_network`).
+    basket_drift : bool
+        Move every segment's basket to the calibration end's level when spend per transaction
+        drifts clearly and steadily over the window
+        (:func:`~simulator.calibration.baskets.basket_drift`); False: baskets as measured (the
+        drift is still estimated and noted).
     """
     step = step or (lambda name: None)
     segmentation = RFMStates() if segmentation is None else segmentation
@@ -302,6 +313,13 @@ def calibrate(
                          f"seasonality borrowed from {seasonality_source} (its 12 calendar-month multipliers, month "
                          "lengths included), not estimated from this log")
     fit.notes.insert(0, f"first month of customers: {new_rate:.3f} transactions on average (the first included)")
+    drift = estimate_basket_drift(tx, panel.months[0], T)
+    if drift.used and basket_drift:
+        fit = dataclasses.replace(fit, baskets=fit.baskets * drift.multiplier)
+    elif drift.used:
+        drift = dataclasses.replace(drift, used=False, multiplier=1.0,
+                                    note=drift.note.split(": used")[0] + ": not used (basket_drift off), baskets as measured")
+    fit.notes.append(drift.note)
     if customers is not None and customers <= 0:
         raise ValueError(f"customers must be a positive whole number, got {customers}")
     base = int(customers) if customers is not None else int(panel.n_customers)
@@ -448,7 +466,7 @@ def calibrate(
         monthly=monthly, return_by_recency=fit.by_recency, frequency=fit.frequency, basket=basket,
         basket_sample=tx["amount"].to_numpy(), potential=potential, potential_mix=pot_mix, model=fit.model,
         notes=notes + fit.notes + (optional.notes if optional is not None else []), optional_columns=optional,
-        states=states)
+        states=states, basket_drift=drift)
     src: dict[str, str] = {}
     if source is not None:
         raw = Path(source).read_bytes()

@@ -53,6 +53,11 @@ def market_yaml(cm: CalibratedMarket, *, source_name: str | None = None, source_
         ]
     else:
         lines.append(f"# Segments: rule set '{cm.segmentation.name}'; transitions counted month to month.")
+    drift = cm.diagnostics.basket_drift
+    if drift is not None and drift.used:
+        lines.append(f"# baskets: spend per transaction drifts {drift.slope:+.4f}/month on the log scale within customers "
+                     f"(z {drift.z:+.1f}); every basket moved x{drift.multiplier:.4f} to the calibration end's level, not")
+        lines.append("#   carried forward (see simulator/calibration/baskets.py).")
     opt = cm.diagnostics.optional_columns
     estimated = opt is not None and opt.enrolment is not None and opt.enrolment.estimate is not None
     if opt is not None and opt.categories is not None:
