@@ -133,47 +133,76 @@ class BasketDrift:
     note: str
 
 
-def _within_slope(row: np.ndarray, t: np.ndarray, y: np.ndarray) -> tuple[float, float, int]:
-    """Fixed-effects slope of ``y`` on ``t`` within groups ``row`` (non-negative integers), its
-    cluster-robust standard error and the number of groups that inform it."""
-    n = np.bincount(row)
-    has = n > 0
-    mt = np.zeros(len(n))
-    my = np.zeros(len(n))
-    mt[has] = np.bincount(row, weights=t)[has] / n[has]
-    my[has] = np.bincount(row, weights=y)[has] / n[has]
+#: Rows of the customer-day table taken at a time by :func:`basket_drift` (whole customers).
+DRIFT_BLOCK_ROWS = 1 << 22
+
+
+def _customer_moments(row: np.ndarray, t: np.ndarray, y: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per group of ``row`` (``0..n-1``): the sums of squares of ``t`` and of cross-products of
+    ``t`` and ``y``, each about the group's own means."""
+    cnt = np.bincount(row, minlength=n).astype(np.float64)
+    has = cnt > 0
+    mt = np.bincount(row, weights=t, minlength=n).astype(np.float64)     # (an empty input gives integers)
+    my = np.bincount(row, weights=y, minlength=n).astype(np.float64)
+    mt[has] /= cnt[has]
+    my[has] /= cnt[has]
     tt = t - mt[row]
-    yy = y - my[row]
-    sxx = float(np.dot(tt, tt))
+    return (np.bincount(row, weights=tt * tt, minlength=n).astype(np.float64),
+            np.bincount(row, weights=tt * (y - my[row]), minlength=n).astype(np.float64))
+
+
+def _within_slope(sxx_i: np.ndarray, sxy_i: np.ndarray) -> tuple[float, float, int]:
+    """The fixed-effects slope from each customer's within sums, its standard error clustered
+    by customer, and the customers that inform it (the score of customer i is
+    ``sxy_i - beta sxx_i``)."""
+    sxx = float(sxx_i.sum())
     if not sxx > 1e-12:
         return math.nan, math.nan, 0
-    beta = float(np.dot(tt, yy)) / sxx
-    score = np.bincount(row, weights=tt * (yy - beta * tt))
-    informs = np.bincount(row, weights=tt * tt) > 1e-12
+    beta = float(sxy_i.sum()) / sxx
+    informs = sxx_i > 1e-12
     g = int(informs.sum())
     if g < 2:
         return beta, math.nan, g
-    var = float(np.dot(score, score)) / sxx ** 2 * g / (g - 1)
-    return beta, math.sqrt(var), g
+    score = sxy_i[informs] - beta * sxx_i[informs]
+    return beta, math.sqrt(float(np.dot(score, score)) / sxx ** 2 * g / (g - 1)), g
 
 
 def basket_drift(tx: pd.DataFrame, first_month: pd.Period, n_months: int) -> BasketDrift:
     """The drift of spend per transaction over the window (see the module docstring). ``tx``: the
-    panel's customer-day table (``row``, ``date``, ``amount``); ``first_month``: the window's
-    first month; ``n_months``: its months."""
-    pos = tx["amount"].to_numpy() > 0
-    row = tx["row"].to_numpy()[pos].astype(np.int64)
-    y = np.log(tx["amount"].to_numpy()[pos])
+    panel's customer-day table (``row``, ``date``, ``amount``, sorted by customer); ``first_month``:
+    the window's first month; ``n_months``: its months. The table is read in blocks of whole
+    customers (:data:`DRIFT_BLOCK_ROWS` rows), each customer's within sums kept."""
+    rows = tx["row"].to_numpy()
+    dates = tx["date"].to_numpy()
+    amounts = tx["amount"].to_numpy()
+    n = int(rows.max()) + 1 if len(rows) else 0
     first = np.datetime64(first_month.start_time.date(), "M")
-    t = (tx["date"].to_numpy()[pos].astype("datetime64[M]") - first).astype(np.float64)
     end = float(n_months - 1)
-    beta, se, g = _within_slope(row, t, y)
     half = n_months // 2
-    halves = []
-    for keep in (t < half, t >= half):
-        b, _, _ = _within_slope(row[keep], t[keep], y[keep]) if keep.any() else (math.nan, math.nan, 0)
-        halves.append(b)
-    mean_month = float(t.mean()) if len(t) else end
+    sums = [[np.zeros(n), np.zeros(n)] for _ in range(3)]      # whole window, first half, second half
+    t_total, t_count = 0.0, 0
+    lo = 0
+    while lo < len(rows):
+        hi = min(lo + DRIFT_BLOCK_ROWS, len(rows))
+        if hi < len(rows):
+            hi = int(np.searchsorted(rows, rows[hi - 1], side="right"))
+        pos = amounts[lo:hi] > 0
+        base = int(rows[lo:hi].min())
+        row = rows[lo:hi][pos].astype(np.int64) - base
+        y = np.log(amounts[lo:hi][pos])
+        t = (dates[lo:hi][pos].astype("datetime64[M]") - first).astype(np.float64)
+        t_total += float(t.sum())
+        t_count += len(t)
+        m = int(row.max()) + 1 if len(row) else 0
+        for k, keep in enumerate((None, t < half, t >= half)):
+            r, tk, yk = (row, t, y) if keep is None else (row[keep], t[keep], y[keep])
+            sxx_i, sxy_i = _customer_moments(r, tk, yk, m)
+            sums[k][0][base:base + m] += sxx_i
+            sums[k][1][base:base + m] += sxy_i
+        lo = hi
+    beta, se, g = _within_slope(*sums[0])
+    halves = [_within_slope(*sums[k])[0] for k in (1, 2)]
+    mean_month = t_total / t_count if t_count else end
     z = beta / se if np.isfinite(beta) and np.isfinite(se) and se > 0 else math.nan
     steady = np.isfinite(z) and all(np.isfinite(h) and np.sign(h) == np.sign(beta) for h in halves)
     used = bool(steady and abs(z) >= DRIFT_Z)

@@ -4,6 +4,7 @@ one, and left unused when it has none."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from simulator.calibration.estimate import calibrate
@@ -54,7 +55,6 @@ def test_a_drift_whose_halves_disagree_is_not_used():
     """Baskets that rise then fall back: the halves of the window disagree in sign, so whatever
     the whole window's z, the drift is not used."""
     from simulator.calibration.baskets import basket_drift
-    import pandas as pd
 
     rng = np.random.default_rng(1)
     n, months = 2000, 12
@@ -67,3 +67,18 @@ def test_a_drift_whose_halves_disagree_is_not_used():
     d = basket_drift(tx, pd.Period("2023-01", "M"), months)
     assert abs(d.z) > 1.96 and d.first_half > 0 > d.second_half
     assert not d.used and d.multiplier == 1.0 and "do not agree" in d.note
+
+
+def test_the_drift_read_in_blocks_is_the_drift_read_whole(monkeypatch):
+    """Blocks of whole customers (here 7 rows) give the slope, its error and the halves of one pass."""
+    from simulator.calibration import baskets
+    from simulator.calibration.segmentation import monthly_panel
+
+    log = synthetic_log(400, 12, process=SyntheticProcess(basket_drift=0.02), seed=3)
+    panel = monthly_panel(log, pd.Timestamp("2020-12-31"), visits=True)
+    whole = baskets.basket_drift(panel.visits, panel.months[0], panel.n_months)
+    monkeypatch.setattr(baskets, "DRIFT_BLOCK_ROWS", 7)
+    blocks = baskets.basket_drift(panel.visits, panel.months[0], panel.n_months)
+    for key in ("slope", "se", "first_half", "second_half", "mean_month"):
+        assert getattr(blocks, key) == pytest.approx(getattr(whole, key), rel=1e-9, abs=1e-12), key
+    assert blocks.customers == whole.customers and blocks.used == whole.used
