@@ -72,6 +72,7 @@ CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
 import simulator.calibration.estimate as est
+import simulator.calibration.states as states
 import simulator.calibration.pipeline as pipe
 from simulator.calibration.pipeline import LogSource, calibrate_file
 
@@ -90,10 +91,10 @@ def timed(module, name, label):
 
 timed(LogSource, "read", "read")
 timed(est, "monthly_panel", "panel")
-timed(est, "fit_lapse_return", "fits")
+timed(states, "fit_lapse_return", "fits")
 timed(est, "fit_potential", "potential")
-timed(est, "_posterior", "posterior")
-timed(est, "_one_step_fit", "one-step")
+timed(states, "_posterior", "posterior")
+timed(states, "_one_step_fit", "one-step")
 timed(pipe, "report_html", "report")
 path, out = sys.argv[1], sys.argv[2]
 t0 = time.perf_counter()

@@ -1,6 +1,6 @@
 r"""The lapse-and-return model's likelihood and its maximum-likelihood fit, at retail scale.
 
-The model is described in :mod:`simulator.calibration.estimate`. This module computes, for every
+The model is described in :mod:`simulator.calibration.states`. This module computes, for every
 customer and every type :math:`(\lambda_g, p_g)`, the log-likelihood of its monthly purchase
 counts, and fits the Gamma x Beta mixture of types by maximum likelihood.
 
@@ -470,7 +470,7 @@ class Types:
 
 @dataclass(frozen=True)
 class LapseReturnModel:
-    r"""Fitted lapse-and-return model (see :mod:`simulator.calibration.estimate`).
+    r"""Fitted lapse-and-return model (see :mod:`simulator.calibration.states`).
 
     Attributes
     ----------

@@ -44,7 +44,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from simulator import __version__
 from simulator.calibration.backtest import BacktestResult, backtest, write_backtest
-from simulator.calibration.estimate import CalibratedMarket, calibrate, market_yaml
+from simulator.calibration.estimate import CalibratedMarket, calibrate
+from simulator.calibration.market_file import market_yaml
 from simulator.calibration.report import report_html
 from simulator.calibration.rolling import RollingResult, rolling_backtest, rolling_splits, split_row, write_rolling
 from simulator.calibration.segmentation import RFMStates, RuleSet, load_ruleset
@@ -257,7 +258,7 @@ def calibrate_file(
     ``customers``: the market's whole base when the log is a sample or one banner of several
     (shares as estimated, arrivals scaled). ``channels``: share of customers opted in to each
     contact channel, instead of the defaults
-    (:data:`~simulator.calibration.estimate.DEFAULT_CHANNELS`). ``step`` is called with the name
+    (:data:`~simulator.calibration.market_file.DEFAULT_CHANNELS`). ``step`` is called with the name
     of each long step as it starts (progress). With a store column, ``stores.csv`` is written
     beside the market file (refused if it exists, unless ``force``), stores home to fewer than
     ``min_store_customers`` customers merged into one.

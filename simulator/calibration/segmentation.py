@@ -27,7 +27,7 @@ estimation of a market -- reads the panel.
 * :class:`RFMStates` (the default of :func:`~simulator.calibration.estimate.calibrate`): states
   *frequency tier x recency in months* (``0 .. recency_months``; the last bucket holds everyone
   silent that long or longer). The tiers are the latent purchase-rate classes of the fitted
-  behavioural model (see :mod:`~simulator.calibration.estimate`), so a customer's tier is
+  behavioural model (see :mod:`~simulator.calibration.states`), so a customer's tier is
   estimated from its whole history and its recency ages it month by month: the states let
   customers age and drop out.
 * :class:`RuleSet`: a named, ordered list of segments with conditions on the RFM features,

@@ -1,10 +1,10 @@
 r"""Synthetic transaction logs drawn from the lapse-and-return model, with known parameters.
 
-Two uses: proving the estimator (a fit of :func:`~simulator.calibration.estimate.fit_lapse_return`
+Two uses: proving the estimator (a fit of :func:`~simulator.calibration.lapse_return.fit_lapse_return`
 on a log drawn here must recover the parameters it was drawn with) and measuring calibration at
 retail scale (``benchmarks/calibration_speed.py`` writes logs of 10 and 100 million rows).
 
-The process is the model's own (see :mod:`simulator.calibration.estimate`), in calendar months:
+The process is the model's own (see :mod:`simulator.calibration.states`), in calendar months:
 
 * customer *i* arrives in a month uniform over the first ``arrival_months`` and makes its first
   purchase on a uniform day ``d0`` of that month; its rate while active is
@@ -17,7 +17,8 @@ The process is the model's own (see :mod:`simulator.calibration.estimate`), in c
   :math:`\text{Poisson}(\lambda_i \ell_t)` times, :math:`\ell_t` the month's length over
   30.4375 days times its seasonal multiplier;
 * purchases of a month fall on distinct days (a count above the month's free days is capped);
-  amounts are lognormal, a customer's mean basket lognormal around the population's;
+  amounts are lognormal, a customer's mean basket lognormal around the population's, with
+  optionally a trend (``basket_drift``: log spend per transaction grows by it each month);
 * optionally (``stores``) a store column: each customer's home store is drawn from the stores'
   shares, and each purchase is made there, except a share ``away_share`` made in one of the
   other stores (uniform). These draws come from their own stream, so the rest of the log is the
@@ -50,6 +51,8 @@ class SyntheticProcess:
     basket_mean: float = 30.0
     basket_sigma_within: float = 0.5
     basket_sigma_between: float = 0.4
+    #: Trend of log spend per transaction per month from the log's first month (0.01: +1% a month).
+    basket_drift: float = 0.0
 
 
 def _distinct_days(rng: np.random.Generator, cell: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -139,7 +142,10 @@ def synthetic_log(n: int, months: int, *, process: SyntheticProcess = SyntheticP
     day[rest] = _distinct_days(rng, cell[rest], lo[rest], hi[rest])
     mean = np.log(p.basket_mean) - 0.5 * (p.basket_sigma_within ** 2 + p.basket_sigma_between ** 2)
     cust_mu = mean + p.basket_sigma_between * rng.standard_normal(n)
-    amount = np.round(np.exp(cust_mu[c] + p.basket_sigma_within * rng.standard_normal(len(c))), 2)
+    log_amount = cust_mu[c] + p.basket_sigma_within * rng.standard_normal(len(c))
+    if p.basket_drift:
+        log_amount = log_amount + p.basket_drift * m
+    amount = np.round(np.exp(log_amount), 2)
     month_start = periods.start_time.to_numpy().astype("datetime64[D]")
     date = month_start[m] + (day - 1).astype("timedelta64[D]")
     width = max(len(str(n - 1)), 1)

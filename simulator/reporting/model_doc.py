@@ -25,6 +25,7 @@ SECTIONS = (
     ("The store network and pilots by store", "simulator.engine.stores"),
     ("Pilots by store: the readout against matched controls, and power", "simulator.pilot"),
     ("Calibrating a store network", "simulator.calibration.stores"),
+    ("Calibrating baskets: spend per transaction and its drift", "simulator.calibration.baskets"),
     ("The points ledger", "simulator.engine.state"),
     ("Points liability (IFRS 15)", "simulator.finance.ifrs15"),
     ("The obligation left at the horizon", "simulator.finance.obligation"),

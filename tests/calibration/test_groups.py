@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulator.calibration.estimate import customer_states, state_chain
+from simulator.calibration.estimate import customer_states
+from simulator.calibration.states import state_chain
 from simulator.calibration.groups import ACTIVE_MONTHS, merge_sparse, state_groups
 from simulator.calibration.lapse_return import Types
 from simulator.specs.market import value_thirds

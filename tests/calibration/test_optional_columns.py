@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simulator.calibration.estimate import (
-    MAX_CATEGORIES, OTHER_CATEGORY, calibrate, category_names, write_market,
-)
+from simulator.calibration.estimate import calibrate
+from simulator.calibration.market_file import write_market
+from simulator.calibration.optional_columns import MAX_CATEGORIES, OTHER_CATEGORY, category_names
 from simulator.calibration.report import report_html
 from simulator.calibration.transactions import parse_member_flags, read_transactions
 from simulator.specs import load_market

@@ -215,7 +215,7 @@ def test_purchases_elsewhere_leave_the_shares_close(engine_log) -> None:
 
 
 def test_the_calibrated_market_with_its_network_validates(engine_log, tmp_path) -> None:
-    from simulator.calibration.estimate import write_market
+    from simulator.calibration.market_file import write_market
     from simulator.specs import load_market
 
     cm = engine_log["away"]
