@@ -577,6 +577,18 @@ def _channels(given: list[str]) -> dict[str, float] | None:
     return out
 
 
+def _optin_cols(given: list[str]) -> tuple[tuple[str, str], ...]:
+    """``--optin-col CHANNEL=COLUMN`` options as (channel, column) pairs."""
+    out = []
+    for item in given:
+        channel, eq, column = item.partition("=")
+        if not eq or not channel.strip() or not column.strip():
+            raise InputErrors.one("(command line)", f"{item!r} is not CHANNEL=COLUMN (e.g. email=optin_mail)",
+                                  field="--optin-col")
+        out.append((channel.strip(), column.strip()))
+    return tuple(out)
+
+
 def _cleaning_text(report) -> str:
     """What reading did, as calibrate prints it: how the file was read (to check and
     override), the counts, the lines skipped, the columns ignored, the choices made."""
@@ -629,6 +641,7 @@ def calibrate(
     lapse_tiers: LapseTiers = 2,
     customers: Optional[int] = typer.Option(None, "--customers", min=1, help="The market's whole customer base when the log is a sample or one banner of several (default: the log's customers); shares as estimated, arrivals scaled by N / the log's customers."),
     channel: List[str] = typer.Option([], "--channel", help="NAME=SHARE: share of customers opted in to a contact channel (repeatable; replaces the defaults email 0.3, sms 0.2, app 0.2 and their member opt-in)."),
+    optin_col: List[str] = typer.Option([], "--optin-col", help="CHANNEL=COLUMN: the log's column of the customer's opt-in to a contact channel, yes/no per transaction (repeatable; columns named optin_<channel> are used without it). Each customer's last recorded value gives the market's share of opted-in customers on the channel (replacing --channel's) and, with a store column, each store's reach; stores.csv and the report show them by store."),
 ) -> None:
     """Calibrate a market from a transaction log: segments, transitions, baskets, seasonality, arrivals, potential score.
 
@@ -644,6 +657,9 @@ def calibrate(
     loyalty-sim calibrate export_magasins.csv --customer-col client \\
         --date-col date_achat --amount-col montant --store-col magasin \\
         --out markets/france/market.yaml --currency EUR --gross-margin 0.3
+    loyalty-sim calibrate crm_export.csv --store-col magasin \\
+        --optin-col email=consent_mail --optin-col sms=consent_sms \\
+        --out markets/france/market.yaml --currency EUR --gross-margin 0.3
     loyalty-sim calibrate sales.duckdb --table receipts \\
         --transaction-col receipt_no --out markets/germany/market.yaml \\
         --currency EUR --gross-margin 0.3
@@ -656,6 +672,7 @@ def calibrate(
 
     try:
         source = _log_source(transactions, fmt, customer_col, date_col, amount_col, date_format, on_bad_rows, merge_same_day)
+        source = dataclasses.replace(source, optin_cols=_optin_cols(optin_col))
         if seasonality not in ("auto", "flat"):
             raise InputErrors.one("(command line)", f"{seasonality!r} is not a choice (expected auto or flat)", field="--seasonality")
         season, season_source = _seasonality(seasonality, seasonality_from)
