@@ -379,89 +379,122 @@ Three questions: which stores recruit best, what a pilot in some stores would re
 comparable stores (and whether that reading is honest), and how many stores and months a
 pilot needs to detect the club's effect on revenue per customer.
 
-We use the shipped French market and its **illustrative** 32-store network (invented sizes and
-recruitment skills, said so in `markets/france/market.yaml`). Your own network comes from your
-till log: `loyalty-sim calibrate LOG --store-col COLUMN` writes the `stores:` section (home
-stores, shares, enrolment multipliers from a member column; README, "Calibrating the
-network"), and a playbook's `market:` line then points at it. Small numbers of agents and replications
-keep this notebook fast; read the last section before trusting a power figure."""),
+Everything here runs on a market **calibrated from a till log**, as yours would be: we have
+no real till log to ship, so the engine writes one from the French market and its 32-store
+network (sizes and recruitment skills that we then pretend not to know), with a store, a
+member flag and contact opt-ins on each purchase. `loyalty-sim calibrate` turns it into a
+market file with a store network, and we check what it found against the truth that wrote
+the log. Small numbers of agents and replications keep this notebook fast; read the last
+section before trusting a power figure."""),
         new_code_cell(SETUP),
-        new_markdown_cell("""## Which stores recruit best
+        new_markdown_cell("""## A till log, and the market calibrated from it
 
-A launch everywhere (`markets/france/premium_club_pilot.yaml`: no pilot section, baseline no
-program); by home store, new members over the horizon against the store's customers, and that
-rate against the network's (index 1 = the network's rate). The `enrolment` multiplier is what
-the market file assumes about each store's staff; the rate also depends on who shops there."""),
-        new_code_cell("""from simulator.runner import simulate
+The log: 8,000 simulated customers of France over 24 months, a running program they join at
+each store's own rate (`enrolment_propensity` times the store's `enrolment` multiplier), 10%
+of purchases made away from the home store, the customer's e-mail / SMS / app opt-in on each
+purchase (`optin_<channel>` columns). In your case this is the export of the tills."""),
+        new_code_cell("""import subprocess, sys, tempfile
+from pathlib import Path
+from simulator.response.generate import member_log
 from simulator.scenario import resolve
 
-launch = resolve("markets/france/premium_club_pilot.yaml")
-result = simulate(launch, agents=4_000, seed=1, replications=2)
-stores = result.stores()
-design = stores[stores.scenario == "design"]
-by = design.groupby("store").agg(customers=("customers", "mean"), new_members=("new_members", "sum"))
-by["recruitment_rate"] = by.new_members / by.customers
-by["index"] = by.recruitment_rate / (by.new_members.sum() / by.customers.sum())
-net = {s.name: s for s in launch.market.stores.stores}
-by["label"] = [net[k].label for k in by.index]
-by["enrolment_multiplier"] = [net[k].enrolment for k in by.index]
-by = by.sort_values("recruitment_rate", ascending=False)
-by.head(8).round(3)"""),
+work = Path(tempfile.mkdtemp(prefix="pilot-notebook-"))
+france = resolve("markets/france/premium_club_pilot.yaml")
+log = member_log(france, response={"enrolment_propensity": 0.03, "self_selection": 0.0}, agents=8_000, seed=7,
+                 pre_months=6, months=24, stores=True, away_share=0.1, opt_in=True)
+log.transactions.drop(columns=["balance"]).to_csv(work / "till_log.csv", index=False)
+pd.read_csv(work / "till_log.csv").head()"""),
+        new_code_cell("""def loyalty_sim(*args):
+    \"\"\"The command line, as you would type it (python -m simulator is loyalty-sim).\"\"\"
+    r = subprocess.run([sys.executable, "-m", "simulator", *map(str, args)], capture_output=True, text=True)
+    print("\\n".join(line for line in r.stdout.splitlines() if not line.startswith("  note:")))
+    if r.returncode:
+        print(r.stderr)
+    r.check_returncode()
+
+loyalty_sim("calibrate", work / "till_log.csv", "--store-col", "store", "--member-col", "member",
+            "--customers", "2400000", "--out", work / "france_calibrated" / "market.yaml",
+            "--currency", "EUR", "--gross-margin", "0.3")"""),
+        new_markdown_cell("""## Which stores recruit best
+
+`stores.csv`, beside the market file, has the figures by store: customers (whose home store
+it is, where most of their spend is), active customers, frequency, basket, members, the join
+rate and the **enrolment multiplier** (the store's join rate over the market's), and the
+opt-in shares by channel (`optin_email` ...) with the store's reach. Rank the stores by
+recruitment and compare with the multipliers that wrote the log."""),
+        new_code_cell("""from scipy import stats
+
+st = pd.read_csv(work / "france_calibrated" / "stores.csv")
+truth = {s.name: s.enrolment for s in france.market.stores.stores}
+st = st[st.store.isin(truth)].assign(true_enrolment=lambda d: d.store.map(truth))
+st = st.sort_values("enrolment", ascending=False)
+rho = stats.spearmanr(st.enrolment, st.true_enrolment).statistic
+top8 = set(st.store[:8]) & set(sorted(truth, key=truth.get, reverse=True)[:8])
+print(f"rank correlation of the estimated recruitment with the truth: {rho:.3f}; "
+      f"{len(top8)} of the true 8 best recruiters among the estimated 8 best")
+st[["store", "customers", "members", "join_rate", "enrolment", "enrolment_se", "true_enrolment",
+    "optin_email", "reach_email"]].head(8).round(3)"""),
         new_code_cell("""fig, ax = plt.subplots(figsize=(6, 3.5))
-ax.scatter(by.enrolment_multiplier, by["index"])
-for k, r in by.head(5).iterrows():
-    ax.annotate(k, (r.enrolment_multiplier, r["index"]), fontsize=8)
-ax.set_xlabel("enrolment multiplier in the market file"); ax.set_ylabel("recruitment index (network = 1)")
+ax.errorbar(st.true_enrolment, st.enrolment, yerr=st.enrolment_se, fmt="o", ms=4, capsize=2)
+lim = [0, max(st.enrolment.max(), st.true_enrolment.max()) * 1.1]
+ax.plot(lim, lim, color="0.6", lw=1, ls="--")
+ax.set_xlabel("enrolment multiplier that wrote the log"); ax.set_ylabel("estimated from the log (+- 1 se)")
 fig.tight_layout()"""),
         new_markdown_cell("""## A pilot in the best recruiters, read against matched controls
 
-Pilot the club in the eight best recruiters, starting the simulation six months before launch
-so that the stores have a *before*. Each pilot store gets a control store among the others,
-matched on customers, revenue per customer before launch and enrolment multiplier (nearest
-neighbours without replacement); the readout is a difference in differences of revenue per
-customer-month, with a Welch interval (docs/model.md, "Pilots by store"). The simulation also
-knows the **true** effect: design minus baseline on the pilot stores' own customers."""),
-        new_code_cell("""from simulator import pilot as P
+A playbook for the calibrated market: the club against no program, launched after the log.
+It names no store: `loyalty-sim pilot --choose best` pilots the best recruiters of whatever
+network the market has (`random` draws them, `matched` pairs the stores by size and
+recruitment and pilots one of each pair at random). Each pilot store is read against a
+control store matched on the six months before launch (nearest neighbours without
+replacement); the readout is a difference in differences of revenue per customer-month,
+with the paired t-test over the matched pairs (Welch's two-group test beside it, and instead
+of it when the pilot holds over 40% of the stores: docs/model.md, "Pilots by store")."""),
+        new_code_cell("""programs = Path("programs").resolve()
+playbook = work / "france_calibrated" / "premium_club.yaml"
+playbook.write_text(f\"\"\"name: calibrated_premium_club
+description: The paid premium club on the market calibrated from the till log, against no program.
+design: {programs / 'premium_club.yaml'}
+market: market.yaml
+baseline: none
+launch: 2028-10-01
+horizon_months: 12
+overrides:
+  fee: 49
+\"\"\")
 
-best8 = tuple(by.index[:8])
-sc = P.pilot_scenario(launch, best8, pre_months=6, months=12)
-run = simulate(sc, agents=4_000, seed=1, replications=4)
+from simulator import pilot as P
+from simulator.runner import simulate
+
+calibrated = resolve(playbook)
+best8 = P.pilot_stores(calibrated, "best", seed=1, replication=0, k=8)
+run = simulate(P.pilot_scenario(calibrated, best8, pre_months=6, months=12), agents=4_000, seed=1, replications=4)
 readout = P.run_readout(run)
 for line in P.readout_lines(P.readout_summary(readout), "EUR"):
     print(line)
-readout[["replication", "estimate", "ci_lo", "ci_hi", "true_effect", "covered"]].round(3)"""),
-        new_markdown_cell("""The true effect is on the *pilot stores*. Stores chosen because they recruit best are not
-the network: compare the effect in those stores with the effect of the national launch on all
-customers (same seed, same customers)."""),
-        new_code_cell("""d = stores[(stores.scenario == "difference") & (stores.month <= 12)].groupby("store")[["revenue"]].sum()
-c = design[design.month <= 12].groupby("store")[["customers"]].sum()
-per_customer = (d.revenue / c.customers)
-print(f"launch effect on revenue per customer-month, the 8 best recruiters: {per_customer[list(best8)].mean():+.3f} EUR; "
-      f"all 32 stores: {per_customer.mean():+.3f} EUR")"""),
-        new_markdown_cell("""## How many stores, for how long
+readout[["replication", "test", "estimate", "ci_lo", "ci_hi", "welch_ci_lo", "welch_ci_hi", "true_effect"]].round(3)"""),
+        new_markdown_cell("""The true effect is on the *pilot stores*: stores chosen because they recruit best are
+not the network, and a pilot there overstates what a national launch would do per customer.
+
+## How many stores, for how long
 
 `loyalty-sim pilot` answers this by simulation: for each number of stores k and duration d,
-many pilots in k stores drawn at random, each read against matched controls with a Welch test
-at level 5%; power is the share of pilots that detect the effect. The same function in Python
-(the command also writes power.csv, power.png and a manifest):"""),
-        new_code_cell("""study = P.power_study(launch, stores=[4, 8, 16], months=[3, 12], replications=20, seed=1, agents=4_000,
-                      pre_months=6, alpha=0.05, target=0.8)
-for line in P.power_lines(study, "EUR"):
-    print(line)"""),
-        new_code_cell("""fig, ax = plt.subplots(figsize=(6, 3.5))
-for d, g in study.table.groupby("months"):
-    ax.errorbar(g.stores, g.power, yerr=g.power_se, marker="o", capsize=3, label=f"{d} months")
-ax.axhline(0.8, color="0.5", ls="--", lw=1); ax.set_ylim(0, 1)
-ax.set_xlabel("pilot stores"); ax.set_ylabel("power"); ax.legend()
-fig.tight_layout()"""),
+many pilots in k stores (here the best recruiters), each read against matched controls at
+level 5%; power is the share of pilots that detect the effect. It writes power.csv,
+power.png, readouts.csv and a manifest."""),
+        new_code_cell("""loyalty_sim("pilot", "--playbook", playbook, "--choose", "best", "--stores", "4,8", "--months", "6,12",
+            "--replications", "10", "--agents", "4000", "--workers", "1", "--out", work / "pilot_best")
+power = pd.read_csv(work / "pilot_best" / "power.csv")
+power[["stores", "months", "test", "power", "power_se", "power_welch", "mean_estimate", "true_effect"]].round(3)"""),
         new_markdown_cell("""**Read this before trusting a power figure.** A simulated store's noise is that of its
 simulated customers: 4,000 agents give each store about 125 customers, where the market has
-2.4 million customers, some 75,000 a store. Power here is far too low for that reason alone;
-re-run with `--agents` as large as you can afford (the README shows 20,000 and 200,000), and
-remember that real stores also have shocks of their own (a competitor opening, roadworks)
-that the model does not simulate, so the field's power is lower than the simulation's at the
-market's full size. The club's effect on revenue per customer is small (a paid club for a
-minority of customers), which is what makes it hard to detect."""),
+2.4 million customers, some 75,000 a store. Power here is far too low for that reason alone,
+and 10 replications give it to +-0.15; re-run with `--agents` and `--replications` as large as
+you can afford (the README shows 20,000 and 200,000 agents), and remember that real stores
+also have shocks of their own (a competitor opening, roadworks) that the model does not
+simulate, so the field's power is lower than the simulation's at the market's full size. The
+club's effect on revenue per customer is small (a paid club for a minority of customers),
+which is what makes it hard to detect."""),
     ],
 }
 

@@ -264,15 +264,16 @@ def pilot(
     months: str = typer.Option("3,6,12", "--months", help="Pilot durations to try, in months after launch, comma-separated."),
     pre_months: int = typer.Option(6, "--pre-months", min=1, help="Months observed before launch: the stores are matched on them and the readout is a difference in differences against them."),
     replications: int = typer.Option(200, "--replications", min=2, help="Simulated pilots per number of stores (each covers every duration); the power's standard error is at most 0.5/sqrt(replications)."),
-    alpha: float = typer.Option(0.05, "--alpha", min=0.0001, max=0.5, help="Level of the two-sided Welch test of the pilot stores' change against their controls'."),
+    alpha: float = typer.Option(0.05, "--alpha", min=0.0001, max=0.5, help="Level of the two-sided test of the pilot stores' change against their controls': the paired t-test over the matched pairs (Welch's two-group test when the pilot holds over 40% of the stores; both in readouts.csv)."),
     power: float = typer.Option(0.8, "--power", min=0.01, max=0.999, help="Target power: the recommendation is the candidate with the fewest store-months reaching it."),
     agents: int = typer.Option(20_000, "--agents", min=100, help="Simulated customers in the market (each store gets its share of them): the stores' noise is the noise of this many customers, so fewer agents than the market's customers understate power."),
     seed: int = typer.Option(1, "--seed", min=0, help="Seed: the same seed and inputs give identical outputs on any number of workers."),
+    choose: str = typer.Option("random", "--choose", help="How the pilot stores are chosen in each simulated pilot: 'random' (drawn at random), 'best' (the best recruiters: the stores' enrolment multiplier, as a calibrated market estimates it), 'matched' (stores paired by size and recruitment, one of each pair piloted at random). Works on any market with a store network: no store named in the playbook."),
     force: Force = False,
     workers: Workers = None,
     scheduler: Scheduler = None,
 ) -> None:
-    """Before a pilot: which stores, how many and for how long to detect the design's effect on revenue per customer. For each number of stores k and duration d, simulate many pilots of the design in k stores drawn at random, each read against matched control stores (nearest neighbours on the months before launch) with a Welch test at level --alpha; power is the share of pilots that detect the effect. Writes power.csv (power, its standard error, the mean estimated and the true effect), power.png and a manifest; prints the smallest pilot (stores x months) reaching --power. Equations: docs/model.md, "Pilots by store: the readout against matched controls, and power".
+    """Before a pilot: which stores, how many and for how long to detect the design's effect on revenue per customer. For each number of stores k and duration d, simulate many pilots of the design in k stores drawn at random, each read against matched control stores (nearest neighbours on the months before launch) with a paired t-test over the matched pairs at level --alpha (Welch's two-group test when the pilot holds over 40% of the stores; Welch's power shown beside it); power is the share of pilots that detect the effect. Writes power.csv (power, its standard error, the mean estimated and the true effect), power.png and a manifest; prints the smallest pilot (stores x months) reaching --power. Equations: docs/model.md, "Pilots by store: the readout against matched controls, and power".
 
     Examples:
 
@@ -282,6 +283,8 @@ def pilot(
     loyalty-sim pilot --playbook markets/france/premium_club_pilot.yaml \\
         --stores 4,8,16 --months 3,6,12 --replications 400 --agents 50000 \\
         --out runs/pilot-fr --force
+    loyalty-sim pilot --playbook markets/calibrated/premium_club.yaml \\
+        --choose best --stores 4,8 --out runs/pilot-best
     """
     from simulator import pilot as P
     from simulator.output import check_destination
@@ -290,6 +293,9 @@ def pilot(
     try:
         check_destination(out, force)
         ks, ds = _int_list(stores, "--stores"), _int_list(months, "--months")
+        if choose not in P.CHOICES:
+            raise InputErrors.one("(command line)", f"{choose!r} is not a choice (expected one of: {', '.join(P.CHOICES)})",
+                                  field="--choose")
         scenario = resolve(playbook)
         P.check_scenario(scenario, str(playbook))
         problems = P.candidates_check(len(scenario.market.stores.stores), ks, ds)
@@ -298,11 +304,12 @@ def pilot(
         _warn(scenario.warnings)
         arguments = {"playbook": str(playbook), "stores": sorted(set(ks)), "months": sorted(set(ds)),
                      "pre_months": pre_months, "replications": replications, "alpha": alpha, "power": power,
-                     "agents": agents, "seed": seed}
+                     "agents": agents, "seed": seed, "choose": choose}
         with _progress(len(set(ks)) * replications, f"pilot {scenario.playbook.name}", "pilots") as tick, \
                 _executor(workers, scheduler, out) as ex:
             study = P.power_study(scenario, stores=ks, months=ds, replications=replications, seed=seed, agents=agents,
-                                  pre_months=pre_months, alpha=alpha, target=power, executor=ex, progress=tick)
+                                  pre_months=pre_months, alpha=alpha, target=power, executor=ex, progress=tick,
+                                  choose=choose)
         lines = P.write_power(study, scenario, out, force=force, arguments=arguments)
     except InputErrors as exc:
         _fail(exc)
@@ -577,6 +584,18 @@ def _channels(given: list[str]) -> dict[str, float] | None:
     return out
 
 
+def _optin_cols(given: list[str]) -> tuple[tuple[str, str], ...]:
+    """``--optin-col CHANNEL=COLUMN`` options as (channel, column) pairs."""
+    out = []
+    for item in given:
+        channel, eq, column = item.partition("=")
+        if not eq or not channel.strip() or not column.strip():
+            raise InputErrors.one("(command line)", f"{item!r} is not CHANNEL=COLUMN (e.g. email=optin_mail)",
+                                  field="--optin-col")
+        out.append((channel.strip(), column.strip()))
+    return tuple(out)
+
+
 def _cleaning_text(report) -> str:
     """What reading did, as calibrate prints it: how the file was read (to check and
     override), the counts, the lines skipped, the columns ignored, the choices made."""
@@ -629,6 +648,7 @@ def calibrate(
     lapse_tiers: LapseTiers = 2,
     customers: Optional[int] = typer.Option(None, "--customers", min=1, help="The market's whole customer base when the log is a sample or one banner of several (default: the log's customers); shares as estimated, arrivals scaled by N / the log's customers."),
     channel: List[str] = typer.Option([], "--channel", help="NAME=SHARE: share of customers opted in to a contact channel (repeatable; replaces the defaults email 0.3, sms 0.2, app 0.2 and their member opt-in)."),
+    optin_col: List[str] = typer.Option([], "--optin-col", help="CHANNEL=COLUMN: the log's column of the customer's opt-in to a contact channel, yes/no per transaction (repeatable; columns named optin_<channel> are used without it). Each customer's last recorded value gives the market's share of opted-in customers on the channel (replacing --channel's) and, with a store column, each store's reach; stores.csv and the report show them by store."),
 ) -> None:
     """Calibrate a market from a transaction log: segments, transitions, baskets, seasonality, arrivals, potential score.
 
@@ -644,6 +664,9 @@ def calibrate(
     loyalty-sim calibrate export_magasins.csv --customer-col client \\
         --date-col date_achat --amount-col montant --store-col magasin \\
         --out markets/france/market.yaml --currency EUR --gross-margin 0.3
+    loyalty-sim calibrate crm_export.csv --store-col magasin \\
+        --optin-col email=consent_mail --optin-col sms=consent_sms \\
+        --out markets/france/market.yaml --currency EUR --gross-margin 0.3
     loyalty-sim calibrate sales.duckdb --table receipts \\
         --transaction-col receipt_no --out markets/germany/market.yaml \\
         --currency EUR --gross-margin 0.3
@@ -656,6 +679,7 @@ def calibrate(
 
     try:
         source = _log_source(transactions, fmt, customer_col, date_col, amount_col, date_format, on_bad_rows, merge_same_day)
+        source = dataclasses.replace(source, optin_cols=_optin_cols(optin_col))
         if seasonality not in ("auto", "flat"):
             raise InputErrors.one("(command line)", f"{seasonality!r} is not a choice (expected auto or flat)", field="--seasonality")
         season, season_source = _seasonality(seasonality, seasonality_from)

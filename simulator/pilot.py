@@ -43,11 +43,19 @@ readout is the simulation's, and is nearly the true effect by construction (on c
 random numbers a control store's design and baseline months are the same). To read a pilot
 as it would be read in the field, start the playbook some months before launch.
 
-Its interval: Welch's t-test (Welch 1947) of the pilot stores' changes against the
-controls', standard error se = sqrt(s_P^2 / n_P + s_C^2 / n_C), degrees of freedom by the
-Welch-Satterthwaite equation, the (1 - alpha) interval effect_hat +- t_{1 - alpha/2, df} se and
-its p-value (``scipy.stats.ttest_ind(equal_var=False)``). Over replications, the readout
-also gives the P10, P50 and P90 of effect_hat: the range one pilot's readout falls in.
+Its interval. The pilot and control stores come in matched pairs (p_i, c_i), so the main
+test is the paired t-test (Student 1908; ``scipy.stats.ttest_rel``) on the pair differences
+g_i = delta_{p_i} - delta_{c_i}: effect_hat = mean_i g_i (the same estimate), se = s_g /
+sqrt(n), n - 1 degrees of freedom, the (1 - alpha) interval effect_hat +- t_{1 - alpha/2, n-1}
+se and its p-value. Matching makes a pair's two stores alike, so their changes move together
+and the pairs' spread s_g is smaller than the groups' (it gives back the power that the pairs
+cost in degrees of freedom). Beside it, Welch's t-test (Welch 1947) of the pilot stores'
+changes against the controls' as two groups, standard error sqrt(s_P^2 / n_P + s_C^2 / n_C),
+degrees of freedom by the Welch-Satterthwaite equation (``scipy.stats.ttest_ind(equal_var=
+False)``), the ``welch_*`` columns. When the pilot holds more than :data:`PAIRED_MAX_SHARE` =
+40% of the stores, the controls are whatever stores are left and the pairs are not alike:
+Welch's test is the main one (column ``test``). Over replications, the readout also gives the
+P10, P50 and P90 of effect_hat: the range one pilot's readout falls in.
 
 The true effect, which the simulation knows and a pilot does not: the mean over the pilot
 stores of design minus baseline on the same customers (common random numbers),
@@ -61,11 +69,11 @@ Simulated power (``loyalty-sim pilot``). For each number of pilot stores k and d
 months, R replications r = 0..R-1 of the design piloted in k stores: replication r draws a
 random order of the network's stores from a stream of its own (seed, r), and its k-store
 pilot takes the first k, so candidates share their stores (the 4 stores of a 4-store pilot
-are among an 8-store pilot's) as well as their customers (replication r of every candidate
+are among an 8-store pilot's; see :data:`CHOICES` for the other ways to choose them) as well as their customers (replication r of every candidate
 runs on the same random numbers): common random numbers, so the differences between
 candidates are not noise. One run per (k, r) covers every duration, from ``pre`` months
 before launch to the longest d after; the d-month readout uses the first d. The test is the
-readout's Welch test at level alpha, two-sided, and
+readout's main test (paired, or Welch's above 40% of the stores) at level alpha, two-sided, and
 
     power(k, d) = (1/R) sum_r 1[p_r(k, d) < alpha],   se = sqrt(power (1 - power) / R)
 
@@ -96,10 +104,15 @@ from scipy import optimize, stats
 
 #: Columns of a run's pilot.csv, one row per replication.
 READOUT_COLUMNS = ("replication", "method", "pre_months", "months", "pilot_stores", "control_stores", "estimate",
-                   "se", "ci_lo", "ci_hi", "p_value", "true_effect", "bias", "covered")
-#: Columns of power.csv.
-POWER_COLUMNS = ("stores", "months", "store_months", "replications", "power", "power_se", "mean_estimate",
-                 "sd_estimate", "true_effect", "mean_bias")
+                   "test", "se", "ci_lo", "ci_hi", "p_value", "welch_se", "welch_ci_lo", "welch_ci_hi", "welch_p_value",
+                   "true_effect", "bias", "covered")
+#: Columns of power.csv (``power``: the main test's; ``power_welch``: Welch's beside it).
+POWER_COLUMNS = ("stores", "months", "store_months", "replications", "test", "power", "power_se", "power_welch",
+                 "mean_estimate", "sd_estimate", "true_effect", "mean_bias")
+#: Above this share of the network's stores in the pilot, the readout's main test is Welch's
+#: (the controls are the stores left, not alike pairs); at or below it, the paired t-test.
+PAIRED_MAX_SHARE = 0.4
+PAIRED, WELCH = "paired", "welch"
 PRE_DID = "difference in differences against the months before launch"
 BASELINE_DID = "difference in differences against the baseline run (the simulation's: a real pilot has no such run)"
 
@@ -157,6 +170,11 @@ class Readout:
     ci_hi: float
     p_value: float
     true_effect: float
+    test: str = WELCH
+    welch_se: float = float("nan")
+    welch_ci_lo: float = float("nan")
+    welch_ci_hi: float = float("nan")
+    welch_p_value: float = float("nan")
 
     @property
     def bias(self) -> float:
@@ -204,17 +222,30 @@ class Panel:
         change = after - before
         a, b = change[P], change[C]
         estimate = float(a.mean() - b.mean())
-        se = float(np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))) if len(a) > 1 else float("nan")
-        if len(a) > 1 and se > 0:
-            test = stats.ttest_ind(a, b, equal_var=False)
-            ci = test.confidence_interval(1 - alpha)
-            lo, hi, p = float(ci.low), float(ci.high), float(test.pvalue)
-        else:  # one store a side, or no spread at all: no test
-            lo = hi = estimate if se == 0 else float("nan")
-            p = (0.0 if estimate != 0 else 1.0) if se == 0 else float("nan")
+        welch = _test(a, b, estimate, alpha, paired=False)
+        test = PAIRED if len(P) <= PAIRED_MAX_SHARE * len(self.stores) + 1e-9 else WELCH
+        main = _test(a, b, estimate, alpha, paired=True) if test == PAIRED else welch
         true = float((after[P] - base_after[P]).mean())
         return Readout(method, pre_months, d, tuple(self.stores[i] for i in P), tuple(self.stores[i] for i in C),
-                       estimate, se, lo, hi, p, true)
+                       estimate, *main, true, test, *welch)
+
+
+def _test(a: np.ndarray, b: np.ndarray, estimate: float, alpha: float, *, paired: bool) -> tuple[float, float, float, float]:
+    """se, interval and p-value of the pilot's changes ``a`` against their controls' ``b``
+    (pair i: a[i], b[i]): the paired t-test, or Welch's two-group test."""
+    n = len(a)
+    if n < 2:
+        return float("nan"), float("nan"), float("nan"), float("nan")
+    if paired:
+        se = float((a - b).std(ddof=1) / np.sqrt(n))
+    else:
+        se = float(np.sqrt(a.var(ddof=1) / n + b.var(ddof=1) / len(b)))
+    if se > 0:
+        test = stats.ttest_rel(a, b) if paired else stats.ttest_ind(a, b, equal_var=False)
+        ci = test.confidence_interval(1 - alpha)
+        return se, float(ci.low), float(ci.high), float(test.pvalue)
+    # no spread at all: no test
+    return se, estimate, estimate, (0.0 if estimate != 0 else 1.0)
 
 
 def _enrolment(scenario) -> dict[str, float] | None:
@@ -244,8 +275,9 @@ def run_readout(result, alpha: float = 0.05) -> pd.DataFrame | None:
 def _row(r: int, ro: Readout) -> dict[str, Any]:
     return {"replication": r, "method": ro.method, "pre_months": ro.pre_months, "months": ro.months,
             "pilot_stores": " ".join(ro.pilot), "control_stores": " ".join(ro.controls), "estimate": ro.estimate,
-            "se": ro.se, "ci_lo": ro.ci_lo, "ci_hi": ro.ci_hi, "p_value": ro.p_value, "true_effect": ro.true_effect,
-            "bias": ro.bias, "covered": ro.covered}
+            "test": ro.test, "se": ro.se, "ci_lo": ro.ci_lo, "ci_hi": ro.ci_hi, "p_value": ro.p_value,
+            "welch_se": ro.welch_se, "welch_ci_lo": ro.welch_ci_lo, "welch_ci_hi": ro.welch_ci_hi,
+            "welch_p_value": ro.welch_p_value, "true_effect": ro.true_effect, "bias": ro.bias, "covered": ro.covered}
 
 
 def readout_summary(table: pd.DataFrame) -> dict[str, Any]:
@@ -261,6 +293,12 @@ def readout_summary(table: pd.DataFrame) -> dict[str, Any]:
         "estimate": {"mean": float(est.mean()), **{f"p{q}": float(np.percentile(est, q)) for q in (10, 50, 90)}},
         "true_effect": float(table["true_effect"].mean()),
         "analyst_interval": [float(table["ci_lo"].iloc[0]), float(table["ci_hi"].iloc[0])],
+        "test": str(table["test"].iloc[0]) if "test" in table else WELCH,
+        "welch_interval": ([float(table["welch_ci_lo"].iloc[0]), float(table["welch_ci_hi"].iloc[0])]
+                           if "welch_ci_lo" in table else None),
+        "welch_coverage": (float(((table["welch_ci_lo"] <= table["true_effect"])
+                                  & (table["true_effect"] <= table["welch_ci_hi"])).mean())
+                           if "welch_ci_lo" in table else None),
         "coverage": float(table["covered"].astype(bool).mean()),
         "bias": {"mean": float(bias.mean()), "lo": None, "hi": None},
         "pairs": list(zip(str(table["pilot_stores"].iloc[0]).split(), str(table["control_stores"].iloc[0]).split())),
@@ -279,10 +317,17 @@ def readout_lines(summary: dict[str, Any], currency: str) -> list[str]:
     lines = [f"Pilot readout ({summary['method']}; {summary['months']} months after launch, "
              f"{summary['pre_months']} before): revenue per customer-month, pilot stores against matched controls",
              f"  estimated effect {e['mean']:+.3f} {currency} a customer-month, P10 {e['p10']:+.3f}, P90 {e['p90']:+.3f} "
-             f"over {summary['replications']} replication(s); replication 0's 95% interval {lo:+.3f}..{hi:+.3f}",
+             f"over {summary['replications']} replication(s); replication 0's 95% interval {lo:+.3f}..{hi:+.3f} "
+             + ("(paired t-test over the matched pairs" + (f"; Welch {summary['welch_interval'][0]:+.3f}.."
+                                                          f"{summary['welch_interval'][1]:+.3f})"
+                                                          if summary.get("welch_interval") else ")")
+                if summary.get("test") == PAIRED else
+                "(Welch t-test: the pilot holds over 40% of the stores, its controls are not alike pairs)"),
              f"  true effect (design - baseline on the pilot stores) {summary['true_effect']:+.3f}; bias {b['mean']:+.3f}"
              + (f" (95% {b['lo']:+.3f}..{b['hi']:+.3f})" if b["lo"] is not None else "")
-             + f"; the interval holds the true effect in {summary['coverage']:.0%} of replications",
+             + f"; the interval holds the true effect in {summary['coverage']:.0%} of replications"
+             + (f" (Welch's in {summary['welch_coverage']:.0%})" if summary.get("test") == PAIRED
+                and summary.get("welch_coverage") is not None else ""),
              f"  pairs (pilot~control, replication 0): {pairs}"]
     return lines
 
@@ -293,6 +338,46 @@ def store_order(stores: Sequence[str], seed: int, replication: int) -> tuple[str
     """Replication ``replication``'s random order of the stores (its k-store pilot is the first k)."""
     rng = np.random.default_rng([int(seed), int(replication), 0x9170])
     return tuple(np.array(stores, dtype=object)[rng.permutation(len(stores))])
+
+
+#: How ``loyalty-sim pilot --choose`` picks a replication's k pilot stores (each nested: a
+#: k-store pilot's stores are among a larger one's):
+#: ``random``: the first k of a random order of the stores (:func:`store_order`), new each
+#: replication; ``best``: the k best recruiters (the market's store ``enrolment`` multiplier,
+#: then the larger share, then the name), the same every replication: a pilot where the
+#: program is likeliest to be sold, read against matched controls among the others;
+#: ``matched``: the stores paired by size and recruitment (sorted by share, then enrolment;
+#: consecutive stores a pair), a random order of the pairs and a coin per pair each
+#: replication, the k first pairs giving one pilot store each (a matched-pair randomised design).
+CHOICES = ("random", "best", "matched")
+
+
+def best_recruiters(scenario) -> tuple[str, ...]:
+    """The network's stores, best recruiters first (enrolment multiplier, then share, then name)."""
+    stores = scenario.market.stores.stores
+    return tuple(s.name for s in sorted(stores, key=lambda s: (-float(s.enrolment), -float(s.share), s.name)))
+
+
+def matched_order(scenario, seed: int, replication: int) -> tuple[str, ...]:
+    """Replication ``replication``'s pilot stores of a matched-pair design, in order (see
+    :data:`CHOICES`): one store of each pair, the pairs in a random order."""
+    stores = sorted(scenario.market.stores.stores, key=lambda s: (-float(s.share), -float(s.enrolment), s.name))
+    pairs = [stores[i:i + 2] for i in range(0, len(stores) - 1, 2)]
+    rng = np.random.default_rng([int(seed), int(replication), 0x9A1D])
+    order = rng.permutation(len(pairs))
+    coins = rng.integers(0, 2, size=len(pairs))
+    return tuple(pairs[j][int(coins[j])].name for j in order)
+
+
+def pilot_stores(scenario, choose: str, seed: int, replication: int, k: int) -> tuple[str, ...]:
+    """Replication ``replication``'s ``k`` pilot stores chosen by ``choose`` (:data:`CHOICES`)."""
+    if choose == "random":
+        return store_order(tuple(s.name for s in scenario.market.stores.stores), seed, replication)[:k]
+    if choose == "best":
+        return best_recruiters(scenario)[:k]
+    if choose == "matched":
+        return matched_order(scenario, seed, replication)[:k]
+    raise ValueError(f"{choose!r} is not a way to choose pilot stores (expected one of: {', '.join(CHOICES)})")
 
 
 def pilot_scenario(scenario, stores: Sequence[str], *, pre_months: int, months: int):
@@ -346,18 +431,18 @@ def candidates_check(n_stores: int, stores: Sequence[int], months: Sequence[int]
 
 def power_study(scenario, *, stores: Sequence[int], months: Sequence[int], replications: int, seed: int, agents: int,
                 pre_months: int, alpha: float = 0.05, target: float = 0.8, executor=None,
-                progress: Callable[[int], None] | None = None) -> PowerStudy:
+                progress: Callable[[int], None] | None = None, choose: str = "random") -> PowerStudy:
     """Simulated power of every (k, d) candidate (module docstring): ``len(stores) x
     replications`` pilot runs on the executor's workers; the same seed gives the same table
     on any number of workers."""
     from simulator.executor import Executor, tasks_for
 
-    network = tuple(s.name for s in scenario.market.stores.stores)
     ks, ds = sorted(set(int(k) for k in stores)), sorted(set(int(d) for d in months))
     tasks, keys = [], []
     for k in ks:
         for r in range(replications):
-            sc = pilot_scenario(scenario, store_order(network, seed, r)[:k], pre_months=pre_months, months=max(ds))
+            sc = pilot_scenario(scenario, pilot_stores(scenario, choose, seed, r, k), pre_months=pre_months,
+                                months=max(ds))
             tasks += tasks_for(sc, agents=agents, seed=seed, replications=[r])
             keys.append((k, r))
     ex = executor if executor is not None else Executor(1)
@@ -366,7 +451,7 @@ def power_study(scenario, *, stores: Sequence[int], months: Sequence[int], repli
     rows = []
     for (k, r), (design, baseline) in zip(keys, results):
         panel = Panel(design, baseline, enrol)
-        pilot = store_order(network, seed, r)[:k]
+        pilot = pilot_stores(scenario, choose, seed, r, k)
         for d in ds:
             ro = panel.readout(pilot, pre_months=pre_months, months=d, alpha=alpha)
             rows.append({"stores": k, **_row(r, ro)})
@@ -381,9 +466,13 @@ def power_table(readouts: pd.DataFrame, alpha: float) -> pd.DataFrame:
     for (k, d), g in readouts.groupby(["stores", "months"], sort=True):
         p = g["p_value"].to_numpy(float)
         power = float(np.mean(np.nan_to_num(p, nan=1.0) < alpha))
+        pw = g["welch_p_value"].to_numpy(float) if "welch_p_value" in g else p
         R = len(g)
-        rows.append({"stores": int(k), "months": int(d), "store_months": int(k * d), "replications": R, "power": power,
-                     "power_se": float(np.sqrt(power * (1 - power) / R)), "mean_estimate": float(g["estimate"].mean()),
+        rows.append({"stores": int(k), "months": int(d), "store_months": int(k * d), "replications": R,
+                     "test": str(g["test"].iloc[0]) if "test" in g else WELCH, "power": power,
+                     "power_se": float(np.sqrt(power * (1 - power) / R)),
+                     "power_welch": float(np.mean(np.nan_to_num(pw, nan=1.0) < alpha)),
+                     "mean_estimate": float(g["estimate"].mean()),
                      "sd_estimate": float(g["estimate"].std(ddof=1)) if R > 1 else 0.0,
                      "true_effect": float(g["true_effect"].mean()), "mean_bias": float(g["bias"].mean())})
     return pd.DataFrame(rows, columns=list(POWER_COLUMNS))
@@ -395,8 +484,8 @@ def recommend(table: pd.DataFrame, target: float) -> dict[str, Any] | None:
     if ok.empty:
         return None
     best = ok.sort_values(["store_months", "months", "stores"], kind="mergesort").iloc[0]
-    return {k: (int(best[k]) if k in ("stores", "months", "store_months", "replications") else float(best[k]))
-            for k in POWER_COLUMNS}
+    return {k: (int(best[k]) if k in ("stores", "months", "store_months", "replications") else
+                str(best[k]) if k == "test" else float(best[k])) for k in POWER_COLUMNS}
 
 
 def analytic_power(effect: float, sigma: float, n: int, alpha: float = 0.05, df: float | None = None) -> float:
@@ -412,11 +501,11 @@ def analytic_power(effect: float, sigma: float, n: int, alpha: float = 0.05, df:
 def power_lines(study: PowerStudy, currency: str) -> list[str]:
     """The power table and the recommendation as a person reads them (printed by ``pilot``)."""
     t = study.table
-    lines = [f"{'stores':>7}{'months':>8}{'power':>8}{'+-se':>7}{'estimate':>11}{'true':>9}   "
+    lines = [f"{'stores':>7}{'months':>8}{'test':>8}{'power':>8}{'+-se':>7}{'Welch':>7}{'estimate':>11}{'true':>9}   "
              f"(effect on revenue per customer-month, {currency})"]
     for _, r in t.iterrows():
-        lines.append(f"{int(r['stores']):>7}{int(r['months']):>8}{r['power']:>8.2f}{r['power_se']:>7.2f}"
-                     f"{r['mean_estimate']:>+11.3f}{r['true_effect']:>+9.3f}")
+        lines.append(f"{int(r['stores']):>7}{int(r['months']):>8}{str(r['test']):>8}{r['power']:>8.2f}"
+                     f"{r['power_se']:>7.2f}{r['power_welch']:>7.2f}{r['mean_estimate']:>+11.3f}{r['true_effect']:>+9.3f}")
     rec = study.recommendation
     if rec is None:
         best = t.sort_values(["power", "store_months"], ascending=[False, True], kind="mergesort").iloc[0]
@@ -443,7 +532,7 @@ def power_png(study: PowerStudy, title: str) -> bytes:
                         label=f"{int(d)} months")
         ax.axhline(study.target, color="#888888", linestyle="--", linewidth=1, label=f"target {study.target:.0%}")
         ax.set_xlabel("pilot stores (each with a matched control store)")
-        ax.set_ylabel(f"power (Welch test, level {study.alpha:g})")
+        ax.set_ylabel(f"power (paired t-test, Welch's above 40% of stores; level {study.alpha:g})")
         ax.set_ylim(0, 1.02)
         ax.set_title(title)
         ax.legend()
@@ -489,7 +578,11 @@ def write_power(study: PowerStudy, scenario, out, *, force: bool, arguments: dic
     head = [f"{scenario.playbook.name}: {scenario.program.name} piloted in k of the {net} stores of {scenario.market.name} "
             f"against matched control stores, {arguments['pre_months']} months before launch observed",
             f"{arguments['agents']:,} agents x {arguments['replications']} replications per candidate, seed "
-            f"{arguments['seed']}; stores drawn at random (nested: a k-store pilot's stores are among a larger one's)"]
+            f"{arguments['seed']}; " + {
+                "random": "stores drawn at random",
+                "best": "the best recruiters piloted (enrolment multiplier)",
+                "matched": "stores paired by size and recruitment, one of each pair piloted at random",
+            }[arguments.get("choose", "random")] + " (nested: a k-store pilot's stores are among a larger one's)"]
     lines = head + power_lines(study, cur)
     man = power_manifest(scenario, arguments)
     man["recommendation"] = study.recommendation

@@ -172,3 +172,52 @@ def test_candidates_share_their_stores_and_customers():
     pd.testing.assert_frame_equal(runs[2][1], runs[4][1])
     outside = runs[2][0]["store"].isin(order[4:])
     pd.testing.assert_frame_equal(runs[2][0][outside], runs[4][0][outside])
+
+
+# ----------------------------------------------------------------------------- paired test, choosing stores
+def _panel(K: int, T: int, seed: int) -> P.Panel:
+    """K stores x T months of made-up figures (design = baseline + 1 after month 2 in every store)."""
+    rng = np.random.default_rng(seed)
+    rows = [{"store": f"s{k:02d}", "month": t, "customers": 100.0 + 10 * k, "revenue": (100.0 + 10 * k) * (5 + k / 10)
+             + rng.normal(0, 20)} for k in range(K) for t in range(T)]
+    base = pd.DataFrame(rows)
+    design = base.assign(revenue=base["revenue"] + np.where(base["month"] >= 2, base["customers"], 0.0))
+    return P.Panel(design, base)
+
+
+def test_the_readout_is_paired_up_to_40_percent_of_the_stores_with_welch_beside_it():
+    panel = _panel(10, 6, 1)
+    ro = panel.readout(["s00", "s03", "s06", "s09"], pre_months=2)  # 4 of 10: paired
+    assert ro.test == P.PAIRED
+    index = {s: i for i, s in enumerate(panel.stores)}
+    after = P._rpc(panel.rev_d, panel.cust_d, slice(2, 6))
+    before = P._rpc(panel.rev_d, panel.cust_d, slice(0, 2))
+    change = after - before
+    a = change[[index[s] for s in ro.pilot]]
+    b = change[[index[s] for s in ro.controls]]
+    assert ro.estimate == pytest.approx((a - b).mean())
+    assert ro.se == pytest.approx((a - b).std(ddof=1) / 2)  # sqrt(4 pairs)
+    assert ro.welch_se == pytest.approx(np.sqrt(a.var(ddof=1) / 4 + b.var(ddof=1) / 4))
+    assert ro.ci_lo < ro.estimate < ro.ci_hi and ro.welch_ci_lo < ro.estimate < ro.welch_ci_hi
+    assert ro.true_effect == pytest.approx(1.0)
+    row = P._row(0, ro)
+    assert list(row) == list(P.READOUT_COLUMNS)
+    assert panel.readout(["s00", "s03", "s06", "s08", "s09"], pre_months=2).test == P.WELCH  # 5 of 10: Welch
+
+
+def test_pilot_stores_are_chosen_random_best_or_matched_and_nested():
+    sc = resolve(PLAYBOOK)
+    stores = sc.market.stores.stores
+    names = [s.name for s in stores]
+    assert P.pilot_stores(sc, "random", 3, 2, 5) == P.store_order(names, 3, 2)[:5]
+    best = P.pilot_stores(sc, "best", 3, 2, 8)
+    top = sorted(stores, key=lambda s: -s.enrolment)[:8]
+    assert {s.name for s in top} == set(best) and best == P.pilot_stores(sc, "best", 9, 0, 8)
+    m8, m4 = P.pilot_stores(sc, "matched", 3, 2, 8), P.pilot_stores(sc, "matched", 3, 2, 4)
+    assert m8[:4] == m4 and len(set(m8)) == 8
+    # one store of each pair of stores consecutive in size
+    ranked = [s.name for s in sorted(stores, key=lambda s: (-s.share, -s.enrolment, s.name))]
+    pair_of = {n: i // 2 for i, n in enumerate(ranked)}
+    assert len({pair_of[n] for n in P.pilot_stores(sc, "matched", 3, 2, 16)}) == 16
+    with pytest.raises(ValueError, match="expected one of"):
+        P.pilot_stores(sc, "nearest", 3, 2, 4)

@@ -11,7 +11,9 @@ is replaced only when asked.
 Outputs
 -------
 ``calibrate``: the market file (``markets/<market>/market.yaml``, validated by reading it back
-as any market file is read) and beside it ``calibration_report.html`` (segment sizes, the
+as any market file is read; with opt-in columns, ``optin_<channel>`` or ``optin_cols``, their
+shares in its ``reachability.channels`` and its stores' ``reach``:
+:func:`~simulator.calibration.stores.with_opt_in`) and beside it ``calibration_report.html`` (segment sizes, the
 transition matrix as a heatmap, fitted against observed distributions, the potential score's
 out-of-time AUC and calibration table); with a store column, ``stores.csv`` beside the market
 file too: the figures by store of the market's store network
@@ -49,7 +51,7 @@ from simulator.calibration.market_file import market_yaml
 from simulator.calibration.report import report_html
 from simulator.calibration.rolling import RollingResult, rolling_backtest, rolling_splits, split_row, write_rolling
 from simulator.calibration.segmentation import RFMStates, RuleSet, load_ruleset
-from simulator.calibration.stores import MIN_STORE_CUSTOMERS
+from simulator.calibration.stores import MIN_STORE_CUSTOMERS, with_opt_in
 from simulator.calibration.sources import _URL, _masked
 from simulator.calibration.transactions import TransactionLog, read_cdnow, read_transactions
 from simulator.errors import InputErrors
@@ -96,6 +98,7 @@ class LogSource:
     thousands: str | None = None
     table: str | None = None
     query: str | None = None
+    optin_cols: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_url(self) -> bool:
@@ -304,6 +307,9 @@ def calibrate_file(
     except ValueError as exc:
         raise _data_error(source, exc) from None
     _named(cm, source)
+    # opt-in by channel from the log's optin_<channel> columns: the market's reachability and the
+    # stores' reach (applied here rather than in calibrate(): simulator/calibration/stores.py)
+    with_opt_in(cm, log)
     opt = cm.diagnostics.optional_columns
     network = opt.network if opt is not None else None
     stores_path = out.parent / STORES_NAME if network is not None else None

@@ -363,13 +363,18 @@ def _optional_section(cm: "CalibratedMarket") -> str:
             members = ("Enrolment multiplier: the store's join rate (joins / purchaser-months at risk of its home "
                        "customers) over the market's enrolment_propensity, with its standard error."
                        if "enrolment" in net.table.columns else "No member column: enrolment multipliers are 1.")
+            optins = [c[len("optin_"):] for c in net.table.columns if c.startswith("optin_")]
+            reach = (("Opt-in: optin_&lt;channel&gt; is the share of the store's home customers whose last recorded "
+                      "opt-in is yes; reach_&lt;channel&gt; is it over the market's share (the store's "
+                      f"<code>reach</code>), for {', '.join(html.escape(c) for c in optins)}.") if optins else
+                     "Reach multipliers are not estimated (the log has no opt-in column: optin_&lt;channel&gt; or "
+                     "--optin-col).")
             out.append(f"<p>Stores: {opt.stores:,} with purchases in the calibration window, written to the market's "
                        f"<code>stores</code> as {len(net.table):,} stores{merged}. A customer's home store is the one "
                        f"with most of their spend (ties: more transactions, then the first name); figures are over each "
                        f"store's home customers: active = a purchase in the last {ACTIVE_MONTHS + 1} months of the window, frequency = "
                        f"transactions per customer-month known, basket = spend / transactions, home spend share = the "
-                       f"share of their spend made in their home store.{without} {members} Reach multipliers are not "
-                       f"estimated (the log has no opt-in by channel). The same table is <code>stores.csv</code> beside "
+                       f"share of their spend made in their home store.{without} {members} {reach} The same table is <code>stores.csv</code> beside "
                        f"the market file.</p>" + _table(net.table.head(MAX_STORE_ROWS), floats="{:,.4g}"))
             if len(net.table) > MAX_STORE_ROWS:
                 out.append(f"<p>(the {MAX_STORE_ROWS} largest of {len(net.table):,} stores; all in stores.csv)</p>")

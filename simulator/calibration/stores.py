@@ -60,9 +60,23 @@ shares):
 
 A segment without weight is left out (it follows the stores' ``share``).
 
-Opt-in by channel: the log reader has no contact opt-in column (a log's ``channel`` is where a
-purchase was made, not consent to be contacted), so the stores' ``reach`` multipliers are not
-estimated (omitted: 1) and the notes say so.
+Opt-in by channel (:func:`with_opt_in`, applied by ``loyalty-sim calibrate`` after the
+calibration): a log's ``channel`` is where a purchase was made, not consent to be contacted, so
+opt-ins come from their own columns, ``optin_<channel>`` (or ``calibrate --optin-col
+CHANNEL=COLUMN``), a yes/no flag per transaction (a transaction is opted in if any of its rows
+is). Customer i's flag on channel c is o_ic = its last recorded value in the calibration window
+(consent can be withdrawn: the state at the end is what a campaign meets); a customer with no
+recorded value counts as not opted in (no consent on file: not contactable). Over the customers
+C known at the calibration end and over each store's home customers H_k:
+
+    p_c     = sum over C of o_ic / |C|           (the market's reachability.channels[c])
+    p_kc    = sum over H_k of o_ic / |H_k|       (stores.csv: optin_<c>)
+    reach_kc = min(p_kc / p_c, 20)               (the store's reach[c]; stores.csv: reach_<c>)
+
+so that the engine's opt-in draw min(1, p_c reach_kc) for a customer of store k is p_kc. Channels
+without a column keep the market's shares (the defaults or ``--channel``); ``member_opt_in``
+(the opt-in on joining) is not in a log and stays as it was. Without an opt-in column the
+stores' ``reach`` multipliers are not estimated (omitted: 1) and the notes say so.
 
 Everything is grouped with pandas / numpy over the rows once (customer x store spend first,
 then one row per customer): no loop over customers.
@@ -79,7 +93,8 @@ from scipy import sparse
 
 from simulator.calibration.groups import ACTIVE_MONTHS
 
-__all__ = ["MIN_STORE_CUSTOMERS", "OTHER_STORE", "StoreFit", "home_stores", "store_names", "store_network"]
+__all__ = ["MIN_STORE_CUSTOMERS", "OTHER_STORE", "StoreFit", "customer_opt_in", "home_stores", "store_names",
+           "store_network", "with_opt_in"]
 
 #: A store of the network is the home store of at least this many customers of the log; the
 #: stores with fewer are merged into :data:`OTHER_STORE`. With 30 customers a store's share is
@@ -89,6 +104,8 @@ MIN_STORE_CUSTOMERS = 30
 OTHER_STORE = "other"
 #: Bound of a store's enrolment multiplier in the market spec.
 MAX_ENROLMENT_MULTIPLIER = 20.0
+#: Bound of a store's reach multiplier in the market spec.
+MAX_REACH_MULTIPLIER = 20.0
 
 _MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "<na>", "nat"})
 
@@ -374,3 +391,126 @@ def store_network(frame: pd.DataFrame, *, customers: np.ndarray, end: pd.Timesta
                    "reach multipliers not estimated (the log has no opt-in by channel)"]
     return StoreFit(table=table, network=network, home=net_home, min_customers=int(min_customers),
                     merged=int(len(small)), log_stores=int(log_stores), without_store=without, notes=notes)
+
+
+# --------------------------------------------------------------------------------------
+# opt-in by channel
+# --------------------------------------------------------------------------------------
+
+
+def optin_channels(frame: pd.DataFrame) -> list[str]:
+    """The channels of a log's opt-in columns (``optin_<channel>``), in column order."""
+    from simulator.calibration.transactions import OPTIN_PREFIX
+
+    return [c[len(OPTIN_PREFIX):] for c in frame.columns if str(c).startswith(OPTIN_PREFIX)]
+
+
+def customer_opt_in(frame: pd.DataFrame, customers: np.ndarray, end: pd.Timestamp) -> pd.DataFrame:
+    """Per customer of ``customers`` (their order) and opt-in channel of ``frame``: the last
+    recorded value on or before ``end`` (1 opted in, 0 not, -1 no value), as int8 columns named
+    by channel. ``frame`` is a cleaned log (sorted by customer then date)."""
+    from simulator.calibration.transactions import OPTIN_PREFIX
+
+    days = pd.to_datetime(frame["date"]).to_numpy().astype("datetime64[D]")
+    keep = days <= np.datetime64(end.date(), "D")
+    row = _rows_of(frame["customer_id"][keep], customers)
+    out = {}
+    for ch in optin_channels(frame):
+        col = frame[OPTIN_PREFIX + ch][keep]
+        known = (~col.isna()).to_numpy(dtype=bool) & (row >= 0)
+        value = col.fillna(False).to_numpy(dtype=bool)[known].astype(np.int8)
+        flags = np.full(len(customers), -1, dtype=np.int8)
+        if known.any():
+            last = pd.Series(value).groupby(row[known], sort=False).last()  # rows in date order: the last
+            flags[last.index.to_numpy()] = last.to_numpy()
+        out[ch] = flags
+    return pd.DataFrame(out)
+
+
+_NOT_ESTIMATED = "; reach multipliers not estimated (the log has no opt-in by channel)"
+
+
+def _reach_told(note: str) -> str:
+    """A store note without its 'reach not estimated' clause (the opt-in columns estimate it)."""
+    return note.replace(_NOT_ESTIMATED, "")
+
+
+def with_opt_in(cm, log) -> list[str]:
+    """Write the opt-in shares of a log's ``optin_<channel>`` columns into a calibrated market
+    (see the module docstring): the market's ``reachability.channels``, each store's ``reach``
+    and ``stores.csv``'s ``optin_<c>`` / ``reach_<c>`` columns when it has a store network.
+    ``cm``: the :class:`~simulator.calibration.estimate.CalibratedMarket` of ``log`` (a
+    :class:`~simulator.calibration.transactions.TransactionLog` or its frame), changed in place
+    (its market, its network, its notes). Returns the notes added (none without an opt-in
+    column)."""
+    import dataclasses
+
+    from simulator.specs.market import Reachability, StoreNetwork
+
+    frame = log.transactions if hasattr(log, "transactions") else log
+    channels = optin_channels(frame)
+    if not channels:
+        return []
+    customers = np.asarray(cm.panel.customers)
+    flags = customer_opt_in(frame, customers, cm.calibration_end)
+    n = len(customers)
+    market = cm.market
+    shares = {ch: float(np.round((flags[ch].to_numpy() == 1).sum() / max(n, 1), 6)) for ch in channels}
+    unknown = {ch: float((flags[ch].to_numpy() < 0).mean()) if n else 0.0 for ch in channels}
+    before = dict(market.reachability.channels)
+    reach = Reachability.model_validate({"channels": {**before, **shares},
+                                         "member_opt_in": dict(market.reachability.member_opt_in)})
+    kept = [c for c in before if c not in shares]
+    notes = [f"opt-in: {', '.join(f'{ch} {shares[ch]:.1%}' for ch in channels)} of the {n:,} customers known at the "
+             f"calibration end opted in (each customer's last recorded value in the window; no value counts as not "
+             f"opted in: {', '.join(f'{ch} {unknown[ch]:.1%}' for ch in channels)}), written to reachability.channels"
+             + (f"; {', '.join(kept)} kept as before (no opt-in column: --optin-col CHANNEL=COLUMN)" if kept else "")
+             + (f"; replaced --channel/default shares {', '.join(f'{c} {before[c]:g}' for c in channels if c in before)}"
+                if any(c in before for c in channels) else "")]
+    update = {"reachability": reach}
+
+    opt = cm.diagnostics.optional_columns
+    net = opt.network if opt is not None else None
+    if net is not None and market.stores is not None:
+        home = net.home
+        has = home >= 0
+        K = len(net.table)
+        n_k = np.bincount(home[has], minlength=K).astype(np.float64)
+        table = net.table.copy()
+        stores = [dict(s) for s in net.network["stores"]]
+        spread = []
+        for ch in channels:
+            opted = (flags[ch].to_numpy() == 1)[has].astype(np.float64)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                p_k = np.where(n_k > 0, np.bincount(home[has], weights=opted, minlength=K) / np.maximum(n_k, 1), np.nan)
+            p = shares[ch]
+            mult = np.where((p > 0) & np.isfinite(p_k), np.minimum(p_k / p if p > 0 else 1.0, MAX_REACH_MULTIPLIER), 1.0)
+            mult = np.round(mult, 4)
+            table[f"optin_{ch}"] = p_k
+            table[f"reach_{ch}"] = mult
+            for k, entry in enumerate(stores):
+                if mult[k] != 1.0:
+                    entry["reach"] = {**entry.get("reach", {}), ch: float(mult[k])}
+            lo, hi = int(np.argmin(mult)), int(np.argmax(mult))
+            spread.append(f"{ch} {mult[lo]:.3g} ({table['store'].iloc[lo]}) .. {mult[hi]:.3g} ({table['store'].iloc[hi]})")
+        description = str(net.network.get("description", "")).replace(
+            "reach not estimated (1)", "reach = the store's opt-in share over the market's, by channel ("
+            + ", ".join(channels) + ")")
+        network = {**net.network, "stores": tuple(stores), "description": description}
+        update["stores"] = StoreNetwork.model_validate(network)
+        store_note = ("store: reach multipliers = each store's opt-in share (its home customers) over the market's: "
+                      + "; ".join(spread) + " (stores.csv: optin_<channel>, reach_<channel>)")
+        notes.append(store_note)
+        net = dataclasses.replace(net, table=table, network=network, notes=net.notes + [store_note])
+        opt = dataclasses.replace(opt, network=net, notes=opt.notes + notes)
+    elif opt is not None:
+        opt = dataclasses.replace(opt, notes=opt.notes + notes)
+    cm.market = market.model_copy(update=update)
+    cm.diagnostics = dataclasses.replace(cm.diagnostics, optional_columns=opt,
+                                         notes=[_reach_told(x) for x in cm.diagnostics.notes] + notes)
+    if opt is not None:
+        if opt.network is not None:
+            opt = dataclasses.replace(opt, network=dataclasses.replace(
+                opt.network, notes=[_reach_told(x) for x in opt.network.notes]))
+        cm.diagnostics.optional_columns = dataclasses.replace(opt, notes=[_reach_told(x) for x in opt.notes])
+    return notes

@@ -82,6 +82,7 @@ from simulator.errors import InputError, InputErrors
 __all__ = [
     "CleaningReport",
     "MAX_LISTED_BAD_ROWS",
+    "OPTIN_PREFIX",
     "OPTIONAL_COLUMNS",
     "TransactionLog",
     "column_hint",
@@ -99,6 +100,18 @@ SPEND_BY_COLUMNS: tuple[str, ...] = ("store", "channel", "category")
 
 #: Name of the transaction id column in :attr:`TransactionLog.transactions` (when the log has one).
 TRANSACTION_COLUMN = "transaction_id"
+
+#: Opt-in columns: ``optin_<channel>`` in :attr:`TransactionLog.transactions` (a nullable
+#: boolean per transaction: the customer's contact consent on that channel as the till or the
+#: CRM recorded it), read from the columns named with ``optin_cols`` or named
+#: ``optin_<channel>`` / ``opt_in_<channel>`` / ``opt-in-<channel>`` in the file.
+OPTIN_PREFIX = "optin_"
+_OPTIN_NAME = re.compile(r"^opt[_\- ]?in[_\- ]([A-Za-z][A-Za-z0-9_\-]{0,63})$", re.IGNORECASE)
+_OPTIN_TRUE = frozenset({"1", "true", "yes", "y", "t", "oui", "si", "ja", "opt_in", "optin", "opt-in", "opted_in",
+                         "opted in", "in", "consent"})
+_OPTIN_FALSE = frozenset({"0", "false", "no", "n", "f", "non", "nein", "opt_out", "optout", "opt-out", "opted_out",
+                          "opted out", "out"})
+_CHANNEL_WORDS = ("email", "mail", "sms", "app", "push", "phone", "post", "whatsapp")
 
 #: Bad rows listed one per line before the final "... and N more bad rows" line (and skipped
 #: lines listed in the cleaning report).
@@ -242,7 +255,9 @@ class CleaningReport:
             return None
         text = "ignored columns: " + ", ".join(self.ignored_columns)
         if self.column_hints:
-            text += " -- to use them: " + ", ".join(f"{flag} {_shell_word(col)}" for col, flag in self.column_hints)
+            text += " -- to use them: " + ", ".join(
+                f"{flag}={_shell_word(col)}" if flag.startswith("--optin-col ") else f"{flag} {_shell_word(col)}"
+                for col, flag in self.column_hints)
         return text
 
     def skipped_text(self) -> str | None:
@@ -313,6 +328,7 @@ def read_transactions(
     thousands: str | None = None,
     table: str | None = None,
     query: str | None = None,
+    optin_cols: dict[str, str] | tuple[tuple[str, str], ...] | None = None,
 ) -> TransactionLog:
     """Read and clean a retailer's transaction log (CSV, Parquet, a database).
 
@@ -388,6 +404,9 @@ def read_transactions(
                 continue
         optional[role] = found
         taken.add(found)
+    for channel, found in _optin_columns(source, names, taken, optin_cols).items():
+        optional[OPTIN_PREFIX + channel] = found
+        taken.add(found)
     roles = {**columns, **optional}
     ignored = [n for n in names if n not in taken]
     if drop_duplicates:
@@ -397,6 +416,8 @@ def read_transactions(
         raise InputErrors.one(where, "no transaction rows after the header" if source.kind == "csv" else "no rows")
     hints = tuple((n, h) for n in ignored if (h := column_hint(n)) is not None and h not in
                   [_ROLE_FLAGS[r] for r in roles if r in _ROLE_FLAGS])
+    hints += tuple((n, f"--optin-col {ch}") for n in ignored if (ch := optin_hint(n)) is not None
+                   and not any(n == c for c, _ in hints))
     try:
         return _clean(
             raw,
@@ -565,6 +586,88 @@ def _find_column(columns: list[str], name: str) -> str | None:
         return name
     folded = [c for c in columns if c.casefold() == name.strip().casefold()]
     return folded[0] if len(folded) == 1 else None
+
+
+def _optin_columns(source: Source, names: list[str], taken: set[str],
+                   given: dict[str, str] | tuple[tuple[str, str], ...] | None) -> dict[str, str]:
+    """The opt-in columns: channel -> column of the file, those named with ``optin_cols``
+    (``--optin-col CHANNEL=COLUMN``) first, then the file's columns named ``optin_<channel>``."""
+    out: dict[str, str] = {}
+    pairs = list(given.items()) if isinstance(given, dict) else list(given or ())
+    for channel, column in pairs:
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_\-]{0,63}", str(channel)):
+            raise InputErrors.one("(command line)", f"{channel!r} is not a channel name (expected CHANNEL=COLUMN, the "
+                                  "channel a letter, then letters, digits, _ or -, e.g. email=optin_mail)",
+                                  field="--optin-col")
+        found = _find_column(names, column)
+        if found is None:
+            raise InputErrors.one(source.where, f"no column {column!r} (given with --optin-col {channel}={column}); found "
+                                  f"columns {_shown(names)}", line=_header_line(source))
+        if found in taken or found in out.values():
+            raise InputErrors.one("(command line)", f"column {found!r} is already used for another field",
+                                  field="--optin-col")
+        if channel in out:
+            raise InputErrors.one("(command line)", f"channel {channel!r} given twice", field="--optin-col")
+        out[channel] = found
+    for n in names:
+        m = _OPTIN_NAME.match(n)
+        if m is None or n in taken or n in out.values():
+            continue
+        channel = m.group(1).lower()
+        if channel not in out:
+            out[channel] = n
+    return out
+
+
+def optin_hint(name: str) -> str | None:
+    """The channel of an opt-in column judged from its name (``email_consent`` -> ``email``,
+    ``OptInSMS`` -> ``sms``), or None: an ignored column's hint ``--optin-col email=...``."""
+    plain = re.sub(r"(?<=[a-z])(?=[A-Z])", "_", name).lower()
+    tokens = [t for t in re.split(r"[^a-z0-9]+", plain) if t]
+    joined = "".join(tokens)
+    if not ("optin" in joined or "consent" in joined or "opted" in joined):
+        return None
+    for word in _CHANNEL_WORDS:
+        if word in joined:
+            return "email" if word == "mail" and "email" not in joined else word
+    return None
+
+
+def _optin_codes(raw: RawLog, col: Column, on_bad_rows: str) -> tuple[np.ndarray, int]:
+    """Opt-in flag per row: 1 opted in, 0 not, -1 unknown (blank, NA); the number of rows with
+    another value. With ``on_bad_rows="fail"`` such a value is an error naming the file, the
+    line and the column (a consent nobody can read is a data problem to fix, not a guess); with
+    ``"skip"`` it is unknown and counted."""
+    values = col.values
+    n = len(col.codes) if col.codes is not None else len(col.floats)
+    if col.codes is None:  # numeric column: 1 / 0
+        x = col.floats
+        out = np.where(x == 1.0, 1, np.where(x == 0.0, 0, -1)).astype(np.int8)
+        bad = np.isfinite(x) & (x != 1.0) & (x != 0.0)
+    else:
+        if pa.types.is_boolean(values.type):
+            texts = np.array(["true" if v else "false" if v is not None else "" for v in values.to_pylist()], dtype=object)
+        else:
+            texts = np.asarray(text_of(values).to_numpy(zero_copy_only=False), dtype=object)
+        low = np.array([str(t).strip().lower() if t is not None else "" for t in texts], dtype=object)
+        if len(low) and pd.api.types.is_float_dtype(pd.to_numeric(pd.Series(low), errors="coerce")):
+            num = pd.to_numeric(pd.Series(low), errors="coerce").to_numpy()
+            low = np.where(num == 1.0, "1", np.where(num == 0.0, "0", low))
+        per_value = np.array([1 if t in _OPTIN_TRUE else 0 if t in _OPTIN_FALSE else -1 if t in _MISSING_TOKENS else -2
+                              for t in low], dtype=np.int8)
+        out = np.full(n, -1, dtype=np.int8)
+        ok = col.codes >= 0
+        if len(per_value):
+            out[ok] = per_value[col.codes[ok]]
+        bad = out == -2
+        out[bad] = -1
+    n_bad = int(bad.sum())
+    if n_bad and on_bad_rows == "fail":
+        pos = int(np.flatnonzero(bad)[0])
+        more = f" ({n_bad:,} rows have such values)" if n_bad > 1 else ""
+        raise InputErrors.one(raw.where, f"{_value(col, pos)} is not an opt-in flag (expected yes/no, 1/0, true/false, "
+                              f"or blank for unknown){more}", field=col.name, line=_line(raw, pos))
+    return out, n_bad
 
 
 def _shown(columns: list[str]) -> str:
@@ -828,6 +931,13 @@ def _clean(
     optional = {r: cols[r] for r in (*OPTIONAL_COLUMNS, TRANSACTION_COLUMN) if r in cols}
     row_codes = {r: _present_codes(c, r)[rows] for r, c in optional.items()}
     member = _member_codes(optional["member"])[rows] if "member" in optional else None
+    optins: dict[str, np.ndarray] = {}
+    for role in [r for r in cols if r.startswith(OPTIN_PREFIX)]:
+        flags, n_bad = _optin_codes(raw, cols[role], on_bad_rows)
+        optins[role] = flags[rows]
+        if n_bad:
+            notes.append(f"{n_bad:,} rows of the opt-in column {cols[role].name!r} have a value that is not a flag "
+                         "(yes/no, 1/0, true/false): read as unknown")
 
     # identical rows: only rows of one customer on one day can be
     starts = pair_starts(cust, days)
@@ -836,9 +946,10 @@ def _clean(
     identical_rows = int(identical.sum())
 
     def subset(sel: np.ndarray) -> None:
-        nonlocal cust, days, amounts, rows, member, row_codes
+        nonlocal cust, days, amounts, rows, member, row_codes, optins
         cust, days, amounts, rows = cust[sel], days[sel], amounts[sel], rows[sel]
         row_codes = {r: v[sel] for r, v in row_codes.items()}
+        optins = {r: v[sel] for r, v in optins.items()}
         member = member[sel] if member is not None else None
 
     if drop_duplicates and identical.any():
@@ -894,12 +1005,15 @@ def _clean(
     g_pos = np.minimum.reduceat(arranged(rows), starts)
     g_codes = {r: _first_present(arranged(v), starts) for r, v in row_codes.items()}
     g_member = np.maximum.reduceat(arranged(member), starts) if member is not None else None
-    del cust, days, amounts, rows, row_codes, member
+    # a transaction is opted in on a channel if any of its rows says so (max of -1 / 0 / 1)
+    g_optins = {r: np.maximum.reduceat(arranged(v), starts) for r, v in optins.items()}
+    del cust, days, amounts, rows, row_codes, member, optins
     if regroup is not None:  # back to customer, date, file order
         final = np.lexsort((g_pos, g_days, g_cust))
         g_cust, g_amount, g_days, g_pos = g_cust[final], g_amount[final], g_days[final], g_pos[final]
         g_codes = {r: v[final] for r, v in g_codes.items()}
         g_member = g_member[final] if g_member is not None else None
+        g_optins = {r: v[final] for r, v in g_optins.items()}
 
     frame = pd.DataFrame({
         "customer_id": pd.array(labels.take(pa.array(g_cust)), dtype=pd.StringDtype()),
@@ -916,9 +1030,12 @@ def _clean(
         frame[TRANSACTION_COLUMN] = pd.array(
             text.take(pa.array(g_codes[TRANSACTION_COLUMN], mask=g_codes[TRANSACTION_COLUMN] < 0)),
             dtype=pd.StringDtype())
+    for r, v in g_optins.items():
+        frame[r] = _member_array(v)
 
     used = [("customer_id", cols["customer_id"].name), ("date", cols["date"].name), ("amount", cols["amount"].name)]
     used += [(r, optional[r].name) for r in (*OPTIONAL_COLUMNS, TRANSACTION_COLUMN) if r in optional]
+    used += [(r, cols[r].name) for r in g_optins]
     report = CleaningReport(
         rows_read=n + raw.ragged,
         bad_rows_skipped=bad_rows_skipped,

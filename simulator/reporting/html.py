@@ -491,8 +491,14 @@ def _pilot(ro: dict, currency: str) -> str:
            f"per customer, enrolment multiplier; nearest neighbours without replacement), by a {e(ro['method'])}, over "
            f"the {ro['months']} months after launch. Estimated effect on revenue per customer-month: "
            f"<b>{est['mean']:+,.3f} {e(currency)}</b> (P10 {est['p10']:+,.3f}, P90 {est['p90']:+,.3f} over "
-           f"{ro['replications']} replication(s); replication 0's 95% interval {lo:+,.3f} to {hi:+,.3f}). "
-           f"True effect (design minus baseline on the pilot stores' customers): <b>{ro['true_effect']:+,.3f} "
+           f"{ro['replications']} replication(s); replication 0's 95% interval {lo:+,.3f} to {hi:+,.3f}, "
+           + ("from a paired t-test over the matched pairs"
+              + (f"; Welch's two-group interval {ro['welch_interval'][0]:+,.3f} to {ro['welch_interval'][1]:+,.3f}"
+                 if ro.get("welch_interval") else "")
+              if ro.get("test") == "paired" else
+              "from Welch's t-test: the pilot holds over 40% of the stores, so its controls are not alike pairs")
+           + "). "
+           + f"True effect (design minus baseline on the pilot stores' customers): <b>{ro['true_effect']:+,.3f} "
            f"{e(currency)}</b>; bias {bias['mean']:+,.3f}"
            + (f" (95% {bias['lo']:+,.3f} to {bias['hi']:+,.3f})" if bias["lo"] is not None else "")
            + f"; the readout's interval holds the true effect in {pct(ro['coverage'])} of replications. "

@@ -109,7 +109,8 @@ def with_response(scenario: Scenario, response: dict[str, float], *, pre_months:
 
 def member_log(playbook: str | Path | Scenario, *, response: dict[str, float], agents: int = 5000, seed: int = 1,
                pre_months: int = 12, months: int = 36, mechanisms: Mechanisms | None = None,
-               keep_actions: bool = False, stores: bool = False, away_share: float = 0.0) -> MemberLog:
+               keep_actions: bool = False, stores: bool = False, away_share: float = 0.0,
+               opt_in: bool = False) -> MemberLog:
     """Run the engine on ``playbook`` with ``response`` and return its member log and truth.
 
     ``response`` gives numbers for fields of the market's ``response`` block (the others keep
@@ -121,6 +122,11 @@ def member_log(playbook: str | Path | Scenario, *, response: dict[str, float], a
     store being the customer's home store in the engine, except a share ``away_share`` of
     purchases, each made in one of the other stores (uniform; drawn from a hash of the seed,
     month, customer and purchase, so the rest of the log is the same with or without it).
+
+    ``opt_in``: the log gets a column ``optin_<channel>`` per channel of the market's
+    ``reachability`` (1 / 0), the customer's opt-in on that channel in the design run in the
+    purchase's month (the engine's reach bit: drawn at the start from the market's share times
+    the home store's ``reach``, and set on joining by ``member_opt_in``).
     """
     from simulator.engine.simulation import Simulation
 
@@ -133,6 +139,7 @@ def member_log(playbook: str | Path | Scenario, *, response: dict[str, float], a
     counts = {r: np.zeros((H, cap), dtype=np.uint16) for r in ("design", "baseline")}
     segs = {r: np.zeros((H, cap), dtype=np.int16) for r in ("design", "baseline")}
     member = np.zeros((H, cap), dtype=bool)
+    reach = np.zeros((H, cap), dtype=np.uint8) if opt_in else None
     balance = np.zeros((H + 1, cap), dtype=np.int64)  # at the end of month t-1: the start of t
     current = {"design": design.segment.copy(), "baseline": base.segment.copy()}
 
@@ -142,6 +149,8 @@ def member_log(playbook: str | Path | Scenario, *, response: dict[str, float], a
             segs[r][t] = current[r]
             current[r] = run.segment.copy()  # after the month's transitions: next month's segment
         member[t] = design.member
+        if reach is not None:
+            reach[t] = design.reach
         balance[t + 1] = design.earned - design.consumed
 
     sim.run(progress=record)
@@ -178,6 +187,8 @@ def member_log(playbook: str | Path | Scenario, *, response: dict[str, float], a
             "date": np.datetime64(first) + (day - 1).astype("timedelta64[D]"),
             "amount": np.round(amt, 2), "member": is_member.astype(np.int8),
             "balance": np.where(is_member, balance[t][agent] // CENTI, -1),
+            **({f"optin_{ch}": ((reach[t][agent] >> c) & 1).astype(np.int8)
+                for c, ch in enumerate(sim.market.channels[:8])} if reach is not None else {}),
         }))
         if joined.size:
             sd = np.bincount(agent, weights=np.round(amt, 2), minlength=cap)
@@ -215,7 +226,8 @@ def member_log(playbook: str | Path | Scenario, *, response: dict[str, float], a
     tx["customer_id"] = "C" + tx["customer_id"].astype(str).str.zfill(7)
     tx["balance"] = tx["balance"].astype("Int64").where(tx["balance"] >= 0)
     tx = tx[["customer_id", "transaction_id", "date", "amount", "member", "balance"]
-            + (["store"] if names is not None else [])].reset_index(drop=True)
+            + (["store"] if names is not None else [])
+            + [c for c in tx.columns if str(c).startswith("optin_")]].reset_index(drop=True)
     home_store = None
     if names is not None:
         logged = np.unique(tx["customer_id"].str.slice(1).astype(np.int64).to_numpy())
