@@ -35,6 +35,7 @@ from simulator.engine.population import INIT_STREAMS, InitialAgents, Population,
 from simulator.engine.state import NEVER, RunState
 from simulator.engine.streams import Streams, seed_key
 from simulator.scenario import Scenario
+from simulator.specs.base import Spec, Triangular, Uniform
 from simulator.specs.playbook import Mechanisms
 
 #: Every random stream of a replication (one per decision point).
@@ -91,6 +92,27 @@ class _Month:
     referred: np.ndarray | None = None   # [K] referred customers enrolled this month by home store
 
 
+def _check_realised(scenario: Scenario) -> None:
+    """Refuse a scenario that still holds a parameter given as a distribution: the engine only
+    ever sees numbers (realise it first: simulator.executor.replication or uncertainty.realise)."""
+    def walk(obj, path: str) -> None:
+        if isinstance(obj, (Triangular, Uniform)):
+            raise ValueError(f"{path} is a distribution: realise the scenario before the engine "
+                             "(simulator.executor.replication or simulator.uncertainty.realise)")
+        if isinstance(obj, Spec):
+            for name in type(obj).model_fields:
+                walk(getattr(obj, name), f"{path}.{name}")
+        elif isinstance(obj, (tuple, list)):
+            for i, v in enumerate(obj):
+                walk(v, f"{path}[{i}]")
+        elif isinstance(obj, dict):
+            for k, v in obj.items():
+                walk(v, f"{path}.{k}")
+
+    walk(scenario.market, scenario.market.name)
+    walk(scenario.playbook, scenario.playbook.name)
+
+
 @contextmanager
 def gc_paused():
     """The garbage collector off for a while: the set-up and the months allocate small objects
@@ -116,23 +138,25 @@ class Simulation:
     seed, replication : the run seed and the replication number (each replication's streams
         come from ``SeedSequence(seed).spawn``).
     mechanisms : override the playbook's switches (tests use this).
+    drawn : the values drawn for the parameters the specs give as distributions, recorded in the
+        result (the scenario comes realised: the engine only sees numbers; see
+        :func:`simulator.executor.replication`, which realises and builds).
     initial : given starting states of the first base agents (real customers at a calibration
         date; :class:`~simulator.engine.population.InitialAgents`), instead of draws.
     """
 
     def __init__(self, scenario: Scenario, *, agents: int, seed: int, replication: int = 0,
                  mechanisms: Mechanisms | None = None, check_agents: bool = False,
-                 parameters: dict[str, float] | None = None, initial: InitialAgents | None = None):
+                 drawn: dict[str, float] | None = None, initial: InitialAgents | None = None):
         with gc_paused():
-            self._set_up(scenario, agents, seed, replication, mechanisms, check_agents, parameters, initial)
+            self._set_up(scenario, agents, seed, replication, mechanisms, check_agents, drawn, initial)
 
     def _set_up(self, scenario: Scenario, agents: int, seed: int, replication: int, mechanisms: Mechanisms | None,
-                check_agents: bool, parameters: dict[str, float] | None, initial: InitialAgents | None) -> None:
-        from simulator.uncertainty import realise
-
-        # parameters given as distributions are drawn for this replication (``parameters``
-        # fixes some of them, as sensitivity analysis does); the engine sees numbers only
-        scenario, self.parameters = realise(scenario, seed=seed, replication=replication, overrides=parameters)
+                check_agents: bool, drawn: dict[str, float] | None, initial: InitialAgents | None) -> None:
+        # parameters given as distributions were drawn for this replication before the engine
+        # (executor.replication); the engine sees numbers only
+        _check_realised(scenario)
+        self.parameters = dict(drawn or {})
         pb = scenario.playbook
         self.scenario = scenario
         self.mech = mechanisms or pb.mechanisms

@@ -122,11 +122,11 @@ def member_log(playbook: str | Path | Scenario, *, response: dict[str, float], a
     purchases, each made in one of the other stores (uniform; drawn from a hash of the seed,
     month, customer and purchase, so the rest of the log is the same with or without it).
     """
-    from simulator.engine.simulation import Simulation
+    from simulator.executor import replication
 
     scenario = playbook if isinstance(playbook, Scenario) else resolve(playbook)
     scenario = with_response(scenario, response, pre_months=pre_months, months=months, keep_actions=keep_actions)
-    sim = Simulation(scenario, agents=agents, seed=seed, mechanisms=mechanisms)
+    sim = replication(scenario, agents=agents, seed=seed, mechanisms=mechanisms)
     design, base = sim.runs["design"], sim.runs["baseline"]
     cap = sim.pop.capacity
     H = sim.H

@@ -167,11 +167,11 @@ def _fit_scenario(scenario, beta: float, factor: float, *, pre_months: int, mont
 def simulated_panel(scenario, *, agents: int, seed: int) -> Panel:
     """Purchases by month and joining month of the identified customers of one engine run (the
     panel a log of it gives), with only the self-selection mechanism on."""
-    from simulator.engine.simulation import Simulation
+    from simulator.executor import replication
     from simulator.specs.playbook import Mechanisms
 
     only = Mechanisms(**{k: k == "self_selection" for k in Mechanisms.model_fields})
-    sim = Simulation(scenario, agents=agents, seed=seed, mechanisms=only)
+    sim = replication(scenario, agents=agents, seed=seed, mechanisms=only)
     design = sim.runs["design"]
     counts = np.zeros((sim.H, sim.pop.capacity), dtype=np.uint16)
 

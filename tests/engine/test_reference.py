@@ -21,6 +21,7 @@ from simulator.engine.mechanisms import tiers, transitions
 from simulator.engine.simulation import Simulation
 from simulator.engine.state import RunState
 from simulator.scenario import Scenario, resolve
+from simulator.uncertainty import realise
 from simulator.specs.playbook import Playbook
 from tests.engine.reference_step import ReferenceSimulation, expire
 from tests.engine.test_simulation import ALL_OFF, PLAYBOOKS, markets, programs
@@ -66,7 +67,7 @@ def _same(fused: Simulation, ref: ReferenceSimulation) -> None:
 @pytest.mark.parametrize("playbook", PLAYBOOKS)
 @pytest.mark.parametrize("mechanisms", [None, ALL_OFF], ids=["playbook", "all_off"])
 def test_compiled_month_equals_numpy_month(playbook, mechanisms):
-    sc = resolve(playbook)
+    sc, _ = realise(resolve(playbook), seed=11, replication=0)  # the engine sees numbers
     kw = dict(agents=3_000, seed=11, mechanisms=mechanisms, check_agents=mechanisms is None)
     _same(Simulation(sc, **kw), ReferenceSimulation(sc, **kw))
 
@@ -289,7 +290,7 @@ def test_same_bits_whatever_the_number_of_threads(playbook, monkeypatch):
     """Blocks and agent ranges run on threads; the records, moves and every agent's state are
     the same bits on 1, 2 or 3 threads (each range keeps its own totals, added in order)."""
     monkeypatch.setattr(kernels, "MIN_AGENTS_PER_THREAD", 500)
-    sc = resolve(playbook)
+    sc, _ = realise(resolve(playbook), seed=5, replication=0)
     sims = []
     for n in (1, 2, 3):
         sim = Simulation(sc, agents=4_000, seed=5, check_agents=True)
@@ -310,7 +311,7 @@ def test_figures_by_store_are_the_same_bits_on_any_number_of_threads(monkeypatch
     """Over many tasks of blocks (more than kernels.TASK_BLOCKS blocks), the step's figures by
     store, summed task by task, and the close's counts are the same on 1 and 3 threads."""
     monkeypatch.setattr(kernels, "MIN_AGENTS_PER_THREAD", 500)
-    sc = resolve(PLAYBOOKS[1])
+    sc, _ = realise(resolve(PLAYBOOKS[1]), seed=8, replication=0)
     sc = dataclasses.replace(sc, playbook=sc.playbook.model_copy(update={"horizon_months": 8}))
     agents = 3 * kernels.TASK_BLOCKS * kernels.BLOCK
     reps = []
