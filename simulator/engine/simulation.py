@@ -417,7 +417,7 @@ class Simulation:
                     float(prog.fee * 12 / prog.fee_months) if prog.fee > 0 else 0.0, float(prog.fee),
                     int(prog.trial_months), int(prog.cashback_threshold), float(prog.voucher_use_rate),
                     prog.goal.astype(np.int64), order, np.array(start, dtype=np.int64), np.array(length, dtype=np.int64),
-                    prog.prices[order].astype(np.int64))
+                    prog.prices[order].astype(np.int64), float(prog.endowed_progress))
             self._prog_cache[id(prog)] = (earning, rest)
         earning, rest = self._prog_cache[id(prog)]
         pending_col = (t - prog.pending_months) % run.snap.shape[0] if prog.pending_months else -1
