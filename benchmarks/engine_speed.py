@@ -23,16 +23,16 @@ ROOT = Path(__file__).resolve().parents[1]
 CHILD = r"""
 import json, resource, sys, time
 from simulator.scenario import resolve
-from simulator.engine.simulation import Simulation
+from simulator.executor import replication
 playbook, agents, months = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 sc = resolve(playbook)
 pb = sc.playbook.model_copy(update={"horizon_months": months})
 sc = type(sc)(**{**sc.__dict__, "playbook": pb})
 # warm up: load the compiled kernels (their machine code is the interpreter's, not the agents')
-Simulation(sc, agents=2_000, seed=1).run()
+replication(sc, agents=2_000, seed=1).run()
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t0 = time.perf_counter()
-sim = Simulation(sc, agents=agents, seed=1)
+sim = replication(sc, agents=agents, seed=1)
 t1 = time.perf_counter()
 sim.run()
 t2 = time.perf_counter()

@@ -57,12 +57,22 @@ def task_key(task: Task) -> str:
     return f"loyalty-sim-{sc.playbook.name}-r{task.replication}-{hashlib.sha256(payload.encode()).hexdigest()[:20]}"
 
 
+def replication(scenario: Scenario, *, agents: int, seed: int, replication: int = 0,
+                parameters: dict[str, float] | None = None, **kwargs: Any):
+    """The engine's Simulation of one replication, its parameters given as distributions drawn
+    first (simulator.uncertainty.realise; ``parameters`` fixes some of them, as sensitivity
+    analysis does): the engine only ever sees numbers. ``kwargs`` go to Simulation."""
+    from simulator.engine.simulation import Simulation
+    from simulator.uncertainty import realise
+
+    realised, drawn = realise(scenario, seed=seed, replication=replication, overrides=parameters)
+    return Simulation(realised, agents=agents, seed=seed, replication=replication, drawn=drawn, **kwargs)
+
+
 def run_task(task: Task) -> Any:
     """Run one replication (top-level so that worker processes can import it)."""
-    from simulator.engine.simulation import Simulation
-
-    return Simulation(task.scenario, agents=task.agents, seed=task.seed, replication=task.replication,
-                      parameters=task.parameters).run()
+    return replication(task.scenario, agents=task.agents, seed=task.seed, replication=task.replication,
+                       parameters=task.parameters).run()
 
 
 def _one_thread_per_worker() -> None:

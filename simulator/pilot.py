@@ -396,10 +396,10 @@ def pilot_scenario(scenario, stores: Sequence[str], *, pre_months: int, months: 
 def pilot_task(task) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run one replication of a pilot and keep its stores' months only (what the readout
     needs: small to send back from a worker). Top-level so that worker processes import it."""
-    from simulator.engine.simulation import Simulation
+    from simulator.executor import replication
 
-    rep = Simulation(task.scenario, agents=task.agents, seed=task.seed, replication=task.replication,
-                     parameters=task.parameters).run()
+    rep = replication(task.scenario, agents=task.agents, seed=task.seed, replication=task.replication,
+                      parameters=task.parameters).run()
     keep = ["store", "month", "customers", "revenue"]
     return rep.stores_design[keep].copy(), rep.stores_baseline[keep].copy()
 

@@ -38,8 +38,7 @@ import numpy as np
 import pandas as pd
 
 from simulator import __version__, pilot
-from simulator.engine.simulation import Simulation
-from simulator.executor import Executor, tasks_for
+from simulator.executor import Executor, replication, tasks_for
 from simulator.errors import InputError, InputErrors
 from simulator.finance import statements
 from simulator.output import staged_directory
@@ -66,7 +65,7 @@ def simulate(scenario: Scenario, *, agents: int, seed: int, replications: int,
     if executor is None or (not executor.parallel and executor.checkpoint is None) or (replications == 1 and not executor.parallel):
         reps = []
         for r in range(replications):
-            sim = Simulation(scenario, agents=agents, seed=seed, replication=r, parameters=parameters)
+            sim = replication(scenario, agents=agents, seed=seed, replication=r, parameters=parameters)
             reps.append(sim.run(None if progress is None else (lambda t: progress(1))))
         return RunResult(scenario, reps, agents, seed)
     tasks = tasks_for(scenario, agents=agents, seed=seed, replications=range(replications), parameters=parameters)

@@ -18,6 +18,8 @@ import pandas as pd
 import pytest
 
 from simulator.engine.simulation import ReplicationResult, Simulation
+
+from simulator.executor import replication
 from simulator.results import RunResult
 from simulator.scenario import Scenario
 from simulator.specs.market import Market
@@ -58,7 +60,7 @@ def run(design: Program) -> RunResult:
         "enrolment_drives": ({"name": "invite", "start": dt.date(2027, 1, 1), "uplift": 1.0, "channel": "email"},),
     })
     sc = Scenario(program=design, baseline=None, market=market(), playbook=pb, fx_design_to_local=1.0)
-    return RunResult(sc, [Simulation(sc, agents=AGENTS, seed=3, check_agents=True).run()], AGENTS, 3)
+    return RunResult(sc, [replication(sc, agents=AGENTS, seed=3, check_agents=True).run()], AGENTS, 3)
 
 
 def discounted(flows: dict[int, float]) -> float:
@@ -210,7 +212,7 @@ def _scenario(market, design, baseline, months=14, **playbook) -> Scenario:
 
 
 def _result(sc: Scenario, seed: int, agents: int = 300) -> RunResult:
-    return RunResult(sc, [Simulation(sc, agents=agents, seed=seed).run()], agents, seed)
+    return RunResult(sc, [replication(sc, agents=agents, seed=seed).run()], agents, seed)
 
 
 def _with_expiry(p: Program, expiry: dict) -> Program:
@@ -308,7 +310,7 @@ def test_month_one_expiry_of_a_steady_program_looks_like_any_other_month(design,
     off = {k: False for k in ("self_selection", "goal_gradient", "rewarded_behaviour", "tier_status", "campaigns",
                               "transitions", "referrals")}
     sc = _scenario(market, current, current, months=30, baseline_age_months=120, mechanisms=off, campaigns=())
-    b = Simulation(sc, agents=3000, seed=seed).run().baseline["points_expired"].to_numpy()
+    b = replication(sc, agents=3000, seed=seed).run().baseline["points_expired"].to_numpy()
     later = b[1:]
     assert later.mean() > 0
     assert abs(b[0] - later.mean()) <= 4 * later.std(ddof=1) + 1e-9

@@ -96,6 +96,7 @@ def test_reward_cost_enters_npv_linearly(small_study):
     cost of the points still owed at the horizon included: check it by running the design with
     every reward cost doubled (doubling lowers NPV by exactly the discounted extra cost)."""
     from simulator.engine.simulation import Simulation
+    from simulator.executor import replication
     from simulator.finance import metrics
     from simulator.results import RunResult
 
@@ -105,8 +106,8 @@ def test_reward_cost_enters_npv_linearly(small_study):
     prog = sc.program
     doubled = prog.model_copy(update={"rewards": prog.rewards.model_copy(update={"catalogue": tuple(
         r.model_copy(update={"cost": r.cost * 2}) for r in prog.rewards.catalogue)})})
-    base = RunResult(sc, [Simulation(sc, agents=600, seed=4).run()], 600, 4)
-    twice = RunResult(dataclasses.replace(sc, program=doubled), [Simulation(dataclasses.replace(sc, program=doubled), agents=600, seed=4).run()], 600, 4)
+    base = RunResult(sc, [replication(sc, agents=600, seed=4).run()], 600, 4)
+    twice = RunResult(dataclasses.replace(sc, program=doubled), [replication(dataclasses.replace(sc, program=doubled), agents=600, seed=4).run()], 600, 4)
     rate = sc.market.economics.discount_rate
     npv1 = base.replication_metrics()[0]["npv"]
     npv2 = twice.replication_metrics()[0]["npv"]
@@ -137,6 +138,7 @@ def test_reproduce_a_study_scenario_with_a_swapped_design(small_study, tmp_path)
 
 def test_never_paying_replications_count_in_payback_percentiles():
     from simulator.engine.simulation import ReplicationResult
+    from simulator.executor import replication
     from simulator.results import RunResult
 
     class Fake(RunResult):
@@ -163,6 +165,7 @@ def test_a_discount_rate_range_reaches_the_percentiles_and_the_tornado(tmp_path)
     from simulator.finance import metrics
     from simulator.results import RunResult
     from simulator.engine.simulation import Simulation
+    from simulator.executor import replication
 
     market = yaml.safe_load((ROOT / "markets/usa/market.yaml").read_text())
     market["economics"]["discount_rate"] = {"uniform": [0.04, 0.16]}
@@ -172,7 +175,7 @@ def test_a_discount_rate_range_reaches_the_percentiles_and_the_tornado(tmp_path)
     (tmp_path / "pb.yaml").write_text(yaml.safe_dump(pb, sort_keys=False))
     study, cells = study_from_playbooks([tmp_path / "pb.yaml"], [], replications=3, seed=2, agents=500)
     sc = cells[0].scenario
-    reps = [Simulation(sc, agents=500, seed=2, replication=r).run() for r in range(3)]
+    reps = [replication(sc, agents=500, seed=2, replication=r).run() for r in range(3)]
     rr = RunResult(sc, reps, 500, 2)
     rates = [rr.discount_rate(r) for r in range(3)]
     assert len(set(rates)) == 3 and all(0.04 <= x <= 0.16 for x in rates)

@@ -125,7 +125,7 @@ def _simulate(cm: CalibratedMarket, start: dt.date, months: int, agents: int, re
     transactions and revenue (scaled to all known customers) ``[replications, months]`` and the
     mean per-customer holdout transactions and revenue ``[customers]``."""
     from simulator.engine.population import InitialAgents
-    from simulator.engine.simulation import Simulation
+    from simulator.executor import replication
 
     scenario = _no_program_scenario(cm, start, months)
     cust = cm.customers
@@ -147,8 +147,8 @@ def _simulate(cm: CalibratedMarket, start: dt.date, months: int, agents: int, re
         bm = bmult_raw[pick]
         norm = pd.Series(bm).groupby(seg).transform("mean").to_numpy()
         initial = InitialAgents(segment=seg, recency=recency[pick], basket_mult=bm / np.where(norm > 0, norm, 1.0))
-        sim = Simulation(scenario, agents=agents, seed=seed, replication=rep, mechanisms=scenario.playbook.mechanisms,
-                         initial=initial)
+        sim = replication(scenario, agents=agents, seed=seed, replication=rep, mechanisms=scenario.playbook.mechanisms,
+                          initial=initial)
         k = agents
         counts = np.zeros((months, k))
         spend = np.zeros((months, k))

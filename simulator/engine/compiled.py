@@ -187,6 +187,7 @@ class CompiledProgram:
     per_member_per_year: float
     value_per_point: float       # currency per point: nominal value to the member (IFRS 15 falls back on it)
     cost_per_point: float        # currency per point: nominal cost to the company, net of VAT
+    endowed_progress: float = 0.0  # bonus stamps as a share of the first reward (mechanisms/endowed_progress.py)
 
     @property
     def ring(self) -> int:
@@ -305,4 +306,5 @@ class CompiledProgram:
             running_per_year=p.costs.running_per_year + extra_running,
             per_member_per_year=p.costs.per_member_per_year + extra_per_member,
             value_per_point=vpp, cost_per_point=cpp,
+            endowed_progress=float(p.rewards.endowed_progress),
         )

@@ -14,6 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from numba import njit
 
+from simulator.engine.mechanisms import endowed_progress
+
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -416,10 +418,42 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
      first_pending, next_bill, spend_since_bill, earned, consumed, snap, qual_ring, qual_off, qual_used, qual_sum, row,
      row_asks, row_asks_n, eq_extra) = state
     trace_issued, trace_redeemed = trace
-    (has_program, ppu, rounding, min_order, category_factor, earn_mult, cap_month, qppu, q_include_bonus, metric,
-     bonus_enrolment, bonus_first, bonus_birthday, bonus_referral, pending_col, ladder, ladder_start, ladder_len,
-     n_tiers, window, window_months, eligible_segments, automatic, invite_only, annual_fee, fee, trial_months,
-     cashback_threshold, voucher_use_rate, goal, cat_order, cat_start, cat_len, cat_prices) = prog
+    # the program by name (records.ProgramArgs)
+    has_program = prog.has_program
+    ppu = prog.ppu
+    rounding = prog.rounding
+    min_order = prog.min_order
+    category_factor = prog.category_factor
+    earn_mult = prog.earn_mult
+    cap_month = prog.cap_month
+    qppu = prog.qppu
+    q_include_bonus = prog.q_include_bonus
+    metric = prog.metric
+    bonus_enrolment = prog.bonus_enrolment
+    bonus_first = prog.bonus_first
+    bonus_birthday = prog.bonus_birthday
+    bonus_referral = prog.bonus_referral
+    pending_col = prog.pending_col
+    ladder = prog.ladder
+    ladder_start = prog.ladder_start
+    ladder_len = prog.ladder_len
+    n_tiers = prog.n_tiers
+    window = prog.window
+    window_months = prog.window_months
+    eligible_segments = prog.eligible_segments
+    automatic = prog.automatic
+    invite_only = prog.invite_only
+    annual_fee = prog.annual_fee
+    fee = prog.fee
+    trial_months = prog.trial_months
+    cashback_threshold = prog.cashback_threshold
+    voucher_use_rate = prog.voucher_use_rate
+    goal = prog.goal
+    cat_order = prog.cat_order
+    cat_start = prog.cat_start
+    cat_len = prog.cat_len
+    cat_prices = prog.cat_prices
+    endowed = prog.endowed
     (c_kind, c_seg, c_members, c_tiers, c_use_tiers, c_pot, c_inactive, c_channel, c_lift, c_mult, c_bonus,
      c_min_spend, c_done_row, done) = camps
     (d_uplift, d_seg, d_members, d_tiers, d_use_tiers, d_pot, d_inactive, d_channel) = drives
@@ -491,6 +525,7 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
                 for j in range(a, a + ladder_len[ti]):
                     if ladder[j] > sp:
                         pr = sp / ladder[j]
+                        pr = endowed_progress.perceived(pr, sp, ladder[j], endowed * goal[ti], since_reward[i])
                         break
                 f *= 1.0 + gg[s] * (pr - 0.5)
             m = since_reward[i]

@@ -31,10 +31,12 @@ from simulator.engine.compiled import CENTI, EXPIRY_AFTER, EXPIRY_FIXED, EXPIRY_
 from simulator.engine.mechanisms import campaigns as camp
 from simulator.engine import stores as store_figures
 from simulator.engine.mechanisms import enrolment, expiry, fees, history, transitions
+from simulator.engine.records import ProgramArgs
 from simulator.engine.population import INIT_STREAMS, InitialAgents, Population, referral_capacity
 from simulator.engine.state import NEVER, RunState
 from simulator.engine.streams import Streams, seed_key
 from simulator.scenario import Scenario
+from simulator.specs.base import Spec, Triangular, Uniform
 from simulator.specs.playbook import Mechanisms
 
 #: Every random stream of a replication (one per decision point).
@@ -91,6 +93,27 @@ class _Month:
     referred: np.ndarray | None = None   # [K] referred customers enrolled this month by home store
 
 
+def _check_realised(scenario: Scenario) -> None:
+    """Refuse a scenario that still holds a parameter given as a distribution: the engine only
+    ever sees numbers (realise it first: simulator.executor.replication or uncertainty.realise)."""
+    def walk(obj, path: str) -> None:
+        if isinstance(obj, (Triangular, Uniform)):
+            raise ValueError(f"{path} is a distribution: realise the scenario before the engine "
+                             "(simulator.executor.replication or simulator.uncertainty.realise)")
+        if isinstance(obj, Spec):
+            for name in type(obj).model_fields:
+                walk(getattr(obj, name), f"{path}.{name}")
+        elif isinstance(obj, (tuple, list)):
+            for i, v in enumerate(obj):
+                walk(v, f"{path}[{i}]")
+        elif isinstance(obj, dict):
+            for k, v in obj.items():
+                walk(v, f"{path}.{k}")
+
+    walk(scenario.market, scenario.market.name)
+    walk(scenario.playbook, scenario.playbook.name)
+
+
 @contextmanager
 def gc_paused():
     """The garbage collector off for a while: the set-up and the months allocate small objects
@@ -116,23 +139,25 @@ class Simulation:
     seed, replication : the run seed and the replication number (each replication's streams
         come from ``SeedSequence(seed).spawn``).
     mechanisms : override the playbook's switches (tests use this).
+    drawn : the values drawn for the parameters the specs give as distributions, recorded in the
+        result (the scenario comes realised: the engine only sees numbers; see
+        :func:`simulator.executor.replication`, which realises and builds).
     initial : given starting states of the first base agents (real customers at a calibration
         date; :class:`~simulator.engine.population.InitialAgents`), instead of draws.
     """
 
     def __init__(self, scenario: Scenario, *, agents: int, seed: int, replication: int = 0,
                  mechanisms: Mechanisms | None = None, check_agents: bool = False,
-                 parameters: dict[str, float] | None = None, initial: InitialAgents | None = None):
+                 drawn: dict[str, float] | None = None, initial: InitialAgents | None = None):
         with gc_paused():
-            self._set_up(scenario, agents, seed, replication, mechanisms, check_agents, parameters, initial)
+            self._set_up(scenario, agents, seed, replication, mechanisms, check_agents, drawn, initial)
 
     def _set_up(self, scenario: Scenario, agents: int, seed: int, replication: int, mechanisms: Mechanisms | None,
-                check_agents: bool, parameters: dict[str, float] | None, initial: InitialAgents | None) -> None:
-        from simulator.uncertainty import realise
-
-        # parameters given as distributions are drawn for this replication (``parameters``
-        # fixes some of them, as sensitivity analysis does); the engine sees numbers only
-        scenario, self.parameters = realise(scenario, seed=seed, replication=replication, overrides=parameters)
+                check_agents: bool, drawn: dict[str, float] | None, initial: InitialAgents | None) -> None:
+        # parameters given as distributions were drawn for this replication before the engine
+        # (executor.replication); the engine sees numbers only
+        _check_realised(scenario)
+        self.parameters = dict(drawn or {})
         pb = scenario.playbook
         self.scenario = scenario
         self.mech = mechanisms or pb.mechanisms
@@ -374,8 +399,8 @@ class Simulation:
         rec["new_members"] = rec.get("new_members", 0.0) + float(new.size)
 
     # ------------------------------------------------ arguments of the compiled step
-    def _program_args(self, run: RunState, prog: CompiledProgram, t: int) -> tuple:
-        """The program as the scalars and arrays kernels._step_block unpacks (same order)."""
+    def _program_args(self, run: RunState, prog: CompiledProgram, t: int) -> ProgramArgs:
+        """The program as the named scalars and arrays kernels._step_block reads."""
         if id(prog) not in self._prog_cache:
             order, start, length = [], [], []
             for ti in range(prog.n_tiers):  # each tier's rewards by price (stable)
@@ -384,20 +409,23 @@ class Simulation:
                 length.append(len(rids))
                 order.extend(rids[np.argsort(prog.prices[rids], kind="stable")])
             order = np.array(order, dtype=np.int64)
-            earning = (float(prog.ppu), int(prog.rounding), float(prog.min_order), float(prog.category_factor),
-                       prog.earn_mult.astype(np.float64), int(prog.cap_month), float(prog.qppu),
-                       bool(prog.q_include_bonus), int(prog.metric), int(prog.bonus_enrolment), int(prog.bonus_first),
-                       int(prog.bonus_birthday), int(prog.bonus_referral))
-            rest = (prog.ladder_flat, prog.ladder_start, prog.ladder_len, int(prog.n_tiers), int(prog.window),
-                    int(prog.window_months), prog.eligible_segments, bool(prog.automatic), bool(prog.invite_only),
-                    float(prog.fee * 12 / prog.fee_months) if prog.fee > 0 else 0.0, float(prog.fee),
-                    int(prog.trial_months), int(prog.cashback_threshold), float(prog.voucher_use_rate),
-                    prog.goal.astype(np.int64), order, np.array(start, dtype=np.int64), np.array(length, dtype=np.int64),
-                    prog.prices[order].astype(np.int64))
-            self._prog_cache[id(prog)] = (earning, rest)
-        earning, rest = self._prog_cache[id(prog)]
+            self._prog_cache[id(prog)] = dict(
+                ppu=float(prog.ppu), rounding=int(prog.rounding), min_order=float(prog.min_order),
+                category_factor=float(prog.category_factor), earn_mult=prog.earn_mult.astype(np.float64),
+                cap_month=int(prog.cap_month), qppu=float(prog.qppu), q_include_bonus=bool(prog.q_include_bonus),
+                metric=int(prog.metric), bonus_enrolment=int(prog.bonus_enrolment), bonus_first=int(prog.bonus_first),
+                bonus_birthday=int(prog.bonus_birthday), bonus_referral=int(prog.bonus_referral),
+                ladder=prog.ladder_flat, ladder_start=prog.ladder_start, ladder_len=prog.ladder_len,
+                n_tiers=int(prog.n_tiers), window=int(prog.window), window_months=int(prog.window_months),
+                eligible_segments=prog.eligible_segments, automatic=bool(prog.automatic),
+                invite_only=bool(prog.invite_only),
+                annual_fee=float(prog.fee * 12 / prog.fee_months) if prog.fee > 0 else 0.0, fee=float(prog.fee),
+                trial_months=int(prog.trial_months), cashback_threshold=int(prog.cashback_threshold),
+                voucher_use_rate=float(prog.voucher_use_rate), goal=prog.goal.astype(np.int64), cat_order=order,
+                cat_start=np.array(start, dtype=np.int64), cat_len=np.array(length, dtype=np.int64),
+                cat_prices=prog.prices[order].astype(np.int64), endowed=float(prog.endowed_progress))
         pending_col = (t - prog.pending_months) % run.snap.shape[0] if prog.pending_months else -1
-        return (True,) + earning + (pending_col,) + rest
+        return ProgramArgs(has_program=True, pending_col=pending_col, **self._prog_cache[id(prog)])
 
     def _targets(self, targets: list[camp.CompiledTarget]) -> tuple:
         """Targets as arrays (one row each) for kernels._targeted."""
@@ -512,7 +540,7 @@ class Simulation:
             drives = self.active_drives if design_live else []
             prog_args = self._program_args(run, prog if prog is not None else self.design, t)
             if prog is None:
-                prog_args = (False,) + prog_args[1:]
+                prog_args = prog_args._replace(has_program=False)
             tr = run.trace
             trace = (tr["issued"], tr["redeemed"]) if tr is not None else (no_i64, no_i64)
             eq = sc.enrolment_qualifying if sc.enrolment_qualifying is not None else np.zeros(0)

@@ -84,9 +84,26 @@ def _markdown(doc: str) -> str:
     return "\n".join(out).strip()
 
 
+def sections() -> list[tuple[str, str]]:
+    """SECTIONS, and every mechanism module of simulator.engine.mechanisms they do not name
+    (found with pkgutil, titled by its ``TITLE``), after the last mechanism they name: a new
+    mechanism's docstring reaches docs/model.md without a line here."""
+    import pkgutil
+
+    import simulator.engine.mechanisms as mechanisms
+
+    named = {module for _, module in SECTIONS}
+    found = [f"{mechanisms.__name__}.{m.name}" for m in pkgutil.iter_modules(mechanisms.__path__)
+             if not m.name.startswith("_")]
+    extra = [(getattr(importlib.import_module(m), "TITLE", m.rsplit(".", 1)[1].replace("_", " ").capitalize()), m)
+             for m in sorted(found) if m not in named]
+    last = max(i for i, (_, module) in enumerate(SECTIONS) if module.startswith(mechanisms.__name__ + "."))
+    return [*SECTIONS[: last + 1], *extra, *SECTIONS[last + 1:]]
+
+
 def model_document() -> str:
     parts = [PREAMBLE]
-    for title, module in SECTIONS:
+    for title, module in sections():
         doc = inspect.getdoc(importlib.import_module(module)) or ""
         parts.append(f"## {title}\n\n*Implemented in `{module}`.*\n\n{_markdown(doc)}\n")
     return "\n".join(parts)

@@ -128,11 +128,11 @@ def member_log(playbook: str | Path | Scenario, *, response: dict[str, float], a
     purchase's month (the engine's reach bit: drawn at the start from the market's share times
     the home store's ``reach``, and set on joining by ``member_opt_in``).
     """
-    from simulator.engine.simulation import Simulation
+    from simulator.executor import replication
 
     scenario = playbook if isinstance(playbook, Scenario) else resolve(playbook)
     scenario = with_response(scenario, response, pre_months=pre_months, months=months, keep_actions=keep_actions)
-    sim = Simulation(scenario, agents=agents, seed=seed, mechanisms=mechanisms)
+    sim = replication(scenario, agents=agents, seed=seed, mechanisms=mechanisms)
     design, base = sim.runs["design"], sim.runs["baseline"]
     cap = sim.pop.capacity
     H = sim.H

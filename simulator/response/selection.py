@@ -172,12 +172,12 @@ def simulated_panel(scenario, *, agents: int, seed: int, mechanisms=ONLY) -> Pan
     """Purchases by month and joining month of the identified customers of one engine run (the
     panel a log of it gives), with only the self-selection mechanism on (``mechanisms``: a
     :class:`~simulator.specs.playbook.Mechanisms`, or None for the design's own)."""
-    from simulator.engine.simulation import Simulation
+    from simulator.executor import replication
     from simulator.specs.playbook import Mechanisms
 
     if mechanisms == ONLY:
         mechanisms = Mechanisms(**{k: k == "self_selection" for k in Mechanisms.model_fields})
-    sim = Simulation(scenario, agents=agents, seed=seed, mechanisms=mechanisms)
+    sim = replication(scenario, agents=agents, seed=seed, mechanisms=mechanisms)
     design = sim.runs["design"]
     counts = np.zeros((sim.H, sim.pop.capacity), dtype=np.uint16)
 

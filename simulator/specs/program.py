@@ -157,6 +157,11 @@ class Cashback(Spec):
 class Rewards(Spec):
     catalogue: tuple[Reward, ...] = ()
     cashback: Cashback | None = None
+    endowed_progress: float = Field(0.0, ge=0, le=10, description=(
+        "bonus stamps on a new member's card, as a share of the first reward's price: shown as progress "
+        "toward it, not redeemable, the goal raised by as much (Nunes & Dreze 2006: 2 stamps given on a "
+        "10-stamp card, 0.25, were completed by 34% against 19% for an 8-stamp card); 0 = off "
+        "(mechanisms/endowed_progress.py)"))
 
     def issues(self) -> Iterator[tuple[tuple, str]]:
         yield from unique_names(self.catalogue, "catalogue", "reward")

@@ -8,6 +8,7 @@ import pytest
 from simulator.engine.compiled import CENTI
 from simulator.engine.mechanisms import history, transitions
 from simulator.engine.simulation import Simulation
+from simulator.executor import replication
 from simulator.scenario import Scenario
 from simulator.specs.market import Market
 from simulator.specs.playbook import Playbook
@@ -67,7 +68,7 @@ def _sim(current: Program, design: Program, dating: str = "keep_dates", launch: 
                                   "start": dt.date(2027, 1, 1), "horizon_months": 14, "baseline_age_months": 18,
                                   "migration": {"converted_points": dating}})
     sc = Scenario(program=design, baseline=current, market=_market(1.0), playbook=pb, fx_design_to_local=1.0)
-    return Simulation(sc, agents=2000, seed=5, check_agents=True)
+    return replication(sc, agents=2000, seed=5, check_agents=True)
 
 
 def test_opening_balances_are_dated_by_their_history():

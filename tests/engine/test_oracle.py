@@ -59,6 +59,8 @@ import pandas as pd
 import pytest
 
 from simulator.engine.simulation import Simulation
+
+from simulator.executor import replication
 from simulator.scenario import Scenario, resolve
 from tests.engine.oracle import Oracle
 
@@ -99,8 +101,8 @@ def _metrics(scenario: Scenario) -> list[str]:
 
 def _engine_run(args: tuple[Scenario, int, tuple[str, ...]]) -> np.ndarray:
     """[runs, months, metrics] of one replication (runs: "design", "baseline")."""
-    scenario, replication, runs = args
-    result = Simulation(scenario, agents=AGENTS, seed=ENGINE_SEED, replication=replication).run()
+    scenario, rep, runs = args
+    result = replication(scenario, agents=AGENTS, seed=ENGINE_SEED, replication=rep).run()
     return np.stack([getattr(result, run)[_metrics(scenario)].to_numpy(float) for run in runs])
 
 

@@ -8,6 +8,7 @@ import pytest
 from simulator.engine.compiled import CompiledMarket
 from simulator.engine.population import INIT_STREAMS, InitialAgents, Population
 from simulator.engine.simulation import Simulation
+from simulator.executor import replication
 from simulator.engine.streams import Streams, seed_key
 from simulator.scenario import resolve
 from simulator.uncertainty import central_values, with_values
@@ -71,7 +72,7 @@ def test_campaign_by_potential_reaches_only_that_band(scenario):
                                     "target": {"potential": ("high",)}, "lift": 0.3})
     sc = type(scenario)(**{**scenario.__dict__, "market": _market_with_mix(scenario, mix),
                            "playbook": pb.model_copy(update={"campaigns": (camp,)})})
-    sim = Simulation(sc, agents=5_000, seed=2)
+    sim = replication(sc, agents=5_000, seed=2)
     seen = []
 
     def look(t):

@@ -13,6 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from simulator.engine.simulation import Simulation
+
+from simulator.executor import replication
 from simulator.scenario import Scenario, resolve
 from simulator.specs.market import Market
 from simulator.specs.playbook import Mechanisms, Playbook
@@ -27,21 +29,21 @@ PLAYBOOKS = ["markets/france/points_tiers_launch.yaml", "markets/france/premium_
 
 @pytest.mark.parametrize("playbook", PLAYBOOKS)
 def test_mechanisms_off_give_exactly_zero_incremental_purchases(playbook):
-    rep = Simulation(resolve(playbook), agents=2_000, seed=5, mechanisms=ALL_OFF).run()
+    rep = replication(resolve(playbook), agents=2_000, seed=5, mechanisms=ALL_OFF).run()
     for col in ("purchases", "active", "revenue", "gross_margin", "customers"):
         assert np.array_equal(rep.design[col].to_numpy(), rep.baseline[col].to_numpy()), col
 
 
 def test_mechanisms_on_change_purchases():
-    rep = Simulation(resolve(PLAYBOOKS[0]), agents=2_000, seed=5).run()
+    rep = replication(resolve(PLAYBOOKS[0]), agents=2_000, seed=5).run()
     assert rep.design["revenue"].sum() != rep.baseline["revenue"].sum()
 
 
 def test_same_seed_identical_different_seed_differs():
     sc = resolve(PLAYBOOKS[0])
-    a = Simulation(sc, agents=1_500, seed=3).run()
-    b = Simulation(sc, agents=1_500, seed=3).run()
-    c = Simulation(sc, agents=1_500, seed=4).run()
+    a = replication(sc, agents=1_500, seed=3).run()
+    b = replication(sc, agents=1_500, seed=3).run()
+    c = replication(sc, agents=1_500, seed=4).run()
     pd.testing.assert_frame_equal(a.design, b.design)
     pd.testing.assert_frame_equal(a.baseline, b.baseline)
     assert a.events == b.events
@@ -52,7 +54,7 @@ def test_common_random_numbers_make_the_difference_precise():
     """Across seeds the incremental revenue varies far less than revenue itself: the
     difference is the program, not sampling noise."""
     sc = resolve(PLAYBOOKS[0])
-    reps = [Simulation(sc, agents=2_000, seed=s).run() for s in range(6)]
+    reps = [replication(sc, agents=2_000, seed=s).run() for s in range(6)]
     total = np.array([r.design["revenue"].sum() for r in reps])
     diff = np.array([r.design["revenue"].sum() - r.baseline["revenue"].sum() for r in reps])
     assert diff.std() < 0.25 * total.std()
@@ -85,7 +87,7 @@ def test_closed_form_one_segment_fixed_rate():
     rate, k, basket, vat = 0.8, 2.0, 50.0, 0.2
     sc = _closed_form_scenario(rate, k, basket, vat)
     n = 40_000
-    rep = Simulation(sc, agents=n, seed=11, mechanisms=ALL_OFF).run()
+    rep = replication(sc, agents=n, seed=11, mechanisms=ALL_OFF).run()
     d = rep.design
     per_month = d["purchases"].to_numpy() / n
     # a month's mean over n customers: sd = sqrt((rate + rate^2/k) / n); months share customers,
@@ -105,7 +107,7 @@ def test_closed_form_one_segment_fixed_rate():
 
 def test_event_log_is_exact():
     sc = resolve("markets/usa/cagnotte_launch.yaml")
-    rep = Simulation(sc, agents=500, seed=1).run()
+    rep = replication(sc, agents=500, seed=1).run()
     first_two = [e for e in rep.events if e[0] < 2]
     assert first_two == [
         (0, "period.open", "arrivals"), (0, "program.launch", "cagnotte"), (0, "drive.start", "in_store_launch"),
@@ -202,7 +204,7 @@ def programs(draw, name="p"):
        start_offset=st.integers(0, 3), seed=st.integers(0, 2**31))
 def test_points_are_never_created_or_lost(market, design, baseline, start_offset, seed):
     """Every month, for every agent: issued = redeemed + expired + change in outstanding, and
-    the recorded totals equal the sum of the agents' flows (Simulation(check_agents=True)
+    the recorded totals equal the sum of the agents' flows (replication(check_agents=True)
     raises otherwise); outstanding points are never negative."""
     launch = dt.date(2027, 1 + start_offset, 1)
     playbook = Playbook.model_validate({
@@ -212,7 +214,7 @@ def test_points_are_never_created_or_lost(market, design, baseline, start_offset
                       {"name": "m", "kind": "points_multiplier", "start": dt.date(2027, 3, 1), "multiplier": 2.0}),
     })
     sc = Scenario(program=design, baseline=baseline, market=market, playbook=playbook, fx_design_to_local=1.0)
-    rep = Simulation(sc, agents=400, seed=seed, check_agents=True).run()
+    rep = replication(sc, agents=400, seed=seed, check_agents=True).run()
     for df in (rep.design, rep.baseline):
         change = df["points_outstanding"] - df["points_opening"]
         flows = df["points_issued"] - df["points_redeemed"] - df["points_expired"]
@@ -234,8 +236,8 @@ def test_a_group_target_runs_exactly_as_the_segments_it_takes():
     and lapsed. The runs are identical to the runs naming those segments."""
     sc = resolve(PLAYBOOKS[0])
     for group, named in (({"lifecycle": ("at_risk",)}, ("at_risk",)), ({"value": ("low",)}, ("at_risk", "lapsed"))):
-        a = Simulation(_with_target(sc, "winback_at_risk", inactive_months=3, **group), agents=1_500, seed=3).run()
-        b = Simulation(_with_target(sc, "winback_at_risk", inactive_months=3, segments=named), agents=1_500, seed=3).run()
+        a = replication(_with_target(sc, "winback_at_risk", inactive_months=3, **group), agents=1_500, seed=3).run()
+        b = replication(_with_target(sc, "winback_at_risk", inactive_months=3, segments=named), agents=1_500, seed=3).run()
         pd.testing.assert_frame_equal(a.design, b.design)
         assert a.design["campaign_contacts"].sum() > 0
 
@@ -248,7 +250,7 @@ def test_a_recency_range_splits_the_customers_a_campaign_reaches():
     month = (start.year - sc.playbook.launch.year) * 12 + start.month - sc.playbook.launch.month
 
     def contacts(**target) -> float:
-        rep = Simulation(_with_target(sc, "winback_at_risk", **target), agents=1_500, seed=3).run()
+        rep = replication(_with_target(sc, "winback_at_risk", **target), agents=1_500, seed=3).run()
         return float(rep.design["campaign_contacts"].iloc[month])
 
     recent, silent, everyone = contacts(recency={"max": 2}), contacts(recency={"min": 3}), contacts()

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from simulator.engine import stores as store_figures
 from simulator.engine.simulation import Simulation
+from simulator.executor import replication
 from simulator.scenario import Scenario, resolve
 from simulator.specs import load_market
 from simulator.specs.market import Store, StoreNetwork
@@ -47,8 +48,8 @@ def _network(n: int, enrolment=None, reach=None) -> StoreNetwork:
 def test_one_neutral_store_runs_exactly_as_no_network(playbook):
     """A network of one store with multipliers of 1 changes no draw: the same months, bit for bit."""
     sc = resolve(playbook)
-    none = Simulation(_with_market(sc, stores=None), agents=3_000, seed=2).run()
-    one = Simulation(_with_market(sc, stores=_network(1)), agents=3_000, seed=2).run()
+    none = replication(_with_market(sc, stores=None), agents=3_000, seed=2).run()
+    one = replication(_with_market(sc, stores=_network(1)), agents=3_000, seed=2).run()
     pd.testing.assert_frame_equal(none.design, one.design)
     pd.testing.assert_frame_equal(none.baseline, one.baseline)
     assert none.stores_design is None and one.stores_design is not None
@@ -58,7 +59,7 @@ def test_home_stores_follow_each_segments_mix():
     """The share of a segment's agents in each store is its mix, within binomial error."""
     sc = resolve("tests/specs/fixtures/playbook.yaml")
     sc = _with_market(sc, stores=load_market("tests/specs/fixtures/market_stores.yaml").stores)
-    sim = Simulation(sc, agents=40_000, seed=3)
+    sim = replication(sc, agents=40_000, seed=3)
     seg, store = sim.pop.segment0[: sim.pop.n_base], sim.pop.store[: sim.pop.n_base]
     mix = sim.market.store_mix
     for s in range(len(sim.market.names)):
@@ -93,7 +94,7 @@ def _check_totals(sim: Simulation, rep) -> None:
 
 @pytest.mark.parametrize("playbook", [PILOT_PLAYBOOK, RUNNING_PLAYBOOK, "markets/india/premium_club_launch.yaml"])
 def test_totals_over_stores_equal_the_market_every_month(playbook):
-    sim = Simulation(resolve(playbook), agents=4_000, seed=7)
+    sim = replication(resolve(playbook), agents=4_000, seed=7)
     rep = sim.run()
     _check_totals(sim, rep)
 
@@ -108,7 +109,7 @@ def test_totals_over_random_networks_equal_the_market(n, data, seed):
     net = StoreNetwork(stores=tuple(Store(name=f"s{k}", share=float(max(shares[k], 0.0)), enrolment=enrolment[k],
                                           reach={"email": data.draw(st.floats(0.0, 3.0))}) for k in range(n)))
     sc = _with_playbook(_with_market(resolve(PILOT_PLAYBOOK), stores=net), horizon_months=6)
-    sim = Simulation(sc, agents=1_500, seed=seed)
+    sim = replication(sc, agents=1_500, seed=seed)
     _check_totals(sim, sim.run())
 
 
@@ -117,7 +118,7 @@ def test_a_store_that_never_asks_recruits_nobody_and_reach_follows_the_store():
     none of its members can be e-mailed, while the other stores recruit and reach."""
     sc = _with_market(resolve(PILOT_PLAYBOOK), stores=_network(3, enrolment=[0.0, 1.0, 3.0],
                                                                reach=[{}, {"email": 0.0}, {"email": 2.0}]))
-    rep = Simulation(sc, agents=6_000, seed=4).run()
+    rep = replication(sc, agents=6_000, seed=4).run()
     by = rep.stores_design.groupby("store")[["new_members", "reachable_email", "customers"]].sum()
     assert by.loc["s0", "new_members"] == 0
     assert by.loc["s1", "new_members"] > 0 and by.loc["s2", "new_members"] > by.loc["s1", "new_members"]
@@ -131,8 +132,8 @@ def test_a_staff_challenge_recruits_in_its_stores_only_and_is_paid_per_enrolment
     launch = sc.playbook.launch
     ch = StaffChallenge(name="sprint", stores=("s1",), start=launch, months=3, uplift=1.0, cost_per_enrolment=5.0,
                         cost=1000.0)
-    without = Simulation(sc, agents=6_000, seed=9).run()
-    sim = Simulation(_with_playbook(sc, staff_challenges=(ch,)), agents=6_000, seed=9)
+    without = replication(sc, agents=6_000, seed=9).run()
+    sim = replication(_with_playbook(sc, staff_challenges=(ch,)), agents=6_000, seed=9)
     with_ = sim.run()
     a = without.stores_design.set_index(["store", "month"])
     b = with_.stores_design.set_index(["store", "month"])
@@ -149,17 +150,17 @@ def test_a_staff_challenge_recruits_in_its_stores_only_and_is_paid_per_enrolment
 def test_a_campaign_aimed_at_stores_reaches_only_their_customers():
     sc = _with_market(resolve(PILOT_PLAYBOOK), stores=_network(4))
     camp = sc.playbook.campaigns[0]
-    everywhere = Simulation(sc, agents=6_000, seed=2).run()
+    everywhere = replication(sc, agents=6_000, seed=2).run()
     aimed = camp.model_copy(update={"target": camp.target.model_copy(update={"stores": ("s0", "s3")})})
-    some = Simulation(_with_playbook(sc, campaigns=(aimed,)), agents=6_000, seed=2).run()
+    some = replication(_with_playbook(sc, campaigns=(aimed,)), agents=6_000, seed=2).run()
     reached_all, reached_some = everywhere.design["campaign_contacts"].sum(), some.design["campaign_contacts"].sum()
     assert 0 < reached_some < reached_all
 
 
 def test_a_pilot_in_every_store_is_the_launch():
     sc = resolve(PILOT_PLAYBOOK)
-    launch = Simulation(sc, agents=4_000, seed=11).run()
-    pilot = Simulation(_with_playbook(sc, pilot=Pilot(stores=sc.market.stores.names)), agents=4_000, seed=11).run()
+    launch = replication(sc, agents=4_000, seed=11).run()
+    pilot = replication(_with_playbook(sc, pilot=Pilot(stores=sc.market.stores.names)), agents=4_000, seed=11).run()
     pd.testing.assert_frame_equal(launch.design, pilot.design)
     pd.testing.assert_frame_equal(launch.baseline, pilot.baseline)
     pd.testing.assert_frame_equal(launch.stores_design, pilot.stores_design)
@@ -167,7 +168,7 @@ def test_a_pilot_in_every_store_is_the_launch():
 
 def test_a_pilot_in_no_store_is_the_baseline():
     sc = resolve(PILOT_PLAYBOOK)
-    rep = Simulation(_with_playbook(sc, pilot=Pilot(stores=())), agents=4_000, seed=11).run()
+    rep = replication(_with_playbook(sc, pilot=Pilot(stores=())), agents=4_000, seed=11).run()
     cols = [c for c in rep.design.columns if c not in PROGRAM_COLUMNS + DESIGN_ONLY and c in rep.baseline.columns]
     pd.testing.assert_frame_equal(rep.design[cols], rep.baseline[cols])
     extra = [c for c in rep.design.columns if c not in rep.baseline.columns and c not in PROGRAM_COLUMNS]
@@ -184,8 +185,8 @@ def test_a_pilot_keeps_the_other_stores_at_the_baseline():
     sc = resolve(PILOT_PLAYBOOK)
     stores = sc.market.stores.names
     chosen = stores[:5]
-    launch = Simulation(sc, agents=6_000, seed=5).run()
-    rep = Simulation(_with_playbook(sc, pilot=Pilot(stores=chosen)), agents=6_000, seed=5).run()
+    launch = replication(sc, agents=6_000, seed=5).run()
+    rep = replication(_with_playbook(sc, pilot=Pilot(stores=chosen)), agents=6_000, seed=5).run()
     d = rep.stores_design.set_index(["store", "month"])
     b = rep.stores_baseline.set_index(["store", "month"])
     for st_ in stores[5:]:
