@@ -242,6 +242,7 @@ def campaign_lifts(panel, contacts: pd.DataFrame, *, level: float = 0.90, own_li
     """Each campaign's lift and the pooled lift of the campaigns not in ``own_lift`` (module
     docstring). ``panel``: :func:`simulator.response.estimate.panel_from_log`; ``contacts``:
     :func:`read_contacts`. Returns the dict written to ``estimates.json``."""
+    contacts = contacts.reset_index(drop=True)
     index = pd.Index(panel.customers)
     cust = index.get_indexer(contacts["customer_id"].astype(str))
     months = panel.months
