@@ -6,9 +6,9 @@ campaign's own or the market's ``response.campaign_lift``). A retailer that keep
 control group -- customers the campaign would have reached, held out of it -- measures exactly
 that: in the campaign's months, the purchase rate of the contacted customers over the rate of
 the control customers is ``1 + lift``, because the holdout is random (a randomised experiment;
-the standard in direct marketing: Blattberg, Kim & Neslin 2008, *Database Marketing*, ch. 9 and
-ch. 5 on control groups; Lewis & Rao 2015, "The unfavorable economics of measuring the returns
-to advertising", QJE 130, on how noisy such comparisons are).
+the standard in direct marketing: Blattberg, Kim & Neslin 2008, *Database Marketing: Analyzing
+and Managing Customers*, Springer; Lewis & Rao 2015, "The unfavorable economics of measuring
+the returns to advertising", QJE 130, on how noisy such comparisons are).
 
 Input. A contacts table (CSV or Parquet), one row per customer, campaign and month the
 campaign reached (or, for the control group, would have reached) the customer: the customer id
@@ -19,7 +19,7 @@ customer of the table without a purchase in a month bought nothing that month.
 
 Estimator. For each campaign, Poisson quasi-likelihood (consistent for any count distribution
 with the right mean; Gourieroux, Monfort & Trognon 1984, Econometrica 52; Wooldridge 2010,
-*Econometric Analysis of Cross Section and Panel Data*, ch. 18) of the customer's purchases in
+*Econometric Analysis of Cross Section and Panel Data*, on count responses) of the customer's purchases in
 each campaign month:
 
 .. code-block:: text

@@ -33,7 +33,8 @@ control group is made with common random numbers instead: the realised scenario 
 with the same seed, once as given and once with every campaign kept in the calendar (same
 targets, channels and months, so the engine still decides whom it would reach) but doing
 nothing (no lift, no points). Every agent's draws are keyed by (seed, month, agent), and agents
-do not interact (but for referrals), so an agent's history in the second run is exactly the
+do not interact (except through referrals: a design with a referral bonus brings different
+referred customers in the two runs, and those are not a clean holdout), so an agent's history in the second run is exactly the
 history it would have had had it been held out of every campaign. A random share of the
 customers (a hash of the seed and the agent, independent of everything the engine draws) is
 held out: their whole history is taken from the second run, everyone else's from the first,

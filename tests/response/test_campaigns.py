@@ -4,6 +4,7 @@ logs the engine wrote with a universal holdout (member_log(control_share=...))."
 import dataclasses
 import datetime as dt
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -154,14 +155,15 @@ def test_bad_contacts_get_one_line_each_exit_2_nothing_written(tmp_path, log15):
     assert res.exit_code == 2 and "missing.csv: no such file" in res.stderr and not out.exists()
 
 
-SEEDS = range(100, 120)
+SEEDS = range(100, 100 + int(os.environ.get("CAMPAIGN_LIFT_SEEDS", "20")))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("lift", [LIFT, 0.0])
 def test_coverage_over_seeds(lift):
-    """The pooled 90% interval holds the chosen lift in at least 17 of 20 seeds (README.md,
-    "Measuring a running program", gives the measured figures)."""
+    """The pooled 90% interval holds the chosen lift in at least 85% of the seeds, 17 of 20 by
+    default (README.md, "Measuring a running program", gives the measured figures;
+    CAMPAIGN_LIFT_SEEDS=60 for more seeds)."""
     held, estimates = 0, []
     for seed in SEEDS:
         p = estimated(generated(lift, seed=seed))["pooled"]
@@ -169,4 +171,4 @@ def test_coverage_over_seeds(lift):
         estimates.append(p["estimate"])
     print(f"campaign_lift {lift}: interval held it in {held} of {len(SEEDS)} seeds, mean {np.mean(estimates):+.3f}, "
           f"sd {np.std(estimates, ddof=1):.3f}")
-    assert held >= 17
+    assert held >= int(0.85 * len(SEEDS))
