@@ -121,9 +121,11 @@ def read_contacts(path: str | Path, *, customer_col: str = "customer_id", campai
     for c in df.columns:
         df[c] = df[c].astype(str).str.strip()
     errors: list[InputError] = []
+    hidden = [0]
 
     def bad(rows: np.ndarray, field: str, message) -> None:
-        for r in rows[: MAX_ERRORS - len(errors)]:
+        hidden[0] += max(len(rows) - max(MAX_ERRORS - len(errors), 0), 0)
+        for r in rows[: max(MAX_ERRORS - len(errors), 0)]:
             where = (r + first_row) if unit == "line" else None
             msg = message(r) if callable(message) else message
             errors.append(InputError(str(path), where, field, msg if unit == "line" else f"row {r + 1}: {msg}"))
@@ -132,10 +134,10 @@ def read_contacts(path: str | Path, *, customer_col: str = "customer_id", campai
         bad(np.flatnonzero((df[key] == "").to_numpy()), field, "empty (expected a value)")
     text = df["month"]
     month = pd.to_datetime(text, format="%Y-%m", errors="coerce")
-    day = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")
+    day = pd.to_datetime(text, format="ISO8601", errors="coerce")
     month = month.fillna(day)
     bad(np.flatnonzero(month.isna().to_numpy()), month_col,
-        lambda r: f"'{text.iloc[r]}' is not a month (expected YYYY-MM or a date YYYY-MM-DD)")
+        lambda r: f"'{text.iloc[r]}' is not a month (expected YYYY-MM or an ISO date YYYY-MM-DD)")
     group = df["group"].str.lower()
     bad(np.flatnonzero(~group.isin(list(GROUPS)).to_numpy()), group_col,
         lambda r: f"'{df['group'].iloc[r]}' is not a group (expected contacted or control)")
@@ -151,6 +153,8 @@ def read_contacts(path: str | Path, *, customer_col: str = "customer_id", campai
                                            f"campaign {out['campaign'].iloc[r]} (expected one group per customer and "
                                            "campaign)")
     if errors:
+        if hidden[0]:
+            errors.append(InputError(str(path), None, "", f"{hidden[0]} more rows with problems not shown"))
         raise InputErrors(errors)
     if out.empty:
         raise InputErrors.one(path, "no rows (expected one row per customer, campaign and month reached)")

@@ -172,3 +172,15 @@ def test_coverage_over_seeds(lift):
     print(f"campaign_lift {lift}: interval held it in {held} of {len(SEEDS)} seeds, mean {np.mean(estimates):+.3f}, "
           f"sd {np.std(estimates, ddof=1):.3f}")
     assert held >= int(0.85 * len(SEEDS))
+
+
+def test_parquet_with_dates_and_renamed_columns(tmp_path, log15):
+    c = log15.contacts.head(50)
+    t = c.assign(day=pd.to_datetime(c["month"] + "-15 10:30")).drop(columns="month").rename(columns={"group": "arm"})
+    t.to_parquet(tmp_path / "c.parquet")
+    got = read_contacts(tmp_path / "c.parquet", month_col="day", group_col="arm")
+    assert list(got["month"].astype(str)) == list(c["month"]) and list(got["contacted"]) == list(c["group"] == "contacted")
+    t.loc[3, "arm"] = None
+    t.to_parquet(tmp_path / "c.parquet")
+    with pytest.raises(InputErrors, match=r"c\.parquet: arm: row 4: '' is not a group"):
+        read_contacts(tmp_path / "c.parquet", month_col="day", group_col="arm")
