@@ -184,3 +184,16 @@ def test_parquet_with_dates_and_renamed_columns(tmp_path, log15):
     t.to_parquet(tmp_path / "c.parquet")
     with pytest.raises(InputErrors, match=r"c\.parquet: arm: row 4: '' is not a group"):
         read_contacts(tmp_path / "c.parquet", month_col="day", group_col="arm")
+
+
+def test_holdout_changes_nothing_before_the_first_campaign(log15):
+    """Common random numbers: the held-out customers' histories come from a second run with the
+    same draws, so the log is the same as without a holdout until the first campaign month."""
+    plain = member_log(campaign_scenario(), response={"campaign_lift": LIFT}, agents=4000, seed=7, months=30,
+                       keep_actions=True)
+    cut = pd.Timestamp("2027-09-01")
+    a = log15.transactions[pd.to_datetime(log15.transactions["date"]) < cut].reset_index(drop=True)
+    b = plain.transactions[pd.to_datetime(plain.transactions["date"]) < cut].reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
+    after = log15.transactions[pd.to_datetime(log15.transactions["date"]) >= cut]
+    assert len(after) != (pd.to_datetime(plain.transactions["date"]) >= cut).sum()
