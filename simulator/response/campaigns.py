@@ -38,10 +38,10 @@ interval is ``exp(b +- z se) - 1`` at the chosen level (90%). The pooled lift st
 campaigns' months with a month effect per campaign and month and one ``b``: it is what the
 market's ``campaign_lift`` means when the campaigns take the market's lift, so campaigns that a
 playbook gives their own ``lift`` are reported but not pooled. The fit is Newton's method on
-the quasi-likelihood, written here as :mod:`simulator.response.balances` writes its own
-(statsmodels is not a dependency of the project; its ``GLM(..., family=Poisson()).fit(
-cov_type="cluster")`` gives the same estimate and, up to the small-sample factor, the same
-standard errors).
+the quasi-likelihood, written here as :mod:`simulator.response.balances` writes its own:
+statsmodels is not a dependency of the project; its ``GLM(..., family=Poisson()).fit(
+cov_type="cluster")`` is the same estimator (its default small-sample correction differs
+slightly), not run here.
 
 Not estimated, and said why: a campaign without control (or contacted) customers, with fewer
 than ``MIN_CUSTOMERS`` customers in either group, whose months are outside the log or at its
