@@ -95,7 +95,7 @@ class MemberLog:
         ``month`` (YYYY-MM), ``group`` (``contacted`` / ``control``), one row per customer,
         campaign and month the campaign reached (or, for the held-out, would have reached) them.
     campaign_lifts : with ``control_share``, each campaign's true lift (its own ``lift``, else the
-        market's ``campaign_lift``).
+        market's ``campaign_lift``; 0 with the campaigns mechanism off).
     """
 
     transactions: pd.DataFrame
@@ -291,7 +291,8 @@ def member_log(playbook: str | Path | Scenario, *, response: dict[str, float], a
         table = table[sim.pop.identified[table["customer_id"].to_numpy(dtype=np.int64)]].reset_index(drop=True)
         table["customer_id"] = "C" + table["customer_id"].astype(str).str.zfill(7)
         base_lift = float(np.asarray(sim.market.response["campaign_lift"]).ravel()[0])
-        lifts = {cp.name: (base_lift if cp.lift is None else float(cp.lift)) for cp in sim.campaigns}
+        on = (mechanisms or scenario.playbook.mechanisms).campaigns  # campaigns switched off: no lift
+        lifts = {cp.name: (base_lift if cp.lift is None else float(cp.lift)) if on else 0.0 for cp in sim.campaigns}
     return MemberLog(tx, tr, start, sim.launch_t, used, mech, home_store, table, lifts)
 
 

@@ -201,3 +201,11 @@ def test_holdout_changes_nothing_before_the_first_campaign(log15):
     pd.testing.assert_frame_equal(a, b)
     after = log15.transactions[pd.to_datetime(log15.transactions["date"]) >= cut]
     assert len(after) != (pd.to_datetime(plain.transactions["date"]) >= cut).sum()
+
+
+def test_campaigns_mechanism_off_is_a_true_lift_of_zero():
+    from simulator.specs.playbook import Mechanisms
+    log = member_log(campaign_scenario(), response={"campaign_lift": LIFT}, agents=1500, seed=9, months=30,
+                     control_share=0.5, mechanisms=Mechanisms(campaigns=False))
+    assert log.campaign_lifts == {"autumn_mailing": 0.0, "winter_email": 0.0}
+    assert (log.contacts["group"] == "control").any()
