@@ -718,6 +718,11 @@ def estimate_response(
     out: Path = typer.Option(..., "--out", help="Directory for estimates.json, event_study.csv/.png, balance.csv, report.html, market.yaml (the market with the measured response), manifest.json (refused if it exists, unless --force)."),
     playbook: Optional[Path] = typer.Option(None, "--playbook", help="A playbook whose design is the log's program: its earning rules rebuild members' balances for the goal gradient and rewarded behaviour, and its joining is simulated to map self-selection onto the engine's self_selection."),
     balance_col: str = typer.Option("balance", "--balance-col", help="Column of the member's points balance at the start of the month (blank for non-members)."),
+    contacts: Optional[Path] = typer.Option(None, "--contacts", help="Campaign contacts table (CSV or Parquet), one row per customer, campaign and month reached: customer id, campaign, month (YYYY-MM or a date), group (contacted, or control: held out of the campaign). Measures each campaign's lift and writes the pooled one as campaign_lift."),
+    contacts_customer_col: Optional[str] = typer.Option(None, "--contacts-customer-col", help="Customer column of the contacts table (default: the log's, --customer-col)."),
+    contacts_campaign_col: str = typer.Option("campaign", "--contacts-campaign-col", help="Campaign column of the contacts table."),
+    contacts_month_col: str = typer.Option("month", "--contacts-month-col", help="Month column of the contacts table (YYYY-MM or a date; a column 'date' is taken when there is no 'month')."),
+    contacts_group_col: str = typer.Option("group", "--contacts-group-col", help="Group column of the contacts table: contacted or control."),
     seed: int = typer.Option(20240601, "--seed", min=0, help="Seed of the resampling groups: the same seed and log give identical outputs."),
     force: Force = False,
     customer_col: CustomerCol = "customer_id",
@@ -741,7 +746,10 @@ def estimate_response(
     try:
         source = _log_source(transactions, "table", customer_col, date_col, amount_col, date_format, on_bad_rows,
                              merge_same_day)
-        result = estimate_file(source, market, out, force=force, seed=seed, playbook=playbook, balance_col=balance_col)
+        cols = {"campaign": contacts_campaign_col, "month": contacts_month_col, "group": contacts_group_col,
+                **({"customer": contacts_customer_col} if contacts_customer_col else {})}
+        result = estimate_file(source, market, out, force=force, seed=seed, playbook=playbook, balance_col=balance_col,
+                               contacts=contacts, contacts_cols=cols)
     except InputErrors as exc:
         _fail(exc)
     typer.echo(f"{result['customers']:,} customers, {result['joiners']:,} joiners, months {result['months'][0]}.."
@@ -769,6 +777,17 @@ def estimate_response(
         typer.echo(f"self_selection: {sel['estimate']:.2f} ({sel['level']:.0%}: {sel['lo']:.2f}..{sel['hi']:.2f}), "
                    f"from joiners' purchases before joining x{sel['ratio']['estimate']:.3f} those at risk of joining, "
                    f"{sel['joiners']:,} joiners")
+    camp = result.get("campaign_lift")
+    if camp:
+        for r in camp["campaigns"]:
+            typer.echo(f"campaign {r['campaign']}: " + (
+                f"lift {r['estimate']:+.3f} ({camp['level']:.0%}: {r['lo']:+.3f}..{r['hi']:+.3f}), "
+                f"{r['contacted_customers']:,} contacted, {r['control_customers']:,} control"
+                if "estimate" in r else f"not estimated: {r['not_estimated']}"))
+        p = camp["pooled"]
+        if p:
+            typer.echo(f"campaign_lift (pooled): {p['estimate']:+.3f} ({p['level']:.0%}: {p['lo']:+.3f}..{p['hi']:+.3f}), "
+                       f"{p['customers']:,} customers")
     if result["written_to_response"]:
         typer.echo(f"written to {out / 'market.yaml'}: response.{', response.'.join(result['written_to_response'])}")
     typer.echo("not written: " + ", ".join(result["not_written_to_response"]) + " (why: estimates.json, report.html)")

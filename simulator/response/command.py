@@ -6,9 +6,11 @@ Writes into ``--out`` (atomically, refused if it exists unless ``--force``):
   intervals, self-selection before joining, the naive member uplift, the balance of the groups
   before joining, the goal gradient and rewarded behaviour measured from the balances (when the
   log has them and ``--playbook`` gives the design's rules), the engine's ``self_selection``
-  (with ``--playbook``), and what was not estimated and why;
+  (with ``--playbook``), the campaign lifts (with ``--contacts``), and what was not estimated
+  and why;
 * ``event_study.csv`` and ``event_study.png`` (the effect by month since joining, with its
-  interval), ``balance.csv``, ``report.html`` (all of it on one page);
+  interval), ``balance.csv``, with ``--contacts`` ``campaigns.csv`` and ``campaigns.png`` (each
+  campaign's lift with its interval, and the pooled one), ``report.html`` (all of it on one page);
 * ``market.yaml``: the input market with the measured ``response`` fields replaced by
   triangular distributions (low, mode, high = the interval's low end, the estimate, its high
   end, clipped to the field's bounds), each named in ``response.sources`` with the log, the
@@ -34,7 +36,10 @@ lapses after joining either, which also holds the other mechanisms' effect on bu
 mapped the same way (:mod:`simulator.response.lapses`): the design simulated at a grid of
 ``transition_effect`` values with the other fields at the values measured here, and the log's
 change inverted. A log whose change lies wholly above the curve at 0 (or below it at 1) is not
-fitted, and ``estimates.json`` says so.
+fitted, and ``estimates.json`` says so. The ``campaign_lift`` is measured directly, when
+``--contacts`` gives who each campaign contacted and a control group held out of it
+(:mod:`simulator.response.campaigns`): the pooled lift of the campaigns that take the market's
+lift (with ``--playbook``, a campaign with its own ``lift`` is reported, not pooled) is written.
 """
 
 from __future__ import annotations
@@ -58,7 +63,8 @@ NOT_WRITTEN = {
                           "tier_status and transition_effect (docs/model.md); no single response field means it: "
                           "it is reported as a check, not written",
     "tier_status": "not identified by a log of a design without tiers",
-    "campaign_lift": "not estimated: needs campaign contacts and a control group in the log (issue #13)",
+    "campaign_lift": "not estimated: give --contacts FILE, a table of the customers each campaign contacted and of a "
+                     "control group held out of it (columns customer_id, campaign, month, group = contacted/control)",
     "by_segment": "not estimated: a log holds no segment of the market's; by joiners' purchase frequency before "
                   "joining, the lift against all comparison customers was off by -0.43 to +0.35 purchases a month "
                   "on engine logs (regression to the mean), and against comparison customers of the same frequency "
@@ -244,7 +250,7 @@ def _transition_effect(panel, playbook: Path, market_spec, seed: int, values: di
 
 #: Bounds of the response fields written (simulator.specs.market.ResponseParams).
 BOUNDS = {"goal_gradient": (0.0, 2.0), "rewarded_behaviour": (0.0, 2.0), "self_selection": (0.0, 5.0),
-          "transition_effect": (0.0, 1.0)}
+          "transition_effect": (0.0, 1.0), "campaign_lift": (0.0, 5.0)}
 
 
 def measured_market(market_spec, estimates: dict[str, dict], source: str | dict[str, str]):
@@ -271,9 +277,37 @@ def measured_market(market_spec, estimates: dict[str, dict], source: str | dict[
     return Market.model_validate(market_spec.model_copy(update={"response": response}).model_dump())
 
 
+def _campaign_plot(camp: dict, path: Path) -> None:
+    """Each campaign's lift and the pooled one, with their intervals (a forest plot)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [(r["campaign"], r["estimate"], r["lo"], r["hi"]) for r in camp["campaigns"] if "estimate" in r]
+    if camp["pooled"]:
+        p = camp["pooled"]
+        rows.append(("pooled", p["estimate"], p["lo"], p["hi"]))
+    fig, ax = plt.subplots(figsize=(6, 0.5 + 0.45 * max(len(rows), 1)))
+    ax.axvline(0, color="0.6", lw=0.8)
+    for k, (name, est, lo, hi) in enumerate(rows):
+        y = len(rows) - 1 - k
+        ax.plot([lo, hi], [y, y], color="tab:blue" if name != "pooled" else "black", lw=2)
+        ax.plot([est], [y], "o", color="tab:blue" if name != "pooled" else "black")
+    ax.set_yticks(range(len(rows)), [r[0] for r in reversed(rows)])
+    ax.set_xlabel(f"lift of the purchase rate, contacted vs control ({camp['level']:.0%} interval)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def estimate_file(source, market: Path, out: Path, *, force: bool, seed: int, playbook: Path | None = None,
-                  balance_col: str = "balance") -> dict:
-    """Read the log and the market, estimate, write ``out``; return the estimates."""
+                  balance_col: str = "balance", contacts: Path | None = None,
+                  contacts_cols: dict[str, str] | None = None) -> dict:
+    """Read the log and the market, estimate, write ``out``; return the estimates.
+
+    ``contacts``: a campaign contacts table with a control group (:mod:`simulator.response.campaigns`),
+    its columns named by ``contacts_cols`` (keys customer, campaign, month, group; the customer
+    column defaults to the log's)."""
     from simulator.calibration.transactions import read_transactions
     from simulator.specs import dump, load
     from simulator.specs.market import Market
@@ -288,6 +322,15 @@ def estimate_file(source, market: Path, out: Path, *, force: bool, seed: int, pl
             raise InputErrors.one(str(playbook), f"its market is '{scenario.market.name}', not '{market_spec.name}' "
                                                  "(expected a playbook of the market given by --market)", field="market")
         playbook_inputs = dict(scenario.inputs)
+    contact_rows, own_lift = None, frozenset()
+    if contacts is not None:
+        from simulator.response.campaigns import CONTACT_COLUMNS, read_contacts
+
+        cols = {**CONTACT_COLUMNS, "customer": source.customer_col, **(contacts_cols or {})}
+        contact_rows = read_contacts(contacts, customer_col=cols["customer"], campaign_col=cols["campaign"],
+                                     month_col=cols["month"], group_col=cols["group"])
+        if playbook is not None:
+            own_lift = frozenset(c.name for c in scenario.playbook.campaigns if c.lift is not None)
     if source.format != "table":
         raise InputErrors.one("(command line)", f"{source.format!r} logs carry no member flag (expected --format table)",
                               field="--format")
@@ -368,6 +411,25 @@ def estimate_file(source, market: Path, out: Path, *, force: bool, seed: int, pl
             sources["transition_effect"] = (
                 f"estimated from {log_name} ({months}) by loyalty-sim estimate-response: {lapse_fit['method']}; "
                 f"n = {len(panel.customers)} customers ({panel.n_joiners} joiners), {lapse_fit['cohorts']} cohorts")
+    campaign = None
+    if contact_rows is not None:
+        from simulator.response.campaigns import campaign_lifts
+
+        if not pd.Index(panel.customers).isin(contact_rows["customer_id"].unique()).any():
+            raise InputErrors.one(str(contacts), "no customer of the contacts table is in the log (expected the log's "
+                                                 f"customer ids, e.g. {panel.customers[0]})", field=cols["customer"])
+        campaign = campaign_lifts(panel, contact_rows, own_lift=own_lift)
+        campaign["contacts"] = str(contacts)
+        pooled = campaign["pooled"]
+        if pooled is None:
+            not_written["campaign_lift"] = f"not estimated: {campaign['why_not_pooled']}"
+        else:
+            not_written.pop("campaign_lift", None)
+            written["campaign_lift"] = {k: pooled[k] for k in ("estimate", "lo", "hi", "level")}
+            sources["campaign_lift"] = (
+                f"estimated from {log_name} ({months}) and {Path(contacts).name} by loyalty-sim estimate-response: "
+                f"{campaign['method']}; campaigns {', '.join(pooled['campaigns'])}; n = {pooled['customers']} customers, "
+                f"{pooled['customer_months']} customer-months")
     if written:
         new_market = measured_market(market_spec, written, sources)
     result = {
@@ -382,21 +444,29 @@ def estimate_file(source, market: Path, out: Path, *, force: bool, seed: int, pl
         "reward_effects": rewards,
         "self_selection": selection,
         "transition_effect": lapse_fit,
+        "campaign_lift": campaign,
         "written_to_response": sorted(written),
         "not_written_to_response": not_written,
     }
     files = ["estimates.json", "event_study.csv", "event_study.png", "balance.csv", "report.html"]
+    if campaign is not None:
+        files += ["campaigns.csv", "campaigns.png"]
     if written:
         files.append("market.yaml")
     manifest = {"command": "estimate-response", "version": __version__, "seed": seed,
                 "inputs": {str(source.path): _sha256(Path(str(source.path))) if Path(str(source.path)).is_file() else None,
-                           str(market): _sha256(market), **playbook_inputs},
+                           str(market): _sha256(market), **playbook_inputs,
+                           **({str(contacts): _sha256(Path(contacts))} if contacts is not None else {})},
                 "files": files}
     with staged_directory(out, force) as tmp:
         (tmp / "estimates.json").write_text(json.dumps(result, indent=2, allow_nan=True) + "\n")
         pd.concat([es.table().assign(outcome=es.outcome) for es in studies]).to_csv(tmp / "event_study.csv", index=False)
         studies[0].balance.to_csv(tmp / "balance.csv", index=False)
         _plot(studies, tmp / "event_study.png")
+        if campaign is not None:
+            pd.DataFrame([{k: (", ".join(v) if isinstance(v, list) else v) for k, v in r.items()}
+                          for r in campaign["campaigns"]]).to_csv(tmp / "campaigns.csv", index=False)
+            _campaign_plot(campaign, tmp / "campaigns.png")
         if written:
             header = (f"# Written by loyalty-sim estimate-response from {log_name} (SHA-256 "
                       f"{manifest['inputs'][str(source.path)]}) and {market.name}: response."
@@ -404,6 +474,7 @@ def estimate_file(source, market: Path, out: Path, *, force: bool, seed: int, pl
                       "# everything else as in the input market.\n")
             (tmp / "market.yaml").write_text(header + dump(new_market))
         from simulator.response.report import report_html
-        (tmp / "report.html").write_text(report_html(result, tmp / "event_study.png"))
+        (tmp / "report.html").write_text(report_html(result, tmp / "event_study.png",
+                                                     tmp / "campaigns.png" if campaign is not None else None))
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return result

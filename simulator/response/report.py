@@ -3,7 +3,7 @@
 The event-study plot with its intervals, the lift by month since joining, the balance of
 joiners and comparison customers before joining, what was measured from the balances, the
 engine's self_selection mapped from the joiners' purchases before joining (and the simulated
-curve behind it), what was
+curve behind it), the campaign lifts of contacted against control customers, what was
 written into the market, and what could not be estimated and why.
 """
 
@@ -34,8 +34,40 @@ def _table(rows: list[dict], columns: list[str]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def report_html(result: dict, plot: Path) -> str:
-    """The page for ``result`` (the dict written to estimates.json) and the plot's PNG."""
+def _campaigns(camp: dict | None, plot: Path | None) -> list[str]:
+    """The campaign lifts: a table per campaign, the pooled lift, the plot."""
+    parts = ["<h2>Campaign lifts: contacted against control customers</h2>"]
+    if not camp:
+        parts.append("<p>Not estimated (see below).</p>")
+        return parts
+    parts.append(f"<p>From {html.escape(camp['contacts'])}: {html.escape(camp['method'])}.</p>")
+    if plot is not None and Path(plot).is_file():
+        png = base64.b64encode(Path(plot).read_bytes()).decode("ascii")
+        parts.append(f"<img alt='campaign lifts' src='data:image/png;base64,{png}' style='max-width:100%'>")
+    rows = []
+    for r in camp["campaigns"]:
+        rows.append({"campaign": r["campaign"], "months": ", ".join(r["months"]),
+                     "contacted": r["contacted_customers"], "control": r["control_customers"],
+                     "rate contacted": r.get("rate_contacted"), "rate control": r.get("rate_control"),
+                     "lift": r.get("estimate"), "lo": r.get("lo"), "hi": r.get("hi"),
+                     "note": r.get("not_estimated", "own lift in the playbook: not pooled"
+                                   if r.get("own_lift_in_playbook") else "")})
+    p = camp["pooled"]
+    if p:
+        rows.append({"campaign": "pooled", "months": ", ".join(p["campaigns"]), "contacted": None, "control": None,
+                     "lift": p["estimate"], "lo": p["lo"], "hi": p["hi"],
+                     "note": f"{p['customers']:,} customers, {p['customer_months']:,} customer-months; written as "
+                             "campaign_lift"})
+    parts.append(_table(rows, ["campaign", "months", "contacted", "control", "rate contacted", "rate control", "lift",
+                               "lo", "hi", "note"]))
+    if not p:
+        parts.append(f"<p>No pooled lift: {html.escape(camp['why_not_pooled'])}.</p>")
+    return parts
+
+
+def report_html(result: dict, plot: Path, campaign_plot: Path | None = None) -> str:
+    """The page for ``result`` (the dict written to estimates.json), the event-study plot's PNG
+    and the campaign lifts' (with ``--contacts``)."""
     png = base64.b64encode(Path(plot).read_bytes()).decode("ascii")
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>Measured program response</title>",
@@ -120,6 +152,7 @@ def report_html(result: dict, plot: Path) -> str:
         parts.append(_table(te["curve"], ["effect", "change", "se"]))
     else:
         parts.append("<p>Not estimated (see below).</p>")
+    parts += _campaigns(result.get("campaign_lift"), campaign_plot)
     parts.append("<h2>Not estimated or not written, and why</h2><ul>")
     for k, v in result["not_written_to_response"].items():
         parts.append(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>")
