@@ -37,6 +37,7 @@ SECTIONS = (
     ("Self-selection mapped onto the engine's parameter", "simulator.response.selection"),
     ("Fewer lapses mapped onto the engine's transition effect", "simulator.response.lapses"),
     ("Goal gradient and rewarded behaviour from members' balances", "simulator.response.balances"),
+    ("The goal gradient mapped onto the engine's parameter", "simulator.response.goal_gradient"),
     ("Campaign lifts from contacts and a control group", "simulator.response.campaigns"),
     ("Writing the measured response into a market", "simulator.response.command"),
     ("A member log written by the engine", "simulator.response.generate"),

@@ -137,7 +137,7 @@ def with_response(scenario: Scenario, response: dict[str, float], *, pre_months:
 def member_log(playbook: str | Path | Scenario, *, response: dict[str, float], agents: int = 5000, seed: int = 1,
                pre_months: int = 12, months: int = 36, mechanisms: Mechanisms | None = None,
                keep_actions: bool = False, stores: bool = False, away_share: float = 0.0,
-               opt_in: bool = False, control_share: float | None = None) -> MemberLog:
+               opt_in: bool = False, control_share: float | None = None, as_given: bool = False) -> MemberLog:
     """Run the engine on ``playbook`` with ``response`` and return its member log and truth.
 
     ``response`` gives numbers for fields of the market's ``response`` block (the others keep
@@ -159,6 +159,11 @@ def member_log(playbook: str | Path | Scenario, *, response: dict[str, float], a
     customers is held out of every campaign (a universal control group), and the log's
     ``contacts`` table says, per campaign and month, who was contacted and which held-out
     customers the campaign would have reached (module docstring, "Campaign contacts").
+
+    ``as_given``: ``playbook`` is a Scenario already prepared for generating (its response,
+    dates and segments' overrides as they are, e.g. by
+    :func:`simulator.response.selection.fit_scenario`); ``response``, ``pre_months``,
+    ``months`` and ``keep_actions`` are not applied.
     """
     from simulator.executor import replication
 
@@ -167,7 +172,8 @@ def member_log(playbook: str | Path | Scenario, *, response: dict[str, float], a
         if not 0.0 < control_share < 1.0:
             raise ValueError(f"control_share must be in (0, 1), got {control_share!r}")
         keep_actions = True
-    scenario = with_response(scenario, response, pre_months=pre_months, months=months, keep_actions=keep_actions)
+    if not as_given:
+        scenario = with_response(scenario, response, pre_months=pre_months, months=months, keep_actions=keep_actions)
     if control_share is not None and not scenario.playbook.campaigns:
         raise ValueError("control_share needs a playbook with campaigns (its 'campaigns' list is empty)")
     sim = replication(scenario, agents=agents, seed=seed, mechanisms=mechanisms)

@@ -107,13 +107,25 @@ def report_html(result: dict, plot: Path, campaign_plot: Path | None = None) -> 
     parts.append("<h2>From the balances: goal gradient and rewarded behaviour</h2>")
     if rew:
         a, full = rew["rewarded_behaviour_at_threshold"], rew["rewarded_behaviour_all_member_months"]
-        rows = [{"field": "goal_gradient", "from": "all member months", **rew["goal_gradient"]},
-                {"field": "rewarded_behaviour", "from": "at the threshold (written)", **rew["rewarded_behaviour"]},
-                {"field": "rewarded_behaviour", "from": "all member months (not written)",
-                 **{k: full[k] for k in ("estimate", "lo", "hi")}}]
+        mapped = rew.get("goal_gradient_mapping")
+        rows = ([{"field": "goal_gradient", "from": "all member months, mapped through the engine (written)",
+                  **rew["goal_gradient"]},
+                 {"field": "goal_gradient", "from": "all member months, as fitted on the log (not written)",
+                  **rew["goal_gradient_fitted_on_log"]}] if mapped else
+                [{"field": "goal_gradient", "from": "all member months (written: not mapped, see below)",
+                  **rew["goal_gradient"]}])
+        rows += [{"field": "rewarded_behaviour", "from": "at the threshold (written)", **rew["rewarded_behaviour"]},
+                 {"field": "rewarded_behaviour", "from": "all member months (not written)",
+                  **{k: full[k] for k in ("estimate", "lo", "hi")}}]
         parts.append(f"<p>Goal gradient: {html.escape(rew['method'])}. {rew['members']} members, "
                      f"{rew['member_months']} member-months, {rew['rewards']} rewards; balances rebuilt from the "
                      f"design's rules predicted {rew['balances_predicted_exactly']:.0%} of the observed ones exactly.</p>")
+        if mapped:
+            parts.append("<p>The fit on the log and on the engine's own logs at each goal_gradient (simulated with "
+                         f"{mapped['simulated_agents']} agents, the same seed):</p>")
+            parts.append(_table(mapped["curve"], ["effect", "fitted", "se"]))
+        else:
+            parts.append(f"<p>{html.escape(rew.get('goal_gradient_not_mapped', ''))}</p>")
         parts.append(f"<p>Rewarded behaviour: {html.escape(rew['rewarded_behaviour_method'])}; {a['member_months']} "
                      f"member-months of {a['members']} members, {a['crossed']} of them just rewarded. The same model over "
                      f"all member months is shown for comparison and not written: {html.escape(full['why_not_written'])}.</p>")
