@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 from simulator.engine.agent import GOLDEN as _GOLDEN, K_STEP as _K_STEP, earned_until as _earned_until, unit as _unit
-from simulator.engine.mechanisms import endowed_progress, expiry, tiers
+from simulator.engine.mechanisms import expiry, points, purchases, rewards, tiers, transitions
 from simulator.engine.records import BlockTotals, EndRunArgs, EndStoreArgs, StoreArgs, TransitionArgs
 
 @njit(cache=True, nogil=True)
@@ -215,18 +215,6 @@ def give_qual_rows(qual_off, qual_used, idx):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _round_points(raw, rounding):
-    """Points (float) -> int64 hundredths by the rounding rule (points.round_points)."""
-    if rounding == 0:
-        return np.int64(np.floor(raw + 1e-9) * 100)
-    if rounding == 1:
-        return np.int64(np.floor(raw + 0.5) * 100)
-    if rounding == 2:
-        return np.int64(np.ceil(raw - 1e-9) * 100)
-    return np.int64(np.floor(raw * 100 + 0.5))
-
-
-@njit(cache=True, nogil=True, inline="always")
 def _targeted(c, i, seg_ok, members, tiers_ok, use_tiers, pot_ok, inactive, channel,
               segment, member, tier, potential, recency, reach):
     """Whether target c (campaigns.CompiledTarget.mask and campaigns.reached) takes agent i."""
@@ -248,23 +236,6 @@ def _targeted(c, i, seg_ok, members, tiers_ok, use_tiers, pot_ok, inactive, chan
     if channel[c] >= 0 and (reach[i] >> channel[c]) & 1 == 0:
         return False
     return True
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _poisson(u, la):
-    """Smallest n with P(N <= n) >= u, N ~ Poisson(la) (the search of poisson_icdf). Most
-    customer-months have no purchase: since exp(-la) >= 1 - la, a u below 1 - la (less a
-    margin well above the rounding of either side) is 0 without computing the exponential."""
-    if u < 1.0 - la - 1e-12:
-        return 0
-    p = math.exp(-la)
-    cdf = p
-    n = 0
-    while u > cdf and p > 0.0:
-        n += 1
-        p = p * la / n
-        cdf += p
-    return n
 
 
 @njit(cache=True, nogil=True)
@@ -307,13 +278,13 @@ def opening_history(lo, hi, agents, join_off, segment, past_cum, rate_mult, bask
             mu = basket_mean[s] * basket_mult[i]
             sg = basket_sigma[s]
             la = rate[s] * rate_mult[i] * season[o]
-            n = _poisson(_unit(keys[o, 0] + np.uint64(i) * _GOLDEN), la)
+            n = purchases.poisson_one(_unit(keys[o, 0] + np.uint64(i) * _GOLDEN), la)
             pts = np.int64(0)
             for k in range(n):
                 uk = _unit(keys[o, 1] + np.uint64(i) * _GOLDEN + np.uint64(k) * _K_STEP)
                 a = mu * math.exp(sg * norm_ppf(uk) - 0.5 * sg * sg)
                 if a >= min_order:
-                    pts += _round_points(ppu * a * net_factor * category_factor * em0, rounding)
+                    pts += points.round_one(ppu * a * net_factor * category_factor * em0, rounding)
             if cap_month >= 0:
                 pts = min(pts, cap_month)
             bonus = np.int64(0)
@@ -564,24 +535,18 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
             sp = max(_earned_until(earned[i], snap, row[i], pending_col) - consumed[i], 0)
             ti = tier[i]
             f = 1.0
-            if use_goal:
-                pr = 1.0
-                a = ladder_start[ti]
-                for j in range(a, a + ladder_len[ti]):
-                    if ladder[j] > sp:
-                        pr = sp / ladder[j]
-                        pr = endowed_progress.perceived(pr, sp, ladder[j], endowed * goal[ti], since_reward[i])
-                        break
-                f *= 1.0 + gg[s] * (pr - 0.5)
+            if use_goal:  # rewards.py, with endowed_progress.py
+                f *= rewards.goal_gradient_one(sp, ladder_start[ti], ladder_len[ti], ladder, gg[s], endowed * goal[ti],
+                                               since_reward[i])
             m = since_reward[i]
-            if use_rewarded and m < 10_000:
-                f *= 1.0 + rb[s] * (decay[s, m] if m < decay.shape[1] else 2.0 ** (-m / half_life[s]))
-            if use_status:
+            if use_rewarded and m < 10_000:  # rewards.py
+                f *= rewards.rewarded_one(rb[s], decay, s, m, half_life[s])
+            if use_status:  # tiers.py
                 if n_tiers > 1:
-                    f *= 1.0 + status[s] * ti / (n_tiers - 1)
+                    f *= tiers.status_one(status[s], ti, n_tiers)
                 m = since_demotion[i]
                 if m < 10_000:
-                    f *= 1.0 - demotion[s] * (decay[s, m] if m < decay.shape[1] else 2.0 ** (-m / half_life[s]))
+                    f *= tiers.demotion_one(demotion[s], decay, s, m, half_life[s])
             lift = f
         hits = 0
         for c in range(c_kind.shape[0] if in_pilot else 0):
@@ -599,13 +564,13 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
         # ---- purchases (purchases.py): one Poisson search unless the baseline had the same lambda
         la = rate[s] * rate_mult[i] * (lift * season)
         if first:
-            n = _poisson(_unit(k_purchases + np.uint64(i) * _GOLDEN), la)
+            n = purchases.poisson_one(_unit(k_purchases + np.uint64(i) * _GOLDEN), la)
             blk_lam[bj] = la
             blk_n[bj] = n
             blk_seg[bj] = s
             valid = 0
         else:
-            n = blk_n[bj] if la == blk_lam[bj] else _poisson(_unit(k_purchases + np.uint64(i) * _GOLDEN), la)
+            n = blk_n[bj] if la == blk_lam[bj] else purchases.poisson_one(_unit(k_purchases + np.uint64(i) * _GOLDEN), la)
             valid = blk_held[bj] if (blk_lam[bj] >= 0.0 and blk_seg[bj] == s) else 0
         if n > 65535:
             raise ValueError("more than 65535 purchases of one agent in a month")
@@ -702,8 +667,8 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
                 biggest = max(biggest, a)
                 if a >= min_order:
                     net = a * net_factor
-                    pts += _round_points(ppu * net * category_factor * em * pmult, rounding)
-                    q += _round_points(qppu * net, rounding) / 100
+                    pts += points.round_one(ppu * net * category_factor * em * pmult, rounding)
+                    q += points.round_one(qppu * net, rounding) / 100
         if first:
             blk_held[bj] = min(n, blk_amount.shape[1])
         sp_i = total * net_factor if n > 0 else 0.0
@@ -788,28 +753,17 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
         balance = max(_earned_until(earned[i], snap, row[i], pending_col) - consumed[i], 0)
         r = 0
         if cashback_threshold > 0 and balance >= cashback_threshold:
-            blocks = balance // cashback_threshold
-            if blocks > 0:
-                uv = _unit(k_voucher + np.uint64(i) * _GOLDEN)
-                use = min(np.int64(np.floor(blocks * voucher_use_rate + uv)), blocks)
-                n_vouchers_issued += blocks
-                n_vouchers_used += use
-                conv = blocks * cashback_threshold
-                r += conv
-                balance -= conv
-                n_cashback_points += conv
+            conv, issued, used = rewards.cashback_one(balance, cashback_threshold, voucher_use_rate, k_voucher, i)
+            n_vouchers_issued += issued
+            n_vouchers_used += used
+            r += conv
+            balance -= conv
+            n_cashback_points += conv
         ti = tier[i]
-        if cat_len[ti] > 0 and balance >= goal[ti]:
-            if _unit(k_redemption + np.uint64(i) * _GOLDEN) < redeem_prop[s]:
-                a0 = cat_start[ti]
-                j = a0 + cat_len[ti] - 1
-                while j >= a0 and cat_prices[j] > balance:
-                    j -= 1
-                if j >= a0:
-                    # the dearest affordable; among equal prices the last in stable order, as
-                    # searchsorted(prices, balance, 'right') - 1 picks
-                    r += cat_prices[j]
-                    by_tier_reward[ti, cat_order[j]] += 1
+        j = rewards.catalogue_one(balance, cat_start[ti], cat_len[ti], cat_prices, goal[ti], redeem_prop[s], k_redemption, i)
+        if j >= 0:
+            r += cat_prices[j]
+            by_tier_reward[ti, cat_order[j]] += 1
         if r > 0:
             consumed[i] += r
             if tracing:
@@ -1138,16 +1092,6 @@ def month_end(t, cm, stage, design, baseline, transitions=NO_TRANSITIONS, n_thre
     return out
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _next_row_entry(r, key, keys, S):
-    """Index of the first entry of table row r above ``key`` (rows ascend: count those below)."""
-    j = r * S
-    c = 0
-    for k in range(S - 1):
-        c += keys[j + k] <= key
-    return j + c
-
-
 @njit(cache=True, nogil=True)
 def _end_before_fees(lo, hi, r, t, cm, tot):
     """Tiers (upgrades, reviews) then expiry of agents lo .. hi-1 in run r (see end_run)."""
@@ -1191,8 +1135,8 @@ def _end_transitions(lo, hi, tr, S, member_d, exists_d, member_b, moves_d, moves
         sb = seg_b[i]
         rd = sd + S if use_member_d and member_d[i] else sd
         rb = sb + S if use_member_b and member_b[i] else sb
-        ad = dest[_next_row_entry(rd, rd + u, keys, S)]
-        ab = ad if rb == rd else dest[_next_row_entry(rb, rb + u, keys, S)]
+        ad = dest[transitions.next_entry(rd, rd + u, keys, S)]
+        ab = ad if rb == rd else dest[transitions.next_entry(rb, rb + u, keys, S)]
         seg_d[i] = ad
         seg_b[i] = ab
         if member_d[i] and exists_d[i]:
