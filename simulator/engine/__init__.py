@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import hashlib
 import sys
+from pathlib import Path
 
 
 def _tune_allocator() -> None:
@@ -29,3 +31,32 @@ def _tune_allocator() -> None:
 
 
 _tune_allocator()
+
+
+def _drop_stale_compiled_code() -> None:
+    """Numba caches a compiled function on disk keyed on its own file only (``cache=True``),
+    yet the passes of kernels.py inline the mechanisms' compiled functions and agent.py's
+    primitives (and freeze the module constants they read): edit one of those and the cached
+    passes would keep the old machine code. So the engine's sources are hashed, and when the
+    hash differs from the one stamped in ``__pycache__`` the engine's cached machine code
+    (``*.nbi``, ``*.nbc`` next to the sources) is deleted: it is compiled again on first use.
+    A cache elsewhere (``NUMBA_CACHE_DIR``) is not seen: delete it by hand after such an edit."""
+    root = Path(__file__).resolve().parent
+    try:
+        sources = sorted(root.rglob("*.py"))
+        digest = hashlib.sha256()
+        for p in sources:
+            digest.update(p.relative_to(root).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
+        stamp = root / "__pycache__" / "compiled_sources.sha256"
+        if stamp.is_file() and stamp.read_text() == digest.hexdigest():
+            return
+        for cache in root.rglob("__pycache__"):
+            for f in list(cache.glob("*.nbi")) + list(cache.glob("*.nbc")):
+                f.unlink(missing_ok=True)
+        stamp.parent.mkdir(exist_ok=True)
+        stamp.write_text(digest.hexdigest())
+    except OSError:  # a read-only install: Numba caches elsewhere or not at all
+        return
+
+
+_drop_stale_compiled_code()

@@ -14,23 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from numba import njit
 
-from simulator.engine.mechanisms import endowed_progress
-
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_K_STEP = np.uint64(0xD1B54A32D192ED03)
-_TO_UNIT = 1.0 / float(1 << 53)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _unit(z):
-    """SplitMix64 finaliser of a 64-bit key -> uniform in (0, 1) (see streams.py)."""
-    z = (z ^ (z >> np.uint64(30))) * _M1
-    z = (z ^ (z >> np.uint64(27))) * _M2
-    z = z ^ (z >> np.uint64(31))
-    return (float(z >> np.uint64(11)) + 0.5) * _TO_UNIT
-
+from simulator.engine.agent import GOLDEN as _GOLDEN, K_STEP as _K_STEP, earned_until as _earned_until, unit as _unit
+from simulator.engine.mechanisms import expiry, points, purchases, rewards, tiers, transitions
+from simulator.engine.records import BlockTotals, EndRunArgs, EndStoreArgs, StoreArgs, TransitionArgs
 
 @njit(cache=True, nogil=True)
 def mix_uniform(base, agents, k, out):
@@ -182,18 +168,6 @@ NO_ROW = 0xFFFF
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _earned_until(earned_i, snap, r, col):
-    """Cumulative earned of an agent (history row ``r``, -1 none) at the end of the month held
-    in ring row ``col`` (``earned`` now if col < 0): ``earned - ((earned - snap) mod 2**32)``,
-    the snapshot zero for an agent without a row (state.py)."""
-    if col < 0:
-        return earned_i
-    s = snap[col, r] if r >= 0 else np.uint32(0)
-    since = (np.uint32(earned_i & 0xFFFFFFFF) - s) & np.uint32(0xFFFFFFFF)
-    return earned_i - np.int64(since)
-
-
-@njit(cache=True, nogil=True, inline="always")
 def _window_sum(qual_ring, r):
     """An agent's rolling tier window summed in float64, in ring order (state.RunState.qual_total)."""
     value = 0.0
@@ -241,18 +215,6 @@ def give_qual_rows(qual_off, qual_used, idx):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _round_points(raw, rounding):
-    """Points (float) -> int64 hundredths by the rounding rule (points.round_points)."""
-    if rounding == 0:
-        return np.int64(np.floor(raw + 1e-9) * 100)
-    if rounding == 1:
-        return np.int64(np.floor(raw + 0.5) * 100)
-    if rounding == 2:
-        return np.int64(np.ceil(raw - 1e-9) * 100)
-    return np.int64(np.floor(raw * 100 + 0.5))
-
-
-@njit(cache=True, nogil=True, inline="always")
 def _targeted(c, i, seg_ok, members, tiers_ok, use_tiers, pot_ok, inactive, channel,
               segment, member, tier, potential, recency, reach):
     """Whether target c (campaigns.CompiledTarget.mask and campaigns.reached) takes agent i."""
@@ -274,23 +236,6 @@ def _targeted(c, i, seg_ok, members, tiers_ok, use_tiers, pot_ok, inactive, chan
     if channel[c] >= 0 and (reach[i] >> channel[c]) & 1 == 0:
         return False
     return True
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _poisson(u, la):
-    """Smallest n with P(N <= n) >= u, N ~ Poisson(la) (the search of poisson_icdf). Most
-    customer-months have no purchase: since exp(-la) >= 1 - la, a u below 1 - la (less a
-    margin well above the rounding of either side) is 0 without computing the exponential."""
-    if u < 1.0 - la - 1e-12:
-        return 0
-    p = math.exp(-la)
-    cdf = p
-    n = 0
-    while u > cdf and p > 0.0:
-        n += 1
-        p = p * la / n
-        cdf += p
-    return n
 
 
 @njit(cache=True, nogil=True)
@@ -333,13 +278,13 @@ def opening_history(lo, hi, agents, join_off, segment, past_cum, rate_mult, bask
             mu = basket_mean[s] * basket_mult[i]
             sg = basket_sigma[s]
             la = rate[s] * rate_mult[i] * season[o]
-            n = _poisson(_unit(keys[o, 0] + np.uint64(i) * _GOLDEN), la)
+            n = purchases.poisson_one(_unit(keys[o, 0] + np.uint64(i) * _GOLDEN), la)
             pts = np.int64(0)
             for k in range(n):
                 uk = _unit(keys[o, 1] + np.uint64(i) * _GOLDEN + np.uint64(k) * _K_STEP)
                 a = mu * math.exp(sg * norm_ppf(uk) - 0.5 * sg * sg)
                 if a >= min_order:
-                    pts += _round_points(ppu * a * net_factor * category_factor * em0, rounding)
+                    pts += points.round_one(ppu * a * net_factor * category_factor * em0, rounding)
             if cap_month >= 0:
                 pts = min(pts, cap_month)
             bonus = np.int64(0)
@@ -402,22 +347,69 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
     """One run's month for agents lo .. hi-1 (see step_both). The first run (baseline) keeps
     each agent's lambda, purchases, segment and first basket amounts in the ``blk_*`` arrays;
     the second (design) reuses them when its lambda or segment is the same. ``stores`` is None
-    (no store network: the code below under ``stores is not None`` is not even compiled) or
-    (home store per agent, enrolment multiplier per store, [K, 2] float64 accumulator of
+    (no store network: the code below under ``stores is not None`` is not even compiled) or a
+    records.StoreArgs (home store per agent, enrolment multiplier per store, [K, 2] float64 accumulator of
     revenue and members' revenue by store, pilot stores mask (empty: no pilot), first
     referral slot, campaigns' store masks, drives' store masks, [K, 4] int64 accumulator of new
     members by store in column 0) (stores.py). Customers, active customers and purchases by
     store are counted at the close (month_end), from the purchases kept per agent."""
-    (rate_mult, basket_mult, identified, opt_in_on_join, birthday, potential, sel_power, sel_index,
-     sel_norm) = pop
-    (rate, season, basket_mean, basket_sigma, net_factor, gg, rb, half_life, status, demotion, enrol_prop,
-     fee_sens, referral_rate, redeem_prop, decay) = market
-    k_purchases, k_basket, k_enrolment, k_redemption, k_voucher, k_referral = keys
-    state, trace, prog, camps, drives, flags, out = run
-    (exists, segment, reach, recency, member, enrol_month, tier, below, since_reward, since_demotion,
-     first_pending, next_bill, spend_since_bill, earned, consumed, snap, qual_ring, qual_off, qual_used, qual_sum, row,
-     row_asks, row_asks_n, eq_extra) = state
-    trace_issued, trace_redeemed = trace
+    # the inputs by name (records.py)
+    rate_mult = pop.rate_mult
+    basket_mult = pop.basket_mult
+    identified = pop.identified
+    opt_in_on_join = pop.opt_in_on_join
+    birthday = pop.birthday
+    potential = pop.potential
+    sel_power = pop.sel_power
+    sel_index = pop.sel_index
+    sel_norm = pop.sel_norm
+    rate = market.rate
+    season = market.season
+    basket_mean = market.basket_mean
+    basket_sigma = market.basket_sigma
+    net_factor = market.net_factor
+    gg = market.goal_gradient
+    rb = market.rewarded
+    half_life = market.half_life
+    status = market.status
+    demotion = market.demotion
+    enrol_prop = market.enrol_prop
+    fee_sens = market.fee_sens
+    referral_rate = market.referral_rate
+    redeem_prop = market.redeem_prop
+    decay = market.decay
+    k_purchases = keys.purchases
+    k_basket = keys.basket
+    k_enrolment = keys.enrolment
+    k_redemption = keys.redemption
+    k_voucher = keys.voucher
+    k_referral = keys.referral
+    state, prog, camps, drives, flags, out = run.state, run.prog, run.camps, run.drives, run.flags, run.out
+    exists = state.exists
+    segment = state.segment
+    reach = state.reach
+    recency = state.recency
+    member = state.member
+    enrol_month = state.enrol_month
+    tier = state.tier
+    below = state.below
+    since_reward = state.since_reward
+    since_demotion = state.since_demotion
+    first_pending = state.first_pending
+    next_bill = state.next_bill
+    spend_since_bill = state.spend_since_bill
+    earned = state.earned
+    consumed = state.consumed
+    snap = state.snap
+    qual_ring = state.qual_ring
+    qual_off = state.qual_off
+    qual_used = state.qual_used
+    qual_sum = state.qual_sum
+    row = state.row
+    row_asks = state.row_asks
+    row_asks_n = state.row_asks_n
+    eq_extra = state.eq_extra
+    trace_issued, trace_redeemed = run.trace.issued, run.trace.redeemed
     # the program by name (records.ProgramArgs)
     has_program = prog.has_program
     ppu = prog.ppu
@@ -454,11 +446,35 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
     cat_len = prog.cat_len
     cat_prices = prog.cat_prices
     endowed = prog.endowed
-    (c_kind, c_seg, c_members, c_tiers, c_use_tiers, c_pot, c_inactive, c_channel, c_lift, c_mult, c_bonus,
-     c_min_spend, c_done_row, done) = camps
-    (d_uplift, d_seg, d_members, d_tiers, d_use_tiers, d_pot, d_inactive, d_channel) = drives
-    use_goal, use_rewarded, use_status, use_campaigns, self_selection, use_referrals = flags
-    counts, spend = out[0], out[1]  # the block's totals go to the arrays given (step_both adds them up)
+    c_kind = camps.kind
+    c_seg = camps.seg
+    c_members = camps.members
+    c_tiers = camps.tiers
+    c_use_tiers = camps.use_tiers
+    c_pot = camps.pot
+    c_inactive = camps.inactive
+    c_channel = camps.channel
+    c_lift = camps.lift
+    c_mult = camps.mult
+    c_bonus = camps.bonus
+    c_min_spend = camps.min_spend
+    c_done_row = camps.done_row
+    done = camps.done
+    d_uplift = drives.uplift
+    d_seg = drives.seg
+    d_members = drives.members
+    d_tiers = drives.tiers
+    d_use_tiers = drives.use_tiers
+    d_pot = drives.pot
+    d_inactive = drives.inactive
+    d_channel = drives.channel
+    use_goal = flags.goal
+    use_rewarded = flags.rewarded
+    use_status = flags.status
+    use_campaigns = flags.campaigns
+    self_selection = flags.self_selection
+    use_referrals = flags.referrals
+    counts, spend = out.counts, out.spend  # the block's totals go to the arrays given (step_both adds them up)
     tracing = trace_issued.shape[0] > 0
     keep_spend = spend.shape[0] > 0  # the design's spend is not kept
     col_w = t % qual_ring.shape[1]
@@ -509,8 +525,8 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
         prog_i = has_program
         in_pilot = True
         if stores is not None:
-            pilot_ok = stores[3]  # outside a pilot's stores an agent has no program (referred customers do)
-            if pilot_ok.shape[0] > 0 and i < stores[4] and not pilot_ok[stores[0][i]]:
+            pilot_ok = stores.pilot  # outside a pilot's stores an agent has no program (referred customers do)
+            if pilot_ok.shape[0] > 0 and i < stores.referral_start and not pilot_ok[stores.home[i]]:
                 in_pilot = False
                 prog_i = False
         lift = 1.0
@@ -519,31 +535,25 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
             sp = max(_earned_until(earned[i], snap, row[i], pending_col) - consumed[i], 0)
             ti = tier[i]
             f = 1.0
-            if use_goal:
-                pr = 1.0
-                a = ladder_start[ti]
-                for j in range(a, a + ladder_len[ti]):
-                    if ladder[j] > sp:
-                        pr = sp / ladder[j]
-                        pr = endowed_progress.perceived(pr, sp, ladder[j], endowed * goal[ti], since_reward[i])
-                        break
-                f *= 1.0 + gg[s] * (pr - 0.5)
+            if use_goal:  # rewards.py, with endowed_progress.py
+                f *= rewards.goal_gradient_one(sp, ladder_start[ti], ladder_len[ti], ladder, gg[s], endowed * goal[ti],
+                                               since_reward[i])
             m = since_reward[i]
-            if use_rewarded and m < 10_000:
-                f *= 1.0 + rb[s] * (decay[s, m] if m < decay.shape[1] else 2.0 ** (-m / half_life[s]))
-            if use_status:
+            if use_rewarded and m < 10_000:  # rewards.py
+                f *= rewards.rewarded_one(rb[s], decay, s, m, half_life[s])
+            if use_status:  # tiers.py
                 if n_tiers > 1:
-                    f *= 1.0 + status[s] * ti / (n_tiers - 1)
+                    f *= tiers.status_one(status[s], ti, n_tiers)
                 m = since_demotion[i]
                 if m < 10_000:
-                    f *= 1.0 - demotion[s] * (decay[s, m] if m < decay.shape[1] else 2.0 ** (-m / half_life[s]))
+                    f *= tiers.demotion_one(demotion[s], decay, s, m, half_life[s])
             lift = f
         hits = 0
         for c in range(c_kind.shape[0] if in_pilot else 0):
             if _targeted(c, i, c_seg, c_members, c_tiers, c_use_tiers, c_pot, c_inactive, c_channel,
                          segment, member, tier, potential, recency, reach):
                 if stores is not None:
-                    if not stores[5][c, stores[0][i]]:  # a target's stores
+                    if not stores.camp_masks[c, stores.home[i]]:  # a target's stores
                         continue
                 hits |= 1 << c
                 camp_contacts[c] += 1
@@ -554,13 +564,13 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
         # ---- purchases (purchases.py): one Poisson search unless the baseline had the same lambda
         la = rate[s] * rate_mult[i] * (lift * season)
         if first:
-            n = _poisson(_unit(k_purchases + np.uint64(i) * _GOLDEN), la)
+            n = purchases.poisson_one(_unit(k_purchases + np.uint64(i) * _GOLDEN), la)
             blk_lam[bj] = la
             blk_n[bj] = n
             blk_seg[bj] = s
             valid = 0
         else:
-            n = blk_n[bj] if la == blk_lam[bj] else _poisson(_unit(k_purchases + np.uint64(i) * _GOLDEN), la)
+            n = blk_n[bj] if la == blk_lam[bj] else purchases.poisson_one(_unit(k_purchases + np.uint64(i) * _GOLDEN), la)
             valid = blk_held[bj] if (blk_lam[bj] >= 0.0 and blk_seg[bj] == s) else 0
         if n > 65535:
             raise ValueError("more than 65535 purchases of one agent in a month")
@@ -568,7 +578,7 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
         counts[i] = n
         rc = recency[i] + 1
         if stores is not None:
-            k_store = stores[0][i]
+            k_store = stores.home[i]
         if n > 0:
             rc = 0
             n_active += 1
@@ -580,7 +590,7 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
             n_candidates += 1
             h = enrol_prop[s]
             if stores is not None:
-                h = h * stores[1][stores[0][i]]
+                h = h * stores.enrol_mult[stores.home[i]]
             if self_selection:
                 h = h * (sel_power[sel_index[s]][i] / sel_norm[s])
             if annual_fee > 0.0:
@@ -592,7 +602,7 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
                 if _targeted(d, i, d_seg, d_members, d_tiers, d_use_tiers, d_pot, d_inactive, d_channel,
                              segment, member, tier, potential, recency, reach):
                     if stores is not None:
-                        if not stores[6][d, stores[0][i]]:  # a target's stores
+                        if not stores.drive_masks[d, stores.home[i]]:  # a target's stores
                             continue
                     if d_channel[d] < 0:
                         till += d_uplift[d]
@@ -619,7 +629,7 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
                         drive_joins[d] += 1
                 n_new_members += 1
                 if stores is not None:
-                    stores[7][k_store, 0] += 1
+                    stores.counts[k_store, 0] += 1
                 member[i] = True
                 enrol_month[i] = t
                 tier[i] = 0
@@ -657,8 +667,8 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
                 biggest = max(biggest, a)
                 if a >= min_order:
                     net = a * net_factor
-                    pts += _round_points(ppu * net * category_factor * em * pmult, rounding)
-                    q += _round_points(qppu * net, rounding) / 100
+                    pts += points.round_one(ppu * net * category_factor * em * pmult, rounding)
+                    q += points.round_one(qppu * net, rounding) / 100
         if first:
             blk_held[bj] = min(n, blk_amount.shape[1])
         sp_i = total * net_factor if n > 0 else 0.0
@@ -667,7 +677,7 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
         f_revenue += sp_i
         if stores is not None:
             if n > 0:  # spend is 0 otherwise (adding 0 changes no sum)
-                stores[2][k_store, 0] += sp_i
+                stores.money[k_store, 0] += sp_i
         if not prog_i:
             continue
         if is_member and cap_month >= 0:
@@ -737,34 +747,23 @@ def _step_block(lo, hi, first, pop, market, keys, t, cm, run, blk_lam, blk_n, bl
         f_member_revenue += sp_i
         if stores is not None:
             if n > 0:
-                stores[2][k_store, 1] += sp_i
+                stores.money[k_store, 1] += sp_i
         if not first:
             f_counterfactual += other_spend[i]
         balance = max(_earned_until(earned[i], snap, row[i], pending_col) - consumed[i], 0)
         r = 0
         if cashback_threshold > 0 and balance >= cashback_threshold:
-            blocks = balance // cashback_threshold
-            if blocks > 0:
-                uv = _unit(k_voucher + np.uint64(i) * _GOLDEN)
-                use = min(np.int64(np.floor(blocks * voucher_use_rate + uv)), blocks)
-                n_vouchers_issued += blocks
-                n_vouchers_used += use
-                conv = blocks * cashback_threshold
-                r += conv
-                balance -= conv
-                n_cashback_points += conv
+            conv, issued, used = rewards.cashback_one(balance, cashback_threshold, voucher_use_rate, k_voucher, i)
+            n_vouchers_issued += issued
+            n_vouchers_used += used
+            r += conv
+            balance -= conv
+            n_cashback_points += conv
         ti = tier[i]
-        if cat_len[ti] > 0 and balance >= goal[ti]:
-            if _unit(k_redemption + np.uint64(i) * _GOLDEN) < redeem_prop[s]:
-                a0 = cat_start[ti]
-                j = a0 + cat_len[ti] - 1
-                while j >= a0 and cat_prices[j] > balance:
-                    j -= 1
-                if j >= a0:
-                    # the dearest affordable; among equal prices the last in stable order, as
-                    # searchsorted(prices, balance, 'right') - 1 picks
-                    r += cat_prices[j]
-                    by_tier_reward[ti, cat_order[j]] += 1
+        j = rewards.catalogue_one(balance, cat_start[ti], cat_len[ti], cat_prices, goal[ti], redeem_prop[s], k_redemption, i)
+        if j >= 0:
+            r += cat_prices[j]
+            by_tier_reward[ti, cat_order[j]] += 1
         if r > 0:
             consumed[i] += r
             if tracing:
@@ -888,15 +887,16 @@ def step_both(pop, market, keys, t, cm, base_run, design_run, n_threads: int = 1
     program: enrolment, points per transaction (rounded, capped per month), bonuses, the
     tier metric into the window, redemption, months since reward and demotion.
 
-    A run is ``(state, trace, program, campaigns, drives, flags, out)`` as simulation._step
-    packs it; ``out`` receives per agent the purchases and net spend, and the month's totals
+    ``pop``, ``market``, ``keys`` are records.PopulationArgs, MarketArgs, StreamKeys; a run is a
+    records.RunArgs as simulation._step fills it; its ``out`` (StepOut) receives per agent the
+    purchases and net spend, and the month's totals
     (slots N_* / F_*, redemptions per tier and reward, campaign contacts, drive contacts and
     sign-ups). The design's members' counterfactual revenue is the baseline's spend of the
     same agents.
 
-    With a store network, ``*_stores`` are (home store per agent, enrolment multiplier per
-    store, money [K, 2], pilot stores mask, first referral slot, campaigns' store masks [C, K],
-    drives' store masks [D, K], counts [K, 4]): ``money`` receives each run's revenue and
+    With a store network, ``*_stores`` are records.StoreArgs (home store per agent, enrolment
+    multiplier per store, money [K, 2], pilot stores mask, first referral slot, campaigns' store
+    masks [C, K], drives' store masks [D, K], counts [K, 4]): ``money`` receives each run's revenue and
     members' revenue, ``counts`` its new members, customers, active customers and purchases by
     home store (stores.py), summed per task of blocks and then in task order.
 
@@ -905,17 +905,18 @@ def step_both(pop, market, keys, t, cm, base_run, design_run, n_threads: int = 1
     each block keeps its own totals, added up in block order afterwards -- so the figures are
     the same bits whatever the number of threads.
     """
-    N = base_run[0][0].shape[0]
+    N = base_run.state.exists.shape[0]
     nb = (N + BLOCK - 1) // BLOCK
-    tots = (_block_totals(base_run[6], nb), _block_totals(design_run[6], nb))
+    tots = (_block_totals(base_run.out, nb), _block_totals(design_run.out, nb))
     # figures by home store: one accumulator per task (a task's blocks run on one thread, in
     # order), added up in task order -- the same bits on any number of threads
     n_tasks = (nb + TASK_BLOCKS - 1) // TASK_BLOCKS
-    accs = [None if st is None else np.zeros((n_tasks,) + st[2].shape) for st in (base_stores, design_stores)]
-    by_task = [None if st is None else st[:2] + (acc,) + st[3:] for st, acc in zip((base_stores, design_stores), accs)]
+    accs = [None if st is None else np.zeros((n_tasks,) + st.money.shape) for st in (base_stores, design_stores)]
     # (counts are integers: the threads' tasks add into one accumulator per task as well, for simplicity)
-    counts = [None if st is None else np.zeros((n_tasks,) + st[7].shape, dtype=np.int64) for st in (base_stores, design_stores)]
-    by_task = [None if bt is None else bt[:7] + (c,) for bt, c in zip(by_task, counts)]
+    counts = [None if st is None else np.zeros((n_tasks,) + st.counts.shape, dtype=np.int64)
+              for st in (base_stores, design_stores)]
+    by_task = [None if st is None else st._replace(money=acc, counts=c)
+               for st, acc, c in zip((base_stores, design_stores), accs, counts)]
     n = max(1, min(int(n_threads), nb))
     if n == 1:
         step_blocks(0, nb, pop, market, keys, t, cm, base_run, design_run, tots[0], tots[1], *by_task)
@@ -926,11 +927,11 @@ def step_both(pop, market, keys, t, cm, base_run, design_run, n_threads: int = 1
                    for a, b in _tasks(nb)]
         for f in futures:
             f.result()
-    add_block_totals(base_run[6], tots[0])
-    add_block_totals(design_run[6], tots[1])
+    add_block_totals(base_run.out, tots[0])
+    add_block_totals(design_run.out, tots[1])
     for st, acc, cnt in zip((base_stores, design_stores), accs, counts):
         if st is not None:
-            out, out_n = st[2], st[7]
+            out, out_n = st.money, st.counts
             for task in range(n_tasks):
                 out += acc[task]
                 out_n += cnt[task]
@@ -939,24 +940,29 @@ def step_both(pop, market, keys, t, cm, base_run, design_run, n_threads: int = 1
 def _block_totals(out, nb):
     """Per-block accumulators shaped like the totals of ``out`` (ints, floats, redemptions by
     tier x reward, campaign contacts, drive contacts, drive sign-ups)."""
-    return (np.zeros((nb, out[2].shape[0]), dtype=np.int64), np.zeros((nb, out[3].shape[0])),
-            np.zeros((nb,) + out[4].shape, dtype=np.int64), np.zeros((nb, out[5].shape[0]), dtype=np.int64),
-            np.zeros((nb, out[6].shape[0]), dtype=np.int64), np.zeros((nb, out[7].shape[0]), dtype=np.int64))
+    return BlockTotals(np.zeros((nb, out.ints.shape[0]), dtype=np.int64), np.zeros((nb, out.floats.shape[0])),
+                       np.zeros((nb,) + out.by_tier_reward.shape, dtype=np.int64),
+                       np.zeros((nb, out.camp_contacts.shape[0]), dtype=np.int64),
+                       np.zeros((nb, out.drive_contacts.shape[0]), dtype=np.int64),
+                       np.zeros((nb, out.drive_joins.shape[0]), dtype=np.int64))
 
 
 @njit(cache=True, nogil=True)
 def step_blocks(b0, b1, pop, market, keys, t, cm, base_run, design_run, base_tot, design_tot, base_stores, design_stores):
     """Blocks ``b0 .. b1-1`` of step_both, each block's totals into its row of ``*_tot`` and
-    (``*_stores`` not None) the figures by home store into its task's row of ``*_stores[2]``."""
-    N = base_run[0][0].shape[0]
+    (``*_stores`` not None) the figures by home store into its task's row of ``*_stores.money``
+    and ``*_stores.counts``."""
+    N = base_run.state.exists.shape[0]
     blk_lam = np.empty(BLOCK)
     blk_n = np.empty(BLOCK, dtype=np.int64)
     blk_seg = np.empty(BLOCK, dtype=np.int64)
     blk_held = np.zeros(BLOCK, dtype=np.int64)
     blk_amount = np.empty((BLOCK, BLOCK_AMOUNTS))
-    base_spend = base_run[6][1]
-    bi, bf, bt, bc, bdc, bdj = base_tot
-    di, df, dt, dc, ddc, ddj = design_tot
+    base_spend = base_run.out.spend
+    bi, bf, bt, bc = base_tot.ints, base_tot.floats, base_tot.by_tier_reward, base_tot.camp_contacts
+    bdc, bdj = base_tot.drive_contacts, base_tot.drive_joins
+    di, df, dt, dc = design_tot.ints, design_tot.floats, design_tot.by_tier_reward, design_tot.camp_contacts
+    ddc, ddj = design_tot.drive_contacts, design_tot.drive_joins
     for b in range(b0, b1):
         lo = b * BLOCK
         hi = min(lo + BLOCK, N)
@@ -970,10 +976,12 @@ def step_blocks(b0, b1, pop, market, keys, t, cm, base_run, design_run, base_tot
             bs, ds = base_stores, design_stores
             _step_block(lo, hi, True, pop, market, keys, t, cm, base_run, blk_lam, blk_n, blk_seg, blk_held,
                         blk_amount, base_spend, bi[b], bf[b], bt[b], bc[b], bdc[b], bdj[b],
-                        (bs[0], bs[1], bs[2][task], bs[3], bs[4], bs[5], bs[6], bs[7][task]))
+                        StoreArgs(bs.home, bs.enrol_mult, bs.money[task], bs.pilot, bs.referral_start, bs.camp_masks,
+                                  bs.drive_masks, bs.counts[task]))
             _step_block(lo, hi, False, pop, market, keys, t, cm, design_run, blk_lam, blk_n, blk_seg, blk_held,
                         blk_amount, base_spend, di[b], df[b], dt[b], dc[b], ddc[b], ddj[b],
-                        (ds[0], ds[1], ds[2][task], ds[3], ds[4], ds[5], ds[6], ds[7][task]))
+                        StoreArgs(ds.home, ds.enrol_mult, ds.money[task], ds.pilot, ds.referral_start, ds.camp_masks,
+                                  ds.drive_masks, ds.counts[task]))
     return 0
 
 
@@ -981,8 +989,9 @@ def step_blocks(b0, b1, pop, market, keys, t, cm, base_run, design_run, base_tot
 def add_block_totals(out, tot):
     """Add the blocks' totals into ``out``, block after block (the additions one thread makes
     in one pass, in the same order)."""
-    bi, bf, bt, bc, bdc, bdj = tot
-    ints, floats, by_tier_reward, camp, dcon, djoin = out[2], out[3], out[4], out[5], out[6], out[7]
+    bi, bf, bt, bc, bdc, bdj = tot.ints, tot.floats, tot.by_tier_reward, tot.camp_contacts, tot.drive_contacts, tot.drive_joins
+    ints, floats, by_tier_reward, camp = out.ints, out.floats, out.by_tier_reward, out.camp_contacts
+    dcon, djoin = out.drive_contacts, out.drive_joins
     for b in range(bi.shape[0]):
         for k in range(bi.shape[1]):
             ints[k] += bi[b, k]
@@ -1010,7 +1019,7 @@ E_UPGRADES, E_DEMOTIONS, E_EXPIRED, E_OUTSTANDING, E_NEGATIVE, E_MEMBERS, E_UNRO
 STAGE_ALL, STAGE_BEFORE_FEES, STAGE_AFTER_FEES = 0, 1, 2
 
 
-def end_run(run, counts, *, tiers=None, expiry=None, cost_tiers=0, close=None) -> tuple:
+def end_run(run, counts, *, tiers=None, expiry=None, cost_tiers=0, close=None) -> EndRunArgs:
     """One run's part of a month_end pass. ``run`` is a state.RunState (its arrays are updated
     in place), ``counts`` the month's purchases per agent; the phases it takes part in:
 
@@ -1028,11 +1037,14 @@ def end_run(run, counts, *, tiers=None, expiry=None, cost_tiers=0, close=None) -
     tr = run.trace["expired"] if run.trace is not None else np.zeros(0, dtype=np.int64)
     th, window, downgrade, grace = tiers if tiers is not None else (np.zeros(1), 0, 0, 0)
     col, inactive = expiry if expiry is not None else (-1, -1)
-    return (run.member, run.exists, run.tier, run.below, run.since_demotion, run.enrol_month, run.recency, counts,
-            run.earned, run.consumed, run.snap, run.row, run.qual_sum, tr,
-            tiers is not None, np.asarray(th, dtype=np.float64), int(window), int(downgrade), int(grace),
-            expiry is not None, int(col), int(inactive), int(cost_tiers), close is not None,
-            int(close) if close is not None else -1)
+    return EndRunArgs(member=run.member, exists=run.exists, tier=run.tier, below=run.below,
+                      since_demotion=run.since_demotion, enrol_month=run.enrol_month, recency=run.recency,
+                      counts=counts, earned=run.earned, consumed=run.consumed, snap=run.snap, row=run.row,
+                      qual_sum=run.qual_sum, trace_expired=tr, tiers_on=tiers is not None,
+                      thresholds=np.asarray(th, dtype=np.float64), window=int(window), downgrade=int(downgrade),
+                      grace=int(grace), expiry_on=expiry is not None, exp_col=int(col), exp_inactive=int(inactive),
+                      cost_tiers=int(cost_tiers), close_on=close is not None,
+                      close_col=int(close) if close is not None else -1)
 
 
 def end_transitions(table, S, base, use_member_design, use_member_baseline, segment_design, segment_baseline):
@@ -1040,12 +1052,14 @@ def end_transitions(table, S, base, use_member_design, use_member_baseline, segm
     uniform u(transitions, t, i) hashed once for both runs); the moves of the design's
     members (``member & exists`` before the move) are counted in each run's table."""
     keys, dest = table
-    return (True, keys, dest, int(S), np.uint64(base), bool(use_member_design), bool(use_member_baseline),
-            segment_design, segment_baseline)
+    return TransitionArgs(on=True, keys=keys, dest=dest, S=int(S), base=np.uint64(base),
+                          use_member_design=bool(use_member_design), use_member_baseline=bool(use_member_baseline),
+                          segment_design=segment_design, segment_baseline=segment_baseline)
 
 
-NO_TRANSITIONS = (False, np.zeros(1), np.zeros(1, dtype=np.int64), 1, np.uint64(0), False, False,
-                  np.zeros(1, dtype=np.int16), np.zeros(1, dtype=np.int16))
+NO_TRANSITIONS = TransitionArgs(on=False, keys=np.zeros(1), dest=np.zeros(1, dtype=np.int64), S=1, base=np.uint64(0),
+                                use_member_design=False, use_member_baseline=False,
+                                segment_design=np.zeros(1, dtype=np.int16), segment_baseline=np.zeros(1, dtype=np.int16))
 
 
 def month_end(t, cm, stage, design, baseline, transitions=NO_TRANSITIONS, n_threads=None, stores_design=None,
@@ -1061,8 +1075,8 @@ def month_end(t, cm, stage, design, baseline, transitions=NO_TRANSITIONS, n_thre
     a 1 when the customer bought this month -- and in the last column their purchases, are
     added into ``out`` (stores.py; integer sums, in any order): two counts per customer, no
     branch."""
-    N = design[0].shape[0]
-    S = transitions[3]
+    N = design.member.shape[0]
+    S = transitions.S
     # (home stores, reach masks, the channels' bitmask 2**C - 1, stores K) of each run
     sd, sb = ((None if st is None else (st[0], st[1], (1 << int(st[2])) - 1, st[3].shape[0]))
               for st in (stores_design, stores_baseline))
@@ -1078,65 +1092,27 @@ def month_end(t, cm, stage, design, baseline, transitions=NO_TRANSITIONS, n_thre
     return out
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _next_row_entry(r, key, keys, S):
-    """Index of the first entry of table row r above ``key`` (rows ascend: count those below)."""
-    j = r * S
-    c = 0
-    for k in range(S - 1):
-        c += keys[j + k] <= key
-    return j + c
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _supported(thresholds, value):
-    """Highest tier whose threshold the window's sum reaches (tiers.supported)."""
-    j = -1
-    x = value + 1e-9
-    while j + 1 < thresholds.shape[0] and thresholds[j + 1] <= x:
-        j += 1
-    return j
-
-
 @njit(cache=True, nogil=True)
 def _end_before_fees(lo, hi, r, t, cm, tot):
     """Tiers (upgrades, reviews) then expiry of agents lo .. hi-1 in run r (see end_run)."""
-    (member, exists, tier, below, since_demotion, enrol_month, recency, counts, earned, consumed, snap, row, qual_sum,
-     trace_expired, tiers_on, thresholds, window, downgrade, grace, expiry_on, exp_col, exp_inactive, cost_tiers,
-     close_on, close_col) = r
+    member, exists, tier, below, since_demotion = r.member, r.exists, r.tier, r.below, r.since_demotion
+    enrol_month, recency, earned, consumed, snap, row = r.enrol_month, r.recency, r.earned, r.consumed, r.snap, r.row
+    qual_sum, trace_expired, tiers_on, thresholds = r.qual_sum, r.trace_expired, r.tiers_on, r.thresholds
+    window, downgrade, grace = r.window, r.downgrade, r.grace
+    expiry_on, exp_col, exp_inactive = r.expiry_on, r.exp_col, r.exp_inactive
     tracing = trace_expired.shape[0] > 0
     ups = 0
     downs = 0
     expired = 0
     for i in range(lo, hi):
-        if tiers_on and member[i]:
-            sup = _supported(thresholds, qual_sum[i])
-            if sup > tier[i]:
-                tier[i] = sup
-                below[i] = 0
-                ups += 1
-            if downgrade != 0:
-                if window == 1:
-                    review = cm == 12
-                elif window == 2:
-                    review = (t - enrol_month[i]) % 12 == 11
-                else:
-                    review = True
-                if review:
-                    if sup < tier[i]:
-                        below[i] += 1
-                        if below[i] > grace:
-                            tier[i] = max(tier[i] - 1, sup) if downgrade == 1 else sup
-                            below[i] = 0
-                            since_demotion[i] = 0
-                            downs += 1
-                    else:
-                        below[i] = 0
-        if expiry_on and earned[i] != consumed[i]:  # nothing outstanding, nothing to expire
-            if exp_inactive >= 0:
-                gone = earned[i] - consumed[i] if recency[i] >= exp_inactive else 0
-            else:
-                gone = max(_earned_until(earned[i], snap, row[i], exp_col) - consumed[i], 0)
+        # the phases in calendar order, each a mechanism's compiled function
+        if tiers_on and member[i]:  # tiers.py
+            up, down = tiers.upgrade_and_review(i, tier, below, since_demotion, qual_sum[i], enrol_month[i], thresholds,
+                                                window, downgrade, grace, t, cm)
+            ups += up
+            downs += down
+        if expiry_on and earned[i] != consumed[i]:  # expiry.py (nothing outstanding, nothing to expire)
+            gone = expiry.expiring(earned[i], consumed[i], recency[i], snap, row[i], exp_col, exp_inactive)
             if gone != 0:
                 consumed[i] += gone
                 if tracing:
@@ -1151,15 +1127,16 @@ def _end_before_fees(lo, hi, r, t, cm, tot):
 @njit(cache=True, nogil=True)
 def _end_transitions(lo, hi, tr, S, member_d, exists_d, member_b, moves_d, moves_b):
     """Segment transitions of agents lo .. hi-1 in both runs (see end_transitions)."""
-    trans_on, keys, dest, _, base, use_member_d, use_member_b, seg_d, seg_b = tr
+    keys, dest, base = tr.keys, tr.dest, tr.base
+    use_member_d, use_member_b, seg_d, seg_b = tr.use_member_design, tr.use_member_baseline, tr.segment_design, tr.segment_baseline
     for i in range(lo, hi):
         u = _unit(base + np.uint64(i) * _GOLDEN)
         sd = seg_d[i]
         sb = seg_b[i]
         rd = sd + S if use_member_d and member_d[i] else sd
         rb = sb + S if use_member_b and member_b[i] else sb
-        ad = dest[_next_row_entry(rd, rd + u, keys, S)]
-        ab = ad if rb == rd else dest[_next_row_entry(rb, rb + u, keys, S)]
+        ad = dest[transitions.next_entry(rd, rd + u, keys, S)]
+        ab = ad if rb == rd else dest[transitions.next_entry(rb, rb + u, keys, S)]
         seg_d[i] = ad
         seg_b[i] = ab
         if member_d[i] and exists_d[i]:
@@ -1173,9 +1150,8 @@ def _end_after_fees(lo, hi, r, tot, by_members, by_purchases, stores):
     """Costs (members and purchases per tier) and the close of agents lo .. hi-1 in run r (see
     end_run); ``stores`` (home stores, reach masks, channels bitmask, out [K, 1 + 2**C]) or
     None (not compiled): the close's counts by home store and code, and purchases (month_end)."""
-    (member, exists, tier, below, since_demotion, enrol_month, recency, counts, earned, consumed, snap, row, qual_sum,
-     trace_expired, tiers_on, thresholds, window, downgrade, grace, expiry_on, exp_col, exp_inactive, cost_tiers,
-     close_on, close_col) = r
+    member, exists, tier, counts, earned, consumed = r.member, r.exists, r.tier, r.counts, r.earned, r.consumed
+    snap, row, cost_tiers, close_on, close_col = r.snap, r.row, r.cost_tiers, r.close_on, r.close_col
     outstanding = 0
     negative = 0
     members = 0
@@ -1183,11 +1159,11 @@ def _end_after_fees(lo, hi, r, tot, by_members, by_purchases, stores):
     for i in range(lo, hi):
         if stores is not None:
             if close_on and exists[i]:  # by home store and code (month_end); purchases in the last column
-                k = stores[0][i]
+                k = stores.home[i]
                 n = np.int64(counts[i])
                 m = np.int64(member[i])
-                hist = stores[3]
-                hist[k, 2 * m * (1 + (np.int64(stores[1][i]) & stores[2])) + (n > 0)] += 1
+                hist = stores.out
+                hist[k, 2 * m * (1 + (np.int64(stores.reach[i]) & stores.channels)) + (n > 0)] += 1
                 hist[k, hist.shape[1] - 1] += n
         if cost_tiers > 0 and member[i] and exists[i]:
             by_members[tier[i]] += 1
@@ -1221,7 +1197,7 @@ def _month_end_range(lo, hi, t, cm, stage, d, b, tr, S, sd, sb):
     ([0, 2] without)."""
     tot_d = np.zeros(7, dtype=np.int64)
     tot_b = np.zeros(7, dtype=np.int64)
-    cost_tiers_d, cost_tiers_b = d[22], b[22]  # end_run's cost_tiers
+    cost_tiers_d, cost_tiers_b = d.cost_tiers, b.cost_tiers
     bm_d = np.zeros(max(cost_tiers_d, 1), dtype=np.int64)
     bp_d = np.zeros(max(cost_tiers_d, 1), dtype=np.int64)
     bm_b = np.zeros(max(cost_tiers_b, 1), dtype=np.int64)
@@ -1237,14 +1213,14 @@ def _month_end_range(lo, hi, t, cm, stage, d, b, tr, S, sd, sb):
             _end_before_fees(a, z, b, t, cm, tot_b)
         if stage == STAGE_BEFORE_FEES:
             continue
-        if tr[0]:
-            _end_transitions(a, z, tr, S, d[0], d[1], b[0], moves_d, moves_b)
+        if tr.on:
+            _end_transitions(a, z, tr, S, d.member, d.exists, b.member, moves_d, moves_b)
         if sd is None:
             _end_after_fees(a, z, d, tot_d, bm_d, bp_d, None)
         else:
-            _end_after_fees(a, z, d, tot_d, bm_d, bp_d, (sd[0], sd[1], sd[2], st_d))
+            _end_after_fees(a, z, d, tot_d, bm_d, bp_d, EndStoreArgs(sd[0], sd[1], sd[2], st_d))
         if sb is None:
             _end_after_fees(a, z, b, tot_b, bm_b, bp_b, None)
         else:
-            _end_after_fees(a, z, b, tot_b, bm_b, bp_b, (sb[0], sb[1], sb[2], st_b))
+            _end_after_fees(a, z, b, tot_b, bm_b, bp_b, EndStoreArgs(sb[0], sb[1], sb[2], st_b))
     return (tot_d, bm_d, bp_d, moves_d, st_d), (tot_b, bm_b, bp_b, moves_b, st_b)

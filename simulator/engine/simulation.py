@@ -31,7 +31,8 @@ from simulator.engine.compiled import CENTI, EXPIRY_AFTER, EXPIRY_FIXED, EXPIRY_
 from simulator.engine.mechanisms import campaigns as camp
 from simulator.engine import stores as store_figures
 from simulator.engine.mechanisms import enrolment, expiry, fees, history, transitions
-from simulator.engine.records import ProgramArgs
+from simulator.engine.records import (CampaignArgs, DriveArgs, MarketArgs, MechanismFlags, PopulationArgs, ProgramArgs,
+                                      RunArgs, StateArgs, StepOut, StoreArgs, StreamKeys, TraceArgs)
 from simulator.engine.population import INIT_STREAMS, InitialAgents, Population, referral_capacity
 from simulator.engine.state import NEVER, RunState
 from simulator.engine.streams import Streams, seed_key
@@ -450,7 +451,7 @@ class Simulation:
             inactive[c] = (tg.inactive_months, tg.recent_months)
         return seg, members, tiers_ok, use_tiers, pot, inactive
 
-    def _campaign_args(self, run: RunState, active: list[camp.CompiledCampaign]) -> tuple:
+    def _campaign_args(self, run: RunState, active: list[camp.CompiledCampaign]) -> CampaignArgs:
         """Active campaigns as arrays, and each bonus campaign's once-only flags as one row of
         ``done``."""
         S = len(self.market.names)
@@ -470,20 +471,22 @@ class Simulation:
         done_row = np.array([bonus_names.index(cp.name) if cp.kind == "bonus_points" else -1 for cp in active],
                             dtype=np.int64)
         seg, members, tiers_ok, use_tiers, pot, inactive = self._targets([cp.target for cp in active])
-        return (kind, seg, members, tiers_ok, use_tiers, pot, inactive,
-                np.array([cp.channel for cp in active], dtype=np.int64), lift,
-                np.array([cp.multiplier for cp in active], dtype=np.float64),
-                np.array([cp.bonus for cp in active], dtype=np.int64),
-                np.array([max(cp.min_spend, 1e-9) for cp in active], dtype=np.float64), done_row, done)
+        return CampaignArgs(kind=kind, seg=seg, members=members, tiers=tiers_ok, use_tiers=use_tiers, pot=pot,
+                            inactive=inactive, channel=np.array([cp.channel for cp in active], dtype=np.int64),
+                            lift=lift, mult=np.array([cp.multiplier for cp in active], dtype=np.float64),
+                            bonus=np.array([cp.bonus for cp in active], dtype=np.int64),
+                            min_spend=np.array([max(cp.min_spend, 1e-9) for cp in active], dtype=np.float64),
+                            done_row=done_row, done=done)
 
-    def _drive_args(self, active: list[camp.CompiledDrive]) -> tuple:
+    def _drive_args(self, active: list[camp.CompiledDrive]) -> DriveArgs:
         if len(active) > 62:
             raise ValueError("at most 62 enrolment drives can run in the same month")
         seg, members, tiers_ok, use_tiers, pot, inactive = self._targets([d.target for d in active])
-        return (np.array([d.uplift for d in active], dtype=np.float64), seg, members, tiers_ok, use_tiers, pot, inactive,
-                np.array([d.channel for d in active], dtype=np.int64))
+        return DriveArgs(uplift=np.array([d.uplift for d in active], dtype=np.float64), seg=seg, members=members,
+                         tiers=tiers_ok, use_tiers=use_tiers, pot=pot, inactive=inactive,
+                         channel=np.array([d.channel for d in active], dtype=np.int64))
 
-    def _store_args(self, name: str, cps: list[camp.CompiledCampaign], drives: list[camp.CompiledDrive]) -> tuple:
+    def _store_args(self, name: str, cps: list[camp.CompiledCampaign], drives: list[camp.CompiledDrive]) -> StoreArgs:
         """A run's store arguments of kernels.step_both: home stores, enrolment multipliers, the
         month's [K, 3] figures by store, the pilot's stores (design run; empty: none), the first
         referral slot, and the active campaigns' and drives' store masks."""
@@ -497,8 +500,9 @@ class Simulation:
             return out
 
         pilot = self.pilot if name == "design" else self.pilot[:0]
-        return (self.pop.store, self.market.store_enrol, np.zeros((K, 2)), pilot, int(self.pop.referral_start),
-                masks(cps), masks(drives), np.zeros((K, 4), dtype=np.int64))
+        return StoreArgs(home=self.pop.store, enrol_mult=self.market.store_enrol, money=np.zeros((K, 2)), pilot=pilot,
+                         referral_start=int(self.pop.referral_start), camp_masks=masks(cps), drive_masks=masks(drives),
+                         counts=np.zeros((K, 4), dtype=np.int64))
 
     def _selection_args(self) -> tuple:
         """``rate_mult ** beta`` for each distinct self-selection beta, and each segment's index."""
@@ -522,14 +526,17 @@ class Simulation:
         resp = m.response
         pop = self.pop
         powers, sel_index = self._selection_args()
-        pop_args = (pop.rate_mult, pop.basket_mult, pop.identified, pop.opt_in_on_join, pop.birthday, pop.potential,
-                    powers, sel_index, pop.selection_norm)
-        market_args = (m.rate, float(m.season[cm - 1]), m.basket_mean, m.basket_sigma, m.net_factor,
-                       resp["goal_gradient"], resp["rewarded_behaviour"], resp["rewarded_half_life"], resp["tier_status"],
-                       resp["demotion_effect"], resp["enrolment_propensity"], resp["fee_sensitivity"],
-                       resp["referrals_per_member_year"], resp["redemption_propensity"], self._decay)
-        keys = tuple(self.streams.stream_base(k, t) for k in
-                     ("purchases", "basket", "enrolment", "redemption", "voucher", "referral"))
+        pop_args = PopulationArgs(rate_mult=pop.rate_mult, basket_mult=pop.basket_mult, identified=pop.identified,
+                                  opt_in_on_join=pop.opt_in_on_join, birthday=pop.birthday, potential=pop.potential,
+                                  sel_power=powers, sel_index=sel_index, sel_norm=pop.selection_norm)
+        market_args = MarketArgs(rate=m.rate, season=float(m.season[cm - 1]), basket_mean=m.basket_mean,
+                                 basket_sigma=m.basket_sigma, net_factor=m.net_factor,
+                                 goal_gradient=resp["goal_gradient"], rewarded=resp["rewarded_behaviour"],
+                                 half_life=resp["rewarded_half_life"], status=resp["tier_status"],
+                                 demotion=resp["demotion_effect"], enrol_prop=resp["enrolment_propensity"],
+                                 fee_sens=resp["fee_sensitivity"], referral_rate=resp["referrals_per_member_year"],
+                                 redeem_prop=resp["redemption_propensity"], decay=self._decay)
+        keys = StreamKeys(*(self.streams.stream_base(k, t) for k in StreamKeys._fields))
         no_i64 = np.zeros(0, dtype=np.int64)
         packed = {}
         for name, run in self.runs.items():
@@ -542,19 +549,26 @@ class Simulation:
             if prog is None:
                 prog_args = prog_args._replace(has_program=False)
             tr = run.trace
-            trace = (tr["issued"], tr["redeemed"]) if tr is not None else (no_i64, no_i64)
+            trace = TraceArgs(tr["issued"], tr["redeemed"]) if tr is not None else TraceArgs(no_i64, no_i64)
             eq = sc.enrolment_qualifying if sc.enrolment_qualifying is not None else np.zeros(0)
-            state = (run.exists, run.segment, run.reach, run.recency, run.member, run.enrol_month, run.tier, run.below,
-                     run.since_reward, run.since_demotion, run.first_pending, run.next_bill, run.spend_since_bill,
-                     run.earned, run.consumed, run.snap, run.qual_ring, run.qual_off, run.qual_used, run.qual_sum,
-                     run.row, run.candidates, run.n_candidates, eq)
-            flags = (self.mech.goal_gradient, self.mech.rewarded_behaviour, self.mech.tier_status, self.mech.campaigns,
-                     self.mech.self_selection, bool(prog is not None and prog.bonus_referral and self.mech.referrals))
+            state = StateArgs(
+                exists=run.exists, segment=run.segment, reach=run.reach, recency=run.recency, member=run.member,
+                enrol_month=run.enrol_month, tier=run.tier, below=run.below, since_reward=run.since_reward,
+                since_demotion=run.since_demotion, first_pending=run.first_pending, next_bill=run.next_bill,
+                spend_since_bill=run.spend_since_bill, earned=run.earned, consumed=run.consumed, snap=run.snap,
+                qual_ring=run.qual_ring, qual_off=run.qual_off, qual_used=run.qual_used, qual_sum=run.qual_sum,
+                row=run.row, row_asks=run.candidates, row_asks_n=run.n_candidates, eq_extra=eq)
+            flags = MechanismFlags(goal=self.mech.goal_gradient, rewarded=self.mech.rewarded_behaviour,
+                                   status=self.mech.tier_status, campaigns=self.mech.campaigns,
+                                   self_selection=self.mech.self_selection,
+                                   referrals=bool(prog is not None and prog.bonus_referral and self.mech.referrals))
             T, R = (prog.n_tiers, len(prog.prices)) if prog is not None else (1, 0)
-            out = (sc.counts, sc.spend, np.zeros(14, dtype=np.int64), np.zeros(4), np.zeros((T, R), dtype=np.int64),
-                   np.zeros(len(cps), dtype=np.int64), np.zeros(len(drives), dtype=np.int64),
-                   np.zeros(len(drives), dtype=np.int64))
-            packed[name] = (state, trace, prog_args, self._campaign_args(run, cps), self._drive_args(drives), flags, out)
+            out = StepOut(counts=sc.counts, spend=sc.spend, ints=np.zeros(14, dtype=np.int64), floats=np.zeros(4),
+                          by_tier_reward=np.zeros((T, R), dtype=np.int64), camp_contacts=np.zeros(len(cps), dtype=np.int64),
+                          drive_contacts=np.zeros(len(drives), dtype=np.int64),
+                          drive_joins=np.zeros(len(drives), dtype=np.int64))
+            packed[name] = RunArgs(state, trace, prog_args, self._campaign_args(run, cps), self._drive_args(drives), flags,
+                                   out)
             packed[name, "meta"] = (prog, cps, drives, flags)
             packed[name, "stores"] = self._store_args(name, cps, drives) if m.stores else None
         kernels.step_both(pop_args, market_args, keys, t, cm, packed["baseline"], packed["design"], self.threads,
@@ -563,9 +577,9 @@ class Simulation:
         for name, run in self.runs.items():
             prog, cps, drives, flags = packed[name, "meta"]
             kernels.give_rows(run.row, run.rows, run.candidates, run.n_candidates)  # for the first points (state.py)
-            _, _, ints, floats, by_tier_reward, camp_contacts, drive_contacts, drive_joins = packed[name][-1]
+            _, _, ints, floats, by_tier_reward, camp_contacts, drive_contacts, drive_joins = packed[name].out
             if m.stores:
-                money, counts = packed[name, "stores"][2], packed[name, "stores"][7]
+                money, counts = packed[name, "stores"].money, packed[name, "stores"].counts
                 self.scratch[name].by_store = np.concatenate([money, counts[:, :1].astype(float)], axis=1)
             rec = self.scratch[name].rec
             # the month's record, key by key in the order the phases define them
@@ -589,7 +603,7 @@ class Simulation:
                     rec["points_issued_bonus"] = rec.get("points_issued_bonus", 0.0) + float(prog.bonus_enrolment * joined)
                 rec["new_members"] = rec.get("new_members", 0.0) + float(joined)
             members = int(ints[K.N_MEMBERS])
-            if flags[-1] and members:
+            if flags.referrals and members:
                 referrers = int(ints[K.N_REFERRALS])
                 free = self.pop.capacity - self.pop.referral_start - run.referrals_used - self.pending_referrals[name]
                 self.pending_referrals[name] += min(referrers, max(free, 0))

@@ -12,26 +12,17 @@ import numpy as np
 from numba import njit
 
 from simulator.engine.compiled import (
-    CENTI, EXPIRY_AFTER, EXPIRY_FIXED, EXPIRY_INACTIVITY, CompiledProgram,
+    CENTI, CompiledProgram,
 )
 from simulator.engine.mechanisms import campaigns as camp
-from simulator.engine.mechanisms import enrolment, points, rewards, tiers, transitions
+from simulator.engine.mechanisms import enrolment, expiry, points, rewards, tiers, transitions
 from simulator.engine.mechanisms.purchases import draw_baskets, poisson_icdf
 from simulator.engine.simulation import Simulation, _Month
 from simulator.engine.state import NEVER, RunState
 
 
-def expire(run: RunState, program: CompiledProgram, t: int, calendar_month: int) -> np.ndarray:
-    """Points expiring now per agent (expiry.py), not yet consumed."""
-    if program.expiry == EXPIRY_AFTER:
-        return np.maximum(run.earned_until(t, program.expiry_months) - run.consumed, 0)
-    if program.expiry == EXPIRY_FIXED:
-        if calendar_month != program.expiry_month:
-            return np.zeros_like(run.earned)
-        return np.maximum(run.earned_until(t, program.expiry_min_age) - run.consumed, 0)
-    if program.expiry == EXPIRY_INACTIVITY:
-        return np.where(run.recency >= program.expiry_months, run.earned - run.consumed, 0)
-    return np.zeros_like(run.earned)
+#: Points expiring now per agent, not yet consumed: expiry.py's NumPy reference.
+expire = expiry.expiring_numpy
 
 
 

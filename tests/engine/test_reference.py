@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from simulator.engine import kernels
 from simulator.engine.compiled import CompiledMarket
-from simulator.engine.mechanisms import tiers, transitions
+from simulator.engine.mechanisms import purchases, tiers, transitions
 from simulator.engine.simulation import Simulation
 from simulator.engine.state import RunState
 from simulator.scenario import Scenario, resolve
@@ -265,7 +265,7 @@ def test_decay_table_equals_numpy():
 
 
 def test_step_poisson_search_equals_poisson_icdf():
-    """The step's inlined Poisson search (kernels._poisson) is poisson_icdf's."""
+    """The step's inlined Poisson search (purchases.poisson_one) is poisson_icdf's."""
     rng = np.random.default_rng(6)
     n = 200_000
     lam = np.concatenate([rng.random(n // 2) * 1.2, rng.gamma(1.0, 2.0, n // 2), [0.0, 1e-300, 1.0, 2.0]])
@@ -281,13 +281,13 @@ def test_step_poisson_search_equals_poisson_icdf():
 
 
 def _poisson_all(u, lam):
-    """kernels._poisson over arrays."""
+    """purchases.poisson_one over arrays."""
     from numba import njit
 
     @njit
     def run(u, lam, out):
         for i in range(u.shape[0]):
-            out[i] = kernels._poisson(u[i], lam[i])
+            out[i] = purchases.poisson_one(u[i], lam[i])
         return out
 
     return run(u, lam, np.empty(u.shape[0], dtype=np.int64))

@@ -13,7 +13,16 @@ rules expire them.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numba import njit
+
+from simulator.engine.agent import earned_until
 from simulator.engine.compiled import EXPIRY_AFTER, EXPIRY_FIXED, EXPIRY_INACTIVITY, CompiledProgram
+
+if TYPE_CHECKING:
+    from simulator.engine.state import RunState
 
 
 def rule(program: CompiledProgram, t: int, calendar_month: int, ring: int) -> tuple[int, int] | None:
@@ -33,3 +42,28 @@ def rule(program: CompiledProgram, t: int, calendar_month: int, ring: int) -> tu
     if months_back >= ring:
         raise ValueError(f"ring of {ring} months cannot look {months_back} months back")
     return ((t - months_back) % ring if months_back else -1), -1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def expiring(earned_i, consumed_i, recency_i, snap, row_i, col, inactive):
+    """Points of one agent expiring at the end of the month under ``rule``'s ``(col, inactive)``
+    (an agent with points outstanding): the whole balance after ``inactive`` months without a
+    purchase, else ``max(0, earned_i(end of the month in snapshot column col) - consumed_i)``.
+    Inlined by Numba into the month-end pass (kernels.month_end)."""
+    if inactive >= 0:
+        return earned_i - consumed_i if recency_i >= inactive else 0
+    return max(earned_until(earned_i, snap, row_i, col) - consumed_i, 0)
+
+
+def expiring_numpy(run: RunState, program: CompiledProgram, t: int, calendar_month: int) -> np.ndarray:
+    """NumPy reference over the whole population: points expiring at the end of month ``t``
+    per agent, not yet consumed (tests/engine/reference_step.py)."""
+    if program.expiry == EXPIRY_AFTER:
+        return np.maximum(run.earned_until(t, program.expiry_months) - run.consumed, 0)
+    if program.expiry == EXPIRY_FIXED:
+        if calendar_month != program.expiry_month:
+            return np.zeros_like(run.earned)
+        return np.maximum(run.earned_until(t, program.expiry_min_age) - run.consumed, 0)
+    if program.expiry == EXPIRY_INACTIVITY:
+        return np.where(run.recency >= program.expiry_months, run.earned - run.consumed, 0)
+    return np.zeros_like(run.earned)

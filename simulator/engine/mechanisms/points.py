@@ -15,6 +15,7 @@ credited on their event. Internally points are int64 hundredths (see ``state.py`
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from simulator.engine.compiled import CENTI, CompiledProgram
 
@@ -50,3 +51,17 @@ def per_agent(pos: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
 
 def cap(points: np.ndarray, program: CompiledProgram) -> np.ndarray:
     return points if program.cap_month < 0 else np.minimum(points, program.cap_month)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def round_one(raw, rounding):
+    """One transaction's points (float) -> int64 hundredths by the rounding rule
+    (:func:`round_points`, its NumPy reference); inlined by Numba into the fused step and the
+    opening history."""
+    if rounding == 0:
+        return np.int64(np.floor(raw + 1e-9) * 100)
+    if rounding == 1:
+        return np.int64(np.floor(raw + 0.5) * 100)
+    if rounding == 2:
+        return np.int64(np.ceil(raw - 1e-9) * 100)
+    return np.int64(np.floor(raw * 100 + 0.5))

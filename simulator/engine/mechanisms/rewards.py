@@ -34,8 +34,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
+from simulator.engine.agent import draw
 from simulator.engine.compiled import CompiledProgram
+from simulator.engine.mechanisms import endowed_progress
 
 
 def progress(program: CompiledProgram, spendable: np.ndarray, tier: np.ndarray) -> np.ndarray:
@@ -121,3 +124,65 @@ def redeem(program: CompiledProgram, spendable: np.ndarray, tier: np.ndarray, pr
     redeemed = pts > 0
     return Redemptions(pts, cb_pts, cat_pts, cost, face, issued, used, by_reward, redeemed)
 
+
+
+# ----------------------------------------------------------------------------- compiled
+# One member's month, inlined by Numba into the fused step (kernels._step_block); the NumPy
+# functions above (progress, goal_gradient_lift, rewarded_lift, redeem) are their whole-array
+# reference.
+
+@njit(cache=True, nogil=True, inline="always")
+def decayed(decay, s, m, half_life_s):
+    """``2 ** (-m / half_life_s)``, from segment s's row of kernels.decay_table when it holds m."""
+    return decay[s, m] if m < decay.shape[1] else 2.0 ** (-m / half_life_s)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def goal_gradient_one(spendable, start, length, ladder, g, endowed, since_reward_i):
+    """``1 + g (progress - 1/2)`` of a member with ``spendable`` points, the tier's ladder
+    ``ladder[start : start + length]`` (progress as an endowed card shows it:
+    endowed_progress.perceived, ``endowed`` its bonus stamps in centipoints)."""
+    pr = 1.0
+    for j in range(start, start + length):
+        if ladder[j] > spendable:
+            pr = spendable / ladder[j]
+            pr = endowed_progress.perceived(pr, spendable, ladder[j], endowed, since_reward_i)
+            break
+    return 1.0 + g * (pr - 0.5)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def rewarded_one(r, decay, s, m, half_life_s):
+    """Rewarded behaviour ``1 + r 2^(-m / half_life)``, m months after the last reward."""
+    return 1.0 + r * decayed(decay, s, m, half_life_s)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def cashback_one(balance, threshold, use_rate, voucher_key, i):
+    """Cash-back of member i with ``balance`` >= ``threshold`` spendable: whole blocks
+    converted at once, the vouchers used by stochastic rounding of ``blocks * use_rate`` with
+    the member's uniform; returns (points converted, vouchers issued, vouchers used)."""
+    blocks = balance // threshold
+    if blocks > 0:
+        uv = draw(voucher_key, i)
+        use = min(np.int64(np.floor(blocks * use_rate + uv)), blocks)
+        return blocks * threshold, blocks, use
+    zero = np.int64(0)
+    return zero, zero, zero
+
+
+@njit(cache=True, nogil=True, inline="always")
+def catalogue_one(balance, start, length, prices, goal, propensity, redemption_key, i):
+    """The catalogue reward member i redeems this month: with ``balance`` >= ``goal`` (the
+    cheapest reward of the tier), with probability ``propensity``, the dearest reward of
+    ``prices[start : start + length]`` (by price, stable) it affords -- among equal prices
+    the last in stable order, as searchsorted(prices, balance, 'right') - 1 picks. Returns
+    its index in ``prices``, -1 none."""
+    if length > 0 and balance >= goal:
+        if draw(redemption_key, i) < propensity:
+            j = start + length - 1
+            while j >= start and prices[j] > balance:
+                j -= 1
+            if j >= start:
+                return j
+    return -1

@@ -14,13 +14,19 @@ multiplied by ``1 + s_s * tier / (number of tiers - 1)``; after a demotion it is
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+from numba import njit
 
 from simulator.engine.compiled import (
     DOWN_NEVER, DOWN_ONE, METRIC_POINTS, METRIC_PURCHASES, WINDOW_ANNIVERSARY, WINDOW_CALENDAR, WINDOW_ROLLING,
     CompiledProgram,
 )
-from simulator.engine.state import RunState
+from simulator.engine.mechanisms.rewards import decayed
+
+if TYPE_CHECKING:  # state imports the kernels, which inline this module's compiled functions
+    from simulator.engine.state import RunState
 
 
 def metric_of_month(program: CompiledProgram, qual_points: np.ndarray, net_spend: np.ndarray, purchases: np.ndarray) -> np.ndarray:
@@ -98,3 +104,61 @@ def status_lift(program: CompiledProgram, tier: np.ndarray, s: np.ndarray) -> np
 
 def demotion_factor(since_demotion: np.ndarray, d: np.ndarray, half_life: np.ndarray) -> np.ndarray:
     return 1.0 - d * np.exp2(-since_demotion / half_life)
+
+
+# ----------------------------------------------------------------------------- compiled
+# One member's tier moves at the month end, inlined by Numba into kernels.month_end; the NumPy
+# functions above (upgrade, review) are their whole-array reference.
+
+@njit(cache=True, nogil=True, inline="always")
+def supported_one(thresholds, value):
+    """Highest tier whose threshold the window's sum reaches (:func:`supported`)."""
+    j = -1
+    x = value + 1e-9
+    while j + 1 < thresholds.shape[0] and thresholds[j + 1] <= x:
+        j += 1
+    return j
+
+
+@njit(cache=True, nogil=True, inline="always")
+def status_one(status_s, tier_i, n_tiers):
+    """Status lift ``1 + s tier / (T - 1)`` of a member (T > 1 tiers: :func:`status_lift`)."""
+    return 1.0 + status_s * tier_i / (n_tiers - 1)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def demotion_one(d, decay, s, m, half_life_s):
+    """Demotion ``1 - d 2^(-m / half_life)``, m months after a demotion (:func:`demotion_factor`)."""
+    return 1.0 - d * decayed(decay, s, m, half_life_s)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def upgrade_and_review(i, tier, below, since_demotion, qual_sum_i, enrol_month_i, thresholds, window, downgrade,
+                       grace, t, cm):
+    """Member i's upgrade, then review (:func:`upgrade`, :func:`review`), in place on ``tier``,
+    ``below`` and ``since_demotion``; returns (upgraded, demoted), each 0 or 1."""
+    ups = 0
+    downs = 0
+    sup = supported_one(thresholds, qual_sum_i)
+    if sup > tier[i]:
+        tier[i] = sup
+        below[i] = 0
+        ups = 1
+    if downgrade != 0:
+        if window == 1:
+            reviewed = cm == 12
+        elif window == 2:
+            reviewed = (t - enrol_month_i) % 12 == 11
+        else:
+            reviewed = True
+        if reviewed:
+            if sup < tier[i]:
+                below[i] += 1
+                if below[i] > grace:
+                    tier[i] = max(tier[i] - 1, sup) if downgrade == 1 else sup
+                    below[i] = 0
+                    since_demotion[i] = 0
+                    downs = 1
+            else:
+                below[i] = 0
+    return ups, downs

@@ -17,8 +17,8 @@ the only agents whose next segment differs between runs are those the cut keeps 
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
-from simulator.engine import kernels
 from simulator.engine.compiled import CompiledMarket
 
 
@@ -71,6 +71,8 @@ def next_segment(segment: np.ndarray, u: np.ndarray, use_member: np.ndarray | No
     keys, dest = table
     S = int(round(np.sqrt(keys.size // 2)))
     member = use_member if use_member is not None else np.zeros(0, dtype=bool)
+    from simulator.engine import kernels  # not at the top: the kernels import this module
+
     return kernels.next_segment(segment, u, member, use_member is not None, keys, dest, S,
                                 np.empty(segment.shape[0], dtype=np.int16))
 
@@ -101,3 +103,15 @@ def reversed_matrix(P: np.ndarray) -> np.ndarray:
             row = pi * P[:, i] / pi[i]
             out[i] = row / row.sum()
     return out
+
+
+@njit(cache=True, nogil=True, inline="always")
+def next_entry(r, key, keys, S):
+    """Index of the first entry of table row r above ``key`` (rows ascend: count those below),
+    the lookup :func:`next_segment` makes, branch-free for one agent; inlined by Numba into
+    the month-end pass."""
+    j = r * S
+    c = 0
+    for k in range(S - 1):
+        c += keys[j + k] <= key
+    return j + c
