@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import hashlib
+import os
 import sys
 from pathlib import Path
 
@@ -54,7 +55,9 @@ def _drop_stale_compiled_code() -> None:
             for f in list(cache.glob("*.nbi")) + list(cache.glob("*.nbc")):
                 f.unlink(missing_ok=True)
         stamp.parent.mkdir(exist_ok=True)
-        stamp.write_text(digest.hexdigest())
+        tmp = stamp.with_name(f"{stamp.name}.{os.getpid()}.tmp")  # a reader never sees half a stamp
+        tmp.write_text(digest.hexdigest())
+        os.replace(tmp, stamp)
     except OSError:  # a read-only install: Numba caches elsewhere or not at all
         return
 
