@@ -18,7 +18,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -217,10 +216,7 @@ def test_cli_relative_paths_stay_relative():
 def test_cli_reports_an_alias_bomb_as_one_line(tmp_path: Path, name: str):
     """A "billion laughs" file: one line for the file (not one per alias), exit 2, never expanded."""
     path = BAD / name
-    start = time.perf_counter()
     assert len(validate_paths([path])) == 1
-    elapsed = time.perf_counter() - start  # a few milliseconds
-    assert elapsed < 10, elapsed
     proc = run_cli(str(path), cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
