@@ -32,9 +32,9 @@ so it is removed as far as the market describes the log's customers.
 
 Measured on engine logs (goal gradient 0.25, 8,000 agents, seeds 100..129, against the market
 the log came from): mapped 0.233 on average (sd 0.050), its 90% interval holding 0.25 in 26 of
-30 seeds; the fit alone 0.211 (sd 0.041), 22 of 30. The bias is halved, not gone: the simulated
-logs have 4 times the log's customers and their fit's curve is not exactly the log's (the
-enrolment factor is matched once, at ``g = 0``).
+30 seeds; the fit alone 0.211 (sd 0.041), 22 of 30. The bias is halved, not gone; why is not
+established (untested candidates: the fit's bias depends on the log's size, and the simulated
+logs have 4 times its customers; the enrolment factor is matched once, at ``g = 0``).
 """
 
 from __future__ import annotations
