@@ -94,21 +94,15 @@ def fit_goal_gradient(panel: Panel, observed: tuple[float, float, float], scenar
     from simulator.response.balances import member_months, reward_effects
     from simulator.response.estimate import panel_from_log
     from simulator.response.generate import member_log
-    from simulator.response.selection import MAX_AGENTS, fit_scenario, selection_statistic
-    from simulator.uncertainty import central_values, with_values
+    from simulator.response.selection import (curve_inverse, fit_scenario, held_values, nearest_se,
+                                              selection_statistic, simulation_frame)
 
     values = {k: v for k, v in (values or {}).items() if k != "goal_gradient"}
     g_log, se_log = _fit_se(observed, level)
     if not (np.isfinite(g_log) and np.isfinite(se_log)):
         raise ValueError("the log's goal-gradient fit has no estimate")
-    launch = int(panel.joined[panel.joined >= 0].min())
-    T = len(panel.months)
-    agents = min(int(np.ceil(scale * len(panel.customers) / max(float(scenario.market.identified_share), 1e-3))),
-                 MAX_AGENTS)
-    r = with_values(scenario, central_values(scenario)).market.response
-    held = {k: float(values[k]) if k in values else float(getattr(r, k))
-            for k in ("self_selection", "rewarded_behaviour", "transition_effect", "tier_status")
-            if k in values or getattr(r, k, None) is not None}
+    launch, T, agents = simulation_frame(panel, scenario, scale)
+    held = held_values(scenario, values, ("self_selection", "rewarded_behaviour", "transition_effect", "tier_status"))
 
     def log_at(g: float, factor: float):
         sc = fit_scenario(scenario, {**held, "goal_gradient": float(g)}, factor, pre_months=launch, months=T)
@@ -126,22 +120,15 @@ def fit_goal_gradient(panel: Panel, observed: tuple[float, float, float], scenar
         est, se = _fit_se(fit.goal_gradient, level)
         rows.append({"effect": g, "fitted": est, "se": se})
     curve = pd.DataFrame(rows)
-    F = np.maximum.accumulate(curve["fitted"].to_numpy())
+    F, inverse = curve_inverse(curve["fitted"], curve["effect"])
     e = curve["effect"].to_numpy()
     z = float(stats.norm.ppf(0.5 + level / 2))
     if not F[-1] - F[0] > z * se_log:
         raise ValueError(f"the simulated fit hardly moves with goal_gradient ({F[0]:+.3f} at {e[0]:g}, {F[-1]:+.3f} "
                          f"at {e[-1]:g}, against the log's interval -/+{z * se_log:.3f}), so the log cannot tell its value")
 
-    def inverse(x: float) -> float:
-        if x <= F[0]:
-            return float(e[0])
-        if x >= F[-1]:
-            return float(e[-1])
-        return float(np.interp(x, F + np.arange(len(F)) * 1e-12, e))
 
     est = inverse(g_log)
-    se_sim = float(curve["se"].to_numpy()[int(np.argmin(np.abs(e - est)))])
-    se = float(np.hypot(se_log, se_sim))
+    se = float(np.hypot(se_log, nearest_se(curve, "effect", est)))
     return GoalGradient(est, inverse(g_log - z * se), inverse(g_log + z * se), level, (g_log, se_log), curve,
                         agents, float(factor), held, se)

@@ -40,7 +40,6 @@ values used are reported with the estimate.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -107,8 +106,8 @@ def fit_transition_effect(panel: Panel, scenario, *, values: dict[str, float] | 
     """``transition_effect`` from the log's panel and the scenario (market and design) it comes
     from (module docstring). ``values``: response fields measured from the same log, simulated at
     these values instead of the market's."""
-    from simulator.response.selection import MAX_AGENTS, fit_scenario, selection_statistic, simulated_panel
-    from simulator.uncertainty import central_values, with_values
+    from simulator.response.selection import (curve_inverse, fit_scenario, held_values, nearest_se,
+                                              selection_statistic, simulated_panel, simulation_frame)
 
     values = dict(values or {})
     obs = lapse_statistic(panel, seed=seed, level=level)
@@ -117,14 +116,8 @@ def fit_transition_effect(panel: Panel, scenario, *, values: dict[str, float] | 
                          "the log shows")
     if not any(s.lapsed for s in scenario.market.segments):
         raise ValueError("the market has no lapsed segment: transition_effect changes nothing in it")
-    launch = int(panel.joined[panel.joined >= 0].min())
-    T = len(panel.months)
-    agents = min(int(np.ceil(scale * len(panel.customers) / max(float(scenario.market.identified_share), 1e-3))),
-                 MAX_AGENTS)
-    r = with_values(scenario, central_values(scenario)).market.response
-    held = {k: float(values[k]) if k in values else float(getattr(r, k))
-            for k in ("self_selection", "goal_gradient", "rewarded_behaviour", "tier_status")
-            if k in values or getattr(r, k, None) is not None}
+    launch, T, agents = simulation_frame(panel, scenario, scale)
+    held = held_values(scenario, values, ("self_selection", "goal_gradient", "rewarded_behaviour", "tier_status"))
 
     def panel_at(effect: float, factor: float) -> Panel:
         sc = fit_scenario(scenario, {**held, "transition_effect": float(effect)}, factor, pre_months=launch, months=T)
@@ -140,16 +133,11 @@ def fit_transition_effect(panel: Panel, scenario, *, values: dict[str, float] | 
         rows.append({"effect": e, "change": s.change, "se": s.se})
     curve = pd.DataFrame(rows)
     # D_sim falls with e; as an increasing function of e: -D
-    U = np.maximum.accumulate(-curve["change"].to_numpy())
+    U, inverse_u = curve_inverse(-curve["change"], curve["effect"])
     e = curve["effect"].to_numpy()
 
     def inverse(d: float) -> float:
-        u = -d
-        if u <= U[0]:
-            return float(e[0])
-        if u >= U[-1]:
-            return float(e[-1])
-        return float(np.interp(u, U + np.arange(len(U)) * 1e-12, e))
+        return inverse_u(-d)
 
     z = float(stats.norm.ppf(0.5 + level / 2))
     if not U[-1] - U[0] > z * obs.se:
@@ -170,8 +158,7 @@ def fit_transition_effect(panel: Panel, scenario, *, values: dict[str, float] | 
                          f"at transition_effect {e[-1]:g} ({-U[-1]:+.4f}, with {held_text}): the market's transitions "
                          "lead its members into lapsed segments less often than the log's members lapse")
     est = inverse(obs.change)
-    se_sim = float(curve["se"].to_numpy()[int(np.argmin(np.abs(e - est)))])
-    se = float(np.hypot(obs.se, se_sim))
+    se = float(np.hypot(obs.se, nearest_se(curve, "effect", est)))
     # a larger effect means fewer lapses (a lower D): the interval's low end comes from D's high end
     return TransitionEffect(est, inverse(obs.change + z * se), inverse(obs.change - z * se), level, obs, curve,
                             agents, float(factor), held, se)

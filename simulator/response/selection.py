@@ -165,6 +165,49 @@ def fit_scenario(scenario, values: dict[str, float], factor: float, *, pre_month
     return dataclasses.replace(timed, market=market)
 
 
+def simulation_frame(panel: Panel, scenario, scale: float) -> tuple[int, int, int]:
+    """The log's launch month (its first joining month), its length in months and the agents to
+    simulate: ``scale`` times the log's customers over the market's ``identified_share`` (at most
+    ``MAX_AGENTS``). Shared by every mapping onto an engine parameter by simulation."""
+    launch = int(panel.joined[panel.joined >= 0].min())
+    agents = min(int(np.ceil(scale * len(panel.customers) / max(float(scenario.market.identified_share), 1e-3))),
+                 MAX_AGENTS)
+    return launch, len(panel.months), agents
+
+
+def held_values(scenario, values: dict[str, float], fields: tuple[str, ...]) -> dict[str, float]:
+    """The response ``fields`` a mapping simulates at fixed values: measured from the same log
+    (``values``) where they were, else the market's central values."""
+    from simulator.uncertainty import central_values, with_values
+
+    r = with_values(scenario, central_values(scenario)).market.response
+    return {k: float(values[k]) if k in values else float(getattr(r, k))
+            for k in fields if k in values or getattr(r, k, None) is not None}
+
+
+def curve_inverse(statistic, grid):
+    """The simulated ``statistic`` at each ``grid`` value made non-decreasing (common random
+    numbers make it nearly so already), and its inverse: linear interpolation between grid points,
+    the grid's first (last) value below (above) the curve."""
+    S = np.maximum.accumulate(np.asarray(statistic, dtype=float))
+    g = np.asarray(grid, dtype=float)
+
+    def inverse(x: float) -> float:
+        if x <= S[0]:
+            return float(g[0])
+        if x >= S[-1]:
+            return float(g[-1])
+        return float(np.interp(x, S + np.arange(len(S)) * 1e-12, g))
+
+    return S, inverse
+
+
+def nearest_se(curve: pd.DataFrame, column: str, value: float) -> float:
+    """The simulation's standard error at the grid point nearest ``value``."""
+    x = curve[column].to_numpy()
+    return float(curve["se"].to_numpy()[int(np.argmin(np.abs(x - value)))])
+
+
 ONLY = "self_selection"
 
 
@@ -223,10 +266,7 @@ def fit_self_selection(panel: Panel, scenario, *, pre: int = PRE, grid: tuple[fl
     obs = selection_statistic(panel, pre=pre)
     if obs.joiners == 0:
         raise ValueError(f"no joiner with {pre} months of history before joining")
-    launch = int(panel.joined[panel.joined >= 0].min())
-    T = len(panel.months)
-    agents = min(int(np.ceil(scale * len(panel.customers) / max(float(scenario.market.identified_share), 1e-3))),
-                 MAX_AGENTS)
+    launch, T, agents = simulation_frame(panel, scenario, scale)
     rows = []
     for beta in grid:
         factor = 1.0
@@ -237,22 +277,13 @@ def fit_self_selection(panel: Panel, scenario, *, pre: int = PRE, grid: tuple[fl
                 factor = factor * obs.join_rate / sim.join_rate if sim.join_rate > 0 else factor
         rows.append({"beta": beta, "factor": factor, "join_rate": sim.join_rate, "ratio": sim.ratio, "se": sim.se})
     curve = pd.DataFrame(rows)
-    R = np.maximum.accumulate(curve["ratio"].to_numpy())  # increasing: common random numbers make it nearly so
+    R, inverse = curve_inverse(curve["ratio"], curve["beta"])
     b = curve["beta"].to_numpy()
-
-    def inverse(r: float) -> float:
-        if r <= R[0]:
-            return float(b[0])
-        if r >= R[-1]:
-            return float(b[-1])
-        return float(np.interp(r, R + np.arange(len(R)) * 1e-12, b))
-
     z = float(stats.norm.ppf(0.5 + level / 2))
     if not R[-1] - R[0] > z * obs.se:
         raise ValueError(f"under this design the simulated ratio hardly moves with self_selection ({R[0]:.3f} at "
                          f"{b[0]:g}, {R[-1]:.3f} at {b[-1]:g}: an automatic program enrols every buyer), so the log "
                          "cannot tell its value")
     est = inverse(obs.ratio)
-    se_sim = float(curve["se"].to_numpy()[int(np.argmin(np.abs(b - est)))])
-    se = float(np.hypot(obs.se, se_sim))
+    se = float(np.hypot(obs.se, nearest_se(curve, "beta", est)))
     return SelfSelection(est, inverse(obs.ratio - z * se), inverse(obs.ratio + z * se), level, obs, curve, agents, se)
