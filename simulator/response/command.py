@@ -405,31 +405,26 @@ def estimate_file(source, market: Path, out: Path, *, force: bool, seed: int, pl
         sources["rewarded_behaviour"] = (
             f"estimated from {log_name} ({months}) by loyalty-sim estimate-response: {rewards['rewarded_behaviour_method']}; "
             f"n = {a['members']} members, {a['member_months']} member-months, {a['crossed']} of them just rewarded")
-    selection = None
+    def record_mapped(name: str, fit: dict | None, why: str, n: str) -> None:
+        """A field mapped through the engine: written with its source, or not and why."""
+        if fit is None:
+            not_written[name] = f"not estimated: {why}"
+            return
+        written[name] = {k: fit[k] for k in ("estimate", "lo", "hi", "level")}
+        sources[name] = f"estimated from {log_name} ({months}) by loyalty-sim estimate-response: {fit['method']}; n = {n}"
+
+    selection = lapse_fit = None
     if playbook is None:
         not_written["self_selection"] = SELECTION_NEEDS_PLAYBOOK
-    else:
-        selection, why = _self_selection(panel, playbook, market_spec, seed)
-        if selection is None:
-            not_written["self_selection"] = f"not estimated: {why}"
-        else:
-            written["self_selection"] = {k: selection[k] for k in ("estimate", "lo", "hi", "level")}
-            sources["self_selection"] = (
-                f"estimated from {log_name} ({months}) by loyalty-sim estimate-response: {selection['method']}; "
-                f"n = {selection['joiners']} joiners, {selection['at_risk_customer_months']} customer-months at risk")
-    lapse_fit = None
-    if playbook is None:
         not_written["transition_effect"] = LAPSES_NEED_PLAYBOOK
     else:
+        selection, why = _self_selection(panel, playbook, market_spec, seed)
+        record_mapped("self_selection", selection, why, selection and
+                      f"{selection['joiners']} joiners, {selection['at_risk_customer_months']} customer-months at risk")
         lapse_fit, why = _transition_effect(panel, playbook, market_spec, seed,
                                             {k: v["estimate"] for k, v in written.items()})
-        if lapse_fit is None:
-            not_written["transition_effect"] = f"not estimated: {why}"
-        else:
-            written["transition_effect"] = {k: lapse_fit[k] for k in ("estimate", "lo", "hi", "level")}
-            sources["transition_effect"] = (
-                f"estimated from {log_name} ({months}) by loyalty-sim estimate-response: {lapse_fit['method']}; "
-                f"n = {len(panel.customers)} customers ({panel.n_joiners} joiners), {lapse_fit['cohorts']} cohorts")
+        record_mapped("transition_effect", lapse_fit, why, lapse_fit and
+                      f"{len(panel.customers)} customers ({panel.n_joiners} joiners), {lapse_fit['cohorts']} cohorts")
     campaign = None
     if contact_rows is not None:
         from simulator.response.campaigns import campaign_lifts
